@@ -1,0 +1,43 @@
+"""Verify a bundle against the pinned root, load its artifact in the real runtime and run its
+golden vectors: the gate every version passes before it may replace the running one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge_sdk.bundle import read_bundle, sha256
+from edge_sdk.errors import KeyFileError, TamperedError
+from edge_sdk.golden import GoldenCheck, check
+from edge_sdk.ort_runtime import open_session
+from edge_sdk.trust import TrustRoot, verify_files
+
+
+@dataclass(frozen=True)
+class SelfTestResult:
+    name: str
+    version: int
+    precision: str
+    golden: GoldenCheck
+
+
+def self_test(bundle_path: Path, trust_path: Path, threads: int = 1) -> SelfTestResult:
+    try:
+        root = TrustRoot.from_bytes(trust_path.read_bytes(), str(trust_path))
+    except OSError as e:
+        raise KeyFileError(f"cannot read trust root {trust_path}: {e.strerror}") from e
+    bundle = read_bundle(bundle_path)
+    # Trust first: nothing that fails verification is ever handed to the runtime.
+    verify_files(root, bundle.signatures, bundle.signed_files())
+    if sha256(bundle.artifact) != bundle.manifest.artifact_sha256:
+        raise TamperedError(f"{bundle_path}: artifact does not match its signed manifest")
+    session = open_session(bundle.artifact, threads=threads)
+    names = [o.name for o in session.get_outputs()]
+
+    def run(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(names, session.run(None, feed), strict=True))
+
+    m = bundle.manifest
+    return SelfTestResult(m.name, m.version, m.precision, check(bundle.golden, run, m.golden.atol, m.golden.rtol))

@@ -1,0 +1,343 @@
+"""``edge-sdk build``: source model + profile -> measured candidates -> one signed bundle.
+
+The I/O shell around the pure pieces: conversion passes (``converters``), the candidate decision
+(``search``), fidelity maths (``fidelity``), bundle format (``bundle``) and signing (``trust``).
+Everything is made in a temporary directory; only the finished bundle is renamed into ``--out``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from converters import PassContext, get_pass
+from converters.recipes import PREPARE, RECIPES
+from converters.sensitivity import rank_sensitive_nodes
+from edge_sdk import bundle as bundle_format
+from edge_sdk import golden
+from edge_sdk.data import Dataset, check_dataset, load_data, resolve_specs, synthetic
+from edge_sdk.errors import EdgeSdkError, OutputError, UnsupportedError
+from edge_sdk.fidelity import accuracy as top1_accuracy
+from edge_sdk.fidelity import compare
+from edge_sdk.onnx_model import load_source
+from edge_sdk.ort_runtime import evaluate, host_threads, open_session
+from edge_sdk.profiles import HardwareProfile
+from edge_sdk.search import Candidate, choose, within_budget
+from edge_sdk.tensors import TensorSpec
+from edge_sdk.timing import LatencyStats, measure_interleaved
+
+Progress = Callable[[str], None]
+SYNTHETIC_SAMPLES = 64
+GOLDEN_VECTORS = 8
+SIGNATURE_LIFETIME = timedelta(days=365)
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    model: Path
+    profile: HardwareProfile
+    out: Path
+    calibration: Path | None = None
+    validation: Path | None = None
+    name: str | None = None
+    version: str | None = None
+    label: str | None = None
+    keys: tuple[Path, ...] = ()
+    input_shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    force: bool = False
+    # Seconds of interleaved timing per model; the search is only as good as its measurements.
+    timing_seconds: float = 0.6
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    bundle_path: Path
+    report: dict[str, Any]
+
+
+def _check_out_dir(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create --out {out}: {e.strerror}") from e
+    if not out.is_dir() or not os.access(out, os.W_OK | os.X_OK):
+        raise OutputError(f"--out {out} is not a writable directory")
+
+
+def _next_version(out: Path, name: str) -> int:
+    versions = []
+    for path in out.glob(f"{name}-v*-*{bundle_format.SUFFIX}"):
+        number = path.name[len(name) + 2 :].split("-", 1)[0]
+        if number.isdigit():
+            versions.append(int(number))
+    return max(versions, default=0) + 1
+
+
+def _datasets(
+    request: BuildRequest, specs: Sequence[TensorSpec], progress: Progress
+) -> tuple[tuple[TensorSpec, ...], Dataset, Dataset, list[str]]:
+    """Load, check and pair up calibration and validation data; say what stood in for absent data."""
+    profile = request.profile
+    calib = load_data(request.calibration, specs, profile.image) if request.calibration else None
+    valid = load_data(request.validation, specs, profile.image) if request.validation else None
+    resolved = resolve_specs(specs, calib or valid, request.input_shapes)
+    notes: list[str] = []
+    for dataset in (calib, valid):
+        if dataset is not None:
+            check_dataset(dataset, resolved)
+            notes.extend(dataset.notes)
+    if calib is None and valid is None:
+        progress("no data given: using synthetic samples")
+        calib = synthetic(resolved, SYNTHETIC_SAMPLES, seed=0)
+        valid = synthetic(resolved, SYNTHETIC_SAMPLES, seed=1)
+        notes.extend(calib.notes)
+    elif calib is None:
+        assert valid is not None
+        calib = valid
+        notes.append("no --calibration: calibrated on the validation data, so fidelity is optimistic")
+    elif valid is None:
+        valid = calib
+        notes.append("no --validation: fidelity measured on the calibration data, so it is optimistic")
+    return resolved, calib, valid, notes
+
+
+class _Workshop:
+    """Builds and measures candidates inside one temporary directory."""
+
+    def __init__(
+        self, request: BuildRequest, workdir: Path, calib: Dataset, valid: Dataset, progress: Progress
+    ) -> None:
+        self.request = request
+        self.profile = request.profile
+        self.workdir = workdir
+        self.calib = calib
+        self.valid = valid
+        self.progress = progress
+        self.threads = host_threads(self.profile.threads)
+        self.prepared = workdir / "prepared.onnx"
+        self.paths: dict[str, Path] = {}
+
+    def run_passes(self, source: Path, names: Sequence[str], target: Path, options: Mapping[str, Any]) -> None:
+        context = PassContext(self.profile, self.workdir, self.calib.inputs, options)
+        current = source
+        for step, name in enumerate(names):
+            out = target if step == len(names) - 1 else self.workdir / f"{target.stem}.{name}.onnx"
+            get_pass(name)(current, out, context)
+            current = out
+        if not names:
+            target.write_bytes(source.read_bytes())
+
+    def candidate(
+        self, name: str, precision: str, recipe: Mapping[str, Any], reference: Sequence[np.ndarray],
+        source_accuracy: float | None,
+    ) -> Candidate:
+        self.progress(f"building candidate {name}")
+        path = self.workdir / f"{name}.onnx"
+        try:
+            self.run_passes(self.prepared, RECIPES[precision], path, recipe)
+            outputs = evaluate(open_session(path, threads=self.threads), self.valid.inputs)
+        except EdgeSdkError as e:
+            return Candidate(name, precision, dict(recipe), error=str(e))
+        self.paths[name] = path
+        labels = self.valid.labels
+        return Candidate(
+            name,
+            precision,
+            dict(recipe),
+            artifact_bytes=path.stat().st_size,
+            fidelity=compare(reference, outputs),
+            accuracy=top1_accuracy(outputs, labels) if labels is not None else None,
+        )
+
+    def int8_static(
+        self, reference: Sequence[np.ndarray], source_accuracy: float | None
+    ) -> list[Candidate]:
+        """Calibration methods in the profile's order, then mixed precision if none fits."""
+        budget = self.profile.accuracy_budget
+        tried: list[Candidate] = []
+        for method in self.profile.quantization.calibration_methods:
+            c = self.candidate(f"int8_static-{method}", "int8_static", {"calibration_method": method},
+                               reference, source_accuracy)
+            tried.append(c)
+            if within_budget(c, source_accuracy, budget):
+                return tried
+        built = [c for c in tried if c.fidelity is not None]
+        steps = self.profile.quantization.mixed_precision_steps
+        if not built or steps <= 0:
+            return tried
+        best = max(built, key=lambda c: c.fidelity.cosine if c.fidelity else 0.0)
+        self.progress("ranking layers by int8 sensitivity")
+        ranked = rank_sensitive_nodes(
+            self.prepared, self.paths[best.name], self.calib.inputs, self.workdir
+        )
+        for step in range(steps):
+            keep = min(2**step, len(ranked))
+            excluded = [node for node, _ in ranked[:keep]]
+            c = self.candidate(
+                f"int8_mixed-{keep}", "int8_static",
+                {**best.recipe, "nodes_to_exclude": excluded},
+                reference, source_accuracy,
+            )
+            tried.append(replace(c, notes=(f"kept in float: {', '.join(excluded)}",)))
+            if within_budget(c, source_accuracy, budget) or keep == len(ranked):
+                break
+        return tried
+
+
+def _sign(files: Mapping[str, bytes], keys: Sequence[Path]) -> bytes | None:
+    if not keys:
+        return None
+    from edge_sdk.keys import load_signer
+    from edge_sdk.trust import sign_files
+
+    signers = [load_signer(k) for k in keys]
+    return sign_files(files, signers, expires=datetime.now(UTC) + SIGNATURE_LIFETIME)
+
+
+def build(request: BuildRequest, progress: Progress = lambda _: None) -> BuildResult:
+    started = time.perf_counter()
+    profile = request.profile
+    if profile.runtime != "onnx":
+        raise UnsupportedError(
+            f"profile {profile.id} targets TFLite, which this edge-sdk cannot build yet; "
+            "use an ONNX profile (edge-sdk profiles list)"
+        )
+    _check_out_dir(request.out)
+    if request.keys:
+        from edge_sdk.keys import load_signer
+
+        for key in request.keys:
+            load_signer(key)  # a bad key file fails now, not after minutes of work
+    _, source = load_source(request.model)
+    name = bundle_format.check_name(request.name or request.model.stem)
+    if request.version:
+        version, label = bundle_format.parse_version(request.version)
+    else:
+        version = _next_version(request.out, name)
+        label = f"v{version}"
+    label = request.label or label
+    target = request.out / f"{name}-v{version}-{profile.id}{bundle_format.SUFFIX}"
+    if target.exists() and not request.force:
+        raise OutputError(f"{target} already exists; pass a higher --version or --force")
+    specs, calib, valid, notes = _datasets(request, source.inputs, progress)
+
+    with tempfile.TemporaryDirectory(prefix="edge-sdk-build-") as tmp:
+        shop = _Workshop(request, Path(tmp), calib, valid, progress)
+        progress("preparing the graph (opset, optimisation, shape inference)")
+        shop.run_passes(request.model, PREPARE, shop.prepared, {})
+        progress("running the source model")
+        source_session = open_session(request.model, threads=shop.threads)
+        reference = evaluate(source_session, valid.inputs)
+        source_accuracy = top1_accuracy(reference, valid.labels) if valid.labels is not None else None
+
+        candidates: list[Candidate] = []
+        for precision in profile.precisions:
+            if precision == "int8_static":
+                candidates.extend(shop.int8_static(reference, source_accuracy))
+            else:
+                candidates.append(shop.candidate(precision, precision, {}, reference, source_accuracy))
+
+        progress("timing the source model and every candidate (interleaved)")
+        sample = valid.sample(0)
+        sessions = {"source": source_session}
+        sessions.update({n: open_session(p, threads=shop.threads) for n, p in shop.paths.items()})
+        timings = measure_interleaved(
+            {n: (lambda s=s: s.run(None, sample)) for n, s in sessions.items()},
+            seconds=request.timing_seconds,
+        )
+        candidates = [replace(c, latency=timings.get(c.name)) for c in candidates]
+        candidates = choose(candidates, profile, timings["source"], source_accuracy)
+        chosen = next(c for c in candidates if c.chosen)
+        artifact = shop.paths[chosen.name].read_bytes()
+
+        progress("recording golden vectors")
+        vectors = valid.take(GOLDEN_VECTORS)
+        outputs = evaluate(sessions[chosen.name], vectors.inputs)
+        atol, rtol = golden.tolerance_for(chosen.precision, outputs)
+        golden_bytes = golden.pack(
+            dict(vectors.inputs), {o.name: v for o, v in zip(source.outputs, outputs, strict=True)}
+        )
+
+    report = _report(
+        request, source.size_bytes, specs, calib, valid, notes, candidates, chosen,
+        timings["source"], source_accuracy,
+    )
+    manifest = bundle_format.Manifest(
+        name=name,
+        version=version,
+        label=label,
+        profile=profile.id,
+        runtime=profile.runtime,
+        precision=chosen.precision,
+        artifact=bundle_format.ARTIFACT_NAMES["onnx"],
+        artifact_sha256=bundle_format.sha256(artifact),
+        artifact_bytes=len(artifact),
+        inputs=specs,
+        outputs=source.outputs,
+        golden=bundle_format.GoldenInfo(len(vectors), atol, rtol),
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        report=report,
+    )
+    manifest_bytes = manifest.to_bytes()
+    unsigned = bundle_format.Bundle(manifest, artifact, golden_bytes, None, manifest_bytes)
+    signatures = _sign(unsigned.signed_files(), request.keys)
+    progress("writing the bundle")
+    bundle_format.write_bundle(target, unsigned.with_signatures(signatures) if signatures else unsigned)
+    report = {
+        **report,
+        "bundle": str(target),
+        "name": name,
+        "version": version,
+        "label": label,
+        "artifact_sha256": manifest.artifact_sha256,
+        "signed": signatures is not None,
+        "build_seconds": round(time.perf_counter() - started, 2),
+    }
+    return BuildResult(target, report)
+
+
+def _report(
+    request: BuildRequest, source_bytes: int, specs: Sequence[TensorSpec], calib: Dataset,
+    valid: Dataset, notes: Sequence[str], candidates: Sequence[Candidate], chosen: Candidate,
+    source_latency: LatencyStats, source_accuracy: float | None,
+) -> dict[str, Any]:
+    profile = request.profile
+    assert chosen.latency is not None and chosen.fidelity is not None
+    return {
+        "profile": profile.id,
+        "runtime": profile.runtime,
+        "precision": chosen.precision,
+        "recipe": dict(chosen.recipe),
+        "source": str(request.model),
+        "source_bytes": source_bytes,
+        "artifact_bytes": chosen.artifact_bytes,
+        "latency_ms": chosen.latency.to_json(),
+        "source_latency_ms": source_latency.to_json(),
+        "speedup": round(source_latency.p50_ms / chosen.latency.p50_ms, 3),
+        "fidelity": chosen.fidelity.to_json(),
+        "accuracy": chosen.accuracy,
+        "source_accuracy": source_accuracy,
+        "accuracy_budget": {
+            "max_top1_disagreement": profile.accuracy_budget.max_top1_disagreement,
+            "min_cosine": profile.accuracy_budget.min_cosine,
+            "max_accuracy_drop": profile.accuracy_budget.max_accuracy_drop,
+        },
+        "selection": profile.selection,
+        "host_threads": host_threads(profile.threads),
+        "inputs": [s.to_json() for s in specs],
+        "calibration": {"source": calib.source, "samples": len(calib), "synthetic": calib.synthetic},
+        "validation": {
+            "source": valid.source, "samples": len(valid), "synthetic": valid.synthetic,
+            "labels": valid.labels is not None,
+        },
+        "notes": list(notes),
+        "candidates": [c.to_json() | {"notes": list(c.notes)} for c in candidates],
+    }

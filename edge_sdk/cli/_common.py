@@ -1,0 +1,75 @@
+"""What every command module shares: consoles, the --json flag, JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from edge_sdk.errors import EdgeSdkError
+
+# Human output goes to stderr when --json owns stdout; keep both consoles here so every
+# command agrees.
+stdout_console = Console()
+stderr_console = Console(stderr=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+
+
+def emit_json(payload: Any) -> None:
+    sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def new_app(help_text: str) -> typer.Typer:
+    """A Typer group configured the way every edge-sdk group must be: no locals in tracebacks
+    (keys must never reach a terminal), no shell-completion noise."""
+    return typer.Typer(
+        help=help_text,
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_show_locals=False,
+    )
+
+
+def run_app(typer_app: typer.Typer, argv: Sequence[str], prog_name: str) -> int:
+    """Run a Typer app on ``argv`` and return the exit code instead of exiting.
+
+    Errors we raise on purpose become one line on stderr. Anything else is a bug: it also gets
+    one line, and the traceback only with EDGE_SDK_DEBUG=1.
+    """
+    command = typer.main.get_command(typer_app)
+    try:
+        result = command.main(list(argv), prog_name=prog_name, standalone_mode=False)
+    except EdgeSdkError as e:
+        _one_line(f"error: {e}")
+        return e.exit_code
+    except typer.Exit as e:
+        return e.exit_code
+    except typer.Abort:
+        stderr_console.print("aborted", markup=False)
+        return 130
+    except typer.TyperException as e:
+        # Usage errors: one line too, with where to look instead of the whole usage block.
+        _one_line(f"error: {e.format_message()} (see {prog_name} --help)")
+        return e.exit_code
+    except Exception as e:
+        if os.environ.get("EDGE_SDK_DEBUG"):
+            raise
+        _one_line(
+            f"internal error: {type(e).__name__}: {e} (set EDGE_SDK_DEBUG=1 for a traceback "
+            "and please report it)"
+        )
+        return 70
+    return result if isinstance(result, int) else 0
+
+
+def _one_line(message: str) -> None:
+    # Foreign messages can carry newlines; an error must stay one line on stderr.
+    sys.stderr.write(" ".join(message.split()) + "\n")
+    sys.stderr.flush()

@@ -1,0 +1,123 @@
+"""``edge-sdk inspect|verify|sign|bench``: everything done to a finished bundle."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edge_sdk.cli._common import JsonFlag, emit_json, stdout_console
+
+BundleArg = Annotated[Path, typer.Argument(help="Bundle file (.edgebundle).")]
+
+
+def inspect_command(bundle: BundleArg, json_output: JsonFlag = False) -> None:
+    """Show a bundle's manifest, build report and signature state (does not verify trust)."""
+    from edge_sdk.bundle import read_bundle
+    from edge_sdk.report import print_build_report, print_manifest
+
+    b = read_bundle(bundle)
+    manifest = json.loads(b.manifest_bytes)
+    signed = b.signatures is not None
+    if json_output:
+        emit_json({"manifest": manifest, "signed": signed, "bytes": bundle.stat().st_size})
+        return
+    print_manifest(stdout_console, manifest, {"signed": "yes" if signed else "no"})
+    if manifest.get("report", {}).get("candidates"):
+        print_build_report(stdout_console, manifest["report"])
+
+
+def verify_command(
+    bundle: BundleArg,
+    trust: Annotated[Path, typer.Option("--trust", help="Pinned trust root (root.json).")],
+    json_output: JsonFlag = False,
+) -> None:
+    """Check a bundle's signatures against a trust root and every file against its signed hash."""
+    from edge_sdk.bundle import read_bundle, sha256
+    from edge_sdk.errors import KeyFileError, TamperedError
+    from edge_sdk.trust import TrustRoot, verify_files
+
+    try:
+        root_bytes = trust.read_bytes()
+    except OSError as e:
+        raise KeyFileError(f"cannot read trust root {trust}: {e.strerror}") from e
+    root = TrustRoot.from_bytes(root_bytes, str(trust))
+    b = read_bundle(bundle)
+    targets = verify_files(root, b.signatures, b.signed_files())
+    # The manifest is now known to be authentic; its own artifact hash must agree too.
+    if sha256(b.artifact) != b.manifest.artifact_sha256:
+        raise TamperedError(f"{bundle}: artifact does not match the hash in the signed manifest")
+    result = {
+        "bundle": str(bundle),
+        "verified": True,
+        "name": b.manifest.name,
+        "version": b.manifest.version,
+        "profile": b.manifest.profile,
+        "expires": targets.expires.isoformat(),
+    }
+    if json_output:
+        emit_json(result)
+    else:
+        stdout_console.print(
+            f"[green]verified[/] {b.manifest.name} v{b.manifest.version} ({b.manifest.profile}), "
+            f"signatures valid until {targets.expires:%Y-%m-%d}"
+        )
+
+
+def sign_command(
+    bundle: BundleArg,
+    key: Annotated[list[Path], typer.Option("--key", help="Online signing key (repeatable).")],
+    expires_days: Annotated[int, typer.Option(help="Signature lifetime for an unsigned bundle.")] = 365,
+    json_output: JsonFlag = False,
+) -> None:
+    """Add signatures to a bundle (a second signer for a threshold, or an unsigned build)."""
+    from datetime import timedelta
+
+    from edge_sdk.bundle import read_bundle, write_bundle
+    from edge_sdk.keys import load_signer
+    from edge_sdk.trust import add_signatures, sign_files
+
+    signers = [load_signer(k) for k in key]
+    b = read_bundle(bundle)
+    if b.signatures is None:
+        expires = datetime.now(UTC) + timedelta(days=expires_days)
+        signatures = sign_files(b.signed_files(), signers, expires=expires)
+    else:
+        signatures = add_signatures(b.signatures, signers)
+    write_bundle(bundle, b.with_signatures(signatures))
+    if json_output:
+        emit_json({"bundle": str(bundle), "signatures_added": len(signers)})
+    else:
+        stdout_console.print(f"signed {bundle} with {len(signers)} key(s)")
+
+
+def bench_command(
+    model: Annotated[Path, typer.Argument(help="An .onnx model or a bundle.")],
+    threads: Annotated[int | None, typer.Option(help="Threads (default: all cores).")] = None,
+    seconds: Annotated[float, typer.Option(help="Seconds of timed runs.")] = 3.0,
+    input_shape: Annotated[
+        list[str] | None, typer.Option("--input-shape", help="NAME=1,3,224,224 for dynamic inputs.")
+    ] = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Latency p50/p95/p99, throughput and peak memory of a model on this host (batch 1)."""
+    from edge_sdk.benchmark import bench
+    from edge_sdk.data import parse_input_shapes
+    from edge_sdk.report import print_bench
+
+    result = bench(model, threads=threads, seconds=seconds,
+                   input_shapes=parse_input_shapes(input_shape or []))
+    if json_output:
+        emit_json(result)
+    else:
+        print_bench(stdout_console, result)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("inspect")(inspect_command)
+    app.command("verify")(verify_command)
+    app.command("sign")(sign_command)
+    app.command("bench")(bench_command)

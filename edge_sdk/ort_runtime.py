@@ -1,0 +1,69 @@
+"""onnxruntime sessions the way a profile asks for them, and batched evaluation over a dataset."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from edge_sdk.errors import BuildError
+
+log = logging.getLogger(__name__)
+
+# Evaluate in chunks so validation sets of any size fit in memory.
+EVAL_BATCH = 64
+
+
+def host_threads(requested: int) -> int:
+    """The profile's thread count, capped at this host's cores (more threads than cores only
+    adds contention and makes timings lie)."""
+    return max(1, min(requested, os.cpu_count() or 1))
+
+
+def available_providers(wanted: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Split the profile's providers into those this onnxruntime has and those it lacks."""
+    have = set(ort.get_available_providers())
+    usable = [p for p in wanted if p in have]
+    missing = [p for p in wanted if p not in have]
+    if "CPUExecutionProvider" not in usable:
+        usable.append("CPUExecutionProvider")
+    return usable, missing
+
+
+def open_session(
+    model: Path | bytes, *, threads: int, providers: Sequence[str] = ("CPUExecutionProvider",)
+) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = host_threads(threads)
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    usable, missing = available_providers(providers)
+    if missing:
+        log.warning("execution providers not available here, falling back: %s", ", ".join(missing))
+    source = str(model) if isinstance(model, Path) else model
+    try:
+        return ort.InferenceSession(source, options, providers=usable)
+    except Exception as e:  # onnxruntime raises its own untyped Fail / InvalidGraph errors
+        raise BuildError(f"onnxruntime cannot load the model: {str(e).splitlines()[0]}") from e
+
+
+def batch_capable(session: ort.InferenceSession) -> bool:
+    """True when every input's first dimension is dynamic, so many samples can go in one run."""
+    return all(not isinstance(i.shape[0], int) for i in session.get_inputs() if i.shape)
+
+
+def evaluate(
+    session: ort.InferenceSession, inputs: Mapping[str, np.ndarray]
+) -> list[np.ndarray]:
+    """Run every sample; return one array per output with samples on the first axis."""
+    count = len(next(iter(inputs.values())))
+    step = EVAL_BATCH if batch_capable(session) else 1
+    chunks: list[list[np.ndarray]] = []
+    for start in range(0, count, step):
+        feed = {name: array[start : start + step] for name, array in inputs.items()}
+        chunks.append(session.run(None, feed))
+    return [np.concatenate([chunk[i] for chunk in chunks]) for i in range(len(chunks[0]))]

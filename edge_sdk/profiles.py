@@ -1,0 +1,333 @@
+"""Hardware profiles: one TOML file per target, loaded into a frozen, validated structure.
+
+A profile is data only. It says which runtime and precisions a target wants, in which order, how to
+quantize, and how much fidelity may be lost; the build pipeline decides everything else from it.
+Validation is strict (an unknown key is an error) because a typo in a profile silently changes
+what ships to a fleet.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from edge_sdk.errors import ProfileError
+
+Runtime = Literal["onnx", "tflite"]
+Selection = Literal["fastest", "preference"]
+
+ONNX_PRECISIONS = ("fp32", "fp16", "int8_dynamic", "int8_static")
+TFLITE_PRECISIONS = ("fp32", "fp16", "int8_dynamic", "int8_full")
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+QUANT_TYPES = ("int8", "uint8")
+IO_TYPES = ("float", "int8", "uint8")
+
+ENV_PROFILE_PATH = "EDGE_SDK_PROFILE_PATH"
+
+
+@dataclass(frozen=True)
+class Quantization:
+    weight_type: str = "int8"
+    activation_type: str = "uint8"
+    per_channel: bool = True
+    symmetric_weights: bool = True
+    symmetric_activations: bool = False
+    # Without VNNI, u8s8 products can saturate int16 accumulators; ORT's advice is a 7-bit range.
+    reduce_range: bool = False
+    calibration_methods: tuple[str, ...] = ("minmax",)
+    calibration_samples: int = 256
+    # How many mixed-precision candidates (most sensitive layers kept in float) to try when
+    # full int8 breaks the accuracy budget.
+    mixed_precision_steps: int = 3
+    io_type: str = "float"
+
+
+@dataclass(frozen=True)
+class AccuracyBudget:
+    """Maximum fidelity a candidate may lose against the float model."""
+
+    max_top1_disagreement: float = 0.01
+    min_cosine: float = 0.99
+    max_accuracy_drop: float = 0.005
+
+
+@dataclass(frozen=True)
+class ResourceBudget:
+    memory_mb: int
+    storage_mb: int
+
+
+@dataclass(frozen=True)
+class ImagePreprocess:
+    """How a folder of images becomes model input: pixel * scale, then (x - mean) / std."""
+
+    scale: float = 1.0 / 255.0
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+
+
+@dataclass(frozen=True)
+class HardwareProfile:
+    id: str
+    description: str
+    arch: str
+    runtime: Runtime
+    precisions: tuple[str, ...]
+    opset: int
+    threads: int
+    selection: Selection
+    quantization: Quantization
+    budget: ResourceBudget
+    accuracy_budget: AccuracyBudget
+    providers: tuple[str, ...] = ()
+    delegates: tuple[str, ...] = ()
+    image: ImagePreprocess = ImagePreprocess()
+    source: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --- validation -------------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+class _Reader:
+    """Reads one TOML table, remembering which keys were used so the rest can be rejected."""
+
+    def __init__(self, table: Mapping[str, Any], where: str) -> None:
+        self._table = table
+        self._where = where
+        self._used: set[str] = set()
+
+    def fail(self, key: str, message: str) -> ProfileError:
+        return ProfileError(f"{self._where}: key '{key}' {message}")
+
+    def get(self, key: str, kind: type[T], default: T | None = None) -> T:
+        self._used.add(key)
+        if key not in self._table:
+            if default is None:
+                raise self.fail(key, "is missing; every profile must set it")
+            return default
+        value = self._table[key]
+        # bool is an int subclass in Python; a profile saying threads = true is a mistake.
+        ok = isinstance(value, kind) and not (kind in (int, float) and isinstance(value, bool))
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value, ok = float(value), True
+        if not ok:
+            raise self.fail(key, f"must be {kind.__name__}, got {type(value).__name__} {value!r}")
+        return value  # type: ignore[no-any-return]
+
+    def strings(self, key: str, default: tuple[str, ...] | None = None) -> tuple[str, ...]:
+        raw = self.get(key, list, None if default is None else list(default))
+        if not all(isinstance(v, str) for v in raw):
+            raise self.fail(key, "must be a list of strings")
+        return tuple(raw)
+
+    def numbers(self, key: str, default: tuple[float, ...]) -> tuple[float, ...]:
+        raw = self.get(key, list, list(default))
+        if not raw or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in raw):
+            raise self.fail(key, "must be a non-empty list of numbers")
+        return tuple(float(v) for v in raw)
+
+    def choice(self, key: str, allowed: tuple[str, ...], default: str | None = None) -> str:
+        value = self.get(key, str, default)
+        if value not in allowed:
+            raise self.fail(key, f"must be one of {', '.join(allowed)}, got {value!r}")
+        return value
+
+    def choices(self, key: str, allowed: tuple[str, ...], default: tuple[str, ...] | None) -> tuple[str, ...]:
+        values = self.strings(key, default)
+        for value in values:
+            if value not in allowed:
+                raise self.fail(key, f"has {value!r}; allowed: {', '.join(allowed)}")
+        return values
+
+    def positive(self, key: str, default: int | None = None) -> int:
+        value = self.get(key, int, default)
+        if value <= 0:
+            raise self.fail(key, f"must be a positive integer, got {value}")
+        return value
+
+    def fraction(self, key: str, default: float) -> float:
+        value = self.get(key, float, default)
+        if not 0.0 <= value <= 1.0:
+            raise self.fail(key, f"must be between 0 and 1, got {value}")
+        return value
+
+    def table(self, key: str, required: bool = True) -> _Reader:
+        self._used.add(key)
+        if key not in self._table:
+            if required:
+                raise self.fail(key, "is missing; every profile must have this table")
+            return _Reader({}, f"{self._where} [{key}]")
+        value = self._table[key]
+        if not isinstance(value, dict):
+            raise self.fail(key, "must be a table")
+        return _Reader(value, f"{self._where} [{key}]")
+
+    def reject_unknown(self) -> None:
+        for key in self._table:
+            if key not in self._used:
+                hint = difflib.get_close_matches(key, sorted(self._used), n=1)
+                suffix = f" (did you mean '{hint[0]}'?)" if hint else ""
+                raise ProfileError(f"{self._where}: unknown key '{key}'{suffix}")
+
+
+def _sub(reader: _Reader, key: str, build: Callable[[_Reader], T], required: bool) -> T:
+    sub = reader.table(key, required)
+    value = build(sub)
+    sub.reject_unknown()
+    return value
+
+
+def _quantization(r: _Reader, runtime: str) -> Quantization:
+    d = Quantization()
+    q = Quantization(
+        weight_type=r.choice("weight_type", QUANT_TYPES, d.weight_type),
+        activation_type=r.choice("activation_type", QUANT_TYPES, d.activation_type),
+        per_channel=r.get("per_channel", bool, d.per_channel),
+        symmetric_weights=r.get("symmetric_weights", bool, d.symmetric_weights),
+        symmetric_activations=r.get("symmetric_activations", bool, d.symmetric_activations),
+        reduce_range=r.get("reduce_range", bool, d.reduce_range),
+        calibration_methods=r.choices(
+            "calibration_methods", CALIBRATION_METHODS, d.calibration_methods
+        ),
+        calibration_samples=r.positive("calibration_samples", d.calibration_samples),
+        mixed_precision_steps=r.get("mixed_precision_steps", int, d.mixed_precision_steps),
+        io_type=r.choice("io_type", IO_TYPES, d.io_type),
+    )
+    if not q.calibration_methods:
+        raise r.fail("calibration_methods", "must name at least one method")
+    if q.io_type != "float" and runtime == "onnx":
+        raise r.fail("io_type", "must be 'float' for ONNX profiles (quantized I/O is a TFLite option)")
+    return q
+
+
+def _accuracy(r: _Reader) -> AccuracyBudget:
+    d = AccuracyBudget()
+    return AccuracyBudget(
+        max_top1_disagreement=r.fraction("max_top1_disagreement", d.max_top1_disagreement),
+        min_cosine=r.fraction("min_cosine", d.min_cosine),
+        max_accuracy_drop=r.fraction("max_accuracy_drop", d.max_accuracy_drop),
+    )
+
+
+def _image(r: _Reader) -> ImagePreprocess:
+    d = ImagePreprocess()
+    return ImagePreprocess(
+        scale=r.get("scale", float, d.scale), mean=r.numbers("mean", d.mean), std=r.numbers("std", d.std)
+    )
+
+
+def parse_profile(document: Mapping[str, Any], source: str) -> HardwareProfile:
+    """Validate a parsed TOML document; ``source`` names the file in every error."""
+    r = _Reader(document, f"profile {source}")
+    runtime = r.choice("runtime", ("onnx", "tflite"))
+    allowed = ONNX_PRECISIONS if runtime == "onnx" else TFLITE_PRECISIONS
+    profile = HardwareProfile(
+        id=r.get("id", str),
+        description=r.get("description", str),
+        arch=r.choice("arch", ("x86_64", "aarch64", "armv7l")),
+        runtime=runtime,  # type: ignore[arg-type]
+        precisions=r.choices("precisions", allowed, None),
+        opset=r.positive("opset"),
+        threads=r.positive("threads"),
+        selection=r.choice("selection", ("fastest", "preference")),  # type: ignore[arg-type]
+        providers=r.strings("providers", ()),
+        delegates=r.strings("delegates", ()),
+        quantization=_sub(r, "quantization", lambda q: _quantization(q, runtime), required=True),
+        budget=_sub(
+            r,
+            "budget",
+            lambda b: ResourceBudget(memory_mb=b.positive("memory_mb"), storage_mb=b.positive("storage_mb")),
+            required=True,
+        ),
+        accuracy_budget=_sub(r, "accuracy_budget", _accuracy, required=True),
+        image=_sub(r, "image", _image, required=False),
+        source=source,
+    )
+    r.reject_unknown()
+    if not profile.precisions:
+        raise r.fail("precisions", "must list at least one precision")
+    if runtime == "onnx" and not profile.providers:
+        raise r.fail("providers", "must list at least one execution provider for an ONNX profile")
+    if runtime == "tflite" and profile.providers:
+        raise r.fail("providers", "is for ONNX profiles; TFLite profiles list 'delegates'")
+    if not 7 <= profile.opset <= 23:
+        raise r.fail("opset", f"must be an ONNX opset between 7 and 23, got {profile.opset}")
+    return profile
+
+
+def load_profile_file(path: Path) -> HardwareProfile:
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise ProfileError(f"profile file {path} does not exist") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise ProfileError(f"profile file {path} cannot be read: {e}") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ProfileError(f"profile {path} is not valid TOML: {e}") from e
+    return parse_profile(document, str(path))
+
+
+# --- lookup -----------------------------------------------------------------------------------
+
+
+def builtin_profile_dir() -> Path:
+    # hardware_profiles/ is a data-only directory installed beside edge_sdk/.
+    return Path(__file__).resolve().parent.parent / "hardware_profiles"
+
+
+def search_path() -> list[Path]:
+    """User directories first so a user can shadow a built-in profile on purpose."""
+    dirs = [Path(p) for p in os.environ.get(ENV_PROFILE_PATH, "").split(os.pathsep) if p]
+    dirs.append(Path.home() / ".config" / "edge-sdk" / "profiles")
+    dirs.append(builtin_profile_dir())
+    return dirs
+
+
+def _profile_files() -> Iterator[tuple[str, Path]]:
+    seen: set[str] = set()
+    for directory in search_path():
+        if not directory.is_dir():
+            continue
+        for path in sorted(directory.glob("*.toml")):
+            if path.stem not in seen:
+                seen.add(path.stem)
+                yield path.stem, path
+
+
+def list_profiles() -> list[HardwareProfile]:
+    return [load_profile_file(path) for _, path in sorted(_profile_files())]
+
+
+def resolve_profile(name_or_path: str) -> HardwareProfile:
+    """A profile by id from the search path, or a file when given a path to a .toml."""
+    if name_or_path.endswith(".toml") or os.sep in name_or_path:
+        return load_profile_file(Path(name_or_path))
+    known = dict(_profile_files())
+    if name_or_path in known:
+        profile = load_profile_file(known[name_or_path])
+        if profile.id != name_or_path:
+            raise ProfileError(
+                f"profile {known[name_or_path]}: key 'id' is {profile.id!r} but the file is named "
+                f"{name_or_path!r}; make them match"
+            )
+        return profile
+    hint = difflib.get_close_matches(name_or_path, list(known), n=1, cutoff=0.4)
+    suggestion = f"; did you mean '{hint[0]}'?" if hint else ""
+    raise ProfileError(
+        f"unknown profile '{name_or_path}'{suggestion} (see `edge-sdk profiles list`, or pass a "
+        "path to a .toml file)"
+    )
+
+
+def field_names() -> list[str]:
+    return [f.name for f in fields(HardwareProfile)]
