@@ -37,7 +37,7 @@ def to_int8_static(source: Path, target: Path, context: PassContext) -> None:
             extra_options={
                 "ActivationSymmetric": q.symmetric_activations,
                 "WeightSymmetric": q.symmetric_weights,
-                # Calibration tensors stay in memory instead of a temp dir next to the model.
+                "QuantizeBias": q.quantize_bias,
                 "CalibTensorRangeSymmetric": q.symmetric_activations,
             },
         )

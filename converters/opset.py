@@ -9,6 +9,7 @@ import onnx
 from onnx import version_converter
 
 from converters.registry import PassContext, failure, register
+from edge_sdk.errors import BuildError
 
 
 def model_opset(model: onnx.ModelProto) -> int:
@@ -19,9 +20,16 @@ def model_opset(model: onnx.ModelProto) -> int:
 def convert_opset(source: Path, target: Path, context: PassContext) -> None:
     model = onnx.load(str(source))
     want = context.profile.opset
-    if model_opset(model) != want:
+    have = model_opset(model)
+    if have != want:
         try:
             model = version_converter.convert_version(model, want)
         except Exception as e:  # the converter raises plain RuntimeError per unsupported op
+            if have > want:
+                raise BuildError(
+                    f"the model uses opset {have} and onnx cannot convert it down to opset {want}, "
+                    f"the newest {context.profile.id} runs; re-export the model with "
+                    f"opset_version={want}"
+                ) from e
             raise failure("opset", e) from e
     onnx.save(model, str(target))

@@ -1,8 +1,9 @@
 """Which layers hurt int8 fidelity most, measured with onnxruntime's QDQ debugging tool.
 
-Each quantized tensor's signal-to-quantization-noise ratio (its float value against its value
-after the QDQ pair) is collected over a few calibration samples; the nodes producing the
-noisiest tensors are the ones worth keeping in float for a mixed-precision candidate.
+Each tensor's signal-to-quantization-noise ratio (the float model's value against the QDQ
+model's) is collected over a few calibration samples; a layer's damage is how many dB of SQNR
+are lost between its input and its output. The most damaging layers are the ones worth keeping
+in float for a mixed-precision candidate.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def rank_sensitive_nodes(
     float_model: Path, qdq_model: Path, calibration: Mapping[str, np.ndarray], workdir: Path,
     samples: int = 16,
 ) -> list[tuple[str, float]]:
-    """Weighted nodes of ``float_model``, noisiest first, with the SQNR (dB) of their output."""
+    """Weighted nodes of ``float_model``, most damaging first, with the SQNR (dB) each loses."""
     try:
         augmented_float = workdir / "sensitivity_float.onnx"
         augmented_qdq = workdir / "sensitivity_qdq.onnx"
@@ -45,18 +46,52 @@ def rank_sensitive_nodes(
     except Exception as e:
         raise failure("sensitivity", e) from e
     graph = onnx.load(str(float_model), load_external_data=False).graph
+    sqnr = {name: float(e.get("xmodel_err", float("inf"))) for name, e in errors.items()}
+    producers = {out: node for node in graph.node for out in node.output}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
     ranked: list[tuple[str, float]] = []
     for node in graph.node:
-        if node.op_type not in WEIGHTED_OPS:
+        if node.op_type not in WEIGHTED_OPS or not node.input:
             continue
-        # Local quantization noise of this tensor where known, else the damage seen here
-        # against the float model. Lower SQNR means more noise.
-        sqnr = [_sqnr(errors[out]) for out in node.output if out in errors]
-        if sqnr:
-            ranked.append((node.name, min(sqnr)))
-    ranked.sort(key=lambda item: item[1])
+        after = _downstream(node.output[0], sqnr, consumers)
+        before = _upstream(node.input[0], sqnr, producers)
+        if after is not None:
+            # Damage this layer adds: SQNR (dB) of what flows in minus SQNR of what flows out.
+            # Plain output SQNR would blame the last layers for all the noise upstream of them.
+            ranked.append((node.name, (before if before is not None else after) - after))
+    ranked.sort(key=lambda item: -item[1])
     return ranked
 
 
-def _sqnr(entry: Mapping[str, float]) -> float:
-    return float(entry.get("qdq_err", entry.get("xmodel_err", float("inf"))))
+# The quantizer puts its QDQ pair after a fused activation (Conv -> Relu -> Q), and shape ops
+# carry their input's error unchanged; follow a few such hops to find a measured tensor.
+_HOPS = 4
+
+
+def _downstream(
+    tensor: str, sqnr: Mapping[str, float], consumers: Mapping[str, list[onnx.NodeProto]]
+) -> float | None:
+    for _ in range(_HOPS):
+        if tensor in sqnr:
+            return sqnr[tensor]
+        following = consumers.get(tensor, [])
+        if len(following) != 1 or not following[0].output:
+            return None
+        tensor = following[0].output[0]
+    return sqnr.get(tensor)
+
+
+def _upstream(
+    tensor: str, sqnr: Mapping[str, float], producers: Mapping[str, onnx.NodeProto]
+) -> float | None:
+    for _ in range(_HOPS):
+        if tensor in sqnr:
+            return sqnr[tensor]
+        node = producers.get(tensor)
+        if node is None or not node.input:
+            return None
+        tensor = node.input[0]
+    return sqnr.get(tensor)

@@ -12,7 +12,7 @@ import difflib
 import os
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -39,6 +39,8 @@ class Quantization:
     symmetric_activations: bool = False
     # Without VNNI, u8s8 products can saturate int16 accumulators; ORT's advice is a 7-bit range.
     reduce_range: bool = False
+    # TensorRT wants float biases beside int8 weights; onnxruntime's CPU kernels want int32 ones.
+    quantize_bias: bool = True
     calibration_methods: tuple[str, ...] = ("minmax",)
     calibration_samples: int = 256
     # How many mixed-precision candidates (most sensitive layers kept in float) to try when
@@ -196,6 +198,7 @@ def _quantization(r: _Reader, runtime: str) -> Quantization:
         symmetric_weights=r.get("symmetric_weights", bool, d.symmetric_weights),
         symmetric_activations=r.get("symmetric_activations", bool, d.symmetric_activations),
         reduce_range=r.get("reduce_range", bool, d.reduce_range),
+        quantize_bias=r.get("quantize_bias", bool, d.quantize_bias),
         calibration_methods=r.choices(
             "calibration_methods", CALIBRATION_METHODS, d.calibration_methods
         ),
@@ -329,5 +332,3 @@ def resolve_profile(name_or_path: str) -> HardwareProfile:
     )
 
 
-def field_names() -> list[str]:
-    return [f.name for f in fields(HardwareProfile)]

@@ -21,7 +21,7 @@ from edge_sdk.profiles import AccuracyBudget, HardwareProfile
 from edge_sdk.timing import LatencyStats
 
 # Two timings within this fraction are a tie on a noisy shared host; the smaller artifact wins.
-LATENCY_TIE = 0.03
+LATENCY_TIE = 0.05
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,12 @@ def choose(
             reasons[i] = "not measured"
         elif (violation := budget_violation(c.fidelity, c.accuracy, source_accuracy, budget)):
             reasons[i] = f"outside accuracy budget: {violation}"
-        elif profile.selection == "fastest" and speedup is not None and speedup < 1.0 - LATENCY_TIE:
+        elif (
+            profile.selection == "fastest"
+            and c.precision != "fp32"  # the float model itself is never "slower than float"
+            and speedup is not None
+            and speedup < 1.0 - LATENCY_TIE
+        ):
             reasons[i] = f"slower than the float model ({speedup:.2f}x)"
         else:
             survivors.append(i)

@@ -1,0 +1,77 @@
+"""Shared fixtures: the committed example models, a keyring, and one real build reused by many
+tests (a build takes seconds; rebuilding it per test would make the suite crawl)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DIGITS = REPO / "examples" / "digits"
+TRANSFORMER = REPO / "examples" / "transformer"
+
+
+@pytest.fixture(scope="session")
+def digits() -> Path:
+    return DIGITS
+
+
+@pytest.fixture(scope="session")
+def transformer() -> Path:
+    return TRANSFORMER
+
+
+@pytest.fixture(scope="session")
+def signing_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two online keys, threshold 1."""
+    from edge_sdk.keys import init_keys
+
+    directory = tmp_path_factory.mktemp("keys")
+    init_keys(directory, online_keys=2, threshold=1)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def signing_keys_t2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from edge_sdk.keys import init_keys
+
+    directory = tmp_path_factory.mktemp("keys2")
+    init_keys(directory, online_keys=2, threshold=2)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def digits_build(tmp_path_factory: pytest.TempPathFactory, signing_keys: Path) -> dict[str, object]:
+    """The README's main job: digits for x86-64-vnni, signed; returns the JSON report."""
+    from edge_sdk.build import BuildRequest, build
+    from edge_sdk.profiles import resolve_profile
+
+    out = tmp_path_factory.mktemp("digits-out")
+    result = build(
+        BuildRequest(
+            model=DIGITS / "model.onnx",
+            profile=resolve_profile("x86-64-vnni"),
+            out=out,
+            calibration=DIGITS / "calibration.npz",
+            validation=DIGITS / "validation.npz",
+            keys=(signing_keys / "online-1.key",),
+        )
+    )
+    return result.report
+
+
+@pytest.fixture()
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
+    """Run ``edge-sdk`` in-process: (exit code, stdout, stderr)."""
+    from edge_sdk.cli import run
+
+    def invoke(*argv: str | Path) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = run([str(a) for a in argv])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return invoke
+

@@ -1,0 +1,140 @@
+"""Each conversion pass on the real digits model, with real onnxruntime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from converters import PASSES, PassContext, get_pass
+from converters.opset import model_opset
+from converters.sensitivity import rank_sensitive_nodes
+from edge_sdk.errors import BuildError
+from edge_sdk.profiles import resolve_profile
+from tests.factories import make_old_opset_cnn
+
+
+@pytest.fixture(scope="module")
+def calibration(digits: Path) -> dict[str, np.ndarray]:
+    with np.load(digits / "calibration.npz") as npz:
+        return {"input": npz["input"][:32]}
+
+
+def _ctx(tmp_path: Path, calibration: dict[str, np.ndarray], profile: str = "x86-64-vnni",
+         **options: object) -> PassContext:
+    return PassContext(resolve_profile(profile), tmp_path, calibration, options)
+
+
+@pytest.fixture(scope="module")
+def prepared(digits: Path, tmp_path_factory: pytest.TempPathFactory,
+             calibration: dict[str, np.ndarray]) -> Path:
+    work = tmp_path_factory.mktemp("prepared")
+    ctx = PassContext(resolve_profile("x86-64-vnni"), work, calibration, {})
+    get_pass("opset")(digits / "model.onnx", work / "a.onnx", ctx)
+    get_pass("optimize")(work / "a.onnx", work / "b.onnx", ctx)
+    return work / "b.onnx"
+
+
+def _ops(path: Path) -> set[str]:
+    return {n.op_type for n in onnx.load(str(path)).graph.node}
+
+
+def test_registry_knows_every_pass() -> None:
+    assert {"opset", "optimize", "fp16", "int8_dynamic", "int8_static"} <= set(PASSES)
+    with pytest.raises(BuildError, match="no conversion pass named 'int3'"):
+        get_pass("int3")
+
+
+def test_opset_pass_upgrades_an_old_model(tmp_path: Path,
+                                          calibration: dict[str, np.ndarray]) -> None:
+    old = make_old_opset_cnn(tmp_path / "old.onnx", opset=11)
+    assert model_opset(onnx.load(str(old))) == 11
+    get_pass("opset")(old, tmp_path / "new.onnx", _ctx(tmp_path, calibration))
+    assert model_opset(onnx.load(str(tmp_path / "new.onnx"))) == 17
+
+
+def test_fp16_keeps_float32_io(prepared: Path, tmp_path: Path, calibration: dict[str, np.ndarray]) -> None:
+    out = tmp_path / "fp16.onnx"
+    get_pass("fp16")(prepared, out, _ctx(tmp_path, calibration))
+    model = onnx.load(str(out))
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer)
+
+
+def test_int8_dynamic(prepared: Path, tmp_path: Path, calibration: dict[str, np.ndarray]) -> None:
+    out = tmp_path / "dyn.onnx"
+    get_pass("int8_dynamic")(prepared, out, _ctx(tmp_path, calibration))
+    assert {"DynamicQuantizeLinear"} <= _ops(out) or "MatMulInteger" in _ops(out)
+
+
+def _zero_points(path: Path) -> dict[str, np.ndarray]:
+    model = onnx.load(str(path))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    return {n.input[2]: inits[n.input[2]] for n in model.graph.node
+            if n.op_type == "QuantizeLinear" and len(n.input) > 2 and n.input[2] in inits}
+
+
+def test_int8_static_symmetric_for_tensorrt(prepared: Path, tmp_path: Path,
+                                            calibration: dict[str, np.ndarray]) -> None:
+    out = tmp_path / "qdq.onnx"
+    get_pass("int8_static")(prepared, out, _ctx(tmp_path, calibration, "jetson-orin"))
+    assert {"QuantizeLinear", "DequantizeLinear"} <= _ops(out)
+    zps = _zero_points(out)
+    assert zps and all(z.dtype == np.int8 and not z.any() for z in zps.values())
+    # Per-channel weights: some DequantizeLinear carries a scale vector, not a scalar.
+    model = onnx.load(str(out))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    assert any(inits.get(n.input[1], np.zeros(())).size > 1 for n in model.graph.node
+               if n.op_type == "DequantizeLinear")
+
+
+def test_int8_static_asymmetric_uint8_for_vnni(prepared: Path, tmp_path: Path,
+                                               calibration: dict[str, np.ndarray]) -> None:
+    out = tmp_path / "qdq.onnx"
+    get_pass("int8_static")(prepared, out, _ctx(tmp_path, calibration, "x86-64-vnni",
+                                                calibration_method="percentile"))
+    zps = _zero_points(out)
+    assert zps and all(z.dtype == np.uint8 for z in zps.values())
+
+
+def test_sensitivity_ranks_weighted_layers_and_exclusion_keeps_them_float(
+    prepared: Path, tmp_path: Path, calibration: dict[str, np.ndarray]
+) -> None:
+    qdq = tmp_path / "qdq.onnx"
+    get_pass("int8_static")(prepared, qdq, _ctx(tmp_path, calibration))
+    ranked = rank_sensitive_nodes(prepared, qdq, calibration, tmp_path, samples=8)
+    nodes = {n.name: n.op_type for n in onnx.load(str(prepared)).graph.node}
+    assert ranked and all(nodes[name] in {"Conv", "Gemm", "MatMul"} for name, _ in ranked)
+    assert len(ranked) == 5  # 3 convolutions and 2 fully connected layers
+    assert [s for _, s in ranked] == sorted((s for _, s in ranked), reverse=True)
+    worst = ranked[0][0]
+    mixed = tmp_path / "mixed.onnx"
+    get_pass("int8_static")(prepared, mixed, _ctx(tmp_path, calibration, nodes_to_exclude=[worst]))
+    graph = onnx.load(str(mixed)).graph
+    producers = {o: n for n in graph.node for o in n.output}
+    kept = next(n for n in graph.node if n.name == worst)
+    # The excluded node's weight comes straight from a float initializer, not a DequantizeLinear.
+    weight_producer = producers.get(kept.input[1])
+    assert weight_producer is None or weight_producer.op_type != "DequantizeLinear"
+
+
+def test_pass_failure_is_one_line_build_error(tmp_path: Path, calibration: dict[str, np.ndarray]) -> None:
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"\x00\x01garbage")
+    with pytest.raises(BuildError, match="pass 'fp16' failed") as info:
+        get_pass("fp16")(broken, tmp_path / "o.onnx", _ctx(tmp_path, calibration))
+    assert "\n" not in str(info.value)
+
+
+def test_opset_that_cannot_go_down_says_to_re_export(digits: Path, tmp_path: Path,
+                                                     calibration: dict[str, np.ndarray]) -> None:
+    profile = resolve_profile("x86-64")
+    from dataclasses import replace
+
+    ctx = PassContext(replace(profile, opset=12), tmp_path, calibration, {})
+    with pytest.raises(BuildError, match="uses opset 17 .* re-export the model with opset_version=12"):
+        get_pass("opset")(digits / "model.onnx", tmp_path / "o.onnx", ctx)

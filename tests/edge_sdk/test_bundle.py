@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from edge_sdk.bundle import (
+    Bundle, GoldenInfo, Manifest, parse_version, read_bundle, sha256, write_bundle,
+)
+from edge_sdk.errors import BundleError, InputError
+from edge_sdk.tensors import TensorSpec
+
+
+def _bundle() -> Bundle:
+    artifact = b"\x08\x07fake-onnx"
+    manifest = Manifest(
+        name="m", version=3, label="v3", profile="x86-64", runtime="onnx", precision="fp32",
+        artifact="model.onnx", artifact_sha256=sha256(artifact), artifact_bytes=len(artifact),
+        inputs=(TensorSpec("x", ("batch", 4), "float32", "NC"),),
+        outputs=(TensorSpec("y", ("batch", 2), "float32", "NC"),),
+        golden=GoldenInfo(2, 1e-3, 0.0), created="2026-11-25T00:00:00+00:00",
+    )
+    return Bundle(manifest, artifact, b"golden", None, manifest.to_bytes())
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "m.edgebundle"
+    write_bundle(path, _bundle())
+    back = read_bundle(path)
+    assert back.manifest == _bundle().manifest
+    assert back.artifact == _bundle().artifact and back.signatures is None
+    assert list(tmp_path.iterdir()) == [path]  # no temp file left behind
+
+
+def test_failed_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(*args: object, **kwargs: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(zipfile.ZipFile, "writestr", boom)
+    with pytest.raises(OSError):
+        write_bundle(tmp_path / "m.edgebundle", _bundle())
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("text", "number"), [("7", 7), ("1.2.3", 1_002_003), ("0.10.0", 10_000)])
+def test_versions_map_to_monotonic_integers(text: str, number: int) -> None:
+    assert parse_version(text) == (number, text)
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "v1", "1.2", "latest"])
+def test_bad_versions(text: str) -> None:
+    with pytest.raises(InputError, match="--version"):
+        parse_version(text)
+
+
+def test_semver_order_is_integer_order() -> None:
+    assert parse_version("1.9.9")[0] < parse_version("1.10.0")[0] < parse_version("2.0.0")[0]
+
+
+def test_not_a_zip(tmp_path: Path) -> None:
+    path = tmp_path / "x.edgebundle"
+    path.write_bytes(b"hello")
+    with pytest.raises(BundleError, match="not a zip archive"):
+        read_bundle(path)
+
+
+def test_missing_artifact(tmp_path: Path) -> None:
+    path = tmp_path / "x.edgebundle"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("manifest.json", _bundle().manifest_bytes)
+        zf.writestr("golden.npz", b"g")
+    with pytest.raises(BundleError, match="model.onnx is missing"):
+        read_bundle(path)
+
+
+def test_malformed_manifest(tmp_path: Path) -> None:
+    path = tmp_path / "x.edgebundle"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("manifest.json", b'{"format_version": 1}')
+    with pytest.raises(BundleError, match="manifest.json is malformed"):
+        read_bundle(path)
