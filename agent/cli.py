@@ -25,16 +25,22 @@ def selftest_command(
 
     result = self_test(bundle, trust)
     if json_output:
-        emit_json({
-            "name": result.name, "version": result.version, "precision": result.precision,
-            "passed": result.golden.passed, "max_abs_error": result.golden.max_abs_error,
-            "detail": result.golden.detail,
-        })
+        emit_json(
+            {
+                "name": result.name,
+                "version": result.version,
+                "precision": result.precision,
+                "passed": result.golden.passed,
+                "max_abs_error": result.golden.max_abs_error,
+                "detail": result.golden.detail,
+            }
+        )
     else:
         colour = "green" if result.golden.passed else "red"
         verdict = "passed" if result.golden.passed else "FAILED"
         stdout_console.print(
-            f"[{colour}]self-test {verdict}[/] {result.name} v{result.version}: {result.golden.detail}"
+            f"[{colour}]self-test {verdict}[/] {result.name} v{result.version}: "
+            f"{result.golden.detail}"
         )
     if not result.golden.passed:
         raise typer.Exit(7)

@@ -40,4 +40,6 @@ def self_test(bundle_path: Path, trust_path: Path, threads: int = 1) -> SelfTest
         return dict(zip(names, session.run(None, feed), strict=True))
 
     m = bundle.manifest
-    return SelfTestResult(m.name, m.version, m.precision, check(bundle.golden, run, m.golden.atol, m.golden.rtol))
+    return SelfTestResult(
+        m.name, m.version, m.precision, check(bundle.golden, run, m.golden.atol, m.golden.rtol)
+    )

@@ -29,7 +29,10 @@ WEIGHTED_OPS = {"Conv", "ConvTranspose", "MatMul", "Gemm", "Attention", "LSTM", 
 
 
 def rank_sensitive_nodes(
-    float_model: Path, qdq_model: Path, calibration: Mapping[str, np.ndarray], workdir: Path,
+    float_model: Path,
+    qdq_model: Path,
+    calibration: Mapping[str, np.ndarray],
+    workdir: Path,
     samples: int = 16,
 ) -> list[tuple[str, float]]:
     """Weighted nodes of ``float_model``, most damaging first, with the SQNR (dB) each loses."""
@@ -41,7 +44,9 @@ def rank_sensitive_nodes(
         float_acts = collect_activations(
             str(augmented_float), ArrayDataReader(calibration, limit=samples)
         )
-        qdq_acts = collect_activations(str(augmented_qdq), ArrayDataReader(calibration, limit=samples))
+        qdq_acts = collect_activations(
+            str(augmented_qdq), ArrayDataReader(calibration, limit=samples)
+        )
         errors = compute_activation_error(create_activation_matching(qdq_acts, float_acts))
     except Exception as e:
         raise failure("sensitivity", e) from e

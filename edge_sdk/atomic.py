@@ -31,7 +31,9 @@ def atomic_writer(path: Path, mode: int = 0o644) -> Iterator[IO[bytes]]:
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     except OSError as e:
-        raise OutputError(f"cannot write to {directory}: {e.strerror}; choose a writable --out") from e
+        raise OutputError(
+            f"cannot write to {directory}: {e.strerror}; choose a writable --out"
+        ) from e
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as handle:

@@ -16,9 +16,14 @@ from edge_sdk.ort_runtime import open_session
 from edge_sdk.timing import measure_interleaved
 
 _NUMPY_TYPES = {
-    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
-    "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int8)": np.int8,
-    "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_,
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(int8)": np.int8,
+    "tensor(uint8)": np.uint8,
+    "tensor(bool)": np.bool_,
 }
 
 
@@ -57,7 +62,9 @@ def bench(
                 )
             dtype = _NUMPY_TYPES.get(i.type, np.float32)
             feed[i.name] = rng.standard_normal(shape).astype(dtype)
-    latency = measure_interleaved({"model": lambda: session.run(None, feed)}, seconds=seconds)["model"]
+    latency = measure_interleaved({"model": lambda: session.run(None, feed)}, seconds=seconds)[
+        "model"
+    ]
     peak = _rss_mb()
     return {
         "model": str(path),

@@ -7,6 +7,7 @@ Everything is made in a temporary directory; only the finished bundle is renamed
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 import time
@@ -84,7 +85,7 @@ def _next_version(out: Path, name: str) -> int:
 def _datasets(
     request: BuildRequest, specs: Sequence[TensorSpec], progress: Progress
 ) -> tuple[tuple[TensorSpec, ...], Dataset, Dataset, list[str]]:
-    """Load, check and pair up calibration and validation data; say what stood in for absent data."""
+    """Load, check and pair calibration and validation data; say what stood in for absent data."""
     profile = request.profile
     calib = load_data(request.calibration, specs, profile.image) if request.calibration else None
     valid = load_data(request.validation, specs, profile.image) if request.validation else None
@@ -102,10 +103,14 @@ def _datasets(
     elif calib is None:
         assert valid is not None
         calib = valid
-        notes.append("no --calibration: calibrated on the validation data, so fidelity is optimistic")
+        notes.append(
+            "no --calibration: calibrated on the validation data, so fidelity is optimistic"
+        )
     elif valid is None:
         valid = calib
-        notes.append("no --validation: fidelity measured on the calibration data, so it is optimistic")
+        notes.append(
+            "no --validation: fidelity measured on the calibration data, so it is optimistic"
+        )
     return resolved, calib, valid, notes
 
 
@@ -113,7 +118,12 @@ class _Workshop:
     """Builds and measures candidates inside one temporary directory."""
 
     def __init__(
-        self, request: BuildRequest, workdir: Path, calib: Dataset, valid: Dataset, progress: Progress
+        self,
+        request: BuildRequest,
+        workdir: Path,
+        calib: Dataset,
+        valid: Dataset,
+        progress: Progress,
     ) -> None:
         self.request = request
         self.profile = request.profile
@@ -125,7 +135,9 @@ class _Workshop:
         self.prepared = workdir / "prepared.onnx"
         self.paths: dict[str, Path] = {}
 
-    def run_passes(self, source: Path, names: Sequence[str], target: Path, options: Mapping[str, Any]) -> None:
+    def run_passes(
+        self, source: Path, names: Sequence[str], target: Path, options: Mapping[str, Any]
+    ) -> None:
         context = PassContext(self.profile, self.workdir, self.calib.inputs, options)
         current = source
         for step, name in enumerate(names):
@@ -136,8 +148,11 @@ class _Workshop:
             target.write_bytes(source.read_bytes())
 
     def candidate(
-        self, name: str, precision: str, recipe: Mapping[str, Any], reference: Sequence[np.ndarray],
-        source_accuracy: float | None,
+        self,
+        name: str,
+        precision: str,
+        recipe: Mapping[str, Any],
+        reference: Sequence[np.ndarray],
     ) -> Candidate:
         self.progress(f"building candidate {name}")
         path = self.workdir / f"{name}.onnx"
@@ -164,8 +179,12 @@ class _Workshop:
         budget = self.profile.accuracy_budget
         tried: list[Candidate] = []
         for method in self.profile.quantization.calibration_methods:
-            c = self.candidate(f"int8_static-{method}", "int8_static", {"calibration_method": method},
-                               reference, source_accuracy)
+            c = self.candidate(
+                f"int8_static-{method}",
+                "int8_static",
+                {"calibration_method": method},
+                reference,
+            )
             tried.append(c)
             if within_budget(c, source_accuracy, budget):
                 return tried
@@ -182,9 +201,10 @@ class _Workshop:
             keep = min(2**step, len(ranked))
             excluded = [node for node, _ in ranked[:keep]]
             c = self.candidate(
-                f"int8_mixed-{keep}", "int8_static",
+                f"int8_mixed-{keep}",
+                "int8_static",
                 {**best.recipe, "nodes_to_exclude": excluded},
-                reference, source_accuracy,
+                reference,
             )
             tried.append(replace(c, notes=(f"kept in float: {', '.join(excluded)}",)))
             if within_budget(c, source_accuracy, budget) or keep == len(ranked):
@@ -236,21 +256,25 @@ def build(request: BuildRequest, progress: Progress = lambda _: None) -> BuildRe
         progress("running the source model")
         source_session = open_session(request.model, threads=shop.threads)
         reference = evaluate(source_session, valid.inputs)
-        source_accuracy = top1_accuracy(reference, valid.labels) if valid.labels is not None else None
+        source_accuracy = (
+            top1_accuracy(reference, valid.labels) if valid.labels is not None else None
+        )
 
         candidates: list[Candidate] = []
         for precision in profile.precisions:
             if precision == "int8_static":
                 candidates.extend(shop.int8_static(reference, source_accuracy))
             else:
-                candidates.append(shop.candidate(precision, precision, {}, reference, source_accuracy))
+                candidates.append(
+                    shop.candidate(precision, precision, {}, reference)
+                )
 
         progress("timing the source model and every candidate (interleaved)")
         sample = valid.sample(0)
         sessions = {"source": source_session}
         sessions.update({n: open_session(p, threads=shop.threads) for n, p in shop.paths.items()})
         timings = measure_interleaved(
-            {n: (lambda s=s: s.run(None, sample)) for n, s in sessions.items()},
+            {n: functools.partial(s.run, None, sample) for n, s in sessions.items()},
             seconds=request.timing_seconds,
         )
         candidates = [replace(c, latency=timings.get(c.name)) for c in candidates]
@@ -267,8 +291,16 @@ def build(request: BuildRequest, progress: Progress = lambda _: None) -> BuildRe
         )
 
     report = _report(
-        request, source.size_bytes, specs, calib, valid, notes, candidates, chosen,
-        timings["source"], source_accuracy,
+        request,
+        source.size_bytes,
+        specs,
+        calib,
+        valid,
+        notes,
+        candidates,
+        chosen,
+        timings["source"],
+        source_accuracy,
     )
     manifest = bundle_format.Manifest(
         name=name,
@@ -290,7 +322,9 @@ def build(request: BuildRequest, progress: Progress = lambda _: None) -> BuildRe
     unsigned = bundle_format.Bundle(manifest, artifact, golden_bytes, None, manifest_bytes)
     signatures = _sign(unsigned.signed_files(), request.keys)
     progress("writing the bundle")
-    bundle_format.write_bundle(target, unsigned.with_signatures(signatures) if signatures else unsigned)
+    bundle_format.write_bundle(
+        target, unsigned.with_signatures(signatures) if signatures else unsigned
+    )
     report = {
         **report,
         "bundle": str(target),
@@ -305,9 +339,16 @@ def build(request: BuildRequest, progress: Progress = lambda _: None) -> BuildRe
 
 
 def _report(
-    request: BuildRequest, source_bytes: int, specs: Sequence[TensorSpec], calib: Dataset,
-    valid: Dataset, notes: Sequence[str], candidates: Sequence[Candidate], chosen: Candidate,
-    source_latency: LatencyStats, source_accuracy: float | None,
+    request: BuildRequest,
+    source_bytes: int,
+    specs: Sequence[TensorSpec],
+    calib: Dataset,
+    valid: Dataset,
+    notes: Sequence[str],
+    candidates: Sequence[Candidate],
+    chosen: Candidate,
+    source_latency: LatencyStats,
+    source_accuracy: float | None,
 ) -> dict[str, Any]:
     profile = request.profile
     assert chosen.latency is not None and chosen.fidelity is not None
@@ -333,9 +374,15 @@ def _report(
         "selection": profile.selection,
         "host_threads": host_threads(profile.threads),
         "inputs": [s.to_json() for s in specs],
-        "calibration": {"source": calib.source, "samples": len(calib), "synthetic": calib.synthetic},
+        "calibration": {
+            "source": calib.source,
+            "samples": len(calib),
+            "synthetic": calib.synthetic,
+        },
         "validation": {
-            "source": valid.source, "samples": len(valid), "synthetic": valid.synthetic,
+            "source": valid.source,
+            "samples": len(valid),
+            "synthetic": valid.synthetic,
             "labels": valid.labels is not None,
         },
         "notes": list(notes),

@@ -136,16 +136,22 @@ class Manifest:
                 artifact_bytes=int(artifact["bytes"]),
                 inputs=tuple(TensorSpec.from_json(t) for t in doc["inputs"]),
                 outputs=tuple(TensorSpec.from_json(t) for t in doc["outputs"]),
-                golden=GoldenInfo(int(golden["count"]), float(golden["atol"]), float(golden["rtol"])),
+                golden=GoldenInfo(
+                    int(golden["count"]), float(golden["atol"]), float(golden["rtol"])
+                ),
                 created=str(doc["created"]),
                 report=dict(doc.get("report", {})),
             )
         except BundleError:
             raise
         except (ValueError, KeyError, TypeError) as e:
-            raise BundleError(f"{source}: manifest.json is malformed ({type(e).__name__}: {e})") from e
+            raise BundleError(
+                f"{source}: manifest.json is malformed ({type(e).__name__}: {e})"
+            ) from e
         if manifest.artifact not in ARTIFACT_NAMES.values():
-            raise BundleError(f"{source}: manifest names an unexpected artifact {manifest.artifact!r}")
+            raise BundleError(
+                f"{source}: manifest names an unexpected artifact {manifest.artifact!r}"
+            )
         return manifest
 
 
@@ -159,7 +165,11 @@ class Bundle:
 
     def signed_files(self) -> dict[str, bytes]:
         """The files TUF metadata covers, by their names inside the bundle."""
-        return {MANIFEST: self.manifest_bytes, self.manifest.artifact: self.artifact, GOLDEN: self.golden}
+        return {
+            MANIFEST: self.manifest_bytes,
+            self.manifest.artifact: self.artifact,
+            GOLDEN: self.golden,
+        }
 
     def with_signatures(self, signatures: bytes) -> Bundle:
         return replace(self, signatures=signatures)

@@ -56,7 +56,8 @@ def parse_input_shapes(values: Sequence[str]) -> dict[str, tuple[int, ...]]:
                 raise ValueError
         except ValueError:
             raise DataError(
-                f"--input-shape {value!r} is not NAME=D1,D2,...; e.g. --input-shape input=1,3,224,224"
+                f"--input-shape {value!r} is not NAME=D1,D2,...; "
+                "e.g. --input-shape input=1,3,224,224"
             ) from None
         shapes[name] = shape
     return shapes
@@ -69,7 +70,9 @@ def resolve_specs(
     names = {s.name for s in specs}
     for name in shapes:
         if name not in names:
-            raise DataError(f"--input-shape names '{name}', but the model's inputs are {sorted(names)}")
+            raise DataError(
+                f"--input-shape names '{name}', but the model's inputs are {sorted(names)}"
+            )
     resolved = []
     for spec in specs:
         if spec.name in shapes:
@@ -79,8 +82,8 @@ def resolve_specs(
             spec = spec.with_sample_shape(tuple(dataset.inputs[spec.name].shape[1:]))
         if not all(isinstance(d, int) for d in spec.shape[1:]):
             raise DataError(
-                f"input '{spec.name}' has dynamic dimensions {format_shape(spec.shape)} and no data "
-                f"fixes them; pass --input-shape {spec.name}=1,..."
+                f"input '{spec.name}' has dynamic dimensions {format_shape(spec.shape)} and "
+                f"no data fixes them; pass --input-shape {spec.name}=1,..."
             )
         resolved.append(spec)
     return tuple(resolved)
@@ -94,7 +97,10 @@ def check_dataset(dataset: Dataset, specs: Sequence[TensorSpec]) -> None:
         missing, extra = sorted(want - have), sorted(have - want)
         detail = "; ".join(
             part
-            for part in (f"missing {missing}" if missing else "", f"unexpected {extra}" if extra else "")
+            for part in (
+                f"missing {missing}" if missing else "",
+                f"unexpected {extra}" if extra else "",
+            )
             if part
         )
         raise DataError(
@@ -103,7 +109,9 @@ def check_dataset(dataset: Dataset, specs: Sequence[TensorSpec]) -> None:
         )
     counts = {len(a) for a in dataset.inputs.values()}
     if len(counts) != 1 or 0 in counts:
-        raise DataError(f"{dataset.source}: every input array needs the same, non-zero sample count")
+        raise DataError(
+            f"{dataset.source}: every input array needs the same, non-zero sample count"
+        )
     for spec in specs:
         array = dataset.inputs[spec.name]
         try:

@@ -1,4 +1,4 @@
-"""How close a candidate's outputs stay to the source model's: pure numpy, used by host and agent."""
+"""How close a candidate's outputs stay to the source model's (pure numpy; host and agent)."""
 
 from __future__ import annotations
 

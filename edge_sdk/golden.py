@@ -76,7 +76,10 @@ def check(
             ref = want[i : i + 1].astype(np.float64)
             if have.shape != ref.shape:
                 return GoldenCheck(
-                    False, float("inf"), atol, f"output '{name}' has shape {have.shape}, want {ref.shape}"
+                    False,
+                    float("inf"),
+                    atol,
+                    f"output '{name}' has shape {have.shape}, want {ref.shape}",
                 )
             excess = np.abs(have - ref) - (atol + rtol * np.abs(ref))
             err = float(np.max(np.abs(have - ref))) if ref.size else 0.0
@@ -84,6 +87,11 @@ def check(
                 worst, worst_where = err, f"output '{name}', vector {i}"
             if np.any(excess > 0) or not np.all(np.isfinite(have)):
                 return GoldenCheck(
-                    False, err, atol, f"{worst_where or name}: max error {err:.6g} > tolerance {atol:.6g}"
+                    False,
+                    err,
+                    atol,
+                    f"{worst_where or name}: max error {err:.6g} > tolerance {atol:.6g}",
                 )
-    return GoldenCheck(True, worst, atol, f"{count} vectors within tolerance (max error {worst:.3g})")
+    return GoldenCheck(
+        True, worst, atol, f"{count} vectors within tolerance (max error {worst:.3g})"
+    )

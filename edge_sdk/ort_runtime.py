@@ -56,9 +56,7 @@ def batch_capable(session: ort.InferenceSession) -> bool:
     return all(not isinstance(i.shape[0], int) for i in session.get_inputs() if i.shape)
 
 
-def evaluate(
-    session: ort.InferenceSession, inputs: Mapping[str, np.ndarray]
-) -> list[np.ndarray]:
+def evaluate(session: ort.InferenceSession, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
     """Run every sample; return one array per output with samples on the first axis."""
     count = len(next(iter(inputs.values())))
     step = EVAL_BATCH if batch_capable(session) else 1

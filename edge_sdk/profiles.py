@@ -144,7 +144,9 @@ class _Reader:
             raise self.fail(key, f"must be one of {', '.join(allowed)}, got {value!r}")
         return value
 
-    def choices(self, key: str, allowed: tuple[str, ...], default: tuple[str, ...] | None) -> tuple[str, ...]:
+    def choices(
+        self, key: str, allowed: tuple[str, ...], default: tuple[str, ...] | None
+    ) -> tuple[str, ...]:
         values = self.strings(key, default)
         for value in values:
             if value not in allowed:
@@ -209,7 +211,9 @@ def _quantization(r: _Reader, runtime: str) -> Quantization:
     if not q.calibration_methods:
         raise r.fail("calibration_methods", "must name at least one method")
     if q.io_type != "float" and runtime == "onnx":
-        raise r.fail("io_type", "must be 'float' for ONNX profiles (quantized I/O is a TFLite option)")
+        raise r.fail(
+            "io_type", "must be 'float' for ONNX profiles (quantized I/O is a TFLite option)"
+        )
     return q
 
 
@@ -225,7 +229,9 @@ def _accuracy(r: _Reader) -> AccuracyBudget:
 def _image(r: _Reader) -> ImagePreprocess:
     d = ImagePreprocess()
     return ImagePreprocess(
-        scale=r.get("scale", float, d.scale), mean=r.numbers("mean", d.mean), std=r.numbers("std", d.std)
+        scale=r.get("scale", float, d.scale),
+        mean=r.numbers("mean", d.mean),
+        std=r.numbers("std", d.std),
     )
 
 
@@ -249,7 +255,9 @@ def parse_profile(document: Mapping[str, Any], source: str) -> HardwareProfile:
         budget=_sub(
             r,
             "budget",
-            lambda b: ResourceBudget(memory_mb=b.positive("memory_mb"), storage_mb=b.positive("storage_mb")),
+            lambda b: ResourceBudget(
+                memory_mb=b.positive("memory_mb"), storage_mb=b.positive("storage_mb")
+            ),
             required=True,
         ),
         accuracy_budget=_sub(r, "accuracy_budget", _accuracy, required=True),
@@ -330,5 +338,3 @@ def resolve_profile(name_or_path: str) -> HardwareProfile:
         f"unknown profile '{name_or_path}'{suggestion} (see `edge-sdk profiles list`, or pass a "
         "path to a .toml file)"
     )
-
-

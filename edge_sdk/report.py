@@ -5,16 +5,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
 
 def _mb(n: int) -> str:
-    return f"{n / 1e6:.2f} MB" if n >= 100_000 else f"{n / 1e3:.1f} kB"
+    return f"{n / 1e6:.2f}MB" if n >= 100_000 else f"{n / 1e3:.1f}kB"
 
 
 def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{x:.2%}"
+    return "-" if x is None else f"{x:.1%}"
 
 
 def _num(x: float | None, fmt: str = ".4f") -> str:
@@ -22,36 +23,65 @@ def _num(x: float | None, fmt: str = ".4f") -> str:
 
 
 def print_build_report(console: Console, report: Mapping[str, Any]) -> None:
-    table = Table(title=f"candidates for {report['profile']} ({report['selection']} within budget)")
-    for column in ("candidate", "size", "p50 ms", "p95 ms", "speed", "top-1 agree", "cosine",
-                   "max |err|", "accuracy", "verdict"):
-        table.add_column(column, overflow="fold")
-    source_p50 = report["source_latency_ms"]["p50"]
+    table = Table(
+        title=f"candidates for {report['profile']} ({report['selection']} within budget)",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    columns = (
+        "candidate",
+        "size",
+        "p50 ms",
+        "p95 ms",
+        "speed",
+        "top-1",
+        "cosine",
+        "max err",
+        "acc",
+    )
+    for column in columns:
+        table.add_column(column, no_wrap=True)
+    source = report["source_latency_ms"]
     table.add_row(
-        "source (float)", _mb(report["source_bytes"]), _num(source_p50, ".3f"),
-        _num(report["source_latency_ms"]["p95"], ".3f"), "1.00x", "-", "-", "-",
-        _pct(report["source_accuracy"]), "baseline",
+        "source",
+        _mb(report["source_bytes"]),
+        _num(source["p50"], ".3f"),
+        _num(source["p95"], ".3f"),
+        "1.00x",
+        "-",
+        "-",
+        "-",
+        _pct(report["source_accuracy"]),
     )
     for c in report["candidates"]:
         latency = c["latency_ms"] or {}
         fidelity = c["fidelity"] or {}
-        speed = f"{source_p50 / latency['p50']:.2f}x" if latency.get("p50") else "-"
-        verdict = ("[bold green]CHOSEN[/] " if c["chosen"] else "") + c["reason"]
+        speed = f"{source['p50'] / latency['p50']:.2f}x" if latency.get("p50") else "-"
         table.add_row(
-            c["name"], _mb(c["artifact_bytes"]) if c["artifact_bytes"] else "-",
-            _num(latency.get("p50"), ".3f"), _num(latency.get("p95"), ".3f"), speed,
-            _pct(fidelity.get("top1_agreement")), _num(fidelity.get("cosine")),
-            _num(fidelity.get("max_abs_error")), _pct(c["accuracy"]), verdict,
+            ("[bold green]* [/]" if c["chosen"] else "  ") + c["name"],
+            _mb(c["artifact_bytes"]) if c["artifact_bytes"] else "-",
+            _num(latency.get("p50"), ".3f"),
+            _num(latency.get("p95"), ".3f"),
+            speed,
+            _pct(fidelity.get("top1_agreement")),
+            _num(fidelity.get("cosine")),
+            _num(fidelity.get("max_abs_error"), ".3g"),
+            _pct(c["accuracy"]),
         )
     console.print(table)
+    # Reasons are sentences: below the table they stay readable at any terminal width.
+    for c in report["candidates"]:
+        mark = "[bold green]CHOSEN[/]" if c["chosen"] else "      "
+        console.print(f"{mark} {c['name']}: {c['reason']}", highlight=False)
     for note in report["notes"]:
-        console.print(f"[yellow]note:[/] {note}")
+        console.print(f"[yellow]note:[/] {note}", highlight=False)
     size_ratio = report["source_bytes"] / max(report["artifact_bytes"], 1)
     console.print(
         f"[bold]{report.get('bundle', '')}[/]  {report['precision']} {report['runtime']}, "
         f"{_mb(report['artifact_bytes'])} ({size_ratio:.1f}x smaller), "
         f"{report['speedup']:.2f}x faster on this host ({report['host_threads']} threads), "
-        f"signed: {'yes' if report.get('signed') else 'no'}"
+        f"signed: {'yes' if report.get('signed') else 'no'}",
+        highlight=False,
     )
 
 
@@ -66,7 +96,9 @@ def print_manifest(console: Console, manifest: Mapping[str, Any], extra: Mapping
         "precision": manifest["precision"],
         "artifact": f"{manifest['artifact']['file']} {_mb(manifest['artifact']['bytes'])}",
         "sha256": manifest["artifact"]["sha256"],
-        "inputs": ", ".join(f"{t['name']} {t['shape']} {t['dtype']} {t['layout']}" for t in manifest["inputs"]),
+        "inputs": ", ".join(
+            f"{t['name']} {t['shape']} {t['dtype']} {t['layout']}" for t in manifest["inputs"]
+        ),
         "outputs": ", ".join(f"{t['name']} {t['shape']} {t['dtype']}" for t in manifest["outputs"]),
         "golden vectors": f"{manifest['golden']['count']} (atol {manifest['golden']['atol']:.3g})",
         "created": manifest["created"],
@@ -83,7 +115,11 @@ def print_bench(console: Console, result: Mapping[str, Any]) -> None:
     for column in ("p50 ms", "p95 ms", "p99 ms", "throughput/s", "peak RSS MB", "runs"):
         table.add_column(column)
     table.add_row(
-        f"{latency['p50']:.3f}", f"{latency['p95']:.3f}", f"{latency['p99']:.3f}",
-        f"{latency['throughput_per_s']:.0f}", f"{result['peak_rss_mb']:.1f}", str(latency["runs"]),
+        f"{latency['p50']:.3f}",
+        f"{latency['p95']:.3f}",
+        f"{latency['p99']:.3f}",
+        f"{latency['throughput_per_s']:.0f}",
+        f"{result['peak_rss_mb']:.1f}",
+        str(latency["runs"]),
     )
     console.print(table)

@@ -54,7 +54,10 @@ class Candidate:
 
 
 def budget_violation(
-    fidelity: Fidelity, accuracy: float | None, source_accuracy: float | None, budget: AccuracyBudget
+    fidelity: Fidelity,
+    accuracy: float | None,
+    source_accuracy: float | None,
+    budget: AccuracyBudget,
 ) -> str | None:
     """Why a candidate's fidelity is outside the budget, or None when it is inside."""
     if fidelity.top1_agreement is not None:
@@ -102,7 +105,7 @@ def choose(
             reasons[i] = f"failed to build: {c.error}"
         elif c.fidelity is None:
             reasons[i] = "not measured"
-        elif (violation := budget_violation(c.fidelity, c.accuracy, source_accuracy, budget)):
+        elif violation := budget_violation(c.fidelity, c.accuracy, source_accuracy, budget):
             reasons[i] = f"outside accuracy budget: {violation}"
         elif (
             profile.selection == "fastest"
@@ -123,7 +126,9 @@ def choose(
         best = min(survivors, key=lambda i: _latency_key(candidates[i]))
         best_p50 = _latency_key(candidates[best])[0]
         # Among near-ties, the smallest artifact: cheaper to ship and to keep in memory.
-        tied = [i for i in survivors if _latency_key(candidates[i])[0] <= best_p50 * (1 + LATENCY_TIE)]
+        tied = [
+            i for i in survivors if _latency_key(candidates[i])[0] <= best_p50 * (1 + LATENCY_TIE)
+        ]
         best = min(tied, key=lambda i: (candidates[i].artifact_bytes, _latency_key(candidates[i])))
         why_chosen = "fastest inside the accuracy budget"
     else:
@@ -135,15 +140,13 @@ def choose(
             reasons[i] = (
                 f"inside budget, but {candidates[best].name} is faster or smaller"
                 if profile.selection == "fastest"
-                else f"inside budget, but {candidates[best].name} comes first in the profile's order"
+                else f"inside budget, but {candidates[best].name} comes first in the order"
             )
     speed = _ratio(source_latency, candidates[best])
     if speed is not None:
         why_chosen += f" ({speed:.2f}x the float model's speed on this host)"
     reasons[best] = why_chosen
-    return [
-        replace(c, chosen=(i == best), reason=reasons[i]) for i, c in enumerate(candidates)
-    ]
+    return [replace(c, chosen=(i == best), reason=reasons[i]) for i, c in enumerate(candidates)]
 
 
 def _latency_key(c: Candidate) -> tuple[float, int]:

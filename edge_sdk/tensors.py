@@ -42,7 +42,12 @@ class TensorSpec:
         return replace(self, shape=tuple(fixed))
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype, "layout": self.layout}
+        return {
+            "name": self.name,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "layout": self.layout,
+        }
 
     @classmethod
     def from_json(cls, data: Any) -> TensorSpec:

@@ -16,7 +16,9 @@ def make_old_opset_cnn(path: Path, opset: int = 11) -> Path:
     inits = [
         numpy_helper.from_array(rng.standard_normal((16, 1, 3, 3)).astype(np.float32) * 0.5, "w1"),
         numpy_helper.from_array(np.zeros(16, np.float32), "b1"),
-        numpy_helper.from_array(rng.standard_normal((10, 16 * 8 * 8)).astype(np.float32) * 0.05, "w2"),
+        numpy_helper.from_array(
+            rng.standard_normal((10, 16 * 8 * 8)).astype(np.float32) * 0.05, "w2"
+        ),
         numpy_helper.from_array(np.zeros(10, np.float32), "b2"),
     ]
     nodes = [
@@ -26,7 +28,8 @@ def make_old_opset_cnn(path: Path, opset: int = 11) -> Path:
         helper.make_node("Gemm", ["f1", "w2", "b2"], ["logits"], transB=1, name="fc"),
     ]
     graph = helper.make_graph(
-        nodes, "old_cnn",
+        nodes,
+        "old_cnn",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, 8, 8])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])],
         inits,

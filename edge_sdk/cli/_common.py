@@ -15,7 +15,8 @@ from edge_sdk.errors import EdgeSdkError
 
 # Human output goes to stderr when --json owns stdout; keep both consoles here so every
 # command agrees.
-stdout_console = Console()
+# Piped output has no terminal width; 120 columns keeps report tables whole in logs and CI.
+stdout_console = Console(width=None if sys.stdout.isatty() else 120)
 stderr_console = Console(stderr=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]

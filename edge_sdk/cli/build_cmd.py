@@ -32,7 +32,9 @@ def build_command(
         list[str] | None,
         typer.Option("--input-shape", help="Fix a dynamic input: NAME=1,3,224,224 (repeatable)."),
     ] = None,
-    force: Annotated[bool, typer.Option(help="Replace an existing bundle of this version.")] = False,
+    force: Annotated[
+        bool, typer.Option(help="Replace an existing bundle of this version.")
+    ] = False,
     json_output: JsonFlag = False,
 ) -> None:
     """Convert, quantize, measure and pack a model into one signed bundle for a profile."""

@@ -70,7 +70,9 @@ def verify_command(
 def sign_command(
     bundle: BundleArg,
     key: Annotated[list[Path], typer.Option("--key", help="Online signing key (repeatable).")],
-    expires_days: Annotated[int, typer.Option(help="Signature lifetime for an unsigned bundle.")] = 365,
+    expires_days: Annotated[
+        int, typer.Option(help="Signature lifetime for an unsigned bundle.")
+    ] = 365,
     json_output: JsonFlag = False,
 ) -> None:
     """Add signatures to a bundle (a second signer for a threshold, or an unsigned build)."""
@@ -108,8 +110,9 @@ def bench_command(
     from edge_sdk.data import parse_input_shapes
     from edge_sdk.report import print_bench
 
-    result = bench(model, threads=threads, seconds=seconds,
-                   input_shapes=parse_input_shapes(input_shape or []))
+    result = bench(
+        model, threads=threads, seconds=seconds, input_shapes=parse_input_shapes(input_shape or [])
+    )
     if json_output:
         emit_json(result)
     else:

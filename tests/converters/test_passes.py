@@ -23,14 +23,19 @@ def calibration(digits: Path) -> dict[str, np.ndarray]:
         return {"input": npz["input"][:32]}
 
 
-def _ctx(tmp_path: Path, calibration: dict[str, np.ndarray], profile: str = "x86-64-vnni",
-         **options: object) -> PassContext:
+def _ctx(
+    tmp_path: Path,
+    calibration: dict[str, np.ndarray],
+    profile: str = "x86-64-vnni",
+    **options: object,
+) -> PassContext:
     return PassContext(resolve_profile(profile), tmp_path, calibration, options)
 
 
 @pytest.fixture(scope="module")
-def prepared(digits: Path, tmp_path_factory: pytest.TempPathFactory,
-             calibration: dict[str, np.ndarray]) -> Path:
+def prepared(
+    digits: Path, tmp_path_factory: pytest.TempPathFactory, calibration: dict[str, np.ndarray]
+) -> Path:
     work = tmp_path_factory.mktemp("prepared")
     ctx = PassContext(resolve_profile("x86-64-vnni"), work, calibration, {})
     get_pass("opset")(digits / "model.onnx", work / "a.onnx", ctx)
@@ -48,15 +53,18 @@ def test_registry_knows_every_pass() -> None:
         get_pass("int3")
 
 
-def test_opset_pass_upgrades_an_old_model(tmp_path: Path,
-                                          calibration: dict[str, np.ndarray]) -> None:
+def test_opset_pass_upgrades_an_old_model(
+    tmp_path: Path, calibration: dict[str, np.ndarray]
+) -> None:
     old = make_old_opset_cnn(tmp_path / "old.onnx", opset=11)
     assert model_opset(onnx.load(str(old))) == 11
     get_pass("opset")(old, tmp_path / "new.onnx", _ctx(tmp_path, calibration))
     assert model_opset(onnx.load(str(tmp_path / "new.onnx"))) == 17
 
 
-def test_fp16_keeps_float32_io(prepared: Path, tmp_path: Path, calibration: dict[str, np.ndarray]) -> None:
+def test_fp16_keeps_float32_io(
+    prepared: Path, tmp_path: Path, calibration: dict[str, np.ndarray]
+) -> None:
     out = tmp_path / "fp16.onnx"
     get_pass("fp16")(prepared, out, _ctx(tmp_path, calibration))
     model = onnx.load(str(out))
@@ -74,12 +82,16 @@ def test_int8_dynamic(prepared: Path, tmp_path: Path, calibration: dict[str, np.
 def _zero_points(path: Path) -> dict[str, np.ndarray]:
     model = onnx.load(str(path))
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    return {n.input[2]: inits[n.input[2]] for n in model.graph.node
-            if n.op_type == "QuantizeLinear" and len(n.input) > 2 and n.input[2] in inits}
+    return {
+        n.input[2]: inits[n.input[2]]
+        for n in model.graph.node
+        if n.op_type == "QuantizeLinear" and len(n.input) > 2 and n.input[2] in inits
+    }
 
 
-def test_int8_static_symmetric_for_tensorrt(prepared: Path, tmp_path: Path,
-                                            calibration: dict[str, np.ndarray]) -> None:
+def test_int8_static_symmetric_for_tensorrt(
+    prepared: Path, tmp_path: Path, calibration: dict[str, np.ndarray]
+) -> None:
     out = tmp_path / "qdq.onnx"
     get_pass("int8_static")(prepared, out, _ctx(tmp_path, calibration, "jetson-orin"))
     assert {"QuantizeLinear", "DequantizeLinear"} <= _ops(out)
@@ -88,15 +100,20 @@ def test_int8_static_symmetric_for_tensorrt(prepared: Path, tmp_path: Path,
     # Per-channel weights: some DequantizeLinear carries a scale vector, not a scalar.
     model = onnx.load(str(out))
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    assert any(inits.get(n.input[1], np.zeros(())).size > 1 for n in model.graph.node
-               if n.op_type == "DequantizeLinear")
+    assert any(
+        inits.get(n.input[1], np.zeros(())).size > 1
+        for n in model.graph.node
+        if n.op_type == "DequantizeLinear"
+    )
 
 
-def test_int8_static_asymmetric_uint8_for_vnni(prepared: Path, tmp_path: Path,
-                                               calibration: dict[str, np.ndarray]) -> None:
+def test_int8_static_asymmetric_uint8_for_vnni(
+    prepared: Path, tmp_path: Path, calibration: dict[str, np.ndarray]
+) -> None:
     out = tmp_path / "qdq.onnx"
-    get_pass("int8_static")(prepared, out, _ctx(tmp_path, calibration, "x86-64-vnni",
-                                                calibration_method="percentile"))
+    get_pass("int8_static")(
+        prepared, out, _ctx(tmp_path, calibration, "x86-64-vnni", calibration_method="percentile")
+    )
     zps = _zero_points(out)
     assert zps and all(z.dtype == np.uint8 for z in zps.values())
 
@@ -122,7 +139,9 @@ def test_sensitivity_ranks_weighted_layers_and_exclusion_keeps_them_float(
     assert weight_producer is None or weight_producer.op_type != "DequantizeLinear"
 
 
-def test_pass_failure_is_one_line_build_error(tmp_path: Path, calibration: dict[str, np.ndarray]) -> None:
+def test_pass_failure_is_one_line_build_error(
+    tmp_path: Path, calibration: dict[str, np.ndarray]
+) -> None:
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"\x00\x01garbage")
     with pytest.raises(BuildError, match="pass 'fp16' failed") as info:
@@ -130,11 +149,14 @@ def test_pass_failure_is_one_line_build_error(tmp_path: Path, calibration: dict[
     assert "\n" not in str(info.value)
 
 
-def test_opset_that_cannot_go_down_says_to_re_export(digits: Path, tmp_path: Path,
-                                                     calibration: dict[str, np.ndarray]) -> None:
+def test_opset_that_cannot_go_down_says_to_re_export(
+    digits: Path, tmp_path: Path, calibration: dict[str, np.ndarray]
+) -> None:
     profile = resolve_profile("x86-64")
     from dataclasses import replace
 
     ctx = PassContext(replace(profile, opset=12), tmp_path, calibration, {})
-    with pytest.raises(BuildError, match="uses opset 17 .* re-export the model with opset_version=12"):
+    with pytest.raises(
+        BuildError, match=r"uses opset 17 .* re-export the model with opset_version=12"
+    ):
         get_pass("opset")(digits / "model.onnx", tmp_path / "o.onnx", ctx)

@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 import onnx
-import pytest
 from onnx import numpy_helper
 
 from edge_sdk.build import BuildRequest, build
@@ -16,20 +15,34 @@ from edge_sdk.profiles import builtin_profile_dir, load_profile_file, resolve_pr
 from tests.factories import make_old_opset_cnn
 
 SPEC_KEYS = {
-    "bundle", "profile", "runtime", "precision", "artifact_bytes", "source_bytes", "latency_ms",
-    "source_latency_ms", "fidelity", "accuracy", "source_accuracy", "candidates",
+    "bundle",
+    "profile",
+    "runtime",
+    "precision",
+    "artifact_bytes",
+    "source_bytes",
+    "latency_ms",
+    "source_latency_ms",
+    "fidelity",
+    "accuracy",
+    "source_accuracy",
+    "candidates",
 }
 
 
 def _build(tmp_path: Path, model: Path, profile: str | Path, **kw: Any) -> dict[str, Any]:
     prof = load_profile_file(profile) if isinstance(profile, Path) else resolve_profile(profile)
-    request = BuildRequest(model=model, profile=prof, out=tmp_path / "out", timing_seconds=0.3, **kw)
+    request = BuildRequest(
+        model=model, profile=prof, out=tmp_path / "out", timing_seconds=0.3, **kw
+    )
     return build(request).report
 
 
-def test_digits_for_x86_vnni_is_int8_faster_smaller_and_as_accurate(digits_build: dict[str, Any]) -> None:
+def test_digits_for_x86_vnni_is_int8_faster_smaller_and_as_accurate(
+    digits_build: dict[str, Any],
+) -> None:
     r = digits_build
-    assert SPEC_KEYS <= set(r)
+    assert set(r) >= SPEC_KEYS
     assert {"p50", "p95"} <= set(r["latency_ms"]) and {"p50", "p95"} <= set(r["source_latency_ms"])
     assert {"top1_agreement", "cosine", "max_abs_error"} <= set(r["fidelity"])
     assert r["precision"] == "int8_static"
@@ -45,7 +58,7 @@ def test_digits_for_x86_vnni_is_int8_faster_smaller_and_as_accurate(digits_build
 
 
 def test_dynamic_int8_convolutions_are_caught_by_measurement(digits_build: dict[str, Any]) -> None:
-    # The profile lists int8_dynamic; on a CNN it is far slower than float, and only timing shows it.
+    # The profile lists int8_dynamic; on a CNN it is far slower than float: only timing shows it.
     (dynamic,) = [c for c in digits_build["candidates"] if c["precision"] == "int8_dynamic"]
     assert not dynamic["chosen"]
     assert dynamic["reason"].startswith("slower than the float model")
@@ -72,13 +85,21 @@ def test_next_build_gets_the_next_version(tmp_path: Path, digits: Path) -> None:
 
 
 def test_jetson_orin_is_symmetric_int8_qdq(tmp_path: Path, digits: Path) -> None:
-    r = _build(tmp_path, digits / "model.onnx", "jetson-orin",
-               calibration=digits / "calibration.npz", validation=digits / "validation.npz")
+    r = _build(
+        tmp_path,
+        digits / "model.onnx",
+        "jetson-orin",
+        calibration=digits / "calibration.npz",
+        validation=digits / "validation.npz",
+    )
     assert r["precision"] == "int8_static"
     model = onnx.load_from_string(read_bundle(Path(r["bundle"])).artifact)
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    zero_points = [inits[n.input[2]] for n in model.graph.node
-                   if n.op_type in ("QuantizeLinear", "DequantizeLinear") and n.input[2] in inits]
+    zero_points = [
+        inits[n.input[2]]
+        for n in model.graph.node
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear") and n.input[2] in inits
+    ]
     assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)
     # TensorRT takes biases in float: no int32 bias DequantizeLinear.
     assert not any(n.name.endswith("bias_DequantizeLinear") for n in model.graph.node)
@@ -99,8 +120,13 @@ def test_budget_breach_tries_every_calibration_method_then_mixed_precision(
     strict = strict.replace("min_cosine = 0.99", "min_cosine = 0.9999999")
     path = tmp_path / "strict.toml"
     path.write_text(strict.replace('id = "x86-64-vnni"', 'id = "strict"'))
-    r = _build(tmp_path, digits / "model.onnx", path,
-               calibration=digits / "calibration.npz", validation=digits / "validation.npz")
+    r = _build(
+        tmp_path,
+        digits / "model.onnx",
+        path,
+        calibration=digits / "calibration.npz",
+        validation=digits / "validation.npz",
+    )
     names = [c["name"] for c in r["candidates"]]
     assert names[:3] == ["int8_static-minmax", "int8_static-entropy", "int8_static-percentile"]
     mixed = [c for c in r["candidates"] if c["name"].startswith("int8_mixed-")]
@@ -108,7 +134,11 @@ def test_budget_breach_tries_every_calibration_method_then_mixed_precision(
     assert all(note.startswith("kept in float: ") for c in mixed for note in c["notes"])
     # Nothing quantized holds a cosine that tight: float is what ships, and the report says why.
     assert r["precision"] == "fp32"
-    assert all("outside accuracy budget" in c["reason"] for c in r["candidates"] if c["precision"] != "fp32")
+    assert all(
+        "outside accuracy budget" in c["reason"]
+        for c in r["candidates"]
+        if c["precision"] != "fp32"
+    )
 
 
 def test_without_data_it_falls_back_to_synthetic_and_says_so(tmp_path: Path, digits: Path) -> None:

@@ -6,7 +6,13 @@ from pathlib import Path
 import pytest
 
 from edge_sdk.bundle import (
-    Bundle, GoldenInfo, Manifest, parse_version, read_bundle, sha256, write_bundle,
+    Bundle,
+    GoldenInfo,
+    Manifest,
+    parse_version,
+    read_bundle,
+    sha256,
+    write_bundle,
 )
 from edge_sdk.errors import BundleError, InputError
 from edge_sdk.tensors import TensorSpec
@@ -15,11 +21,19 @@ from edge_sdk.tensors import TensorSpec
 def _bundle() -> Bundle:
     artifact = b"\x08\x07fake-onnx"
     manifest = Manifest(
-        name="m", version=3, label="v3", profile="x86-64", runtime="onnx", precision="fp32",
-        artifact="model.onnx", artifact_sha256=sha256(artifact), artifact_bytes=len(artifact),
+        name="m",
+        version=3,
+        label="v3",
+        profile="x86-64",
+        runtime="onnx",
+        precision="fp32",
+        artifact="model.onnx",
+        artifact_sha256=sha256(artifact),
+        artifact_bytes=len(artifact),
         inputs=(TensorSpec("x", ("batch", 4), "float32", "NC"),),
         outputs=(TensorSpec("y", ("batch", 2), "float32", "NC"),),
-        golden=GoldenInfo(2, 1e-3, 0.0), created="2026-11-25T00:00:00+00:00",
+        golden=GoldenInfo(2, 1e-3, 0.0),
+        created="2026-11-25T00:00:00+00:00",
     )
     return Bundle(manifest, artifact, b"golden", None, manifest.to_bytes())
 
@@ -70,7 +84,7 @@ def test_missing_artifact(tmp_path: Path) -> None:
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("manifest.json", _bundle().manifest_bytes)
         zf.writestr("golden.npz", b"g")
-    with pytest.raises(BundleError, match="model.onnx is missing"):
+    with pytest.raises(BundleError, match=r"model\.onnx is missing"):
         read_bundle(path)
 
 
@@ -78,5 +92,5 @@ def test_malformed_manifest(tmp_path: Path) -> None:
     path = tmp_path / "x.edgebundle"
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("manifest.json", b'{"format_version": 1}')
-    with pytest.raises(BundleError, match="manifest.json is malformed"):
+    with pytest.raises(BundleError, match=r"manifest\.json is malformed"):
         read_bundle(path)

@@ -7,7 +7,13 @@ import pytest
 from PIL import Image
 
 from edge_sdk.data import (
-    Dataset, check_dataset, load_data, load_npz, parse_input_shapes, resolve_specs, synthetic,
+    Dataset,
+    check_dataset,
+    load_data,
+    load_npz,
+    parse_input_shapes,
+    resolve_specs,
+    synthetic,
 )
 from edge_sdk.errors import DataError
 from edge_sdk.profiles import ImagePreprocess
@@ -27,10 +33,19 @@ def test_good_data_passes() -> None:
 @pytest.mark.parametrize(
     ("arrays", "message"),
     [
-        ({"image": np.zeros((5, 1, 8, 8), np.float32)}, r"missing \['input'\]; unexpected \['image'\]"),
-        ({"input": np.zeros((5, 1, 9, 8), np.float32)}, "dimension 2 is 9 in the data but the model expects 8"),
+        (
+            {"image": np.zeros((5, 1, 8, 8), np.float32)},
+            r"missing \['input'\]; unexpected \['image'\]",
+        ),
+        (
+            {"input": np.zeros((5, 1, 9, 8), np.float32)},
+            "dimension 2 is 9 in the data but the model expects 8",
+        ),
         ({"input": np.zeros((5, 8, 8), np.float32)}, "data has 3 dimensions"),
-        ({"input": np.zeros((5, 1, 8, 8), np.float64)}, r"is float64 but the model takes float32; convert it"),
+        (
+            {"input": np.zeros((5, 1, 8, 8), np.float64)},
+            r"is float64 but the model takes float32; convert it",
+        ),
     ],
 )
 def test_mismatches_are_named(arrays: dict[str, np.ndarray], message: str) -> None:
@@ -73,7 +88,7 @@ def test_npz_labels_are_split_off(tmp_path: Path) -> None:
 def test_not_an_npz(tmp_path: Path) -> None:
     path = tmp_path / "v.npz"
     path.write_text("nope")
-    with pytest.raises(DataError, match="not a readable .npz"):
+    with pytest.raises(DataError, match=r"not a readable \.npz"):
         load_npz(path)
 
 

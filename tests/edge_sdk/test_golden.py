@@ -32,7 +32,11 @@ def test_missing_output_fails() -> None:
 
 def test_tolerance_scales_with_precision_and_range() -> None:
     out = [np.array([[-10.0, 10.0]])]
-    assert tolerance_for("fp32", out)[0] < tolerance_for("fp16", out)[0] < tolerance_for("int8_static", out)[0]
+    assert (
+        tolerance_for("fp32", out)[0]
+        < tolerance_for("fp16", out)[0]
+        < tolerance_for("int8_static", out)[0]
+    )
     assert tolerance_for("int8_static", out)[0] == pytest.approx(1.0)
 
 

@@ -20,7 +20,9 @@ def lat(p50: float) -> LatencyStats:
     return LatencyStats(p50, p50 * 1.1, p50 * 1.2, p50, 100)
 
 
-def cand(name: str, precision: str, p50: float, fidelity: Fidelity = GOOD, size: int = 1000) -> Candidate:
+def cand(
+    name: str, precision: str, p50: float, fidelity: Fidelity = GOOD, size: int = 1000
+) -> Candidate:
     return Candidate(name, precision, {}, size, fidelity, None, lat(p50))
 
 
@@ -50,16 +52,25 @@ def test_budget_breaker_is_rejected_with_its_reason(cpu: HardwareProfile) -> Non
 
 def test_near_tie_goes_to_the_smaller_artifact(cpu: HardwareProfile) -> None:
     out = choose(
-        [cand("big", "int8_dynamic", 0.50, size=4000), cand("small", "int8_static", 0.51, size=1000)],
-        cpu, lat(1.0), None,
+        [
+            cand("big", "int8_dynamic", 0.50, size=4000),
+            cand("small", "int8_static", 0.51, size=1000),
+        ],
+        cpu,
+        lat(1.0),
+        None,
     )
     assert out[1].chosen
 
 
 def test_preference_profile_takes_its_order_not_host_speed() -> None:
     orin = resolve_profile("jetson-orin")
-    out = choose([cand("int8", "int8_static", 2.0), cand("fp16", "fp16", 5.0), cand("fp32", "fp32", 1.0)],
-                 orin, lat(1.0), None)
+    out = choose(
+        [cand("int8", "int8_static", 2.0), cand("fp16", "fp16", 5.0), cand("fp32", "fp32", 1.0)],
+        orin,
+        lat(1.0),
+        None,
+    )
     assert [c.name for c in out if c.chosen] == ["int8"]
     assert "precision order" in out[0].reason
 
@@ -71,6 +82,8 @@ def test_accuracy_drop_counts_against_the_budget() -> None:
 
 
 def test_nothing_inside_budget_is_an_error_listing_every_candidate(cpu: HardwareProfile) -> None:
-    failed = replace(cand("x", "int8_static", 0.1), fidelity=None, error="pass 'int8_static' failed: boom")
-    with pytest.raises(BudgetError, match="x: failed to build.*y: outside accuracy budget"):
+    failed = replace(
+        cand("x", "int8_static", 0.1), fidelity=None, error="pass 'int8_static' failed: boom"
+    )
+    with pytest.raises(BudgetError, match=r"x: failed to build.*y: outside accuracy budget"):
         choose([failed, cand("y", "int8_dynamic", 0.2, BAD)], cpu, lat(1.0), None)

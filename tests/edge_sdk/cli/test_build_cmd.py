@@ -1,0 +1,185 @@
+"""``edge-sdk build`` through the real CLI entry point: good runs and every kind of bad input.
+
+Each bad input must give exactly one line on stderr, a non-zero exit, and leave --out empty.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_sdk.profiles import builtin_profile_dir
+
+Cli = Callable[..., tuple[int, str, str]]
+
+
+def test_build_json_has_the_spec_keys(cli: Cli, digits: Path, tmp_path: Path) -> None:
+    code, out, err = cli(
+        "build",
+        digits / "model.onnx",
+        "--profile",
+        "jetson-orin",
+        "--calibration",
+        digits / "calibration.npz",
+        "--validation",
+        digits / "validation.npz",
+        "--out",
+        tmp_path,
+        "--version",
+        "1.2.0",
+        "--json",
+    )
+    assert code == 0, err
+    report = json.loads(out)
+    for key in (
+        "bundle",
+        "profile",
+        "runtime",
+        "precision",
+        "artifact_bytes",
+        "source_bytes",
+        "latency_ms",
+        "source_latency_ms",
+        "fidelity",
+        "accuracy",
+        "source_accuracy",
+        "candidates",
+    ):
+        assert key in report
+    assert report["version"] == 1_002_000 and report["label"] == "1.2.0"
+    assert Path(report["bundle"]).is_file()
+
+
+def test_build_prints_a_table(cli: Cli, digits: Path, tmp_path: Path) -> None:
+    code, out, _ = cli(
+        "build",
+        digits / "model.onnx",
+        "-p",
+        "x86-64",
+        "--validation",
+        digits / "validation.npz",
+        "--out",
+        tmp_path,
+    )
+    assert code == 0
+    assert "candidates for x86-64" in out and "CHOSEN" in out
+
+
+def _wrong_names(tmp_path: Path) -> Path:
+    np.savez(tmp_path / "bad.npz", image=np.zeros((4, 1, 8, 8), np.float32))
+    return tmp_path / "bad.npz"
+
+
+def _wrong_shape(tmp_path: Path) -> Path:
+    np.savez(tmp_path / "bad.npz", input=np.zeros((4, 1, 28, 28), np.float32))
+    return tmp_path / "bad.npz"
+
+
+def _wrong_dtype(tmp_path: Path) -> Path:
+    np.savez(tmp_path / "bad.npz", input=np.zeros((4, 1, 8, 8), np.float64))
+    return tmp_path / "bad.npz"
+
+
+def _not_onnx(tmp_path: Path) -> Path:
+    (tmp_path / "notes.onnx").write_text("this is not a model\n")
+    return tmp_path / "notes.onnx"
+
+
+def _truncated(tmp_path: Path) -> Path:
+    data = (Path(__file__).parents[3] / "examples/digits/model.onnx").read_bytes()
+    (tmp_path / "cut.onnx").write_bytes(data[: len(data) // 2])
+    return tmp_path / "cut.onnx"
+
+
+def _malformed_profile(tmp_path: Path) -> Path:
+    text = (builtin_profile_dir() / "x86-64.toml").read_text().replace("threads = 4", "threads = 0")
+    (tmp_path / "board.toml").write_text(text)
+    return tmp_path / "board.toml"
+
+
+def _not_a_key(tmp_path: Path) -> Path:
+    (tmp_path / "signing.key").write_text("-----BEGIN NOTHING-----\nabc\n")
+    return tmp_path / "signing.key"
+
+
+DIGITS = Path(__file__).parents[3] / "examples" / "digits"
+MODEL = DIGITS / "model.onnx"
+
+BAD_INPUTS: dict[str, tuple[Callable[[Path], list[str | Path]], str]] = {
+    "missing file": (lambda t: [t / "nope.onnx", "-p", "x86-64"], "does not exist"),
+    "not onnx": (lambda t: [_not_onnx(t), "-p", "x86-64"], "not a readable ONNX model"),
+    "truncated onnx": (lambda t: [_truncated(t), "-p", "x86-64"], "cut.onnx"),
+    "unknown profile": (lambda t: [MODEL, "-p", "jetson-orn"], "did you mean 'jetson-orin'"),
+    "malformed profile": (lambda t: [MODEL, "-p", _malformed_profile(t)], "key 'threads'"),
+    "calibration names": (
+        lambda t: [MODEL, "-p", "x86-64", "--calibration", _wrong_names(t)],
+        "input names do not match",
+    ),
+    "calibration shape": (
+        lambda t: [MODEL, "-p", "x86-64", "--calibration", _wrong_shape(t)],
+        "dimension 2 is 28",
+    ),
+    "calibration dtype": (
+        lambda t: [MODEL, "-p", "x86-64", "--calibration", _wrong_dtype(t)],
+        "is float64 but the model takes float32",
+    ),
+    "not a key": (lambda t: [MODEL, "-p", "x86-64", "--key", _not_a_key(t)], "signing.key"),
+    "tflite profile": (lambda t: [MODEL, "-p", "raspberry-pi-4"], "targets TFLite"),
+    "bad version": (lambda t: [MODEL, "-p", "x86-64", "--version", "latest"], "--version"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_is_one_line_and_leaves_nothing(cli: Cli, tmp_path: Path, case: str) -> None:
+    make_args, expected = BAD_INPUTS[case]
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    code, stdout, stderr = cli("build", *make_args(inputs), "--out", out)
+    assert code != 0
+    assert len(stderr.strip().splitlines()) == 1, stderr
+    assert stderr.startswith("error: ") and expected in stderr
+    assert "Traceback" not in stderr + stdout
+    assert list(out.iterdir()) == []
+
+
+def test_unwritable_out_is_one_line(cli: Cli, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    code, _, stderr = cli("build", MODEL, "-p", "x86-64", "--out", blocker / "sub")
+    assert code == 2
+    assert len(stderr.strip().splitlines()) == 1 and "--out" in stderr
+
+
+def test_existing_version_is_not_overwritten(cli: Cli, tmp_path: Path) -> None:
+    args = [
+        "build",
+        MODEL,
+        "-p",
+        "x86-64",
+        "--validation",
+        DIGITS / "validation.npz",
+        "--out",
+        tmp_path,
+        "--version",
+        "3",
+    ]
+    assert cli(*args)[0] == 0
+    before = (tmp_path / "model-v3-x86-64.edgebundle").read_bytes()
+    code, _, stderr = cli(*args)
+    assert code == 2 and "already exists" in stderr
+    assert (tmp_path / "model-v3-x86-64.edgebundle").read_bytes() == before
+
+
+def test_profiles_list_and_show_json(cli: Cli) -> None:
+    code, out, _ = cli("profiles", "list", "--json")
+    assert code == 0 and "jetson-orin" in {p["id"] for p in json.loads(out)}
+    code, out, _ = cli("profiles", "show", "coral-edgetpu", "--json")
+    assert code == 0 and json.loads(out)["quantization"]["io_type"] == "uint8"
+    code, _, err = cli("profiles", "show", "coral")
+    assert code == 2 and "unknown profile 'coral'" in err
