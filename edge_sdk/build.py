@@ -7,7 +7,9 @@ Everything is made in a temporary directory; only the finished bundle is renamed
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
 import os
 import tempfile
 import time
@@ -249,7 +251,11 @@ def build(request: BuildRequest, progress: Progress = lambda _: None) -> BuildRe
         raise OutputError(f"{target} already exists; pass a higher --version or --force")
     specs, calib, valid, notes = _datasets(request, source.inputs, progress)
 
-    with tempfile.TemporaryDirectory(prefix="edge-sdk-build-") as tmp:
+    # onnxruntime's calibrators print progress to stdout; stdout belongs to our report (--json).
+    with (
+        tempfile.TemporaryDirectory(prefix="edge-sdk-build-") as tmp,
+        contextlib.redirect_stdout(io.StringIO()),
+    ):
         shop = _Workshop(request, Path(tmp), calib, valid, progress)
         progress("preparing the graph (opset, optimisation, shape inference)")
         shop.run_passes(request.model, PREPARE, shop.prepared, {})
@@ -265,9 +271,7 @@ def build(request: BuildRequest, progress: Progress = lambda _: None) -> BuildRe
             if precision == "int8_static":
                 candidates.extend(shop.int8_static(reference, source_accuracy))
             else:
-                candidates.append(
-                    shop.candidate(precision, precision, {}, reference)
-                )
+                candidates.append(shop.candidate(precision, precision, {}, reference))
 
         progress("timing the source model and every candidate (interleaved)")
         sample = valid.sample(0)

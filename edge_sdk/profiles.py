@@ -12,7 +12,7 @@ import difflib
 import os
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -338,3 +338,27 @@ def resolve_profile(name_or_path: str) -> HardwareProfile:
         f"unknown profile '{name_or_path}'{suggestion} (see `edge-sdk profiles list`, or pass a "
         "path to a .toml file)"
     )
+
+
+def override_image(
+    profile: HardwareProfile, scale: float | None, mean: str | None, std: str | None
+) -> HardwareProfile:
+    """Apply --image-scale/--image-mean/--image-std on top of the profile's [image] table."""
+
+    def numbers(flag: str, text: str | None, default: tuple[float, ...]) -> tuple[float, ...]:
+        if text is None:
+            return default
+        try:
+            values = tuple(float(v) for v in text.split(","))
+        except ValueError:
+            raise ProfileError(f"{flag} {text!r} must be comma-separated numbers") from None
+        if flag == "--image-std" and any(v == 0 for v in values):
+            raise ProfileError(f"{flag} {text!r} must not contain zero")
+        return values
+
+    image = ImagePreprocess(
+        scale=profile.image.scale if scale is None else scale,
+        mean=numbers("--image-mean", mean, profile.image.mean),
+        std=numbers("--image-std", std, profile.image.std),
+    )
+    return replace(profile, image=image)

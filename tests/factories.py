@@ -39,3 +39,32 @@ def make_old_opset_cnn(path: Path, opset: int = 11) -> Path:
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+def make_dynamic_sequence_model(path: Path, features: int = 16) -> Path:
+    """A MatMul model with a dynamic sequence length, as transformer exporters write them."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(1)
+    w1 = rng.standard_normal((features, 64)).astype(np.float32) * 0.2
+    w2 = rng.standard_normal((64, 8)).astype(np.float32) * 0.2
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["h"], name="proj"),
+        helper.make_node("Relu", ["h"], ["hr"], name="act"),
+        helper.make_node("ReduceMean", ["hr"], ["pooled"], axes=[1], keepdims=0, name="pool"),
+        helper.make_node("MatMul", ["pooled", "w2"], ["scores"], name="head"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "seq_model",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "seq", features])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", 8])],
+        [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path

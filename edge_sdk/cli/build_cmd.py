@@ -32,6 +32,15 @@ def build_command(
         list[str] | None,
         typer.Option("--input-shape", help="Fix a dynamic input: NAME=1,3,224,224 (repeatable)."),
     ] = None,
+    image_scale: Annotated[
+        float | None, typer.Option(help="Image folders: pixel multiplier (profile default 1/255).")
+    ] = None,
+    image_mean: Annotated[
+        str | None, typer.Option(help="Image folders: per-channel mean, e.g. 0.485,0.456,0.406.")
+    ] = None,
+    image_std: Annotated[
+        str | None, typer.Option(help="Image folders: per-channel std, e.g. 0.229,0.224,0.225.")
+    ] = None,
     force: Annotated[
         bool, typer.Option(help="Replace an existing bundle of this version.")
     ] = False,
@@ -40,12 +49,12 @@ def build_command(
     """Convert, quantize, measure and pack a model into one signed bundle for a profile."""
     from edge_sdk.build import BuildRequest, build
     from edge_sdk.data import parse_input_shapes
-    from edge_sdk.profiles import resolve_profile
+    from edge_sdk.profiles import override_image, resolve_profile
     from edge_sdk.report import print_build_report
 
     request = BuildRequest(
         model=model,
-        profile=resolve_profile(profile),
+        profile=override_image(resolve_profile(profile), image_scale, image_mean, image_std),
         out=out,
         calibration=calibration,
         validation=validation,

@@ -183,3 +183,52 @@ def test_profiles_list_and_show_json(cli: Cli) -> None:
     assert code == 0 and json.loads(out)["quantization"]["io_type"] == "uint8"
     code, _, err = cli("profiles", "show", "coral")
     assert code == 2 and "unknown profile 'coral'" in err
+
+
+def test_dynamic_sequence_needs_and_takes_input_shape(cli: Cli, tmp_path: Path) -> None:
+    from tests.factories import make_dynamic_sequence_model
+
+    model = make_dynamic_sequence_model(tmp_path / "seq.onnx")
+    out = tmp_path / "out"
+    code, _, err = cli("build", model, "-p", "x86-64-vnni", "--out", out)
+    assert code == 2 and "pass --input-shape x=1" in err
+    code, stdout, err = cli(
+        "build", model, "-p", "x86-64-vnni", "--out", out, "--input-shape", "x=1,32,16", "--json"
+    )
+    assert code == 0, err
+    report = json.loads(stdout)
+    assert report["inputs"][0]["shape"] == ["batch", 32, 16]
+    assert report["calibration"]["synthetic"]
+
+
+def test_image_folder_calibration_with_normalisation_flags(cli: Cli, tmp_path: Path) -> None:
+    from PIL import Image
+
+    images = tmp_path / "images"
+    for label in range(3):
+        (images / str(label)).mkdir(parents=True)
+        for i in range(4):
+            Image.new("L", (32, 32), 40 * label + 10 * i).save(images / str(label) / f"{i}.png")
+    code, stdout, err = cli(
+        "build",
+        MODEL,
+        "-p",
+        "x86-64",
+        "--calibration",
+        images,
+        "--validation",
+        images,
+        "--image-scale",
+        str(1 / 16),
+        "--image-mean",
+        "0",
+        "--image-std",
+        "1",
+        "--out",
+        tmp_path / "out",
+        "--json",
+    )
+    assert code == 0, err
+    report = json.loads(stdout)
+    assert report["calibration"]["samples"] == 12 and report["validation"]["labels"]
+    assert any("resized to 8x8" in note for note in report["notes"])
