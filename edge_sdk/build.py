@@ -214,14 +214,18 @@ class _Workshop:
         return tried
 
 
-def _sign(files: Mapping[str, bytes], keys: Sequence[Path]) -> bytes | None:
+def _sign(bundle: bundle_format.Bundle, keys: Sequence[Path]) -> bytes | None:
     if not keys:
         return None
     from edge_sdk.keys import load_signer
     from edge_sdk.trust import sign_files
 
-    signers = [load_signer(k) for k in keys]
-    return sign_files(files, signers, expires=datetime.now(UTC) + SIGNATURE_LIFETIME)
+    return sign_files(
+        bundle.signed_files(),
+        [load_signer(k) for k in keys],
+        expires=datetime.now(UTC) + SIGNATURE_LIFETIME,
+        custom=bundle.manifest.identity(),
+    )
 
 
 def build(request: BuildRequest, progress: Progress = lambda _: None) -> BuildResult:
@@ -324,7 +328,7 @@ def build(request: BuildRequest, progress: Progress = lambda _: None) -> BuildRe
     )
     manifest_bytes = manifest.to_bytes()
     unsigned = bundle_format.Bundle(manifest, artifact, golden_bytes, None, manifest_bytes)
-    signatures = _sign(unsigned.signed_files(), request.keys)
+    signatures = _sign(unsigned, request.keys)
     progress("writing the bundle")
     bundle_format.write_bundle(
         target, unsigned.with_signatures(signatures) if signatures else unsigned

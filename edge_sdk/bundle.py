@@ -114,6 +114,16 @@ class Manifest:
     def to_bytes(self) -> bytes:
         return json.dumps(self.to_json(), indent=2, sort_keys=True).encode()
 
+    def identity(self) -> dict[str, Any]:
+        """What a device checks before anything else: is this for my model, profile, runtime,
+        and newer than what I run? Signed into the TUF metadata as its ``custom`` field."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "profile": self.profile,
+            "runtime": self.runtime,
+        }
+
     @classmethod
     def from_bytes(cls, data: bytes, source: str) -> Manifest:
         try:

@@ -86,7 +86,9 @@ def sign_command(
     b = read_bundle(bundle)
     if b.signatures is None:
         expires = datetime.now(UTC) + timedelta(days=expires_days)
-        signatures = sign_files(b.signed_files(), signers, expires=expires)
+        signatures = sign_files(
+            b.signed_files(), signers, expires=expires, custom=b.manifest.identity()
+        )
     else:
         signatures = add_signatures(b.signatures, signers)
     write_bundle(bundle, b.with_signatures(signatures))

@@ -154,3 +154,18 @@ def test_old_opset_fixed_batch_model_is_upgraded(tmp_path: Path) -> None:
     artifact = onnx.load_from_string(read_bundle(Path(r["bundle"])).artifact)
     assert next(o.version for o in artifact.opset_import if o.domain in ("", "ai.onnx")) == 17
     assert r["precision"] == "int8_static"
+
+
+def test_signed_metadata_names_model_version_and_profile(digits_build: dict[str, Any]) -> None:
+    from edge_sdk.trust import signed_custom
+    from tuf.api.metadata import Metadata
+
+    b = read_bundle(Path(digits_build["bundle"]))
+    assert b.signatures is not None
+    targets = Metadata.from_bytes(b.signatures).signed
+    assert signed_custom(targets) == {
+        "name": "model",
+        "version": 1,
+        "profile": "x86-64-vnni",
+        "runtime": "onnx",
+    }
