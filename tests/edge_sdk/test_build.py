@@ -157,8 +157,9 @@ def test_old_opset_fixed_batch_model_is_upgraded(tmp_path: Path) -> None:
 
 
 def test_signed_metadata_names_model_version_and_profile(digits_build: dict[str, Any]) -> None:
-    from edge_sdk.trust import signed_custom
     from tuf.api.metadata import Metadata
+
+    from edge_sdk.trust import signed_custom
 
     b = read_bundle(Path(digits_build["bundle"]))
     assert b.signatures is not None
