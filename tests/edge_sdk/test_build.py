@@ -14,21 +14,6 @@ from edge_sdk.bundle import read_bundle
 from edge_sdk.profiles import builtin_profile_dir, load_profile_file, resolve_profile
 from tests.factories import make_old_opset_cnn
 
-SPEC_KEYS = {
-    "bundle",
-    "profile",
-    "runtime",
-    "precision",
-    "artifact_bytes",
-    "source_bytes",
-    "latency_ms",
-    "source_latency_ms",
-    "fidelity",
-    "accuracy",
-    "source_accuracy",
-    "candidates",
-}
-
 
 def _build(tmp_path: Path, model: Path, profile: str | Path, **kw: Any) -> dict[str, Any]:
     prof = load_profile_file(profile) if isinstance(profile, Path) else resolve_profile(profile)
