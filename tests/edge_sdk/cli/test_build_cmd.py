@@ -219,3 +219,31 @@ def test_image_folder_calibration_with_normalisation_flags(cli: Cli, tmp_path: P
     report = json.loads(stdout)
     assert report["calibration"]["samples"] == 12 and report["validation"]["labels"]
     assert any("resized to 8x8" in note for note in report["notes"])
+
+
+def test_late_failure_leaves_nothing_in_out(cli: Cli, tmp_path: Path) -> None:
+    """No candidate inside the budget is found only after every candidate was built and timed."""
+    text = (builtin_profile_dir() / "x86-64-vnni.toml").read_text()
+    text = text.replace(
+        'precisions = ["int8_static", "int8_dynamic", "fp32"]', 'precisions = ["int8_static"]'
+    )
+    text = text.replace("min_cosine = 0.99", "min_cosine = 0.9999999")
+    text = text.replace("mixed_precision_steps = 3", "mixed_precision_steps = 1")
+    profile = tmp_path / "int8-only.toml"
+    profile.write_text(text)
+    out = tmp_path / "out"
+    code, _, err = cli(
+        "build",
+        MODEL,
+        "-p",
+        profile,
+        "--calibration",
+        DIGITS / "calibration.npz",
+        "--validation",
+        DIGITS / "validation.npz",
+        "--out",
+        out,
+    )
+    assert code == 4
+    assert len(err.strip().splitlines()) == 1 and "no candidate" in err and "int8_mixed-1" in err
+    assert list(out.iterdir()) == []
