@@ -87,3 +87,15 @@ def test_nothing_inside_budget_is_an_error_listing_every_candidate(cpu: Hardware
     )
     with pytest.raises(BudgetError, match=r"x: failed to build.*y: outside accuracy budget"):
         choose([failed, cand("y", "int8_dynamic", 0.2, BAD)], cpu, lat(1.0), None)
+
+
+def test_artifact_over_the_storage_budget_is_out(cpu: HardwareProfile) -> None:
+    small = replace(cpu, budget=replace(cpu.budget, storage_mb=1))
+    out = choose(
+        [cand("huge", "int8_static", 0.1, size=3 * 1024 * 1024), cand("f", "fp32", 1.0, size=10)],
+        small,
+        lat(1.0),
+        None,
+    )
+    assert not out[0].chosen
+    assert out[0].reason == "artifact 3.0 MB exceeds the profile's storage budget of 1 MB"
