@@ -1,7 +1,8 @@
 """Candidate selection: the pure decision core of the build (no I/O, no runtime).
 
 A candidate is one recipe's artifact with its measured figures. The rules, in order:
-1. a candidate that failed to build, or broke the accuracy budget, is out;
+1. a candidate that failed to build, broke the accuracy budget, or does not fit the profile's
+   storage budget is out;
 2. with ``selection = "fastest"`` (CPU targets, where this host's timings carry over), a
    candidate slower than the float model is out, and the fastest survivor wins;
 3. with ``selection = "preference"`` (GPU/NPU targets, where host CPU timings say nothing about
@@ -22,6 +23,7 @@ from edge_sdk.timing import LatencyStats
 
 # Two timings within this fraction are a tie on a noisy shared host; the smaller artifact wins.
 LATENCY_TIE = 0.05
+MB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,11 @@ def choose(
             reasons[i] = "not measured"
         elif violation := budget_violation(c.fidelity, c.accuracy, source_accuracy, budget):
             reasons[i] = f"outside accuracy budget: {violation}"
+        elif c.artifact_bytes > profile.budget.storage_mb * MB:
+            reasons[i] = (
+                f"artifact {c.artifact_bytes / MB:.1f} MB exceeds the profile's storage budget "
+                f"of {profile.budget.storage_mb} MB"
+            )
         elif (
             profile.selection == "fastest"
             and c.precision != "fp32"  # the float model itself is never "slower than float"
