@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -44,6 +45,12 @@ def run_app(typer_app: typer.Typer, argv: Sequence[str], prog_name: str) -> int:
     Errors we raise on purpose become one line on stderr. Anything else is a bug: it also gets
     one line, and the traceback only with EDGE_SDK_DEBUG=1.
     """
+    # onnxruntime's tools log chatty warnings to the root logger (per-channel axes, pre-processing
+    # hints); what matters reaches the user through the report. EDGE_SDK_LOG=INFO shows them.
+    level = os.environ.get("EDGE_SDK_LOG", "ERROR").upper()
+    logging.basicConfig(
+        level=level if level in logging.getLevelNamesMapping() else "ERROR", force=True
+    )
     command = typer.main.get_command(typer_app)
     try:
         result = command.main(list(argv), prog_name=prog_name, standalone_mode=False)
