@@ -49,10 +49,15 @@ def bench_model(example: Path, work: Path, seconds: float) -> list[dict[str, obj
     build_seconds: dict[str, float] = {}
     for profile in ("x86-64-vnni", "jetson-orin"):
         started = time.perf_counter()
-        result = build(BuildRequest(
-            model=source, profile=resolve_profile(profile), out=work / profile,
-            calibration=example / "calibration.npz", validation=example / "validation.npz",
-        ))
+        result = build(
+            BuildRequest(
+                model=source,
+                profile=resolve_profile(profile),
+                out=work / profile,
+                calibration=example / "calibration.npz",
+                validation=example / "validation.npz",
+            )
+        )
         build_seconds[profile] = time.perf_counter() - started
         path = work / f"{profile}.onnx"
         path.write_bytes(read_bundle(result.bundle_path).artifact)
@@ -65,7 +70,8 @@ def bench_model(example: Path, work: Path, seconds: float) -> list[dict[str, obj
     sample = {k: v[:1] for k, v in valid.inputs.items()}
     timings = measure_interleaved(
         {name: functools.partial(s.run, None, sample) for name, s in sessions.items()},
-        seconds=seconds, rounds=10,
+        seconds=seconds,
+        rounds=10,
     )
     reference = evaluate(sessions["float (source)"], valid.inputs)
     base = timings["float (source)"].p50_ms
@@ -76,13 +82,19 @@ def bench_model(example: Path, work: Path, seconds: float) -> list[dict[str, obj
         fid = compare(reference, outputs)
         acc = accuracy(outputs, valid.labels) if valid.labels is not None else None
         profile = next((p for p in build_seconds if p in name), None)
-        rows.append({
-            "model": example.name, "variant": name,
-            "p50_ms": timings[name].p50_ms, "speedup": base / timings[name].p50_ms,
-            "size_ratio": base_bytes / artifacts[name].stat().st_size,
-            "accuracy": acc, "top1": fid.top1_agreement, "cosine": fid.cosine,
-            "build_s": build_seconds.get(profile) if profile else None,
-        })
+        rows.append(
+            {
+                "model": example.name,
+                "variant": name,
+                "p50_ms": timings[name].p50_ms,
+                "speedup": base / timings[name].p50_ms,
+                "size_ratio": base_bytes / artifacts[name].stat().st_size,
+                "accuracy": acc,
+                "top1": fid.top1_agreement,
+                "cosine": fid.cosine,
+                "build_s": build_seconds.get(profile) if profile else None,
+            }
+        )
     return rows
 
 
@@ -94,15 +106,19 @@ def main() -> None:
     for example in ("digits", "transformer"):
         with tempfile.TemporaryDirectory() as tmp:
             rows += bench_model(REPO / "examples" / example, Path(tmp), args.seconds)
-    print("| model | variant | p50 ms | speed vs float | smaller by | accuracy | top-1 agree "
-          "| cosine | build s |")
+    print(
+        "| model | variant | p50 ms | speed vs float | smaller by | accuracy | top-1 agree "
+        "| cosine | build s |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         acc = "-" if r["accuracy"] is None else f"{r['accuracy']:.2%}"
         top1 = "-" if r["top1"] is None else f"{r['top1']:.2%}"
         build_s = "-" if r["build_s"] is None else f"{r['build_s']:.1f}"
-        print(f"| {r['model']} | {r['variant']} | {r['p50_ms']:.3f} | {r['speedup']:.2f}x "
-              f"| {r['size_ratio']:.2f}x | {acc} | {top1} | {r['cosine']:.5f} | {build_s} |")
+        print(
+            f"| {r['model']} | {r['variant']} | {r['p50_ms']:.3f} | {r['speedup']:.2f}x "
+            f"| {r['size_ratio']:.2f}x | {acc} | {top1} | {r['cosine']:.5f} | {build_s} |"
+        )
 
 
 if __name__ == "__main__":
