@@ -33,7 +33,13 @@ def self_test(bundle_path: Path, trust_path: Path, threads: int = 1) -> SelfTest
     verify_files(root, bundle.signatures, bundle.signed_files())
     if sha256(bundle.artifact) != bundle.manifest.artifact_sha256:
         raise TamperedError(f"{bundle_path}: artifact does not match its signed manifest")
-    session = open_session(bundle.artifact, threads=threads)
+    settings = bundle.manifest.runtime_settings
+    session = open_session(
+        bundle.artifact,
+        threads=threads,
+        providers=settings.get("providers", ("CPUExecutionProvider",)),
+        graph_level=str(settings.get("graph_optimization_level", "all")),
+    )
     names = [o.name for o in session.get_outputs()]
 
     def run(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -26,7 +26,7 @@ from edge_sdk.build import BuildRequest, build  # noqa: E402
 from edge_sdk.bundle import read_bundle  # noqa: E402
 from edge_sdk.data import load_npz  # noqa: E402
 from edge_sdk.fidelity import accuracy, compare  # noqa: E402
-from edge_sdk.ort_runtime import evaluate, open_session  # noqa: E402
+from edge_sdk.ort_runtime import evaluate, graph_level_for, open_session  # noqa: E402
 from edge_sdk.profiles import resolve_profile  # noqa: E402
 from edge_sdk.timing import measure_interleaved  # noqa: E402
 
@@ -38,6 +38,7 @@ def bench_model(example: Path, work: Path, seconds: float) -> list[dict[str, obj
     calib = load_npz(example / "calibration.npz")
     valid = load_npz(example / "validation.npz")
     artifacts: dict[str, Path] = {"float (source)": source}
+    levels: dict[str, str] = {}
 
     pre = work / "pre.onnx"
     quant_pre_process(str(source), str(pre))
@@ -65,8 +66,12 @@ def bench_model(example: Path, work: Path, seconds: float) -> list[dict[str, obj
         if profile == "jetson-orin":
             label += " on CPU"
         artifacts[label] = path
+        levels[label] = graph_level_for(result.report["precision"])
 
-    sessions = {name: open_session(path, threads=THREADS) for name, path in artifacts.items()}
+    sessions = {
+        name: open_session(path, threads=THREADS, graph_level=levels.get(name, "all"))
+        for name, path in artifacts.items()
+    }
     sample = {k: v[:1] for k, v in valid.inputs.items()}
     timings = measure_interleaved(
         {name: functools.partial(s.run, None, sample) for name, s in sessions.items()},

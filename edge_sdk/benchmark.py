@@ -43,7 +43,11 @@ def bench(
         b = read_bundle(path)
         from edge_sdk.golden import unpack
 
-        session = open_session(b.artifact, threads=threads)
+        session = open_session(
+            b.artifact,
+            threads=threads,
+            graph_level=str(b.manifest.runtime_settings.get("graph_optimization_level", "all")),
+        )
         inputs, _ = unpack(b.golden)
         feed = {name: array[:1] for name, array in inputs.items()}
     else:

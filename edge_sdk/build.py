@@ -31,7 +31,7 @@ from edge_sdk.errors import EdgeSdkError, OutputError, UnsupportedError
 from edge_sdk.fidelity import accuracy as top1_accuracy
 from edge_sdk.fidelity import compare
 from edge_sdk.onnx_model import load_source
-from edge_sdk.ort_runtime import evaluate, host_threads, open_session
+from edge_sdk.ort_runtime import evaluate, graph_level_for, host_threads, open_session
 from edge_sdk.profiles import HardwareProfile
 from edge_sdk.search import Candidate, choose, within_budget
 from edge_sdk.tensors import TensorSpec
@@ -136,6 +136,7 @@ class _Workshop:
         self.threads = host_threads(self.profile.threads)
         self.prepared = workdir / "prepared.onnx"
         self.paths: dict[str, Path] = {}
+        self.precisions: dict[str, str] = {}
 
     def run_passes(
         self, source: Path, names: Sequence[str], target: Path, options: Mapping[str, Any]
@@ -160,10 +161,14 @@ class _Workshop:
         path = self.workdir / f"{name}.onnx"
         try:
             self.run_passes(self.prepared, RECIPES[precision], path, recipe)
-            outputs = evaluate(open_session(path, threads=self.threads), self.valid.inputs)
+            session = open_session(
+                path, threads=self.threads, graph_level=graph_level_for(precision)
+            )
+            outputs = evaluate(session, self.valid.inputs)
         except EdgeSdkError as e:
             return Candidate(name, precision, dict(recipe), error=str(e))
         self.paths[name] = path
+        self.precisions[name] = precision
         labels = self.valid.labels
         return Candidate(
             name,
@@ -280,7 +285,14 @@ def build(request: BuildRequest, progress: Progress = lambda _: None) -> BuildRe
         progress("timing the source model and every candidate (interleaved)")
         sample = valid.sample(0)
         sessions = {"source": source_session}
-        sessions.update({n: open_session(p, threads=shop.threads) for n, p in shop.paths.items()})
+        sessions.update(
+            {
+                n: open_session(
+                    p, threads=shop.threads, graph_level=graph_level_for(shop.precisions[n])
+                )
+                for n, p in shop.paths.items()
+            }
+        )
         timings = measure_interleaved(
             {n: functools.partial(s.run, None, sample) for n, s in sessions.items()},
             seconds=request.timing_seconds,
@@ -323,6 +335,11 @@ def build(request: BuildRequest, progress: Progress = lambda _: None) -> BuildRe
         inputs=specs,
         outputs=source.outputs,
         golden=bundle_format.GoldenInfo(len(vectors), atol, rtol),
+        runtime_settings={
+            "providers": list(profile.providers),
+            "threads": profile.threads,
+            "graph_optimization_level": graph_level_for(chosen.precision),
+        },
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         report=report,
     )

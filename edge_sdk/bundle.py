@@ -88,6 +88,9 @@ class Manifest:
     golden: GoldenInfo
     created: str
     report: dict[str, Any] = field(default_factory=dict)
+    # How the device should open the artifact: providers or delegates in order, threads, and
+    # runtime options such as onnxruntime's graph optimization level.
+    runtime_settings: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -109,6 +112,7 @@ class Manifest:
             "golden": self.golden.to_json(),
             "created": self.created,
             "report": self.report,
+            "runtime_settings": self.runtime_settings,
         }
 
     def to_bytes(self) -> bytes:
@@ -151,6 +155,7 @@ class Manifest:
                 ),
                 created=str(doc["created"]),
                 report=dict(doc.get("report", {})),
+                runtime_settings=dict(doc.get("runtime_settings", {})),
             )
         except BundleError:
             raise

@@ -34,10 +34,33 @@ def available_providers(wanted: Sequence[str]) -> tuple[list[str], list[str]]:
     return usable, missing
 
 
+GRAPH_LEVELS = {
+    "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+def graph_level_for(precision: str) -> str:
+    """The session optimization level an artifact of this precision should run with.
+
+    onnxruntime's CPU layout optimizations (level "all") crash session creation with a segfault
+    on some fp16 graphs (seen with 1.32 on the transformer example); "extended" keeps every other
+    fusion. The level travels in the bundle's manifest so the device opens it the same way.
+    """
+    return "extended" if precision == "fp16" else "all"
+
+
 def open_session(
-    model: Path | bytes, *, threads: int, providers: Sequence[str] = ("CPUExecutionProvider",)
+    model: Path | bytes,
+    *,
+    threads: int,
+    providers: Sequence[str] = ("CPUExecutionProvider",),
+    graph_level: str = "all",
 ) -> ort.InferenceSession:
     options = ort.SessionOptions()
+    options.graph_optimization_level = GRAPH_LEVELS.get(graph_level, GRAPH_LEVELS["all"])
     options.intra_op_num_threads = host_threads(threads)
     options.inter_op_num_threads = 1
     options.log_severity_level = 3

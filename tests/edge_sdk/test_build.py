@@ -156,3 +156,39 @@ def test_signed_metadata_names_model_version_and_profile(digits_build: dict[str,
         "profile": "x86-64-vnni",
         "runtime": "onnx",
     }
+
+
+def test_transformer_for_jetson_orin_survives_its_fp16_candidate(
+    tmp_path: Path, transformer: Path
+) -> None:
+    """onnxruntime's level-"all" CPU optimizations segfault on this fp16 graph; the build must
+    open fp16 candidates at the level the manifest then carries to the device."""
+    r = _build(
+        tmp_path,
+        transformer / "model.onnx",
+        "jetson-orin",
+        calibration=transformer / "calibration.npz",
+        validation=transformer / "validation.npz",
+    )
+    (fp16,) = [c for c in r["candidates"] if c["precision"] == "fp16"]
+    assert fp16["error"] is None and fp16["fidelity"]["top1_agreement"] >= 0.99
+    settings = read_bundle(Path(r["bundle"])).manifest.runtime_settings
+    assert settings["providers"][0] == "TensorrtExecutionProvider"
+    assert settings["graph_optimization_level"] == (
+        "extended" if r["precision"] == "fp16" else "all"
+    )
+
+
+def test_transformer_for_x86_vnni_is_int8_and_at_least_as_fast(
+    tmp_path: Path, transformer: Path
+) -> None:
+    r = _build(
+        tmp_path,
+        transformer / "model.onnx",
+        "x86-64-vnni",
+        calibration=transformer / "calibration.npz",
+        validation=transformer / "validation.npz",
+    )
+    assert r["precision"] in ("int8_static", "int8_dynamic")
+    assert r["source_bytes"] / r["artifact_bytes"] >= 3.5
+    assert r["source_accuracy"] - r["accuracy"] <= 0.005
