@@ -17,7 +17,7 @@ def to_int8_dynamic(source: Path, target: Path, context: PassContext) -> None:
         quantize_dynamic(
             str(source),
             str(target),
-            per_channel=q.per_channel,
+            per_channel=q.dynamic_per_channel,
             reduce_range=q.reduce_range,
             weight_type=QuantType.QInt8 if q.weight_type == "int8" else QuantType.QUInt8,
             nodes_to_exclude=list(context.options.get("nodes_to_exclude", ())),

@@ -57,7 +57,7 @@ class BuildRequest:
     input_shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     force: bool = False
     # Seconds of interleaved timing per model; the search is only as good as its measurements.
-    timing_seconds: float = 0.6
+    timing_seconds: float = 1.0
 
 
 @dataclass(frozen=True)
