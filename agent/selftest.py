@@ -6,12 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from edge_sdk.bundle import read_bundle, sha256
 from edge_sdk.errors import KeyFileError, TamperedError
 from edge_sdk.golden import GoldenCheck, check
-from edge_sdk.ort_runtime import open_session
+from edge_sdk.runtime import load_bundle, named_outputs
 from edge_sdk.trust import TrustRoot, verify_files
 
 
@@ -33,19 +31,8 @@ def self_test(bundle_path: Path, trust_path: Path, threads: int = 1) -> SelfTest
     verify_files(root, bundle.signatures, bundle.signed_files())
     if sha256(bundle.artifact) != bundle.manifest.artifact_sha256:
         raise TamperedError(f"{bundle_path}: artifact does not match its signed manifest")
-    settings = bundle.manifest.runtime_settings
-    session = open_session(
-        bundle.artifact,
-        threads=threads,
-        providers=settings.get("providers", ("CPUExecutionProvider",)),
-        graph_level=str(settings.get("graph_optimization_level", "all")),
-    )
-    names = [o.name for o in session.get_outputs()]
-
-    def run(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return dict(zip(names, session.run(None, feed), strict=True))
-
     m = bundle.manifest
+    run = named_outputs(load_bundle(bundle, threads=threads), m.outputs)
     return SelfTestResult(
         m.name, m.version, m.precision, check(bundle.golden, run, m.golden.atol, m.golden.rtol)
     )

@@ -26,8 +26,9 @@ from edge_sdk.build import BuildRequest, build  # noqa: E402
 from edge_sdk.bundle import read_bundle  # noqa: E402
 from edge_sdk.data import load_npz  # noqa: E402
 from edge_sdk.fidelity import accuracy, compare  # noqa: E402
-from edge_sdk.ort_runtime import evaluate, graph_level_for, open_session  # noqa: E402
+from edge_sdk.ort_runtime import graph_level_for, open_session  # noqa: E402
 from edge_sdk.profiles import resolve_profile  # noqa: E402
+from edge_sdk.runtime import OnnxModel, evaluate  # noqa: E402
 from edge_sdk.timing import measure_interleaved  # noqa: E402
 
 THREADS = 2  # this machine's cores
@@ -69,12 +70,12 @@ def bench_model(example: Path, work: Path, seconds: float) -> list[dict[str, obj
         levels[label] = graph_level_for(result.report["precision"])
 
     sessions = {
-        name: open_session(path, threads=THREADS, graph_level=levels.get(name, "all"))
+        name: OnnxModel(open_session(path, threads=THREADS, graph_level=levels.get(name, "all")))
         for name, path in artifacts.items()
     }
     sample = {k: v[:1] for k, v in valid.inputs.items()}
     timings = measure_interleaved(
-        {name: functools.partial(s.run, None, sample) for name, s in sessions.items()},
+        {name: functools.partial(s.run, sample) for name, s in sessions.items()},
         seconds=seconds,
         rounds=10,
     )

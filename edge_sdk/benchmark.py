@@ -13,6 +13,7 @@ import numpy as np
 from edge_sdk.bundle import SUFFIX, read_bundle
 from edge_sdk.errors import DataError, ModelFileError
 from edge_sdk.ort_runtime import open_session
+from edge_sdk.runtime import OnnxModel, load_bundle
 from edge_sdk.timing import measure_interleaved
 
 _NUMPY_TYPES = {
@@ -43,15 +44,12 @@ def bench(
         b = read_bundle(path)
         from edge_sdk.golden import unpack
 
-        session = open_session(
-            b.artifact,
-            threads=threads,
-            graph_level=str(b.manifest.runtime_settings.get("graph_optimization_level", "all")),
-        )
+        model = load_bundle(b, threads=threads)
         inputs, _ = unpack(b.golden)
         feed = {name: array[:1] for name, array in inputs.items()}
     else:
         session = open_session(path, threads=threads)
+        model = OnnxModel(session)
         feed = {}
         rng = np.random.default_rng(0)
         for i in session.get_inputs():
@@ -66,9 +64,7 @@ def bench(
                 )
             dtype = _NUMPY_TYPES.get(i.type, np.float32)
             feed[i.name] = rng.standard_normal(shape).astype(dtype)
-    latency = measure_interleaved({"model": lambda: session.run(None, feed)}, seconds=seconds)[
-        "model"
-    ]
+    latency = measure_interleaved({"model": lambda: model.run(feed)}, seconds=seconds)["model"]
     peak = _rss_mb()
     return {
         "model": str(path),

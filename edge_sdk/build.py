@@ -22,16 +22,16 @@ from typing import Any
 import numpy as np
 
 from converters import PassContext, get_pass
-from converters.recipes import PREPARE, RECIPES
+from converters.recipes import ARTIFACT_SUFFIX, PREPARE, RECIPES
 from converters.sensitivity import rank_sensitive_nodes
 from edge_sdk import bundle as bundle_format
-from edge_sdk import golden
+from edge_sdk import golden, runtime
 from edge_sdk.data import Dataset, check_dataset, load_data, resolve_specs, synthetic
 from edge_sdk.errors import EdgeSdkError, OutputError, UnsupportedError
 from edge_sdk.fidelity import accuracy as top1_accuracy
 from edge_sdk.fidelity import compare
 from edge_sdk.onnx_model import load_source
-from edge_sdk.ort_runtime import evaluate, graph_level_for, host_threads, open_session
+from edge_sdk.ort_runtime import graph_level_for, host_threads, open_session
 from edge_sdk.profiles import HardwareProfile
 from edge_sdk.search import Candidate, choose, within_budget
 from edge_sdk.tensors import TensorSpec
@@ -123,20 +123,25 @@ class _Workshop:
         self,
         request: BuildRequest,
         workdir: Path,
+        specs: tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]],
         calib: Dataset,
         valid: Dataset,
         progress: Progress,
     ) -> None:
         self.request = request
+        self.specs, self.output_specs = specs
         self.profile = request.profile
         self.workdir = workdir
         self.calib = calib
         self.valid = valid
         self.progress = progress
         self.threads = host_threads(self.profile.threads)
-        self.prepared = workdir / "prepared.onnx"
+        self.runtime = self.profile.runtime
+        # ONNX recipes start from an optimised .onnx; TFLite ones from onnx2tf's SavedModel.
+        self.prepared = workdir / ("prepared.onnx" if self.runtime == "onnx" else "saved_model")
         self.paths: dict[str, Path] = {}
-        self.precisions: dict[str, str] = {}
+        self.models: dict[str, runtime.Model] = {}
+        self.settings: dict[str, dict[str, Any]] = {}
 
     def run_passes(
         self, source: Path, names: Sequence[str], target: Path, options: Mapping[str, Any]
@@ -144,7 +149,8 @@ class _Workshop:
         context = PassContext(self.profile, self.workdir, self.calib.inputs, options)
         current = source
         for step, name in enumerate(names):
-            out = target if step == len(names) - 1 else self.workdir / f"{target.stem}.{name}.onnx"
+            last = step == len(names) - 1
+            out = target if last else self.workdir / f"{target.stem}.{name}{_suffix(name)}"
             get_pass(name)(current, out, context)
             current = out
         if not names:
@@ -158,17 +164,24 @@ class _Workshop:
         reference: Sequence[np.ndarray],
     ) -> Candidate:
         self.progress(f"building candidate {name}")
-        path = self.workdir / f"{name}.onnx"
+        path = self.workdir / f"{name}{ARTIFACT_SUFFIX[self.runtime]}"
+        settings = runtime_settings(self.profile, precision)
         try:
-            self.run_passes(self.prepared, RECIPES[precision], path, recipe)
-            session = open_session(
-                path, threads=self.threads, graph_level=graph_level_for(precision)
+            self.run_passes(self.prepared, RECIPES[self.runtime][precision], path, recipe)
+            model = runtime.load(
+                path,
+                runtime=self.runtime,
+                threads=self.threads,
+                inputs=self.specs,
+                outputs=self.output_specs,
+                settings=settings,
             )
-            outputs = evaluate(session, self.valid.inputs)
+            outputs = runtime.evaluate(model, self.valid.inputs)
         except EdgeSdkError as e:
             return Candidate(name, precision, dict(recipe), error=str(e))
         self.paths[name] = path
-        self.precisions[name] = precision
+        self.models[name] = model
+        self.settings[name] = settings
         labels = self.valid.labels
         return Candidate(
             name,
@@ -219,6 +232,34 @@ class _Workshop:
         return tried
 
 
+def runtime_settings(profile: HardwareProfile, precision: str) -> dict[str, Any]:
+    """How the device should open the artifact: providers or delegates in order, threads,
+    and, for onnxruntime, the graph optimization level this precision is safe at."""
+    if profile.runtime == "onnx":
+        return {
+            "providers": list(profile.providers),
+            "threads": profile.threads,
+            "graph_optimization_level": graph_level_for(precision),
+        }
+    return {"delegates": list(profile.delegates), "threads": profile.threads}
+
+
+def _suffix(pass_name: str) -> str:
+    # onnx2tf writes a SavedModel directory; every other intermediate is an .onnx file.
+    return "" if pass_name == "onnx2tf" else ".onnx"
+
+
+def _require_tflite_toolchain(profile: HardwareProfile) -> None:
+    import importlib.util
+
+    missing = [m for m in ("tensorflow", "onnx2tf") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UnsupportedError(
+            f"profile {profile.id} builds TFLite, which needs {' and '.join(missing)}: install "
+            "the tflite extra (see README, 'TFLite targets')"
+        )
+
+
 def _sign(bundle: bundle_format.Bundle, keys: Sequence[Path]) -> bytes | None:
     if not keys:
         return None
@@ -236,11 +277,8 @@ def _sign(bundle: bundle_format.Bundle, keys: Sequence[Path]) -> bytes | None:
 def build(request: BuildRequest, progress: Progress = lambda _: None) -> BuildResult:
     started = time.perf_counter()
     profile = request.profile
-    if profile.runtime != "onnx":
-        raise UnsupportedError(
-            f"profile {profile.id} targets TFLite, which this edge-sdk cannot build yet; "
-            "use an ONNX profile (edge-sdk profiles list)"
-        )
+    if profile.runtime == "tflite":
+        _require_tflite_toolchain(profile)
     _check_out_dir(request.out)
     if request.keys:
         from edge_sdk.keys import load_signer
@@ -265,36 +303,28 @@ def build(request: BuildRequest, progress: Progress = lambda _: None) -> BuildRe
         tempfile.TemporaryDirectory(prefix="edge-sdk-build-") as tmp,
         contextlib.redirect_stdout(io.StringIO()),
     ):
-        shop = _Workshop(request, Path(tmp), calib, valid, progress)
+        shop = _Workshop(request, Path(tmp), (specs, source.outputs), calib, valid, progress)
         progress("preparing the graph (opset, optimisation, shape inference)")
-        shop.run_passes(request.model, PREPARE, shop.prepared, {})
+        shop.run_passes(request.model, PREPARE[profile.runtime], shop.prepared, {})
         progress("running the source model")
-        source_session = open_session(request.model, threads=shop.threads)
-        reference = evaluate(source_session, valid.inputs)
+        source_model = runtime.OnnxModel(open_session(request.model, threads=shop.threads))
+        reference = runtime.evaluate(source_model, valid.inputs)
         source_accuracy = (
             top1_accuracy(reference, valid.labels) if valid.labels is not None else None
         )
 
         candidates: list[Candidate] = []
         for precision in profile.precisions:
-            if precision == "int8_static":
+            if precision == "int8_static" and profile.runtime == "onnx":
                 candidates.extend(shop.int8_static(reference, source_accuracy))
             else:
                 candidates.append(shop.candidate(precision, precision, {}, reference))
 
         progress("timing the source model and every candidate (interleaved)")
         sample = valid.sample(0)
-        sessions = {"source": source_session}
-        sessions.update(
-            {
-                n: open_session(
-                    p, threads=shop.threads, graph_level=graph_level_for(shop.precisions[n])
-                )
-                for n, p in shop.paths.items()
-            }
-        )
+        models: dict[str, runtime.Model] = {"source": source_model, **shop.models}
         timings = measure_interleaved(
-            {n: functools.partial(s.run, None, sample) for n, s in sessions.items()},
+            {n: functools.partial(m.run, sample) for n, m in models.items()},
             seconds=request.timing_seconds,
         )
         candidates = [replace(c, latency=timings.get(c.name)) for c in candidates]
@@ -304,7 +334,11 @@ def build(request: BuildRequest, progress: Progress = lambda _: None) -> BuildRe
 
         progress("recording golden vectors")
         vectors = valid.take(GOLDEN_VECTORS)
-        outputs = evaluate(sessions[chosen.name], vectors.inputs)
+        outputs = runtime.evaluate(shop.models[chosen.name], vectors.inputs)
+        chosen_model = shop.models[chosen.name]
+        artifact_tensors = (
+            chosen_model.tensors() if isinstance(chosen_model, runtime.TFLiteModel) else {}
+        )
         atol, rtol = golden.tolerance_for(chosen.precision, outputs)
         golden_bytes = golden.pack(
             dict(vectors.inputs), {o.name: v for o, v in zip(source.outputs, outputs, strict=True)}
@@ -329,17 +363,14 @@ def build(request: BuildRequest, progress: Progress = lambda _: None) -> BuildRe
         profile=profile.id,
         runtime=profile.runtime,
         precision=chosen.precision,
-        artifact=bundle_format.ARTIFACT_NAMES["onnx"],
+        artifact=bundle_format.ARTIFACT_NAMES[profile.runtime],
         artifact_sha256=bundle_format.sha256(artifact),
         artifact_bytes=len(artifact),
         inputs=specs,
         outputs=source.outputs,
         golden=bundle_format.GoldenInfo(len(vectors), atol, rtol),
-        runtime_settings={
-            "providers": list(profile.providers),
-            "threads": profile.threads,
-            "graph_optimization_level": graph_level_for(chosen.precision),
-        },
+        runtime_settings=shop.settings[chosen.name],
+        artifact_tensors=artifact_tensors,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         report=report,
     )

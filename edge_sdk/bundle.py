@@ -91,6 +91,9 @@ class Manifest:
     # How the device should open the artifact: providers or delegates in order, threads, and
     # runtime options such as onnxruntime's graph optimization level.
     runtime_settings: dict[str, Any] = field(default_factory=dict)
+    # The artifact's real tensors where they differ from the source interface (TFLite: NHWC
+    # layout, int8/uint8 dtypes, scale and zero point).
+    artifact_tensors: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -113,6 +116,7 @@ class Manifest:
             "created": self.created,
             "report": self.report,
             "runtime_settings": self.runtime_settings,
+            "artifact_tensors": self.artifact_tensors,
         }
 
     def to_bytes(self) -> bytes:
@@ -156,6 +160,7 @@ class Manifest:
                 created=str(doc["created"]),
                 report=dict(doc.get("report", {})),
                 runtime_settings=dict(doc.get("runtime_settings", {})),
+                artifact_tensors=dict(doc.get("artifact_tensors", {})),
             )
         except BundleError:
             raise

@@ -58,7 +58,7 @@ def unpack(data: bytes) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
 
 def check(
     data: bytes,
-    run: Callable[[dict[str, np.ndarray]], Mapping[str, np.ndarray]],
+    run: Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]],
     atol: float,
     rtol: float,
 ) -> GoldenCheck:

@@ -1,21 +1,17 @@
-"""onnxruntime sessions the way a profile asks for them, and batched evaluation over a dataset."""
+"""onnxruntime sessions the way a profile and a manifest ask for them."""
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import onnxruntime as ort
 
 from edge_sdk.errors import BuildError
 
 log = logging.getLogger(__name__)
-
-# Evaluate in chunks so validation sets of any size fit in memory.
-EVAL_BATCH = 64
 
 
 def host_threads(requested: int) -> int:
@@ -72,19 +68,3 @@ def open_session(
         return ort.InferenceSession(source, options, providers=usable)
     except Exception as e:  # onnxruntime raises its own untyped Fail / InvalidGraph errors
         raise BuildError(f"onnxruntime cannot load the model: {str(e).splitlines()[0]}") from e
-
-
-def batch_capable(session: ort.InferenceSession) -> bool:
-    """True when every input's first dimension is dynamic, so many samples can go in one run."""
-    return all(not isinstance(i.shape[0], int) for i in session.get_inputs() if i.shape)
-
-
-def evaluate(session: ort.InferenceSession, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-    """Run every sample; return one array per output with samples on the first axis."""
-    count = len(next(iter(inputs.values())))
-    step = EVAL_BATCH if batch_capable(session) else 1
-    chunks: list[list[np.ndarray]] = []
-    for start in range(0, count, step):
-        feed = {name: array[start : start + step] for name, array in inputs.items()}
-        chunks.append(session.run(None, feed))
-    return [np.concatenate([chunk[i] for chunk in chunks]) for i in range(len(chunks[0]))]

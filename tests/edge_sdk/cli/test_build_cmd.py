@@ -115,7 +115,6 @@ BAD_INPUTS: dict[str, tuple[Callable[[Path], list[str | Path]], str]] = {
         "is float64 but the model takes float32",
     ),
     "not a key": (lambda t: [MODEL, "-p", "x86-64", "--key", _not_a_key(t)], "signing.key"),
-    "tflite profile": (lambda t: [MODEL, "-p", "raspberry-pi-4"], "targets TFLite"),
     "bad version": (lambda t: [MODEL, "-p", "x86-64", "--version", "latest"], "--version"),
 }
 
@@ -247,3 +246,17 @@ def test_late_failure_leaves_nothing_in_out(cli: Cli, tmp_path: Path) -> None:
     assert code == 4
     assert len(err.strip().splitlines()) == 1 and "no candidate" in err and "int8_mixed-1" in err
     assert list(out.iterdir()) == []
+
+
+def test_tflite_profile_without_the_toolchain_says_what_to_install(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "onnx2tf" else real(name, *a)
+    )
+    code, _, err = cli("build", MODEL, "-p", "raspberry-pi-4", "--out", tmp_path / "out")
+    assert code == 3 and "install the tflite extra" in err
+    assert not (tmp_path / "out").exists()

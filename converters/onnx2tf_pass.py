@@ -1,0 +1,85 @@
+"""ONNX to a TensorFlow SavedModel through onnx2tf, the first step of every TFLite recipe.
+
+onnx2tf reaches for the network in two places: it downloads a sample image set when asked to
+quantize without calibration data, and again, even with calibration data, for its own accuracy
+check on 4-D, 3-channel inputs with a small fixed batch. The build must never touch the
+network, so the download function is replaced for the duration of the conversion by one that
+hands back our calibration samples, and our own quantization is done by TFLiteConverter later.
+"""
+
+from __future__ import annotations
+
+import os
+
+# TensorFlow's C++ start-up chatter (oneDNN notices, absl banners) is not the user's business.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from converters.registry import PassContext, failure, register
+
+# onnx2tf slices its sample set by batch size; it never needs more than this many.
+SAMPLE_COUNT = 20
+
+
+def nhwc_samples(calibration: dict[str, np.ndarray] | Any) -> np.ndarray:
+    """The first input's calibration samples as NHWC float32, at least SAMPLE_COUNT of them."""
+    array = np.asarray(next(iter(calibration.values())), np.float32)
+    if array.ndim == 4:
+        array = array.transpose(0, 2, 3, 1)
+    reps = -(-SAMPLE_COUNT // len(array))
+    return np.concatenate([array] * reps)[:SAMPLE_COUNT]
+
+
+@contextlib.contextmanager
+def offline(samples: np.ndarray) -> Iterator[None]:
+    import onnx2tf.onnx2tf as core
+    import onnx2tf.utils.common_functions as common
+
+    original = core.download_test_image_data
+
+    def local_samples() -> np.ndarray:
+        return samples
+
+    core.download_test_image_data = local_samples
+    common.download_test_image_data = local_samples
+    try:
+        yield
+    finally:
+        core.download_test_image_data = original
+        common.download_test_image_data = original
+
+
+@register("onnx2tf")
+def to_saved_model(source: Path, target: Path, context: PassContext) -> None:
+    import onnx2tf
+
+    with tempfile.TemporaryDirectory(dir=context.workdir) as tmp:
+        # onnx2tf rewrites its input file in place in some modes: hand it a copy.
+        copy = Path(tmp) / "model.onnx"
+        shutil.copyfile(source, copy)
+        cwd = Path.cwd()
+        try:
+            # It also writes stray files to the working directory.
+            os.chdir(tmp)
+            with offline(nhwc_samples(context.calibration)):
+                onnx2tf.convert(
+                    input_onnx_file_path=str(copy),
+                    output_folder_path=str(target),
+                    output_signaturedefs=True,
+                    not_use_onnxsim=True,
+                    copy_onnx_input_output_names_to_tflite=True,
+                    verbosity="error",
+                )
+        except SystemExit as e:  # onnx2tf exits the process on some conversion errors
+            raise failure("onnx2tf", RuntimeError(f"onnx2tf stopped (exit {e.code})")) from e
+        except Exception as e:
+            raise failure("onnx2tf", e) from e
+        finally:
+            os.chdir(cwd)

@@ -1,0 +1,95 @@
+"""SavedModel to .tflite with TensorFlow's own TFLiteConverter, one registered pass per recipe.
+
+Full-integer recipes calibrate on the build's calibration data (transposed to the SavedModel's
+NHWC inputs) and allow integer builtins only, so an op that cannot be quantized fails the build
+by name instead of silently running in float on an accelerator that has no float unit.
+"""
+
+from __future__ import annotations
+
+import os
+
+# TensorFlow's C++ start-up chatter (oneDNN notices, absl banners) is not the user's business.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from converters.registry import PassContext, failure, register
+from edge_sdk.errors import BuildError
+
+
+def _converter(source: Path) -> Any:
+    import tensorflow as tf
+
+    return tf.lite.TFLiteConverter.from_saved_model(str(source))
+
+
+def _representative(context: PassContext) -> Callable[[], Iterator[list[np.ndarray]]]:
+    arrays = [a.transpose(0, 2, 3, 1) if a.ndim == 4 else a for a in context.calibration.values()]
+    limit = min(len(arrays[0]), context.profile.quantization.calibration_samples)
+
+    def samples() -> Iterator[list[np.ndarray]]:
+        for i in range(limit):
+            yield [a[i : i + 1].astype(np.float32) for a in arrays]
+
+    return samples
+
+
+def _write(converter: Any, target: Path, name: str) -> None:
+    try:
+        target.write_bytes(converter.convert())
+    except Exception as e:
+        message = str(e)
+        op = re.search(
+            r"'?(tfl\.[a-z_0-9]+|[A-Z][A-Za-z0-9]+)'? (op )?(is neither|is not supported|"
+            r"can't be quantized|cannot be quantized)",
+            message,
+        )
+        if op:
+            raise BuildError(
+                f"pass '{name}' failed: op {op.group(1)} cannot run as full integer; this profile "
+                "needs every op quantized (replace the op, or use a profile with float fallback)"
+            ) from e
+        raise failure(name, e) from e
+
+
+@register("tflite_fp32")
+def tflite_fp32(source: Path, target: Path, context: PassContext) -> None:
+    _write(_converter(source), target, "tflite_fp32")
+
+
+@register("tflite_fp16")
+def tflite_fp16(source: Path, target: Path, context: PassContext) -> None:
+    import tensorflow as tf
+
+    converter = _converter(source)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_types = [tf.float16]
+    _write(converter, target, "tflite_fp16")
+
+
+@register("tflite_int8_dynamic")
+def tflite_int8_dynamic(source: Path, target: Path, context: PassContext) -> None:
+    import tensorflow as tf
+
+    converter = _converter(source)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    _write(converter, target, "tflite_int8_dynamic")
+
+
+@register("tflite_int8_full")
+def tflite_int8_full(source: Path, target: Path, context: PassContext) -> None:
+    import tensorflow as tf
+
+    converter = _converter(source)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = _representative(context)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    io_type = {"float": tf.float32, "int8": tf.int8, "uint8": tf.uint8}
+    converter.inference_input_type = io_type[context.profile.quantization.io_type]
+    converter.inference_output_type = io_type[context.profile.quantization.io_type]
+    _write(converter, target, "tflite_int8_full")
