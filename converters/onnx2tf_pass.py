@@ -14,6 +14,7 @@ import os
 # TensorFlow's C++ start-up chatter (oneDNN notices, absl banners) is not the user's business.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import contextlib
+import io
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -68,7 +69,11 @@ def to_saved_model(source: Path, target: Path, context: PassContext) -> None:
         try:
             # It also writes stray files to the working directory.
             os.chdir(tmp)
-            with offline(nhwc_samples(context.calibration)):
+            # It prints its SavedModel summary to stdout, which belongs to our report.
+            with (
+                offline(nhwc_samples(context.calibration)),
+                contextlib.redirect_stdout(io.StringIO()),
+            ):
                 onnx2tf.convert(
                     input_onnx_file_path=str(copy),
                     output_folder_path=str(target),
