@@ -16,7 +16,13 @@ import numpy as np
 from edge_sdk.errors import BundleError
 
 # Tolerance as a fraction of the reference outputs' range, per precision.
-RELATIVE_TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2, "int8_dynamic": 5e-2, "int8_static": 5e-2}
+RELATIVE_TOLERANCE = {
+    "fp32": 1e-4,
+    "fp16": 1e-2,
+    "int8_dynamic": 5e-2,
+    "int8_static": 5e-2,
+    "int8_full": 5e-2,
+}
 MIN_ATOL = 1e-5
 
 
