@@ -71,6 +71,12 @@ def _wrong_dtype(tmp_path: Path) -> Path:
     return tmp_path / "bad.npz"
 
 
+def _nhwc_layout(tmp_path: Path) -> Path:
+    # Images laid out for TFLite (NHWC) handed to an NCHW ONNX model.
+    np.savez(tmp_path / "nhwc.npz", input=np.zeros((4, 8, 8, 1), np.float32))
+    return tmp_path / "nhwc.npz"
+
+
 def _not_onnx(tmp_path: Path) -> Path:
     (tmp_path / "notes.onnx").write_text("this is not a model\n")
     return tmp_path / "notes.onnx"
@@ -113,6 +119,10 @@ BAD_INPUTS: dict[str, tuple[Callable[[Path], list[str | Path]], str]] = {
     "calibration dtype": (
         lambda t: [MODEL, "-p", "x86-64", "--calibration", _wrong_dtype(t)],
         "is float64 but the model takes float32",
+    ),
+    "calibration layout for tflite": (
+        lambda t: [MODEL, "-p", "raspberry-pi-4", "--calibration", _nhwc_layout(t)],
+        "dimension 1 is 8 in the data but the model expects 1",
     ),
     "not a key": (lambda t: [MODEL, "-p", "x86-64", "--key", _not_a_key(t)], "signing.key"),
     "bad version": (lambda t: [MODEL, "-p", "x86-64", "--version", "latest"], "--version"),
