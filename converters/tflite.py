@@ -93,3 +93,28 @@ def tflite_int8_full(source: Path, target: Path, context: PassContext) -> None:
     converter.inference_input_type = io_type[context.profile.quantization.io_type]
     converter.inference_output_type = io_type[context.profile.quantization.io_type]
     _write(converter, target, "tflite_int8_full")
+    float_ops = float_compute_ops(target.read_bytes())
+    if float_ops:
+        # TFLiteConverter keeps an op it cannot quantize in float between DEQUANTIZE and
+        # QUANTIZE even with integer builtins only; an Edge TPU cannot run such a model.
+        raise BuildError(
+            f"pass 'tflite_int8_full' failed: op {', '.join(float_ops)} cannot run as full "
+            f"integer, and profile {context.profile.id} needs every op quantized; replace the op "
+            "or use a profile that allows float fallback"
+        )
+
+
+def float_compute_ops(model: bytes) -> list[str]:
+    """Ops of a .tflite model that compute in float (QUANTIZE/DEQUANTIZE at the edges aside)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=model)
+    tensors = interpreter.get_tensor_details()
+    found = []
+    # _get_ops_details is LiteRT's only per-op view; the public API lists tensors, not ops.
+    for op in interpreter._get_ops_details():
+        if op["op_name"] in ("QUANTIZE", "DEQUANTIZE"):
+            continue
+        if any(i >= 0 and tensors[i]["dtype"] == np.float32 for i in op["inputs"]):
+            found.append(str(op["op_name"]))
+    return sorted(set(found))

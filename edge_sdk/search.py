@@ -125,6 +125,8 @@ def choose(
             survivors.append(i)
     if not survivors:
         detail = "; ".join(f"{candidates[i].name}: {reasons[i]}" for i in range(len(candidates)))
+        if all(c.error is not None for c in candidates):
+            raise BudgetError(f"no candidate for profile {profile.id} could be built ({detail})")
         raise BudgetError(
             f"no candidate for profile {profile.id} stays inside its accuracy budget ({detail}); "
             "pass real --calibration data, or a profile with a looser [accuracy_budget]"

@@ -68,3 +68,31 @@ def make_dynamic_sequence_model(path: Path, features: int = 16) -> Path:
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+def make_sin_model(path: Path) -> Path:
+    """A tiny image model with a Sin op: TFLite has no integer Sin kernel, so a full-integer
+    recipe (Coral) cannot quantize it."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.random.default_rng(2).standard_normal((4, 1, 3, 3)).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["input", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+        helper.make_node("Sin", ["c"], ["s"], name="sin"),
+        helper.make_node("GlobalAveragePool", ["s"], ["p"], name="pool"),
+        helper.make_node("Flatten", ["p"], ["logits"], axis=1, name="flatten"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "sin_model",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 1, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 4])],
+        [numpy_helper.from_array(w, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path

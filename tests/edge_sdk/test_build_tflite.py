@@ -105,3 +105,23 @@ def test_agent_selftest_passes_on_a_tflite_bundle(
 
     result = self_test(Path(tflite_builds["coral-edgetpu"]["bundle"]), signing_keys / "root.json")
     assert result.golden.passed, result.golden.detail
+
+
+def test_coral_refuses_an_op_it_cannot_quantize_naming_it(
+    no_network: None, digits: Path, tmp_path: Path
+) -> None:
+    from edge_sdk.errors import BudgetError
+    from tests.factories import make_sin_model
+
+    model = make_sin_model(tmp_path / "sin.onnx")
+    out = tmp_path / "out"
+    with pytest.raises(BudgetError, match=r"could be built .*op SIN cannot run as full integer"):
+        build(
+            BuildRequest(
+                model=model,
+                profile=resolve_profile("coral-edgetpu"),
+                out=out,
+                calibration=digits / "calibration.npz",
+            )
+        )
+    assert list(out.iterdir()) == []
