@@ -15,7 +15,6 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import contextlib
 import io
-import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +35,41 @@ def nhwc_samples(calibration: dict[str, np.ndarray] | Any) -> np.ndarray:
         array = array.transpose(0, 2, 3, 1)
     reps = -(-SAMPLE_COUNT // len(array))
     return np.concatenate([array] * reps)[:SAMPLE_COUNT]
+
+
+def _write_static(source: Path, target: Path, calibration: dict[str, np.ndarray] | Any) -> None:
+    """A copy of the model with every input dimension fixed (batch 1, the rest from the data)
+    and shapes re-inferred: onnx2tf mis-slices shapes computed from dynamic height/width, as in
+    exported detectors."""
+    import onnx
+
+    model = onnx.load(str(source))
+    for graph_input in model.graph.input:
+        if graph_input.name not in calibration:
+            continue
+        dims = (1, *np.shape(calibration[graph_input.name])[1:])
+        for dim, size in zip(graph_input.type.tensor_type.shape.dim, dims, strict=False):
+            dim.Clear()
+            dim.dim_value = int(size)
+    del model.graph.value_info[:]
+    static = target.with_suffix(".static.onnx")
+    onnx.save(model, str(static))
+    # With every dimension known, onnxruntime's constant folding turns the Shape/Gather/Concat
+    # chains into constants, which onnx2tf converts reliably.
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    try:
+        quant_pre_process(str(static), str(target), skip_symbolic_shape=True)
+    except Exception as e:
+        raise failure("onnx2tf", e) from e
+
+
+def fixed_shapes(calibration: dict[str, np.ndarray] | Any) -> list[str]:
+    """onnx2tf's ``name:1,d1,d2,...`` for every input, from one calibration sample."""
+    return [
+        f"{name}:{','.join(str(d) for d in (1, *np.shape(array)[1:]))}"
+        for name, array in calibration.items()
+    ]
 
 
 @contextlib.contextmanager
@@ -64,7 +98,7 @@ def to_saved_model(source: Path, target: Path, context: PassContext) -> None:
     with tempfile.TemporaryDirectory(dir=context.workdir) as tmp:
         # onnx2tf rewrites its input file in place in some modes: hand it a copy.
         copy = Path(tmp) / "model.onnx"
-        shutil.copyfile(source, copy)
+        _write_static(source, copy, context.calibration)
         cwd = Path.cwd()
         try:
             # It also writes stray files to the working directory.
@@ -80,6 +114,9 @@ def to_saved_model(source: Path, target: Path, context: PassContext) -> None:
                     output_signaturedefs=True,
                     not_use_onnxsim=True,
                     copy_onnx_input_output_names_to_tflite=True,
+                    # Dynamic height/width (exported detectors) break onnx2tf's shape logic;
+                    # the build already fixed every dimension from the data.
+                    overwrite_input_shape=fixed_shapes(context.calibration),
                     verbosity="error",
                 )
         except SystemExit as e:  # onnx2tf exits the process on some conversion errors

@@ -153,7 +153,12 @@ class TFLiteModel:
             self._tensor(name, out_details[name], spec)
             for name, spec in self._pair(out_details, outputs)
         ]
-        self.batch_capable = True  # the signature runner resizes the batch per call
+        # A batch dimension of -1 in the signature resizes per call; a fixed one does not.
+        self.batch_capable = all(
+            int(d["shape_signature"][0]) == -1
+            for d in in_details.values()
+            if len(d["shape_signature"])
+        )
 
     @staticmethod
     def _pair(

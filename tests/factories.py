@@ -96,3 +96,35 @@ def make_sin_model(path: Path) -> Path:
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+def yolov8n_path() -> Path:
+    """YOLOv8n (320n.onnx), trained by someone else and shipped in the nudenet wheel; located
+    without importing nudenet, whose own imports (OpenCV) the tests do not need."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("nudenet")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("pip install --no-deps -r constraints/tflite-nodeps.txt (nudenet)")
+    return Path(next(iter(spec.submodule_search_locations))) / "320n.onnx"
+
+
+def photo_crops(path: Path, count: int, size: int = 320, seed: int = 0) -> Path:
+    """Real photographs for a detector: random crops of the two images scikit-learn ships,
+    resized to ``size``, NCHW float32 in [0, 1], saved as an .npz keyed ``images``."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    rng = np.random.default_rng(seed)
+    photos = load_sample_images().images
+    crops = []
+    for i in range(count):
+        photo = photos[i % len(photos)]
+        side = int(rng.integers(200, min(photo.shape[:2]) + 1))
+        top = int(rng.integers(0, photo.shape[0] - side + 1))
+        left = int(rng.integers(0, photo.shape[1] - side + 1))
+        crop = Image.fromarray(photo[top : top + side, left : left + side]).resize((size, size))
+        crops.append(np.asarray(crop, np.float32).transpose(2, 0, 1) / 255.0)
+    np.savez(path, images=np.stack(crops))
+    return path
