@@ -1,0 +1,56 @@
+"""A model someone else trained and shipped: YOLOv8n (nudenet's 320n.onnx), exported with dynamic
+batch, height and width, built for an ONNX and a TFLite profile with real photographs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge_sdk.build import BuildRequest, build
+from edge_sdk.bundle import read_bundle
+from edge_sdk.profiles import resolve_profile
+from tests.factories import photo_crops, yolov8n_path
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    work = tmp_path_factory.mktemp("photos")
+    return photo_crops(work / "cal.npz", 32, seed=0), photo_crops(work / "val.npz", 16, seed=1)
+
+
+def _build(profile: str, photos: tuple[Path, Path], out: Path) -> dict[str, Any]:
+    calibration, validation = photos
+    return build(
+        BuildRequest(
+            model=yolov8n_path(),
+            profile=resolve_profile(profile),
+            out=out,
+            calibration=calibration,
+            validation=validation,
+            name="yolov8n",
+            timing_seconds=0.5,
+        )
+    ).report
+
+
+def test_yolov8n_for_x86_vnni(photos: tuple[Path, Path], tmp_path: Path) -> None:
+    r = _build("x86-64-vnni", photos, tmp_path)
+    assert r["inputs"][0]["shape"] == ["batch", 3, 320, 320]  # fixed from the data
+    assert r["precision"] == "int8_static"
+    assert r["fidelity"]["top1_agreement"] is None  # detections, not class scores
+    assert r["fidelity"]["cosine"] >= 0.999
+    assert r["source_bytes"] / r["artifact_bytes"] >= 3.4
+    (dynamic,) = [c for c in r["candidates"] if c["precision"] == "int8_dynamic"]
+    assert dynamic["reason"].startswith("slower than the float model")
+
+
+def test_yolov8n_for_raspberry_pi_5(photos: tuple[Path, Path], tmp_path: Path) -> None:
+    r = _build("raspberry-pi-5", photos, tmp_path)
+    assert (r["runtime"], r["precision"]) == ("tflite", "int8_full")
+    assert r["fidelity"]["cosine"] >= 0.998
+    assert r["source_bytes"] / r["artifact_bytes"] >= 3.5
+    m = read_bundle(Path(r["bundle"])).manifest
+    (images,) = m.artifact_tensors["inputs"]
+    assert images["layout"] == "NHWC" and images["shape"] == [1, 320, 320, 3]
