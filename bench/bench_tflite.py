@@ -1,4 +1,5 @@
-"""TFLite benchmark: fp32, dynamic-range and full-integer artifacts of the digits CNN, run with
+"""TFLite benchmark: fp32, dynamic-range and full-integer artifacts of the digits CNN and of
+nudenet's YOLOv8n (calibrated on scikit-learn's photographs), run with
 LiteRT on this host, timed in one process against the fp32 TFLite artifact (ratios only: this
 machine is shared and noisy). Run: ``python bench/bench_tflite.py``.
 """
@@ -32,16 +33,15 @@ VARIANTS = {
 }
 
 
-def main() -> None:
-    example = REPO / "examples" / "digits"
-    source = example / "model.onnx"
-    calib = load_npz(example / "calibration.npz")
-    valid = load_npz(example / "validation.npz")
+def bench_model(
+    name: str, source: Path, calibration: Path, validation: Path, seconds: float
+) -> list[str]:
+    calib = load_npz(calibration)
+    valid = load_npz(validation)
     _, info = load_source(source)
-    context_profile = resolve_profile("raspberry-pi-5")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        context = PassContext(context_profile, work, calib.inputs, {})
+        context = PassContext(resolve_profile("raspberry-pi-5"), work, calib.inputs, {})
         get_pass("opset")(source, work / "a.onnx", context)
         get_pass("optimize")(work / "a.onnx", work / "b.onnx", context)
         get_pass("onnx2tf")(work / "b.onnx", work / "saved_model", context)
@@ -58,23 +58,42 @@ def main() -> None:
             )
     sample = valid.sample(0)
     timings = measure_interleaved(
-        {n: functools.partial(m.run, sample) for n, m in models.items()}, seconds=4.0, rounds=10
+        {n: functools.partial(m.run, sample) for n, m in models.items()}, seconds=seconds, rounds=10
     )
     reference = evaluate(models["ONNX float (onnxruntime)"], valid.inputs)
     base, base_size = timings["fp32"].p50_ms, sizes["fp32"]
-    print(
-        "| digits artifact | p50 ms | speed vs TFLite fp32 | smaller than fp32 by | accuracy "
-        "| top-1 agree with ONNX float |"
-    )
-    print("|---|---:|---:|---:|---:|---:|")
-    for name, model in models.items():
+    rows = []
+    for label, model in models.items():
         outputs = evaluate(model, valid.inputs)
         acc = accuracy(outputs, valid.labels) if valid.labels is not None else None
-        top1 = compare(reference, outputs).top1_agreement
-        print(
-            f"| {name} | {timings[name].p50_ms:.3f} | {base / timings[name].p50_ms:.2f}x "
-            f"| {base_size / sizes[name]:.2f}x | {acc:.2%} | {top1:.2%} |"
+        fid = compare(reference, outputs)
+        rows.append(
+            f"| {name} | {label} | {timings[label].p50_ms:.3f} | "
+            f"{base / timings[label].p50_ms:.2f}x | {base_size / sizes[label]:.2f}x | "
+            f"{'-' if acc is None else f'{acc:.2%}'} | "
+            f"{'-' if fid.top1_agreement is None else f'{fid.top1_agreement:.2%}'} | "
+            f"{fid.cosine:.5f} |"
         )
+    return rows
+
+
+def main() -> None:
+    digits = REPO / "examples" / "digits"
+    rows = bench_model(
+        "digits", digits / "model.onnx", digits / "calibration.npz", digits / "validation.npz", 4.0
+    )
+    from tests.factories import photo_crops, yolov8n_path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cal = photo_crops(Path(tmp) / "cal.npz", 32, seed=0)
+        val = photo_crops(Path(tmp) / "val.npz", 16, seed=1)
+        rows += bench_model("YOLOv8n 320", yolov8n_path(), cal, val, 8.0)
+    print(
+        "| model | artifact | p50 ms | speed vs TFLite fp32 | smaller than fp32 by | accuracy "
+        "| top-1 agree with ONNX float | cosine vs ONNX float |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print("\n".join(rows))
 
 
 if __name__ == "__main__":
