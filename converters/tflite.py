@@ -28,15 +28,36 @@ def _converter(source: Path) -> Any:
     return tf.lite.TFLiteConverter.from_saved_model(str(source))
 
 
-def _representative(context: PassContext) -> Callable[[], Iterator[list[np.ndarray]]]:
-    arrays = [a.transpose(0, 2, 3, 1) if a.ndim == 4 else a for a in context.calibration.values()]
-    limit = min(len(arrays[0]), context.profile.quantization.calibration_samples)
+def _representative(
+    source: Path, context: PassContext
+) -> Callable[[], Iterator[dict[str, np.ndarray]]]:
+    """Calibration samples keyed by the SavedModel's input names, in its layout: onnx2tf's
+    SavedModels are NHWC where the ONNX data was NCHW; Keras sources are NHWC already."""
+    import tensorflow as tf
 
-    def samples() -> Iterator[list[np.ndarray]]:
+    signature = tf.saved_model.load(str(source)).signatures["serving_default"]
+    _, specs = signature.structured_input_signature
+    arrays = {
+        name: _in_layout(np.asarray(context.calibration[name]), spec.shape)
+        for name, spec in specs.items()
+    }
+    count = len(next(iter(arrays.values())))
+    limit = min(count, context.profile.quantization.calibration_samples)
+
+    def samples() -> Iterator[dict[str, np.ndarray]]:
         for i in range(limit):
-            yield [a[i : i + 1].astype(np.float32) for a in arrays]
+            yield {name: a[i : i + 1].astype(np.float32) for name, a in arrays.items()}
 
     return samples
+
+
+def _in_layout(array: np.ndarray, shape: Any) -> np.ndarray:
+    want = list(shape)[1:]
+    if array.ndim == 4 and list(array.shape[1:]) != want:
+        moved = array.transpose(0, 2, 3, 1)
+        if all(w is None or w == h for w, h in zip(want, moved.shape[1:], strict=True)):
+            return moved
+    return array
 
 
 def _write(converter: Any, target: Path, name: str) -> None:
@@ -87,7 +108,7 @@ def tflite_int8_full(source: Path, target: Path, context: PassContext) -> None:
 
     converter = _converter(source)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = _representative(context)
+    converter.representative_dataset = _representative(source, context)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     io_type = {"float": tf.float32, "int8": tf.int8, "uint8": tf.uint8}
     converter.inference_input_type = io_type[context.profile.quantization.io_type]

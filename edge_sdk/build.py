@@ -30,6 +30,7 @@ from edge_sdk.data import Dataset, check_dataset, load_data, resolve_specs, synt
 from edge_sdk.errors import EdgeSdkError, OutputError, UnsupportedError
 from edge_sdk.fidelity import accuracy as top1_accuracy
 from edge_sdk.fidelity import compare
+from edge_sdk.keras_source import is_tensorflow_source
 from edge_sdk.onnx_model import load_source
 from edge_sdk.ort_runtime import graph_level_for, host_threads, open_session
 from edge_sdk.profiles import HardwareProfile
@@ -285,7 +286,37 @@ def build(request: BuildRequest, progress: Progress = lambda _: None) -> BuildRe
 
         for key in request.keys:
             load_signer(key)  # a bad key file fails now, not after minutes of work
-    _, source = load_source(request.model)
+    tensorflow_source = is_tensorflow_source(request.model)
+    if tensorflow_source and profile.runtime != "tflite":
+        raise UnsupportedError(
+            f"{request.model} is a TensorFlow model, which builds for TFLite profiles; export it "
+            f"to ONNX (tf2onnx) to build for {profile.id}"
+        )
+    # onnxruntime's calibrators and TensorFlow print progress to stdout, which belongs to our
+    # report (--json); the temporary directory holds every intermediate, so nothing half-made
+    # can reach --out.
+    with (
+        tempfile.TemporaryDirectory(prefix="edge-sdk-build-") as tmp,
+        contextlib.redirect_stdout(io.StringIO()),
+    ):
+        return _build_in(request, Path(tmp), tensorflow_source, started, progress)
+
+
+def _build_in(
+    request: BuildRequest,
+    workdir: Path,
+    tensorflow_source: bool,
+    started: float,
+    progress: Progress,
+) -> BuildResult:
+    profile = request.profile
+    if tensorflow_source:
+        from edge_sdk.keras_source import load_tensorflow_source
+
+        source_model: runtime.Model
+        source_model, source = load_tensorflow_source(request.model, workdir / "saved_model")
+    else:
+        _, source = load_source(request.model)
     name = bundle_format.check_name(request.name or request.model.stem)
     if request.version:
         version, label = bundle_format.parse_version(request.version)
@@ -298,51 +329,46 @@ def build(request: BuildRequest, progress: Progress = lambda _: None) -> BuildRe
         raise OutputError(f"{target} already exists; pass a higher --version or --force")
     specs, calib, valid, notes = _datasets(request, source.inputs, progress)
 
-    # onnxruntime's calibrators print progress to stdout; stdout belongs to our report (--json).
-    with (
-        tempfile.TemporaryDirectory(prefix="edge-sdk-build-") as tmp,
-        contextlib.redirect_stdout(io.StringIO()),
-    ):
-        shop = _Workshop(request, Path(tmp), (specs, source.outputs), calib, valid, progress)
+    shop = _Workshop(request, workdir, (specs, source.outputs), calib, valid, progress)
+    if not tensorflow_source:
+        # TensorFlow sources were written as the SavedModel the TFLite recipes start from.
         progress("preparing the graph (opset, optimisation, shape inference)")
         shop.run_passes(request.model, PREPARE[profile.runtime], shop.prepared, {})
-        progress("running the source model")
         source_model = runtime.OnnxModel(open_session(request.model, threads=shop.threads))
-        reference = runtime.evaluate(source_model, valid.inputs)
-        source_accuracy = (
-            top1_accuracy(reference, valid.labels) if valid.labels is not None else None
-        )
+    progress("running the source model")
+    reference = runtime.evaluate(source_model, valid.inputs)
+    source_accuracy = top1_accuracy(reference, valid.labels) if valid.labels is not None else None
 
-        candidates: list[Candidate] = []
-        for precision in profile.precisions:
-            if precision == "int8_static" and profile.runtime == "onnx":
-                candidates.extend(shop.int8_static(reference, source_accuracy))
-            else:
-                candidates.append(shop.candidate(precision, precision, {}, reference))
+    candidates: list[Candidate] = []
+    for precision in profile.precisions:
+        if precision == "int8_static" and profile.runtime == "onnx":
+            candidates.extend(shop.int8_static(reference, source_accuracy))
+        else:
+            candidates.append(shop.candidate(precision, precision, {}, reference))
 
-        progress("timing the source model and every candidate (interleaved)")
-        sample = valid.sample(0)
-        models: dict[str, runtime.Model] = {"source": source_model, **shop.models}
-        timings = measure_interleaved(
-            {n: functools.partial(m.run, sample) for n, m in models.items()},
-            seconds=request.timing_seconds,
-        )
-        candidates = [replace(c, latency=timings.get(c.name)) for c in candidates]
-        candidates = choose(candidates, profile, timings["source"], source_accuracy)
-        chosen = next(c for c in candidates if c.chosen)
-        artifact = shop.paths[chosen.name].read_bytes()
+    progress("timing the source model and every candidate (interleaved)")
+    sample = valid.sample(0)
+    models: dict[str, runtime.Model] = {"source": source_model, **shop.models}
+    timings = measure_interleaved(
+        {n: functools.partial(m.run, sample) for n, m in models.items()},
+        seconds=request.timing_seconds,
+    )
+    candidates = [replace(c, latency=timings.get(c.name)) for c in candidates]
+    candidates = choose(candidates, profile, timings["source"], source_accuracy)
+    chosen = next(c for c in candidates if c.chosen)
+    artifact = shop.paths[chosen.name].read_bytes()
 
-        progress("recording golden vectors")
-        vectors = valid.take(GOLDEN_VECTORS)
-        outputs = runtime.evaluate(shop.models[chosen.name], vectors.inputs)
-        chosen_model = shop.models[chosen.name]
-        artifact_tensors = (
-            chosen_model.tensors() if isinstance(chosen_model, runtime.TFLiteModel) else {}
-        )
-        atol, rtol = golden.tolerance_for(chosen.precision, outputs)
-        golden_bytes = golden.pack(
-            dict(vectors.inputs), {o.name: v for o, v in zip(source.outputs, outputs, strict=True)}
-        )
+    progress("recording golden vectors")
+    vectors = valid.take(GOLDEN_VECTORS)
+    outputs = runtime.evaluate(shop.models[chosen.name], vectors.inputs)
+    chosen_model = shop.models[chosen.name]
+    artifact_tensors = (
+        chosen_model.tensors() if isinstance(chosen_model, runtime.TFLiteModel) else {}
+    )
+    atol, rtol = golden.tolerance_for(chosen.precision, outputs)
+    golden_bytes = golden.pack(
+        dict(vectors.inputs), {o.name: v for o, v in zip(source.outputs, outputs, strict=True)}
+    )
 
     report = _report(
         request,
