@@ -243,3 +243,30 @@ def read_bundle(path: Path) -> Bundle:
         missing = manifest.artifact if artifact is None else GOLDEN
         raise BundleError(f"{source}: bundle is incomplete, {missing} is missing")
     return Bundle(manifest, artifact, golden, signatures, manifest_bytes)
+
+
+def read_unpacked(directory: Path) -> Bundle:
+    """A bundle unpacked into a directory (how a device keeps an installed version): the same
+    files under the same names, read with the same size caps."""
+    source = str(directory)
+    if not (directory / MANIFEST).is_file():
+        raise BundleError(f"{source} holds no {MANIFEST}; is it an installed model version?")
+
+    def member(name: str, cap: int) -> bytes | None:
+        path = directory / name
+        if not path.is_file():
+            return None
+        if path.stat().st_size > cap:
+            raise BundleError(f"{source}: {name} is over the {cap}-byte cap")
+        return path.read_bytes()
+
+    manifest_bytes = member(MANIFEST, MAX_METADATA_BYTES) or b""
+    manifest = Manifest.from_bytes(manifest_bytes, source)
+    artifact = member(manifest.artifact, MAX_MEMBER_BYTES)
+    golden = member(GOLDEN, MAX_MEMBER_BYTES)
+    if artifact is None or golden is None:
+        missing = manifest.artifact if artifact is None else GOLDEN
+        raise BundleError(f"{source}: {missing} is missing")
+    return Bundle(
+        manifest, artifact, golden, member(SIGNATURES, MAX_METADATA_BYTES), manifest_bytes
+    )

@@ -275,3 +275,12 @@ def named_outputs(
         return dict(zip(names, model.run(feeds), strict=True))
 
     return run
+
+
+def open_model(path: Path, *, threads: int) -> OnnxModel | TFLiteModel:
+    """A bundle file or an installed version directory, opened as its manifest says. This
+    does not verify signatures: the agent verifies before it installs."""
+    from edge_sdk.bundle import read_bundle, read_unpacked
+
+    bundle = read_unpacked(path) if path.is_dir() else read_bundle(path)
+    return load_bundle(bundle, threads=threads)

@@ -125,3 +125,21 @@ def test_coral_refuses_an_op_it_cannot_quantize_naming_it(
             )
         )
     assert list(out.iterdir()) == []
+
+
+def test_installed_version_directory_opens_like_the_bundle(
+    tflite_builds: dict[str, dict[str, Any]], digits: Path, tmp_path: Path
+) -> None:
+    import zipfile
+
+    from edge_sdk.runtime import open_model
+
+    bundle = Path(tflite_builds["raspberry-pi-4"]["bundle"])
+    installed = tmp_path / "v1"
+    with zipfile.ZipFile(bundle) as zf:
+        zf.extractall(installed)
+    with np.load(digits / "validation.npz") as v:
+        x = v["input"][:16]
+    (from_dir,) = evaluate(open_model(installed, threads=1), {"input": x})
+    (from_file,) = evaluate(open_model(bundle, threads=1), {"input": x})
+    np.testing.assert_array_equal(from_dir, from_file)
