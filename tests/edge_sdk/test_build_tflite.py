@@ -143,3 +143,32 @@ def test_installed_version_directory_opens_like_the_bundle(
     (from_dir,) = evaluate(open_model(installed, threads=1), {"input": x})
     (from_file,) = evaluate(open_model(bundle, threads=1), {"input": x})
     np.testing.assert_array_equal(from_dir, from_file)
+
+
+def test_every_tflite_recipe_builds_and_is_measured(
+    no_network: None, digits: Path, tmp_path: Path
+) -> None:
+    from edge_sdk.profiles import builtin_profile_dir, load_profile_file
+
+    text = (builtin_profile_dir() / "raspberry-pi-4.toml").read_text()
+    text = text.replace(
+        'precisions = ["int8_full", "fp32"]',
+        'precisions = ["int8_full", "int8_dynamic", "fp16", "fp32"]',
+    )
+    path = tmp_path / "all-recipes.toml"
+    path.write_text(text.replace('id = "raspberry-pi-4"', 'id = "all-recipes"'))
+    r = build(
+        BuildRequest(
+            model=digits / "model.onnx",
+            profile=load_profile_file(path),
+            out=tmp_path / "out",
+            calibration=digits / "calibration.npz",
+            validation=digits / "validation.npz",
+            timing_seconds=0.3,
+        )
+    ).report
+    by_precision = {c["precision"]: c for c in r["candidates"]}
+    assert set(by_precision) == {"int8_full", "int8_dynamic", "fp16", "fp32"}
+    for c in by_precision.values():
+        assert c["error"] is None and c["fidelity"]["top1_agreement"] >= 0.99
+    assert by_precision["fp16"]["artifact_bytes"] < by_precision["fp32"]["artifact_bytes"] * 0.6

@@ -94,3 +94,29 @@ def test_keras_file_that_is_not_a_model(cli: Cli, tmp_path: Path) -> None:
     code, _, err = cli("build", bogus, "-p", "raspberry-pi-4", "--out", out)
     assert code == 2 and "is not a readable Keras model" in err
     assert len(err.strip().splitlines()) == 1 and list(out.iterdir()) == []
+
+
+def test_savedmodel_directory_builds_too(
+    cli: Cli, keras_digits: Path, nhwc_data: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import keras
+
+    saved = tmp_path / "digits_savedmodel"
+    keras.models.load_model(keras_digits, compile=False).export(str(saved), verbose=False)
+    calibration, validation = nhwc_data
+    code, out, err = cli(
+        "build",
+        saved,
+        "-p",
+        "raspberry-pi-4",
+        "--calibration",
+        calibration,
+        "--validation",
+        validation,
+        "--out",
+        tmp_path / "out",
+        "--json",
+    )
+    assert code == 0, err
+    r = json.loads(out)
+    assert r["precision"] == "int8_full" and r["fidelity"]["top1_agreement"] >= 0.97
