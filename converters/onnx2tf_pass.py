@@ -64,14 +64,6 @@ def _write_static(source: Path, target: Path, calibration: dict[str, np.ndarray]
         raise failure("onnx2tf", e) from e
 
 
-def fixed_shapes(calibration: dict[str, np.ndarray] | Any) -> list[str]:
-    """onnx2tf's ``name:1,d1,d2,...`` for every input, from one calibration sample."""
-    return [
-        f"{name}:{','.join(str(d) for d in (1, *np.shape(array)[1:]))}"
-        for name, array in calibration.items()
-    ]
-
-
 @contextlib.contextmanager
 def offline(samples: np.ndarray) -> Iterator[None]:
     import onnx2tf.onnx2tf as core
@@ -114,9 +106,6 @@ def to_saved_model(source: Path, target: Path, context: PassContext) -> None:
                     output_signaturedefs=True,
                     not_use_onnxsim=True,
                     copy_onnx_input_output_names_to_tflite=True,
-                    # Dynamic height/width (exported detectors) break onnx2tf's shape logic;
-                    # the build already fixed every dimension from the data.
-                    overwrite_input_shape=fixed_shapes(context.calibration),
                     verbosity="error",
                 )
         except SystemExit as e:  # onnx2tf exits the process on some conversion errors

@@ -7,6 +7,7 @@ source model itself, run in TensorFlow, is the reference that candidates are mea
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -70,9 +71,6 @@ def load_tensorflow_source(path: Path, saved_model: Path) -> tuple[TensorFlowMod
             raise ModelFileError(f"{path} cannot be exported as a SavedModel: {e}") from e
         size = path.stat().st_size
     else:
-        tf.io.gfile.rmtree(str(saved_model)) if saved_model.exists() else None
-        import shutil
-
         shutil.copytree(path, saved_model)
         size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     try:
