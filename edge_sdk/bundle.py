@@ -16,6 +16,7 @@ import hashlib
 import json
 import re
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -208,65 +209,65 @@ def write_bundle(path: Path, bundle: Bundle) -> None:
             zf.writestr(SIGNATURES, bundle.signatures)
 
 
-def _member(zf: zipfile.ZipFile, name: str, cap: int, source: str) -> bytes | None:
-    try:
-        info = zf.getinfo(name)
-    except KeyError:
-        return None
-    if info.file_size > cap:
-        raise BundleError(f"{source}: {name} is {info.file_size} bytes, over the {cap}-byte cap")
-    with zf.open(info) as member:
-        data = member.read(cap + 1)
-    if len(data) > cap:
-        raise BundleError(f"{source}: {name} is larger than its header says")
-    return data
+MemberReader = Callable[[str, int], "bytes | None"]
+
+
+def _assemble(source: str, member: MemberReader, hint: str) -> Bundle:
+    """The bundle's files, each read through ``member`` (name, size cap) from wherever they are
+    kept: a zip file or an installed version's directory."""
+    manifest_bytes = member(MANIFEST, MAX_METADATA_BYTES)
+    if manifest_bytes is None:
+        raise BundleError(f"{source}: no {MANIFEST}; {hint}")
+    manifest = Manifest.from_bytes(manifest_bytes, source)
+    artifact = member(manifest.artifact, MAX_MEMBER_BYTES)
+    golden = member(GOLDEN, MAX_MEMBER_BYTES)
+    if artifact is None or golden is None:
+        missing = manifest.artifact if artifact is None else GOLDEN
+        raise BundleError(f"{source}: bundle is incomplete, {missing} is missing")
+    signatures = member(SIGNATURES, MAX_METADATA_BYTES)
+    return Bundle(manifest, artifact, golden, signatures, manifest_bytes)
 
 
 def read_bundle(path: Path) -> Bundle:
     source = str(path)
     if not path.is_file():
         raise BundleError(f"bundle {path} does not exist")
+
     try:
         with zipfile.ZipFile(path) as zf:
-            manifest_bytes = _member(zf, MANIFEST, MAX_METADATA_BYTES, source)
-            if manifest_bytes is None:
-                raise BundleError(f"{source}: no manifest.json; is this an edge-sdk bundle?")
-            manifest = Manifest.from_bytes(manifest_bytes, source)
-            artifact = _member(zf, manifest.artifact, MAX_MEMBER_BYTES, source)
-            golden = _member(zf, GOLDEN, MAX_MEMBER_BYTES, source)
-            signatures = _member(zf, SIGNATURES, MAX_METADATA_BYTES, source)
+
+            def member(name: str, cap: int) -> bytes | None:
+                try:
+                    info = zf.getinfo(name)
+                except KeyError:
+                    return None
+                if info.file_size > cap:
+                    raise BundleError(
+                        f"{source}: {name} is {info.file_size} bytes, over the {cap}-byte cap"
+                    )
+                with zf.open(info) as stream:
+                    data = stream.read(cap + 1)
+                if len(data) > cap:
+                    raise BundleError(f"{source}: {name} is larger than its header says")
+                return data
+
+            return _assemble(source, member, "is this an edge-sdk bundle?")
     except zipfile.BadZipFile as e:
         raise BundleError(f"{source} is not a bundle (not a zip archive: {e})") from e
     except OSError as e:
         raise BundleError(f"cannot read bundle {source}: {e}") from e
-    if artifact is None or golden is None:
-        missing = manifest.artifact if artifact is None else GOLDEN
-        raise BundleError(f"{source}: bundle is incomplete, {missing} is missing")
-    return Bundle(manifest, artifact, golden, signatures, manifest_bytes)
 
 
 def read_unpacked(directory: Path) -> Bundle:
     """A bundle unpacked into a directory (how a device keeps an installed version): the same
     files under the same names, read with the same size caps."""
-    source = str(directory)
-    if not (directory / MANIFEST).is_file():
-        raise BundleError(f"{source} holds no {MANIFEST}; is it an installed model version?")
 
     def member(name: str, cap: int) -> bytes | None:
         path = directory / name
         if not path.is_file():
             return None
         if path.stat().st_size > cap:
-            raise BundleError(f"{source}: {name} is over the {cap}-byte cap")
+            raise BundleError(f"{directory}: {name} is over the {cap}-byte cap")
         return path.read_bytes()
 
-    manifest_bytes = member(MANIFEST, MAX_METADATA_BYTES) or b""
-    manifest = Manifest.from_bytes(manifest_bytes, source)
-    artifact = member(manifest.artifact, MAX_MEMBER_BYTES)
-    golden = member(GOLDEN, MAX_MEMBER_BYTES)
-    if artifact is None or golden is None:
-        missing = manifest.artifact if artifact is None else GOLDEN
-        raise BundleError(f"{source}: {missing} is missing")
-    return Bundle(
-        manifest, artifact, golden, member(SIGNATURES, MAX_METADATA_BYTES), manifest_bytes
-    )
+    return _assemble(str(directory), member, "is it an installed model version?")

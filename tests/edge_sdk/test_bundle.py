@@ -94,3 +94,17 @@ def test_malformed_manifest(tmp_path: Path) -> None:
         zf.writestr("manifest.json", b'{"format_version": 1}')
     with pytest.raises(BundleError, match=r"manifest\.json is malformed"):
         read_bundle(path)
+
+
+def test_unpacked_directory_round_trip_and_refusal(tmp_path: Path) -> None:
+    from edge_sdk.bundle import read_unpacked
+
+    path = tmp_path / "m.edgebundle"
+    write_bundle(path, _bundle())
+    installed = tmp_path / "v3"
+    with zipfile.ZipFile(path) as zf:
+        zf.extractall(installed)
+    assert read_unpacked(installed).manifest == _bundle().manifest
+    (installed / "manifest.json").unlink()
+    with pytest.raises(BundleError, match="is it an installed model version"):
+        read_unpacked(installed)
