@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_sdk.bundle import read_bundle, sha256
-from edge_sdk.errors import KeyFileError, TamperedError
+from edge_sdk.bundle import read_bundle
 from edge_sdk.golden import GoldenCheck, check
+from edge_sdk.keys import load_trust_root
 from edge_sdk.runtime import load_bundle, named_outputs
-from edge_sdk.trust import TrustRoot, verify_files
+from edge_sdk.trust import verify_bundle
 
 
 @dataclass(frozen=True)
@@ -22,15 +22,10 @@ class SelfTestResult:
 
 
 def self_test(bundle_path: Path, trust_path: Path, threads: int = 1) -> SelfTestResult:
-    try:
-        root = TrustRoot.from_bytes(trust_path.read_bytes(), str(trust_path))
-    except OSError as e:
-        raise KeyFileError(f"cannot read trust root {trust_path}: {e.strerror}") from e
+    root = load_trust_root(trust_path)
     bundle = read_bundle(bundle_path)
     # Trust first: nothing that fails verification is ever handed to the runtime.
-    verify_files(root, bundle.signatures, bundle.signed_files())
-    if sha256(bundle.artifact) != bundle.manifest.artifact_sha256:
-        raise TamperedError(f"{bundle_path}: artifact does not match its signed manifest")
+    verify_bundle(root, bundle, str(bundle_path))
     m = bundle.manifest
     run = named_outputs(load_bundle(bundle, threads=threads), m.outputs)
     return SelfTestResult(

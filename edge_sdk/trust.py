@@ -18,6 +18,7 @@ trust it to reject wrong software for its profile.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,6 +34,7 @@ from tuf.api.metadata import Metadata, Root, TargetFile, Targets  # type: ignore
 from tuf.api.serialization import DeserializationError
 from tuf.api.serialization.json import JSONSerializer
 
+from edge_sdk.bundle import Bundle
 from edge_sdk.errors import (
     BundleError,
     ExpiredError,
@@ -354,3 +356,12 @@ def _check_file_set(targets: Targets, files: Mapping[str, bytes]) -> None:
                 f"file {name!r} does not match its signed {HASH_ALGORITHM} and length: it was "
                 "changed after signing; do not install it; fetch or rebuild the bundle"
             ) from e
+
+
+def verify_bundle(root: TrustRoot, bundle: Bundle, source: str) -> Targets:
+    """Everything ``verify_files`` checks for a bundle's signed files, and then that the
+    (now authentic) manifest's own artifact hash agrees with the artifact."""
+    targets = verify_files(root, bundle.signatures, bundle.signed_files())
+    if hashlib.sha256(bundle.artifact).hexdigest() != bundle.manifest.artifact_sha256:
+        raise TamperedError(f"{source}: artifact does not match the hash in the signed manifest")
+    return targets

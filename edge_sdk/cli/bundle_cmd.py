@@ -36,20 +36,12 @@ def verify_command(
     json_output: JsonFlag = False,
 ) -> None:
     """Check a bundle's signatures against a trust root and every file against its signed hash."""
-    from edge_sdk.bundle import read_bundle, sha256
-    from edge_sdk.errors import KeyFileError, TamperedError
-    from edge_sdk.trust import TrustRoot, verify_files
+    from edge_sdk.bundle import read_bundle
+    from edge_sdk.keys import load_trust_root
+    from edge_sdk.trust import verify_bundle
 
-    try:
-        root_bytes = trust.read_bytes()
-    except OSError as e:
-        raise KeyFileError(f"cannot read trust root {trust}: {e.strerror}") from e
-    root = TrustRoot.from_bytes(root_bytes, str(trust))
     b = read_bundle(bundle)
-    targets = verify_files(root, b.signatures, b.signed_files())
-    # The manifest is now known to be authentic; its own artifact hash must agree too.
-    if sha256(b.artifact) != b.manifest.artifact_sha256:
-        raise TamperedError(f"{bundle}: artifact does not match the hash in the signed manifest")
+    targets = verify_bundle(load_trust_root(trust), b, str(bundle))
     result = {
         "bundle": str(bundle),
         "verified": True,

@@ -139,3 +139,26 @@ def test_bench_json(cli: Cli, bundle: Path, digits: Path, target: str) -> None:
     result = json.loads(out)
     assert {"p50", "p95", "p99"} <= set(result["latency_ms"])
     assert result["throughput_per_s"] > 0 and result["peak_rss_mb"] > 0
+
+
+def test_signed_but_inconsistent_manifest_is_refused(
+    cli: Cli, bundle: Path, signing_keys: Path
+) -> None:
+    """A trusted key signed a manifest whose artifact hash is wrong (a broken signer): refused."""
+    from dataclasses import replace
+    from datetime import UTC, datetime, timedelta
+
+    from edge_sdk.keys import load_signer
+    from edge_sdk.trust import sign_files
+
+    b = read_bundle(bundle)
+    manifest = replace(b.manifest, artifact_sha256="0" * 64)
+    broken = replace(b, manifest=manifest, manifest_bytes=manifest.to_bytes(), signatures=None)
+    signatures = sign_files(
+        broken.signed_files(),
+        [load_signer(signing_keys / "online-1.key")],
+        expires=datetime.now(UTC) + timedelta(days=1),
+    )
+    write_bundle(bundle, broken.with_signatures(signatures))
+    code, err = _verify(cli, bundle, signing_keys / "root.json")
+    assert code == 6 and "does not match the hash in the signed manifest" in err
