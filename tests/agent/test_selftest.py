@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from agent.cli import run
-from edge_sdk.bundle import read_bundle, sha256, write_bundle
+from edge_sdk.bundle import Bundle, read_bundle, sha256, write_bundle
 from edge_sdk.keys import load_signer
 from edge_sdk.trust import sign_files
 
@@ -34,16 +36,13 @@ def test_a_different_model_fails_the_golden_vectors(
     shutil.copy(digits_build["bundle"], path)
     b = read_bundle(path)
     artifact = (digits / "model.onnx").read_bytes()
-    manifest = b.manifest.__class__(
-        **{
-            **b.manifest.__dict__,
-            "artifact_sha256": sha256(artifact),
-            "artifact_bytes": len(artifact),
-            "golden": b.manifest.golden.__class__(b.manifest.golden.count, 1e-6, 0.0),
-        }
+    manifest = replace(
+        b.manifest,
+        artifact_sha256=sha256(artifact),
+        artifact_bytes=len(artifact),
+        golden=replace(b.manifest.golden, atol=1e-6, rtol=0.0),
     )
-    swapped = b.__class__(manifest, artifact, b.golden, None, manifest.to_bytes())
-    from datetime import UTC, datetime, timedelta
+    swapped = Bundle(manifest, artifact, b.golden, None, manifest.to_bytes())
 
     signatures = sign_files(
         swapped.signed_files(),
