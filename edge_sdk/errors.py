@@ -10,7 +10,8 @@ point where their meaning is known.
     │   ├── ProfileError              unknown profile, malformed or invalid profile file
     │   ├── DataError                 calibration / validation data that does not fit the model
     │   ├── KeyFileError              a file that should hold a key but does not
-    │   └── OutputError               --out cannot be written
+    │   ├── OutputError               --out cannot be written
+    │   └── ConfigError               agent.toml (or another config file) is invalid
     ├── UnsupportedError              valid request this version cannot do (exit 3)
     ├── BuildError                    a conversion pass or measurement failed (exit 4)
     │   └── BudgetError               no candidate stayed inside the accuracy budget
@@ -20,7 +21,14 @@ point where their meaning is known.
         ├── UnknownKeyError           signed, but by no key the trust root knows
         ├── ThresholdError            some valid signatures, fewer than the threshold
         ├── TamperedError             a file's bytes do not match the signed hashes
-        └── ExpiredError              signed metadata past its expiry
+        ├── ExpiredError              signed metadata past its expiry
+        ├── ReplayError               an older version or assignment than one already trusted
+        ├── WrongTargetError          signed for another device, profile, runtime or model
+        └── OversizeError             more bytes than the signed length or a configured cap
+    UpdateError                       the agent could not finish an update (exit 8)
+    ├── TransferError                 broker away, fetch timed out: retried, never final
+    ├── DiskSpaceError                not enough free space, or the disk filled up mid-way
+    └── SelfTestError                 the new version failed its golden vectors or budgets
 """
 
 from __future__ import annotations
@@ -34,6 +42,10 @@ class EdgeSdkError(Exception):
 
 class InputError(EdgeSdkError):
     exit_code = 2
+
+
+class ConfigError(InputError):
+    pass
 
 
 class ModelFileError(InputError):
@@ -93,4 +105,32 @@ class TamperedError(TrustError):
 
 
 class ExpiredError(TrustError):
+    pass
+
+
+class ReplayError(TrustError):
+    pass
+
+
+class WrongTargetError(TrustError):
+    pass
+
+
+class OversizeError(TrustError):
+    pass
+
+
+class UpdateError(EdgeSdkError):
+    exit_code = 8
+
+
+class TransferError(UpdateError):
+    pass
+
+
+class DiskSpaceError(UpdateError):
+    pass
+
+
+class SelfTestError(UpdateError):
     pass
