@@ -46,6 +46,53 @@ def selftest_command(
         raise typer.Exit(7)
 
 
+ConfigOption = Annotated[
+    Path, typer.Option("--config", "-c", help="The agent's agent.toml.", show_default=False)
+]
+
+
+@app.command("run")
+def run_command(
+    config: ConfigOption,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every step.")] = False,
+) -> None:
+    """Run the agent: keep the configured models at the version the fleet assigns."""
+    import logging
+
+    from agent.config import load_config
+    from agent.daemon import Agent, install_signal_handlers
+
+    settings = load_config(config)  # every config problem is one line, before anything starts
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    agent = Agent(settings)
+    install_signal_handlers(agent)
+    agent.run()
+
+
+@app.command("status")
+def status_command(config: ConfigOption, json_output: JsonFlag = False) -> None:
+    """Print this device's local state: versions installed and running, update state."""
+    from agent.config import load_config
+    from agent.daemon import local_status
+
+    status = local_status(load_config(config))
+    if json_output:
+        emit_json(status)
+        return
+    stdout_console.print(
+        f"device {status['device']} (fleet {status['fleet']}, {status['profile']})"
+    )
+    for name, m in status["models"].items():
+        reason = f" — {m['reason']}" if m["reason"] else ""
+        stdout_console.print(
+            f"  {name}: running v{m['version']} (installed {m['installed']}), "
+            f"state {m['state']}{reason}"
+        )
+
+
 @app.command("version")
 def version_command() -> None:
     """Print the agent version."""

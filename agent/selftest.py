@@ -1,15 +1,21 @@
-"""Verify a bundle against the pinned root, load its artifact in the real runtime and run its
-golden vectors: the gate every version passes before it may replace the running one."""
+"""The gate every version passes before it may replace the running one: verify against the
+trusted root, load the artifact in the real runtime, run its golden vectors within the bundle's
+tolerance, and stay inside the profile's memory budget and the model's latency budget."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_sdk.bundle import read_bundle
+import numpy as np
+
+from agent.sysinfo import rss_bytes
+from edge_sdk.bundle import Bundle, read_bundle
 from edge_sdk.golden import GoldenCheck, check
 from edge_sdk.keys import load_trust_root
-from edge_sdk.runtime import load_bundle, named_outputs
+from edge_sdk.runtime import Model, load_bundle, named_outputs
 from edge_sdk.trust import verify_bundle
 
 
@@ -31,3 +37,89 @@ def self_test(bundle_path: Path, trust_path: Path, threads: int = 1) -> SelfTest
     return SelfTestResult(
         m.name, m.version, m.precision, check(bundle.golden, run, m.golden.atol, m.golden.rtol)
     )
+
+
+@dataclass(frozen=True)
+class GateResult:
+    passed: bool
+    detail: str
+    latency_p95_ms: float
+    memory_mb: float
+
+
+@dataclass(frozen=True)
+class LoadedVersion:
+    """A version loaded, warmed and tested: ready to be switched in without a cold start."""
+
+    bundle: Bundle
+    model: Model
+    gate: GateResult
+
+    @property
+    def version(self) -> int:
+        return self.bundle.manifest.version
+
+
+def golden_run(bundle: Bundle, model: Model) -> tuple[GoldenCheck, list[float]]:
+    """Golden vectors through ``model``, with the time of each call in milliseconds."""
+    m = bundle.manifest
+    run = named_outputs(model, m.outputs)
+    times: list[float] = []
+
+    def timed(feeds: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
+        start = time.perf_counter()
+        result = run(feeds)
+        times.append((time.perf_counter() - start) * 1e3)
+        return result
+
+    return check(bundle.golden, timed, m.golden.atol, m.golden.rtol), times
+
+
+def gate(
+    bundle: Bundle, *, threads: int, memory_budget_mb: float, max_latency_ms: float
+) -> LoadedVersion:
+    """Load ``bundle`` (already verified) and test it. A model that cannot even load fails the
+    gate with the runtime's reason rather than raising: to the agent it is one more bad
+    version."""
+    before = rss_bytes()
+    try:
+        model = load_bundle(bundle, threads=threads)
+        check_result, times = golden_run(bundle, model)
+        # Warm-up done by the first pass; the second is what the latency budget judges.
+        if check_result.passed:
+            check_result, times = golden_run(bundle, model)
+    except Exception as e:
+        detail = f"cannot run in this device's runtime: {type(e).__name__}: {e}"
+        return LoadedVersion(
+            bundle, _Unloadable(), GateResult(False, detail.splitlines()[0], 0.0, 0.0)
+        )
+    memory_mb = max(0, rss_bytes() - before) / 2**20
+    p95 = float(np.percentile(times, 95)) if times else 0.0
+    if not check_result.passed:
+        result = GateResult(False, f"golden vectors failed: {check_result.detail}", p95, memory_mb)
+    elif memory_mb > memory_budget_mb:
+        result = GateResult(
+            False,
+            f"loading took {memory_mb:.0f} MB, over the profile's {memory_budget_mb:.0f} MB budget",
+            p95,
+            memory_mb,
+        )
+    elif max_latency_ms and p95 > max_latency_ms:
+        result = GateResult(
+            False,
+            f"latency p95 {p95:.2f} ms is over the budget of {max_latency_ms:g} ms",
+            p95,
+            memory_mb,
+        )
+    else:
+        result = GateResult(True, check_result.detail, p95, memory_mb)
+    return LoadedVersion(bundle, model, result)
+
+
+class _Unloadable:
+    """Stands in for a model the runtime refused, so a failed gate still has a value."""
+
+    batch_capable = False
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        raise RuntimeError("this version could not be loaded")

@@ -12,7 +12,7 @@ from typing import IO
 from edge_sdk.errors import OutputError
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -42,7 +42,7 @@ def atomic_writer(path: Path, mode: int = 0o644) -> Iterator[IO[bytes]]:
             os.fsync(handle.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
-        _fsync_dir(directory)
+        fsync_dir(directory)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

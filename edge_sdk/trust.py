@@ -212,16 +212,18 @@ class TrustRoot:
         return TrustRoot(new, source)
 
 
-def _parse_targets(targets_json: bytes) -> Metadata[Targets]:
+def _parse_targets(targets_json: bytes, subject: str = "bundle") -> Metadata[Targets]:
     try:
         md = Metadata[Targets].from_bytes(targets_json)
     except DeserializationError as e:
         raise BundleError(
-            f"bundle signatures are not TUF targets metadata: {_describe(e)}; rebuild the bundle"
+            f"{subject} signatures are not TUF targets metadata: {_describe(e)}; "
+            f"rebuild the {subject}"
         ) from e
     if not isinstance(md.signed, Targets):
         raise BundleError(
-            f"bundle signatures hold TUF {md.signed.type} metadata, not targets; rebuild the bundle"
+            f"{subject} signatures hold TUF {md.signed.type} metadata, not targets; "
+            f"rebuild the {subject}"
         )
     return md
 
@@ -287,8 +289,11 @@ def verify_files(
     files: Mapping[str, bytes],
     *,
     now: datetime | None = None,
+    subject: str = "bundle",
 ) -> Targets:
     """Check ``files`` against targets metadata signed to ``root``'s targets threshold.
+
+    ``subject`` names what is being verified in error messages (a bundle, an assignment).
 
     Order follows a TUF client: trust root expiry, signatures, targets expiry, then every
     file's length and sha256, and the file set itself (no file missing, none unsigned).
@@ -305,12 +310,12 @@ def verify_files(
             "bundle is not signed: it has no signatures file; "
             "sign it with an online key (`edge-sdk build --key online-1.key`)"
         )
-    md = _parse_targets(targets_json)
+    md = _parse_targets(targets_json, subject)
     _check_threshold(
         root.root,
         "targets",
         md,
-        subject="bundle",
+        subject=subject,
         trust_name=f"trust root {root.source}",
         fix_unsigned="sign it with an online key (`edge-sdk build --key online-1.key`)",
         fix_unknown=(
@@ -323,8 +328,8 @@ def verify_files(
     targets = md.signed
     if targets.is_expired(moment):
         raise ExpiredError(
-            f"bundle signatures expired at {_iso(targets.expires)}; "
-            "re-sign the bundle and publish it again"
+            f"{subject} signatures expired at {_iso(targets.expires)}; "
+            f"re-sign the {subject} and publish it again"
         )
     _check_file_set(targets, files)
     return targets

@@ -3,10 +3,14 @@ tests (a build takes seconds; rebuilding it per test would make the suite crawl)
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.mosquitto import Broker
 
 REPO = Path(__file__).resolve().parent.parent
 DIGITS = REPO / "examples" / "digits"
@@ -74,3 +78,42 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str
         return code, captured.out, captured.err
 
     return invoke
+
+
+# -- MQTT: a real Mosquitto per test (tests/mosquitto.py) ------------------------------------
+
+
+@pytest.fixture()
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    """A plain, anonymous Mosquitto on its own loopback port."""
+    from tests.mosquitto import Broker
+
+    with Broker(tmp_path / "broker") as started:
+        yield started
+
+
+@pytest.fixture()
+def tls_broker(tmp_path: Path) -> Iterator[Broker]:
+    """A mutual-TLS Mosquitto: clients need a certificate from its CA; the CN is the username."""
+    from tests.mosquitto import Broker
+
+    with Broker(tmp_path / "tls-broker", tls=True) as started:
+        yield started
+
+
+@pytest.fixture()
+def broker_factory(tmp_path: Path) -> Iterator[Callable[..., Broker]]:
+    """Start brokers on demand, ``make(tls=False, acl=None)``; all are stopped at teardown."""
+    from tests.mosquitto import Broker
+
+    brokers: list[Broker] = []
+
+    def make(tls: bool = False, acl: str | None = None) -> Broker:
+        started = Broker(tmp_path / f"broker-{len(brokers)}", tls, acl=acl)
+        brokers.append(started)
+        started.start()
+        return started
+
+    yield make
+    for started in reversed(brokers):
+        started.close()

@@ -1,0 +1,440 @@
+"""The device agent's ``agent.toml``: read once at start, validated strictly, then frozen.
+
+Every problem is a one-line :class:`ConfigError` naming the file and the key, because the person
+reading it is at a device console or in a service log. Unknown keys are errors (with a
+"did you mean"): a typo in a device config silently changes how a fleet behaves. Relative paths are
+resolved against the config file's directory, so the agent behaves the same from any working
+directory (systemd starts it in /).
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import math
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from edge_sdk.bundle import check_name
+from edge_sdk.chunking import MAX_CHUNK
+from edge_sdk.errors import ConfigError, InputError, ProfileError
+from edge_sdk.profiles import HardwareProfile, resolve_profile
+
+T = TypeVar("T")
+
+# Device, fleet and group ids end up inside MQTT topics and broker ACL patterns: '+', '#' and '/'
+# would turn one device's topic into a wildcard or another device's subtree.
+_IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"^{_LABEL}(\.{_LABEL})*\.?$")
+_DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    host: str
+    port: int
+    tls: bool
+    ca: Path | None
+    cert: Path | None
+    key: Path | None
+    topic_prefix: str = "edge"
+    keepalive_s: int = 30
+    reconnect_min_s: float = 1.0
+    reconnect_max_s: float = 60.0
+    fetch_timeout_s: float = 10.0
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    threads: int = 1
+    max_latency_ms: float = 0.0  # self-test latency budget (p95 of the golden vectors); 0: none
+
+
+@dataclass(frozen=True)
+class ProbationConfig:
+    seconds: float = 30.0
+    # Agent restarts during one update before it counts as a crash loop and is rolled back.
+    max_restarts: int = 3
+    check_interval_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    max_metadata_bytes: int = 1 << 20
+    max_chunk_bytes: int = 1 << 20
+    max_artifact_bytes: int = 256 << 20
+    min_free_bytes: int = 64 << 20  # kept free after an update
+    keep_versions: int = 2  # current + previous, so a rollback has something to go back to
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    interval_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class TestConfig:
+    """Fault injection for tests; both off by default."""
+
+    __test__ = False  # tell pytest this is not a test class
+
+    crash_at: str = ""
+    crash_after_chunks: int = 0
+    disk_full_after_bytes: int = 0  # chunk writes fail with ENOSPC past this many bytes; 0: off
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    path: Path
+    device_id: str
+    fleet: str
+    group: str
+    profile: HardwareProfile
+    state_dir: Path
+    trust_root: Path
+    broker: BrokerConfig
+    models: tuple[ModelConfig, ...]
+    probation: ProbationConfig
+    limits: LimitsConfig
+    report: ReportConfig
+    test: TestConfig
+
+
+def check_identifier(value: str, what: str) -> str:
+    """A device/fleet/group id that is safe inside MQTT topics; ``what`` opens the message."""
+    if not _IDENTIFIER.match(value):
+        raise ConfigError(
+            f"{what}: {value!r} must be 1-64 letters, digits, '.', '_' or '-', starting with a "
+            "letter or digit (no '+', '#' or '/': it is part of MQTT topics); rename it"
+        )
+    return value
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+_TOML_TYPES = {
+    bool: "a boolean",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    dict: "a table",
+    list: "an array",
+}
+
+
+def _describe(value: Any) -> str:
+    kind = _TOML_TYPES.get(type(value), type(value).__name__)
+    text = ("true" if value else "false") if isinstance(value, bool) else repr(value)
+    return f"{kind} {text if len(text) <= 60 else text[:57] + '...'}"
+
+
+class _Table:
+    """One TOML table: typed getters whose errors name the file and the dotted key."""
+
+    def __init__(self, table: Mapping[str, Any], file: str, prefix: str, keys: tuple[str, ...]):
+        self._table = table
+        self._file = file
+        self._prefix = prefix
+        # Unknown keys first: a misspelt key would otherwise be reported as a missing one.
+        for key in table:
+            if key not in keys:
+                hint = difflib.get_close_matches(key, keys, n=1)
+                advice = f"did you mean '{prefix}{hint[0]}'?" if hint else "remove it"
+                raise self.fail(key, f"unknown key; {advice}")
+
+    def fail(self, key: str, message: str) -> ConfigError:
+        return ConfigError(f"{self._file}: {self._prefix}{key}: {message}")
+
+    def get(self, key: str, kind: type[T]) -> T | None:
+        if key not in self._table:
+            return None
+        value = self._table[key]
+        # bool is an int subclass in Python; keepalive_s = true is a mistake, not 1.
+        if isinstance(value, bool) and kind is not bool:
+            ok = False
+        elif kind is float and isinstance(value, int):
+            value, ok = float(value), True
+        else:
+            ok = isinstance(value, kind)
+        if not ok:
+            raise self.fail(key, f"expected {_TOML_TYPES[kind]}, got {_describe(value)}")
+        return value  # type: ignore[no-any-return]
+
+    def required(self, key: str, kind: type[T], example: str) -> T:
+        value = self.get(key, kind)
+        if value is None:
+            raise self.fail(key, f"missing; set it, e.g. {self._prefix}{key} = {example}")
+        return value
+
+    def string(self, key: str, default: str) -> str:
+        value = self.get(key, str)
+        return default if value is None else value
+
+    def integer(self, key: str, default: int, low: int, high: int | None = None) -> int:
+        value = self.get(key, int)
+        if value is None:
+            return default
+        if value < low or (high is not None and value > high):
+            bounds = f"between {low} and {high}" if high is not None else f">= {low}"
+            raise self.fail(key, f"must be an integer {bounds}, got {value}")
+        return value
+
+    def number(self, key: str, default: float, *, positive: bool) -> float:
+        value = self.get(key, float)
+        if value is None:
+            return default
+        if not math.isfinite(value) or value < 0 or (positive and value == 0):
+            bounds = "> 0" if positive else ">= 0"
+            raise self.fail(key, f"must be a finite number {bounds}, got {value}")
+        return value
+
+    def identifier(self, key: str, default: str | None) -> str:
+        value = (
+            self.required(key, str, '"cam-01"') if default is None else self.string(key, default)
+        )
+        return check_identifier(value, f"{self._file}: {self._prefix}{key}")
+
+    def path(
+        self, key: str, base: Path, example: str, *, required: bool, must_exist: bool
+    ) -> Path | None:
+        value = self.required(key, str, f'"{example}"') if required else self.get(key, str)
+        if value is None:
+            return None
+        if not value:
+            raise self.fail(key, "must not be empty; give a path")
+        path = Path(value).expanduser()
+        path = path if path.is_absolute() else base / path
+        if must_exist and not path.is_file():
+            problem = "is not a file" if path.exists() else "does not exist"
+            raise self.fail(key, f"{path} {problem}; fix the path or put the file there")
+        return path
+
+    def table(self, key: str, keys: tuple[str, ...]) -> _Table:
+        value = self.get(key, dict)
+        return _Table(value or {}, self._file, f"{self._prefix}{key}.", keys)
+
+    def tables(self, key: str, keys: tuple[str, ...]) -> list[_Table]:
+        value = self.get(key, list)
+        items = [] if value is None else value
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise self.fail(f"{key}[{i}]", f"expected a table, got {_describe(item)}")
+        return [
+            _Table(item, self._file, f"{self._prefix}{key}[{i}].", keys)
+            for i, item in enumerate(items)
+        ]
+
+
+def _keys(cls: type[Any], skip: tuple[str, ...] = ()) -> tuple[str, ...]:
+    return tuple(k for k in cls.__dataclass_fields__ if k not in skip)
+
+
+# --- sections ---------------------------------------------------------------------------------
+
+
+def _broker(t: _Table, base: Path) -> BrokerConfig:
+    d = BrokerConfig(host="", port=0, tls=False, ca=None, cert=None, key=None)
+    url = t.required("url", str, '"mqtts://broker.local:8883"')
+    bad_url = t.fail("url", f"expected mqtt:// or mqtts://HOST[:PORT], got {url!r}; fix the URL")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as e:  # a port that is not a number or out of range
+        raise bad_url from e
+    host = parts.hostname or ""
+    if (
+        parts.scheme not in _DEFAULT_PORTS
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or not (_HOSTNAME.match(host) or _is_ip(host))
+    ):
+        raise bad_url
+    if parts.username is not None or parts.password is not None:
+        raise t.fail("url", "must not carry credentials; the device authenticates with cert/key")
+    tls = parts.scheme == "mqtts"
+
+    ca = t.path("ca", base, "ca.pem", required=tls, must_exist=True)
+    cert = t.path("cert", base, "device.pem", required=False, must_exist=True)
+    key = t.path("key", base, "device.key", required=False, must_exist=True)
+    if (cert is None) != (key is None):
+        missing, present = ("key", "cert") if key is None else ("cert", "key")
+        raise t.fail(missing, f"missing; broker.{present} is set; set both or neither")
+    if not tls and (ca or cert):
+        # Certificates beside mqtt:// mean someone believes the link is encrypted; it is not.
+        raise t.fail(
+            "ca" if ca else "cert", "set, but broker.url is mqtt:// (no TLS); use mqtts://"
+        )
+
+    prefix = t.string("topic_prefix", d.topic_prefix)
+    levels = prefix.split("/")
+    if not prefix or "" in levels or "+" in prefix or "#" in prefix or prefix.startswith("$"):
+        raise t.fail(
+            "topic_prefix",
+            f"{prefix!r} must be non-empty topic levels joined by '/', with no '+', '#', leading "
+            "'$', or leading, trailing or doubled '/'; fix it",
+        )
+    reconnect_min = t.number("reconnect_min_s", d.reconnect_min_s, positive=True)
+    reconnect_max = t.number("reconnect_max_s", d.reconnect_max_s, positive=True)
+    if reconnect_max < reconnect_min:
+        raise t.fail(
+            "reconnect_max_s",
+            f"{reconnect_max} is below broker.reconnect_min_s ({reconnect_min}); raise it",
+        )
+    return BrokerConfig(
+        host=host,
+        port=port if port is not None else _DEFAULT_PORTS[parts.scheme],
+        tls=tls,
+        ca=ca,
+        cert=cert,
+        key=key,
+        topic_prefix=prefix,
+        keepalive_s=t.integer("keepalive_s", d.keepalive_s, 5, 3600),
+        reconnect_min_s=reconnect_min,
+        reconnect_max_s=reconnect_max,
+        fetch_timeout_s=t.number("fetch_timeout_s", d.fetch_timeout_s, positive=True),
+        url=url,
+    )
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _models(top: _Table) -> tuple[ModelConfig, ...]:
+    tables = top.tables("models", _keys(ModelConfig))
+    if not tables:
+        raise top.fail("models", 'no models; add at least one [[models]] table with name = "..."')
+    models: list[ModelConfig] = []
+    seen: dict[str, int] = {}
+    for i, t in enumerate(tables):
+        name = t.required("name", str, '"digits"')
+        try:
+            check_name(name)
+        except InputError as e:
+            raise t.fail(
+                "name",
+                f"{name!r} must be 1-64 letters, digits, '.', '_' or '-', starting with a letter "
+                "or digit; use the name the bundle was built with",
+            ) from e
+        if name in seen:
+            raise t.fail("name", f"{name!r} is already models[{seen[name]}]; names must be unique")
+        seen[name] = i
+        models.append(
+            ModelConfig(
+                name=name,
+                threads=t.integer("threads", 1, 1),
+                max_latency_ms=t.number("max_latency_ms", 0.0, positive=False),
+            )
+        )
+    return tuple(models)
+
+
+def _limits(t: _Table) -> LimitsConfig:
+    d = LimitsConfig()
+    limits = LimitsConfig(
+        max_metadata_bytes=t.integer("max_metadata_bytes", d.max_metadata_bytes, 1),
+        max_chunk_bytes=t.integer("max_chunk_bytes", d.max_chunk_bytes, 1),
+        max_artifact_bytes=t.integer("max_artifact_bytes", d.max_artifact_bytes, 1),
+        min_free_bytes=t.integer("min_free_bytes", d.min_free_bytes, 0),
+        keep_versions=t.integer("keep_versions", d.keep_versions, 2),
+    )
+    if limits.max_chunk_bytes < MAX_CHUNK:
+        # Publishers cut files into chunks of up to MAX_CHUNK bytes; a lower cap refuses them all.
+        raise t.fail(
+            "max_chunk_bytes",
+            f"{limits.max_chunk_bytes} is below the largest chunk publishers send ({MAX_CHUNK}); "
+            "raise it",
+        )
+    return limits
+
+
+def _profile(top: _Table, base: Path) -> HardwareProfile:
+    name = top.required("profile", str, '"x86-64"')
+    # A profile given as a path is relative to this file, like every other path in it.
+    if name.endswith(".toml") or "/" in name:
+        path = Path(name).expanduser()
+        name = str(path if path.is_absolute() else base / path)
+    try:
+        return resolve_profile(name)
+    except ProfileError as e:
+        raise top.fail("profile", " ".join(str(e).split())) from e
+
+
+def parse_config(document: Mapping[str, Any], path: Path) -> AgentConfig:
+    """Validate a parsed TOML document; ``path`` names the file and anchors relative paths."""
+    file = str(path)
+    base = path.absolute().parent
+    top = _Table(document, file, "", _keys(AgentConfig, skip=("path",)))
+    device_id = top.identifier("device_id", None)
+    fleet = top.identifier("fleet", "default")
+    group = top.identifier("group", "default")
+    profile = _profile(top, base)
+    state_dir = top.path("state_dir", base, "/var/lib/edge-agent", required=True, must_exist=False)
+    trust_root = top.path("trust_root", base, "root.json", required=True, must_exist=True)
+    assert state_dir is not None and trust_root is not None  # required=True
+    broker = _broker(top.table("broker", _keys(BrokerConfig, skip=("host", "port", "tls"))), base)
+    models = _models(top)
+
+    p = top.table("probation", _keys(ProbationConfig))
+    dp = ProbationConfig()
+    probation = ProbationConfig(
+        seconds=p.number("seconds", dp.seconds, positive=False),
+        max_restarts=p.integer("max_restarts", dp.max_restarts, 1),
+        check_interval_s=p.number("check_interval_s", dp.check_interval_s, positive=True),
+    )
+    limits = _limits(top.table("limits", _keys(LimitsConfig)))
+    r = top.table("report", _keys(ReportConfig))
+    report = ReportConfig(
+        interval_s=r.number("interval_s", ReportConfig().interval_s, positive=True)
+    )
+    x = top.table("test", _keys(TestConfig))
+    test = TestConfig(
+        crash_at=x.string("crash_at", ""),
+        crash_after_chunks=x.integer("crash_after_chunks", 0, 0),
+        disk_full_after_bytes=x.integer("disk_full_after_bytes", 0, 0),
+    )
+    return AgentConfig(
+        path=path,
+        device_id=device_id,
+        fleet=fleet,
+        group=group,
+        profile=profile,
+        state_dir=state_dir,
+        trust_root=trust_root,
+        broker=broker,
+        models=models,
+        probation=probation,
+        limits=limits,
+        report=report,
+        test=test,
+    )
+
+
+def load_config(path: Path) -> AgentConfig:
+    """Read and validate ``agent.toml``; every problem is a one-line ConfigError."""
+    try:
+        with path.open("rb") as f:
+            document = tomllib.load(f)
+    except FileNotFoundError as e:
+        raise ConfigError(f"{path}: config file does not exist; create it or fix the path") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from e
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot be read ({e.strerror or e}); check the path") from e
+    except tomllib.TOMLDecodeError as e:
+        # tomllib's message carries "(at line N, column M)".
+        raise ConfigError(f"{path}: not valid TOML: {e}; fix the syntax there") from e
+    return parse_config(document, path)

@@ -1,0 +1,338 @@
+"""``edge-agent run``: the long-running daemon that wires the pieces together.
+
+One main thread owns all decisions and every write to the state directory; the MQTT network
+thread only hands messages over through a queue. On start the agent recovers each model from
+its journal and serves ``current`` before it even connects, so a device with no broker still
+runs its model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from agent.config import AgentConfig
+from agent.machine import Event, Journal, Resume, State
+from agent.mqtt_link import MqttLink, Will
+from agent.store import ChunkCache, ChunkRef, ModelStore
+from agent.sysinfo import CpuMeter, free_disk_bytes, rss_bytes
+from agent.transfer import Release, TransferStats, fetch_chunks
+from agent.tuf_mqtt import TufSession
+from agent.updater import ModelUpdater, Outcome
+from edge_sdk import __version__
+from edge_sdk.assignment import Assignment, verify_assignment
+from edge_sdk.errors import EdgeSdkError, TransferError
+from edge_sdk.keys import load_trust_root
+from edge_sdk.topics import Topics
+from edge_sdk.trust import TrustRoot
+
+log = logging.getLogger(__name__)
+_PACKET_OVERHEAD = 4096  # MQTT headers and properties on top of a chunk or metadata file
+_TICK_S = 0.2
+_RETRY_MIN_S, _RETRY_MAX_S = 1.0, 60.0
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, *, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self._clock = clock
+        self.topics = Topics(config.broker.topic_prefix, config.fleet)
+        config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+        self.tuf_dir = config.state_dir / "tuf"
+        self.cache = ChunkCache(
+            config.state_dir / "chunks", config.test.disk_full_after_bytes or None
+        )
+        self.updaters = {
+            m.name: ModelUpdater(self, m, ModelStore(config.state_dir, m.name))
+            for m in config.models
+        }
+        self._inbox: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        self._stop = threading.Event()
+        self._wakeup = threading.Event()
+        self._started = clock()
+        self._cpu = CpuMeter()
+        self._desired: dict[str, Assignment] = {}
+        self._seen_serial: dict[str, int] = {}  # per desired topic: replay defence
+        self._retry_at = 0.0
+        self._retry_delay = _RETRY_MIN_S
+        self._status_due = 0.0
+        self._probation_due = 0.0
+        self._dirty = True
+        self.assignment_error = ""
+        limits = config.limits
+        device = config.device_id
+        self.link = MqttLink(
+            config.broker,
+            client_id=device,
+            will=Will(self.topics.presence(device), json.dumps({"online": False}).encode()),
+            online=Will(self.topics.presence(device), json.dumps({"online": True}).encode()),
+            max_packet_bytes=max(limits.max_chunk_bytes, limits.max_metadata_bytes)
+            + _PACKET_OVERHEAD,
+        )
+
+    # -- Environment for the updaters -------------------------------------------------------
+
+    def now(self) -> float:
+        return self._clock()
+
+    def tuf_session(self) -> TufSession:
+        return TufSession(
+            self.tuf_dir,
+            self.config.trust_root,
+            self.link,
+            self.topics.metadata,
+            timeout=self.config.broker.fetch_timeout_s,
+            max_metadata_bytes=self.config.limits.max_metadata_bytes,
+        )
+
+    def trusted_root(self) -> TrustRoot:
+        cached = self.tuf_dir / "root.json"
+        if cached.exists():
+            return TrustRoot.from_bytes(cached.read_bytes(), str(cached))
+        return load_trust_root(self.config.trust_root)
+
+    def fetch(
+        self, release: Release, local: Mapping[str, ChunkRef], on_chunk: Callable[[int], None]
+    ) -> TransferStats:
+        return fetch_chunks(
+            release,
+            self.link,
+            self.topics,
+            self.cache,
+            local,
+            timeout=self.config.broker.fetch_timeout_s,
+            on_chunk=on_chunk,
+        )
+
+    def local_chunks(self) -> dict[str, ChunkRef]:
+        found: dict[str, ChunkRef] = {}
+        for updater in self.updaters.values():
+            found.update(updater.store.local_chunks())
+        return found
+
+    def event(self, model: str, journal: Journal, event: Event) -> None:
+        self._dirty = True
+        payload = {
+            "device": self.config.device_id,
+            "model": model,
+            "event": str(event),
+            "state": str(journal.state),
+            "version": journal.version,
+            "reason": journal.reason,
+            "at": self.now(),
+        }
+        log.info("%s: %s -> %s %s", model, event, journal.state, journal.reason)
+        if self.link.connected.is_set():
+            self.link.publish(
+                self.topics.events(self.config.device_id), json.dumps(payload).encode()
+            )
+
+    def crash_point(self, name: str) -> None:
+        """Fault injection for the power-cut tests: die here, as a power cut would."""
+        if name and name == self.config.test.crash_at:
+            log.warning("test crash point %s: SIGKILL", name)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    # -- main loop --------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wakeup.set()
+
+    def run(self) -> None:
+        for updater in self.updaters.values():
+            action = updater.recover()
+            if action in (Resume.DOWNLOAD, Resume.VERIFY):
+                updater.load_current()  # serve the old version; the update resumes once online
+            else:
+                updater.resume(action)
+        device, group = self.config.device_id, self.config.group
+        for topic_filter in self.topics.desired_filters(device, group):
+            self.link.subscribe(topic_filter, self._on_desired)
+        self.link.start()
+        try:
+            while not self._stop.is_set():
+                self._drain_inbox()
+                if self.link.connected.is_set() and self.now() >= self._retry_at:
+                    self._work()
+                self._tick()
+                self._wakeup.wait(_TICK_S)
+                self._wakeup.clear()
+        finally:
+            self._publish_status()
+            self.link.stop()
+
+    def _on_desired(self, topic: str, payload: bytes, _retained: bool) -> None:
+        self._inbox.put((topic, payload))  # network thread: hand over, decide later
+        self._wakeup.set()
+
+    def _drain_inbox(self) -> None:
+        while True:
+            try:
+                topic, payload = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            self._accept_assignment(topic, payload)
+
+    def _accept_assignment(self, topic: str, payload: bytes) -> None:
+        scope = self.topics.desired_scope(topic)
+        if scope is None or not payload:
+            return
+        try:
+            assignment = self._verify(payload)
+        except TransferError as e:
+            self.assignment_error = str(e)
+            self._inbox.put((topic, payload))  # retry after the broker is back
+            self._back_off()
+            return
+        except EdgeSdkError as e:
+            self._refused_assignment(topic, f"assignment on {topic} refused: {e}")
+            return
+        expected_scope, model = scope
+        if assignment.scope != expected_scope or assignment.model != model:
+            self._refused_assignment(
+                topic, f"assignment for {assignment.scope}/{assignment.model} arrived on {topic}"
+            )
+            return
+        if model not in self.updaters:
+            return  # a model this device does not manage
+        if assignment.serial <= self._seen_serial.get(topic, 0):
+            if assignment.serial < self._seen_serial.get(topic, 0):
+                self._refused_assignment(topic, f"replayed assignment serial {assignment.serial}")
+            return
+        self._seen_serial[topic] = assignment.serial
+        best = self._desired.get(model)
+        if best is None or assignment.serial > best.serial:
+            self._desired[model] = assignment
+        self.assignment_error = ""
+
+    def _verify(self, payload: bytes) -> Assignment:
+        try:
+            return verify_assignment(self.trusted_root(), payload)
+        except EdgeSdkError:
+            # Maybe signed by a key rotated in since our last refresh: walk the root, retry.
+            session = self.tuf_session()
+            session.refresh()
+            return verify_assignment(session.trusted_root(), payload)
+
+    def _refused_assignment(self, topic: str, reason: str) -> None:
+        log.warning("%s", reason)
+        self.assignment_error = reason
+        self._dirty = True
+
+    def _back_off(self) -> None:
+        self._retry_at = self.now() + self._retry_delay
+        self._retry_delay = min(_RETRY_MAX_S, self._retry_delay * 2)
+
+    def _work(self) -> None:
+        """Advance every model: resume an interrupted download, or act on its assignment. A
+        transfer problem pauses all of it with backoff; the journal keeps the place."""
+        try:
+            for name, updater in self.updaters.items():
+                if updater.journal.state in (State.DOWNLOADING, State.VERIFYING):
+                    updater.continue_update()
+                assignment = self._desired.get(name)
+                if assignment is not None:
+                    updater.consider(assignment)
+        except TransferError as e:
+            log.info("update paused: %s", e)
+            self._back_off()
+            return
+        self._retry_delay = _RETRY_MIN_S
+
+    def _tick(self) -> None:
+        now = self.now()
+        if now >= self._probation_due:
+            self._probation_due = now + min(self.config.probation.check_interval_s, 1.0)
+            for updater in self.updaters.values():
+                updater.probation_tick()
+        if self._dirty or now >= self._status_due:
+            self._publish_status()
+
+    # -- status -----------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        models: dict[str, Any] = {}
+        for name, u in self.updaters.items():
+            models[name] = model_status(
+                u.journal, u.store.current(), u.outcome, u.slot.figures().to_json()
+            )
+        return {
+            "device": self.config.device_id,
+            "fleet": self.config.fleet,
+            "group": self.config.group,
+            "profile": self.config.profile.id,
+            "agent_version": __version__,
+            "online": True,
+            "uptime_s": round(self.now() - self._started, 1),
+            "cpu_percent": self._cpu.percent(),
+            "memory_rss_bytes": rss_bytes(),
+            "disk_free_bytes": free_disk_bytes(self.config.state_dir),
+            "assignment_error": self.assignment_error,
+            "models": models,
+            "at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+
+    def _publish_status(self) -> None:
+        if not self.link.connected.is_set():
+            return
+        self._dirty = False
+        self._status_due = self.now() + self.config.report.interval_s
+        body = json.dumps(self.status(), sort_keys=True).encode()
+        self.link.publish(self.topics.status(self.config.device_id), body, retain=True)
+
+
+def model_status(
+    journal: Journal, current: int | None, outcome: Outcome | None, inference: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "version": current,
+        "state": str(journal.state),
+        "target_version": journal.version,
+        "floor": journal.floor,
+        "reason": journal.reason,
+        "last_result": outcome.to_json() if outcome is not None else None,
+        "inference": inference,
+    }
+
+
+def local_status(config: AgentConfig) -> dict[str, Any]:
+    """What ``edge-agent status`` prints: read from the state directory, no broker needed."""
+    models: dict[str, Any] = {}
+    for m in config.models:
+        store = ModelStore(config.state_dir, m.name)
+        journal = store.load_journal()
+        last = journal.history[-1] if journal.history else None
+        models[m.name] = {
+            "version": store.current(),
+            "installed": store.installed(),
+            "state": str(journal.state),
+            "target_version": journal.version,
+            "floor": journal.floor,
+            "reason": journal.reason,
+            "restarts": journal.restarts,
+            "last_event": last,
+        }
+    return {
+        "device": config.device_id,
+        "fleet": config.fleet,
+        "profile": config.profile.id,
+        "state_dir": str(config.state_dir),
+        "models": models,
+    }
+
+
+def install_signal_handlers(agent: Agent) -> None:
+    def handle(_signum: int, _frame: object) -> None:
+        agent.stop()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)

@@ -1,0 +1,279 @@
+"""The agent's one MQTT 5 connection (paho-mqtt 2.x): TLS with a client certificate, a
+persistent session, a Last Will, reconnection with backoff and jitter, and one-shot reads of
+retained messages (how TUF metadata and chunks are fetched).
+
+A retained read subscribes to the exact topic and unsubscribes as soon as the SUBACK arrives.
+The broker queues a topic's retained message while it handles the SUBSCRIBE, so on the same
+ordered connection it reaches us before the UNSUBACK; an UNSUBACK with no message before it
+means the topic holds nothing (the "404" TUF's client needs to stop walking root versions).
+Reads subscribe at QoS 0 so the broker's in-flight window for QoS 1 cannot hold a retained
+message back behind the UNSUBACK.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import ssl
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from agent.backoff import Backoff
+from agent.config import BrokerConfig
+from edge_sdk.errors import TransferError
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[str, bytes, bool], None]  # topic, payload, retained
+SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps our subscriptions across a week offline
+_LOOP_TIMEOUT_S = 0.1
+
+
+@dataclass
+class _Read:
+    topic: str
+    done: threading.Event = field(default_factory=threading.Event)
+    payload: bytes | None = None
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Will:
+    topic: str
+    payload: bytes
+
+
+class MqttLink:
+    """Owns the paho client and the thread that runs it. Thread-safe: ``publish`` and
+    ``read_retained`` may be called from any thread; handlers run on the network thread and
+    must only hand work over (queue it), never block."""
+
+    def __init__(
+        self,
+        config: BrokerConfig,
+        client_id: str,
+        *,
+        will: Will,
+        online: Will,
+        max_packet_bytes: int,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._config = config
+        self._will = will
+        self._online = online
+        self._max_packet = max_packet_bytes
+        self._backoff = Backoff(
+            config.reconnect_min_s, config.reconnect_max_s, rng or random.Random()
+        )
+        self._lock = threading.Lock()
+        self._reads: dict[str, _Read] = {}
+        self._read_by_mid: dict[int, _Read] = {}
+        self._subscriptions: dict[str, Handler] = {}
+        self._stopping = threading.Event()
+        self.connected = threading.Event()
+        self.connections = 0  # successful CONNACKs, for tests and status
+        self._thread: threading.Thread | None = None
+        self._client = self._make_client(client_id)
+
+    def _make_client(self, client_id: str) -> mqtt.Client:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+            reconnect_on_failure=False,  # our own loop reconnects, with jitter
+        )
+        if self._config.tls:
+            client.tls_set(
+                ca_certs=str(self._config.ca) if self._config.ca else None,
+                certfile=str(self._config.cert) if self._config.cert else None,
+                keyfile=str(self._config.key) if self._config.key else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+        client.will_set(self._will.topic, self._will.payload, qos=1, retain=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        client.on_unsubscribe = self._on_unsubscribe
+        return client
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="mqtt-link", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Disconnect cleanly. A clean DISCONNECT suppresses the Will, so publish the offline
+        presence ourselves first."""
+        if self.connected.is_set():
+            info = self._client.publish(self._will.topic, self._will.payload, qos=1, retain=True)
+            with contextlib.suppress(RuntimeError):  # not sent in time: the Will covers it
+                info.wait_for_publish(timeout=2.0)
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _connect_properties(self) -> Properties:
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        # Endless-data defence: the broker must drop, not deliver, anything bigger.
+        props.MaximumPacketSize = self._max_packet
+        return props
+
+    def _run(self) -> None:
+        first = True
+        while not self._stopping.is_set():
+            try:
+                if first:
+                    self._client.connect(
+                        self._config.host,
+                        self._config.port,
+                        keepalive=self._config.keepalive_s,
+                        clean_start=False,
+                        properties=self._connect_properties(),
+                    )
+                    first = False
+                else:
+                    self._client.reconnect()
+            except (OSError, ssl.SSLError, ValueError) as e:
+                log.info("broker %s unreachable: %s", self._config.url, e)
+                self._stopping.wait(self._backoff.next_delay())
+                continue
+            rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+            while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and not self._stopping.is_set():
+                rc = self._client.loop(timeout=_LOOP_TIMEOUT_S)
+            if self._stopping.is_set():
+                self._client.disconnect()
+                self._client.loop(timeout=_LOOP_TIMEOUT_S)
+                break
+            self._lost("connection lost")
+            self._stopping.wait(self._backoff.next_delay())
+
+    # -- callbacks (network thread) ---------------------------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
+        if rc.is_failure:
+            log.warning("broker refused the connection: %s", rc)
+            return
+        self._backoff.reset()
+        self.connections += 1
+        client.publish(self._online.topic, self._online.payload, qos=1, retain=True)
+        with self._lock:
+            filters = list(self._subscriptions)
+        for topic_filter in filters:
+            client.subscribe(topic_filter, qos=1)
+        self.connected.set()
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
+        self._lost(f"disconnected ({rc})")
+
+    def _lost(self, why: str) -> None:
+        self.connected.clear()
+        with self._lock:
+            pending = list(self._reads.values())
+            self._reads.clear()
+            self._read_by_mid.clear()
+        for read in pending:
+            read.error = why
+            read.done.set()
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            read = self._reads.get(msg.topic)
+            handlers = [
+                h for f, h in self._subscriptions.items() if mqtt.topic_matches_sub(f, msg.topic)
+            ]
+        if read is not None and msg.retain:
+            read.payload = bytes(msg.payload)
+        for handler in handlers:
+            handler(msg.topic, bytes(msg.payload), bool(msg.retain))
+
+    def _on_subscribe(
+        self, client: mqtt.Client, _u: Any, mid: int, rcs: list[ReasonCode], _p: Any
+    ) -> None:
+        with self._lock:
+            read = self._read_by_mid.pop(mid, None)
+        if read is None:
+            return
+        if rcs and rcs[0].is_failure:
+            # Not authorised to read it: for the caller the same as "nothing there".
+            self._finish(read)
+            return
+        _, unsub_mid = client.unsubscribe(read.topic)
+        if unsub_mid is not None:
+            with self._lock:
+                self._read_by_mid[unsub_mid] = read
+
+    def _on_unsubscribe(self, _c: mqtt.Client, _u: Any, mid: int, _rcs: Any, _p: Any) -> None:
+        with self._lock:
+            read = self._read_by_mid.pop(mid, None)
+        if read is not None:
+            self._finish(read)
+
+    def _finish(self, read: _Read) -> None:
+        with self._lock:
+            if self._reads.get(read.topic) is read:
+                del self._reads[read.topic]
+        read.done.set()
+
+    # -- API ----------------------------------------------------------------------------------
+
+    def subscribe(self, topic_filter: str, handler: Handler) -> None:
+        """Keep ``topic_filter`` subscribed (again after every reconnect) and pass each message
+        to ``handler``."""
+        with self._lock:
+            self._subscriptions[topic_filter] = handler
+        if self.connected.is_set():
+            self._client.subscribe(topic_filter, qos=1)
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False, qos: int = 1) -> None:
+        """Queue a message. paho keeps QoS 1 messages across a reconnect of this session."""
+        self._client.publish(topic, payload, qos=qos, retain=retain)
+
+    def start_read(self, topic: str) -> _Read:
+        """Begin a retained read; wait on the returned object's ``done`` (pipelining)."""
+        read = _Read(topic)
+        if not self.connected.is_set():
+            read.error = "not connected to the broker"
+            read.done.set()
+            return read
+        with self._lock:
+            if topic in self._reads:
+                read.error = f"a read of {topic} is already in flight"
+                read.done.set()
+                return read
+            self._reads[topic] = read
+            rc, mid = self._client.subscribe(topic, qos=0)
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
+                del self._reads[topic]
+                read.error = f"subscribe failed ({rc})"
+                read.done.set()
+                return read
+            self._read_by_mid[mid] = read
+        return read
+
+    def finish_read(self, read: _Read, timeout: float) -> bytes | None:
+        """The retained payload, ``None`` when the topic holds none, or ``TransferError``
+        when the broker is away or too slow (the caller retries later)."""
+        if not read.done.wait(timeout):
+            with self._lock:
+                if self._reads.get(read.topic) is read:
+                    del self._reads[read.topic]
+            raise TransferError(f"no answer from the broker for {read.topic} in {timeout:g} s")
+        if read.error:
+            raise TransferError(f"reading {read.topic} failed: {read.error}")
+        return read.payload
+
+    def read_retained(self, topic: str, timeout: float) -> bytes | None:
+        return self.finish_read(self.start_read(topic), timeout)

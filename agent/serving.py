@@ -1,0 +1,89 @@
+"""The version of each model that answers requests, swapped in one assignment under a lock:
+a request runs entirely on the version it started with, and the next one sees the new."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from agent.selftest import LoadedVersion
+from edge_sdk.runtime import named_outputs
+
+LATENCY_WINDOW = 2048  # recent requests kept for p50/p95
+
+
+@dataclass(frozen=True)
+class InferenceFigures:
+    count: int
+    errors: int
+    error_rate: float
+    p50_ms: float
+    p95_ms: float
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "count": self.count,
+            "errors": self.errors,
+            "error_rate": self.error_rate,
+            "latency_ms": {"p50": self.p50_ms, "p95": self.p95_ms},
+        }
+
+
+class ServingSlot:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._lock = threading.Lock()
+        self._loaded: LoadedVersion | None = None
+        self._count = 0
+        self._errors = 0
+        self._latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
+
+    @property
+    def loaded(self) -> LoadedVersion | None:
+        return self._loaded
+
+    @property
+    def version(self) -> int | None:
+        loaded = self._loaded
+        return None if loaded is None else loaded.version
+
+    def swap(self, loaded: LoadedVersion | None) -> LoadedVersion | None:
+        """Make ``loaded`` the serving version; returns the one it replaced. Figures restart
+        so the new version is judged on its own requests."""
+        with self._lock:
+            previous, self._loaded = self._loaded, loaded
+            self._count = self._errors = 0
+            self._latencies.clear()
+        return previous
+
+    def predict(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        loaded = self._loaded  # one read: the whole request uses this version
+        if loaded is None:
+            raise LookupError(f"model {self.name} has no version installed")
+        start = time.perf_counter()
+        try:
+            result = named_outputs(loaded.model, loaded.bundle.manifest.outputs)(feeds)
+        except Exception:
+            with self._lock:
+                self._count += 1
+                self._errors += 1
+            raise
+        with self._lock:
+            self._count += 1
+            self._latencies.append((time.perf_counter() - start) * 1e3)
+        return result
+
+    def figures(self) -> InferenceFigures:
+        with self._lock:
+            count, errors, latencies = self._count, self._errors, list(self._latencies)
+        p50, p95 = (
+            (float(np.percentile(latencies, 50)), float(np.percentile(latencies, 95)))
+            if latencies
+            else (0.0, 0.0)
+        )
+        return InferenceFigures(count, errors, errors / count if count else 0.0, p50, p95)

@@ -1,0 +1,253 @@
+"""Moving a release onto the device: read what the signed metadata promises, fetch only the
+chunks the device does not hold, check each on arrival, assemble the files and check those.
+
+Nothing here decides trust on its own: sizes, names and hashes all come from targets metadata
+that python-tuf has verified (``agent.tuf_mqtt``); this module refuses anything that does not
+match them, and every size is checked against the device's caps *before* a byte is fetched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent.mqtt_link import MqttLink
+from agent.store import ChunkCache, ChunkRef
+from agent.tuf_mqtt import TufSession
+from edge_sdk.atomic import atomic_writer
+from edge_sdk.bundle import ARTIFACT_NAMES, GOLDEN, MANIFEST, MAX_METADATA_BYTES, SIGNATURES
+from edge_sdk.errors import (
+    DiskSpaceError,
+    OversizeError,
+    TamperedError,
+    TransferError,
+    UpdateError,
+    WrongTargetError,
+)
+from edge_sdk.topics import Topics
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+ALLOWED_FILES = frozenset({MANIFEST, GOLDEN, SIGNATURES, *ARTIFACT_NAMES.values()})
+READ_WINDOW = 8  # chunk reads in flight at once
+
+
+def target_path(model: str, version: int, file: str) -> str:
+    return f"{model}/{version}/{file}"
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    name: str
+    length: int
+    sha256: str
+    chunks: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True)
+class Release:
+    name: str
+    version: int
+    profile: str
+    runtime: str
+    files: tuple[FileSpec, ...]
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.length for f in self.files)
+
+    def chunk_index(self) -> dict[str, list[list[Any]]]:
+        return {f.name: [[sha, n] for sha, n in f.chunks] for f in self.files}
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_chunk_bytes: int
+    max_artifact_bytes: int
+
+
+@dataclass(frozen=True)
+class TransferStats:
+    chunks: int
+    fetched: int
+    fetched_bytes: int
+    cached: int  # already in the chunk cache (a resumed download)
+    reused: int  # held by an installed version
+
+
+def _file_spec(
+    session: TufSession, model: str, version: int, name: str, limits: Limits
+) -> FileSpec:
+    info = session.target(target_path(model, version, name))
+    if info is None:
+        raise TamperedError(
+            f"release {model} v{version} lists {name} but the metadata has no such target"
+        )
+    cap = limits.max_artifact_bytes if name in ARTIFACT_NAMES.values() else MAX_METADATA_BYTES
+    if info.length > cap:
+        raise OversizeError(
+            f"{name} of {model} v{version} is {info.length} bytes, over this device's cap of {cap}"
+        )
+    sha = info.hashes.get("sha256", "")
+    custom = info.custom if isinstance(info.custom, dict) else {}
+    raw = custom.get("chunks")
+    if not _SHA256.match(sha) or not isinstance(raw, list):
+        raise TamperedError(
+            f"{name} of {model} v{version} has no sha256 or chunk list in its metadata"
+        )
+    chunks: list[tuple[str, int]] = []
+    for entry in raw:
+        if not (
+            isinstance(entry, list)
+            and len(entry) == 2
+            and isinstance(entry[0], str)
+            and _SHA256.match(entry[0])
+            and isinstance(entry[1], int)
+        ):
+            raise TamperedError(f"{name} of {model} v{version} has a malformed chunk entry")
+        if not 0 < entry[1] <= limits.max_chunk_bytes:
+            raise OversizeError(
+                f"a chunk of {name} is {entry[1]} bytes, over this device's cap of "
+                f"{limits.max_chunk_bytes}"
+            )
+        chunks.append((entry[0], entry[1]))
+    if sum(n for _, n in chunks) != info.length:
+        raise TamperedError(f"the chunks of {name} do not add up to its signed length")
+    return FileSpec(name, info.length, sha, tuple(chunks))
+
+
+def read_release(
+    session: TufSession,
+    model: str,
+    version: int,
+    *,
+    profile: str,
+    runtime: str,
+    limits: Limits,
+) -> Release:
+    """The release's signed description, refused before any download if it is for another
+    model, version, profile or runtime, lists unexpected files, or is bigger than the caps."""
+    info = session.target(target_path(model, version, MANIFEST))
+    if info is None:
+        raise UpdateError(f"{model} v{version} is not published in the fleet repository")
+    custom = info.custom if isinstance(info.custom, dict) else {}
+    doc = custom.get("release")
+    if not isinstance(doc, dict):
+        raise TamperedError(f"{model} v{version}: the manifest target carries no release record")
+    if doc.get("name") != model or doc.get("version") != version:
+        raise WrongTargetError(
+            f"release record names {doc.get('name')} v{doc.get('version')}, not {model} v{version}"
+        )
+    if doc.get("profile") != profile:
+        raise WrongTargetError(
+            f"{model} v{version} is built for profile {doc.get('profile')!r}, this device is "
+            f"{profile!r}; publish a build for {profile}"
+        )
+    if doc.get("runtime") != runtime:
+        raise WrongTargetError(
+            f"{model} v{version} needs runtime {doc.get('runtime')!r}, this device runs {runtime!r}"
+        )
+    names = doc.get("files")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise TamperedError(f"{model} v{version}: the release record has no file list")
+    unexpected = sorted(set(names) - ALLOWED_FILES)
+    if unexpected or len(set(names)) != len(names) or MANIFEST not in names or GOLDEN not in names:
+        raise TamperedError(f"{model} v{version}: unexpected file list {names}")
+    files = tuple(_file_spec(session, model, version, n, limits) for n in names)
+    return Release(model, version, profile, runtime, files)
+
+
+def unique_chunks(release: Release) -> dict[str, int]:
+    chunks: dict[str, int] = {}
+    for f in release.files:
+        for sha, n in f.chunks:
+            chunks[sha] = n
+    return chunks
+
+
+def fetch_chunks(
+    release: Release,
+    link: MqttLink,
+    topics: Topics,
+    cache: ChunkCache,
+    local: Mapping[str, ChunkRef],
+    *,
+    timeout: float,
+    on_chunk: Callable[[int], None] = lambda _: None,
+) -> TransferStats:
+    """Fetch every chunk neither cached nor held locally, ``READ_WINDOW`` reads in flight.
+
+    Each chunk is checked against its signed sha256 and length before it is stored, so the
+    cache only ever holds verified chunks and a resumed download trusts them as they are.
+    ``on_chunk(n)`` is called after the n-th stored chunk (progress, and the test crash hook).
+    """
+    wanted = unique_chunks(release)
+    cached = [s for s in wanted if cache.has(s)]
+    reused = [s for s in wanted if s not in cached and s in local]
+    missing = [s for s in wanted if s not in cached and s not in local]
+    fetched_bytes, pending, stored = 0, list(reversed(missing)), 0
+    in_flight: list[tuple[str, Any]] = []
+    while pending or in_flight:
+        while pending and len(in_flight) < READ_WINDOW:
+            sha = pending.pop()
+            in_flight.append((sha, link.start_read(topics.chunk(sha))))
+        sha, read = in_flight.pop(0)
+        payload = link.finish_read(read, timeout)
+        if payload is None:
+            raise TransferError(f"chunk {sha[:12]} is not on the broker yet; will retry")
+        if len(payload) != wanted[sha] or hashlib.sha256(payload).hexdigest() != sha:
+            raise TamperedError(
+                f"chunk {sha[:12]} does not match its signed sha256 and length: it was changed "
+                "in transit or on the broker; not installed"
+            )
+        cache.put(sha, payload)
+        fetched_bytes += len(payload)
+        stored += 1
+        on_chunk(stored)
+    return TransferStats(len(wanted), len(missing), fetched_bytes, len(cached), len(reused))
+
+
+def chunk_source(cache: ChunkCache, local: Mapping[str, ChunkRef]) -> Callable[[str], bytes]:
+    def read(sha: str) -> bytes:
+        if cache.has(sha):
+            return cache.path(sha).read_bytes()
+        return local[sha].read()
+
+    return read
+
+
+def assemble(release: Release, staging: Path, read_chunk: Callable[[str], bytes]) -> None:
+    """Write each file from its chunks and check it against its signed length and sha256."""
+    for spec in release.files:
+        digest, length = hashlib.sha256(), 0
+        target = staging / spec.name
+        try:
+            with atomic_writer(target, 0o640) as handle:
+                for sha, n in spec.chunks:
+                    data = read_chunk(sha)
+                    if len(data) != n or hashlib.sha256(data).hexdigest() != sha:
+                        raise TamperedError(f"local copy of chunk {sha[:12]} is damaged")
+                    digest.update(data)
+                    length += n
+                    handle.write(data)
+                if length != spec.length or digest.hexdigest() != spec.sha256:
+                    raise TamperedError(
+                        f"{spec.name} assembled from its chunks does not match its signed sha256"
+                    )
+        except OSError as e:
+            if e.errno == 28:
+                raise DiskSpaceError(
+                    f"disk full while writing {target}; free space and retry"
+                ) from e
+            raise UpdateError(f"cannot write {target}: {e.strerror}") from e
+
+
+def bytes_needed(release: Release, have: Iterable[str]) -> int:
+    """Disk this update takes at its peak: chunks still to fetch plus the assembled files."""
+    held = set(have)
+    return (
+        sum(n for sha, n in unique_chunks(release).items() if sha not in held) + release.total_bytes
+    )

@@ -1,0 +1,407 @@
+"""One model's update, step by step: each step persists the journal, then acts.
+
+The transition table is ``agent.machine``; this module performs the actions behind it (fetch,
+assemble, verify, install, self-test, switch, probation, rollback) through the daemon's
+:class:`Environment`, which tests can replace. Every step can be cut by a power loss right
+after its journal write; :meth:`ModelUpdater.recover` picks the work up from there.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from agent.config import AgentConfig, ModelConfig
+from agent.machine import RESTING, Event, Journal, Resume, State, recover
+from agent.selftest import LoadedVersion, gate, golden_run
+from agent.serving import ServingSlot
+from agent.store import ChunkCache, ChunkRef, ModelStore
+from agent.sysinfo import free_disk_bytes
+from agent.transfer import (
+    Limits,
+    Release,
+    TransferStats,
+    assemble,
+    bytes_needed,
+    chunk_source,
+    read_release,
+    unique_chunks,
+)
+from agent.tuf_mqtt import TufSession
+from edge_sdk.assignment import Assignment
+from edge_sdk.bundle import read_unpacked
+from edge_sdk.errors import (
+    DiskSpaceError,
+    EdgeSdkError,
+    ReplayError,
+    TransferError,
+    WrongTargetError,
+)
+from edge_sdk.trust import TrustRoot, verify_bundle
+
+log = logging.getLogger(__name__)
+
+
+class Environment(Protocol):
+    """What an update needs from the daemon around it."""
+
+    config: AgentConfig
+    cache: ChunkCache
+
+    def now(self) -> float: ...
+
+    def tuf_session(self) -> TufSession: ...
+
+    def fetch(
+        self, release: Release, local: Mapping[str, ChunkRef], on_chunk: Callable[[int], None]
+    ) -> TransferStats: ...
+
+    def local_chunks(self) -> dict[str, ChunkRef]: ...
+
+    def trusted_root(self) -> TrustRoot: ...
+
+    def event(self, model: str, journal: Journal, event: Event) -> None: ...
+
+    def crash_point(self, name: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The last finished update of a model, for the status report."""
+
+    version: int | None
+    result: str  # committed | failed | rolled_back | refused
+    reason: str
+    at: float
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "version": self.version,
+            "result": self.result,
+            "reason": self.reason,
+            "at": self.at,
+        }
+
+
+class ModelUpdater:
+    def __init__(self, env: Environment, model: ModelConfig, store: ModelStore) -> None:
+        self.env = env
+        self.model = model
+        self.store = store
+        self.slot = ServingSlot(model.name)
+        self.journal = store.load_journal()
+        self.outcome: Outcome | None = None
+        self.pending_refusal: tuple[int, str] | None = None  # (serial, reason) last refused
+
+    # -- journal ----------------------------------------------------------------------------
+
+    def _save(self, journal: Journal) -> None:
+        self.store.save_journal(journal)
+        self.journal = journal
+        self.env.crash_point(str(journal.state))
+
+    def _fire(self, event: Event, reason: str = "", **changes: object) -> None:
+        journal = self.journal.advance(event, now=self.env.now(), reason=reason, **changes)
+        self._save(journal)
+        self.env.event(self.model.name, journal, event)
+        if journal.state in RESTING:
+            result = {State.COMMITTED: "committed", State.ROLLED_BACK: "rolled_back"}.get(
+                journal.state, "failed"
+            )
+            self.outcome = Outcome(journal.version, result, journal.reason, self.env.now())
+
+    @property
+    def in_flight(self) -> bool:
+        return self.journal.state not in RESTING
+
+    # -- start and recovery -----------------------------------------------------------------
+
+    def load_current(self) -> None:
+        """Serve what ``current`` names, re-verified from disk."""
+        version = self.store.current()
+        if version is None or version == self.slot.version:
+            return
+        loaded = self._load(version)
+        if loaded is not None:
+            self.slot.swap(loaded)
+
+    def _load(self, version: int) -> LoadedVersion | None:
+        directory = self.store.version_dir(version)
+        try:
+            bundle = read_unpacked(directory)
+            verify_bundle(self.env.trusted_root(), bundle, str(directory))
+        except EdgeSdkError as e:
+            log.error("installed version %s of %s does not verify: %s", version, self.model.name, e)
+            return None
+        return gate(
+            bundle, threads=self.model.threads, memory_budget_mb=float("inf"), max_latency_ms=0
+        )
+
+    def recover(self) -> Resume:
+        """Called once at start, before anything is served."""
+        action, journal = recover(self.journal, self.env.config.probation.max_restarts)
+        if journal != self.journal:
+            self._save(journal)
+        return action
+
+    def resume(self, action: Resume) -> None:
+        """Continue what :meth:`recover` decided (may raise ``TransferError``: retry later)."""
+        if action is Resume.NOTHING:
+            self.load_current()
+        elif action in (Resume.DOWNLOAD, Resume.VERIFY):
+            self.load_current()
+            self.continue_update()
+        elif action is Resume.SELFTEST:
+            self.load_current()
+            self._selftest_and_switch()
+        elif action is Resume.SWITCH:
+            self._selftest_and_switch()
+        elif action is Resume.PROBATION:
+            self._recheck_in_probation()
+        elif action is Resume.ROLLBACK:
+            if self.journal.state is not State.ROLLING_BACK:
+                self._fire(Event.CRASH_LOOP, self.journal.reason, rollback_to=self.journal.previous)
+            self._roll_back()
+        elif action is Resume.GIVE_UP:
+            reason = self.journal.reason
+            self._discard_unswitched()
+            self._fire(Event.CRASH_LOOP, reason)
+            self.load_current()
+
+    # -- assignments ------------------------------------------------------------------------
+
+    def consider(self, assignment: Assignment) -> None:
+        """Start what ``assignment`` asks, unless it is already done, refused or in flight."""
+        j = self.journal
+        current = self.store.current()
+        probation_rollback = j.state is State.PROBATION and assignment.rollback
+        if (self.in_flight and not probation_rollback) or assignment.version == current:
+            return
+        if assignment.serial == j.serial and j.state in (
+            State.FAILED,
+            State.ROLLED_BACK,
+            State.COMMITTED,
+        ):
+            return  # this exact assignment already ran to an end; wait for a new one
+        if self.pending_refusal is not None and self.pending_refusal[0] == assignment.serial:
+            return
+        if assignment.version < j.floor and not assignment.rollback:
+            reason = (
+                f"refused {self.model.name} v{assignment.version}: older than v{j.floor}, "
+                "already committed here (anti-rollback); send a signed rollback to go back"
+            )
+            self._refuse(assignment.serial, assignment.version, reason)
+            return
+        if assignment.rollback and assignment.version in self.store.installed():
+            self._fire(
+                Event.ROLLBACK_REQUESTED,
+                f"rollback to v{assignment.version} requested by the fleet",
+                serial=assignment.serial,
+                version=assignment.version,
+                previous=current,
+                rollback_to=assignment.version,
+            )
+            self._roll_back()
+            return
+        self._fire(
+            Event.ASSIGNED,
+            serial=assignment.serial,
+            version=assignment.version,
+            previous=current,
+            allow_downgrade=assignment.rollback,
+            rollback_to=None,
+        )
+        self.continue_update()
+
+    def _refuse(self, serial: int, version: int, reason: str) -> None:
+        log.warning("%s", reason)
+        self.pending_refusal = (serial, reason)
+        self.outcome = Outcome(version, "refused", reason, self.env.now())
+        self.env.event(self.model.name, replace(self.journal, reason=reason), Event.ERROR)
+
+    # -- the steps --------------------------------------------------------------------------
+
+    def continue_update(self) -> None:
+        """Download (resuming), verify, install, self-test, switch. ``TransferError`` leaves
+        the journal in ``downloading`` for a retry; any other refusal fails the update."""
+        j = self.journal
+        assert j.version is not None
+        try:
+            session = self.env.tuf_session()
+            session.refresh()
+            limits = Limits(
+                self.env.config.limits.max_chunk_bytes, self.env.config.limits.max_artifact_bytes
+            )
+            release = read_release(
+                session,
+                self.model.name,
+                j.version,
+                profile=self.env.config.profile.id,
+                runtime=str(self.env.config.profile.runtime),
+                limits=limits,
+            )
+            if j.version < j.floor and not j.allow_downgrade:
+                raise ReplayError(f"v{j.version} is older than the committed v{j.floor}")
+            if j.state is State.DOWNLOADING:
+                self._download(release)
+            self._verify_and_install(session, release)
+        except TransferError:
+            raise
+        except EdgeSdkError as e:
+            self._fail_before_switch(str(e))
+            return
+        self._selftest_and_switch()
+
+    def _download(self, release: Release) -> None:
+        local = self.env.local_chunks()
+        have = [s for s in unique_chunks(release) if self.env.cache.has(s) or s in local]
+        need = bytes_needed(release, have)
+        free = free_disk_bytes(self.store.root)
+        reserve = self.env.config.limits.min_free_bytes
+        if free - need < reserve:
+            raise DiskSpaceError(
+                f"not enough disk for {release.name} v{release.version}: needs {need} bytes and "
+                f"{reserve} kept free, {free} available; free space or raise limits.min_free_bytes"
+            )
+        crash_after = self.env.config.test.crash_after_chunks
+
+        def on_chunk(n: int) -> None:
+            if crash_after and n == crash_after:
+                self.env.crash_point("download")
+
+        stats = self.env.fetch(release, local, on_chunk)
+        log.info("%s v%s: %s", release.name, release.version, stats)
+        self._fire(Event.DOWNLOADED)
+
+    def _verify_and_install(self, session: TufSession, release: Release) -> None:
+        version = release.version
+        staging = self.store.fresh_staging(version)
+        assemble(release, staging, chunk_source(self.env.cache, self.env.local_chunks()))
+        bundle = read_unpacked(staging)
+        verify_bundle(session.trusted_root(), bundle, f"{release.name} v{version}")
+        m = bundle.manifest
+        if (m.name, m.version, m.profile, m.runtime) != (
+            release.name,
+            version,
+            release.profile,
+            release.runtime,
+        ):
+            raise WrongTargetError(
+                f"the signed manifest says {m.name} v{m.version} for {m.profile}/{m.runtime}, "
+                f"but the fleet published it as {release.name} v{version}"
+            )
+        self.store.install(version, release.chunk_index())
+        self.env.crash_point("installed")
+        self.env.cache.discard(unique_chunks(release))
+        self._fire(Event.VERIFIED)
+
+    def _selftest_and_switch(self) -> None:
+        j = self.journal
+        assert j.version is not None
+        loaded = self._gate(j.version)
+        if not loaded.gate.passed:
+            reason = f"self-test of {self.model.name} v{j.version} failed: {loaded.gate.detail}"
+            if j.state is State.STAGED:
+                self._fire(Event.SELFTEST_FAILED, reason)
+                self.store.remove(j.version)
+                self.load_current()
+            else:  # activating: `current` may already name it
+                self._fire(Event.SELFTEST_FAILED, reason, rollback_to=j.previous)
+                self._roll_back()
+            return
+        if j.state is State.STAGED:
+            self._fire(Event.SELFTEST_PASSED)
+        self.store.set_current(j.version)
+        self.env.crash_point("switched")
+        self.slot.swap(loaded)
+        self._fire(Event.SWITCHED)
+
+    def _gate(self, version: int) -> LoadedVersion:
+        directory = self.store.version_dir(version)
+        bundle = read_unpacked(directory)
+        verify_bundle(self.env.trusted_root(), bundle, str(directory))
+        return gate(
+            bundle,
+            threads=self.model.threads,
+            memory_budget_mb=float(self.env.config.profile.budget.memory_mb),
+            max_latency_ms=self.model.max_latency_ms,
+        )
+
+    def _recheck_in_probation(self) -> None:
+        j = self.journal
+        assert j.version is not None
+        if self.store.current() != j.version:
+            # Cut between the journal and the pointer cannot happen (pointer first); be safe.
+            self.store.set_current(j.version)
+        loaded = self._gate(j.version)
+        if not loaded.gate.passed:
+            self._fire(
+                Event.PROBATION_FAILED,
+                f"re-check after restart failed: {loaded.gate.detail}",
+                rollback_to=j.previous,
+            )
+            self._roll_back()
+            return
+        self.slot.swap(loaded)
+        self._save(replace(j, since=self.env.now()))  # the window starts again
+
+    def probation_tick(self) -> None:
+        """During probation: re-run the golden vectors on the serving version; commit once the
+        window has passed without a failure."""
+        j = self.journal
+        if j.state is not State.PROBATION or j.version is None:
+            return
+        loaded = self.slot.loaded
+        if loaded is None or loaded.version != j.version:
+            return
+        check, _ = golden_run(loaded.bundle, loaded.model)
+        if not check.passed:
+            self._fire(
+                Event.PROBATION_FAILED,
+                f"golden vectors failed in service: {check.detail}",
+                rollback_to=j.previous,
+            )
+            self._roll_back()
+            return
+        if self.env.now() - j.since >= self.env.config.probation.seconds:
+            self._fire(Event.PROBATION_PASSED, floor=max(j.floor, j.version))
+            self._prune(j.version, j.previous)
+
+    def _prune(self, current: int, previous: int | None) -> None:
+        """Keep ``current``, ``previous`` (the rollback target) and the newest others up to
+        ``limits.keep_versions``."""
+        keep = [current] + ([previous] if previous is not None else [])
+        for version in reversed(self.store.installed()):
+            if len(keep) >= self.env.config.limits.keep_versions:
+                break
+            if version not in keep:
+                keep.append(version)
+        self.store.prune(keep)
+
+    def _roll_back(self) -> None:
+        j = self.journal
+        target = j.rollback_to
+        if target is not None and target in self.store.installed():
+            self.store.set_current(target)
+            self.slot.swap(self._gate(target))
+        else:
+            self.store.current_path.unlink(missing_ok=True)
+            self.slot.swap(None)
+        self.env.crash_point("rolled_back_switch")
+        self._fire(Event.ROLLED_BACK, j.reason)
+
+    def _fail_before_switch(self, reason: str) -> None:
+        self._discard_unswitched()
+        self._fire(Event.ERROR, reason)
+
+    def _discard_unswitched(self) -> None:
+        """Remove what a failed update left, never what `current` or `previous` name."""
+        j = self.journal
+        self.env.cache.clear()
+        if j.version is not None and j.version != self.store.current() and j.version != j.previous:
+            self.store.remove(j.version)
+        shutil.rmtree(self.store.staging, ignore_errors=True)
+        self.store.staging.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,144 @@
+"""The operator's side of the broker: one short MQTT 5 session that publishes retained
+messages and waits until the broker has acknowledged every one (QoS 1)."""
+
+from __future__ import annotations
+
+import ssl
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+from edge_sdk.errors import InputError, TransferError
+
+_DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    host: str
+    port: int
+    tls: bool
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+
+    @classmethod
+    def parse(
+        cls, url: str, *, ca: Path | None = None, cert: Path | None = None, key: Path | None = None
+    ) -> BrokerAddress:
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError as e:
+            raise InputError(
+                f"--broker {url!r}: {e}; use mqtt://HOST:PORT or mqtts://HOST:PORT"
+            ) from e
+        if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+            raise InputError(f"--broker {url!r} is not mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")
+        tls = parts.scheme == "mqtts"
+        if tls and ca is None:
+            raise InputError("--broker is mqtts:// but no --ca was given; pass the fleet CA")
+        if (cert is None) != (key is None):
+            raise InputError("--cert and --key go together; pass both or neither")
+        for path in (ca, cert, key):
+            if path is not None and not path.is_file():
+                raise InputError(
+                    f"{path} does not exist; pass the file `edge-sdk broker init` wrote"
+                )
+        return cls(parts.hostname, port or _DEFAULT_PORTS[parts.scheme], tls, ca, cert, key)
+
+
+class OperatorLink:
+    """``with OperatorLink(address, client_id) as link: link.publish(...)``; leaving the block
+    waits for every acknowledgement, so a clean exit means the broker holds everything."""
+
+    def __init__(self, address: BrokerAddress, client_id: str, *, timeout: float = 30.0) -> None:
+        self._address = address
+        self._timeout = timeout
+        self._connected = threading.Event()
+        self._refused = ""
+        self._pending: list[mqtt.MQTTMessageInfo] = []
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+        )
+        if address.tls:
+            client.tls_set(
+                ca_certs=str(address.ca),
+                certfile=str(address.cert) if address.cert else None,
+                keyfile=str(address.key) if address.key else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.max_inflight_messages_set(64)
+        self._client = client
+
+    def _on_connect(
+        self, _c: mqtt.Client, _u: object, _f: object, rc: ReasonCode, _p: object
+    ) -> None:
+        if rc.is_failure:
+            self._refused = str(rc)
+        self._connected.set()
+
+    def _on_disconnect(
+        self, _c: mqtt.Client, _u: object, _f: object, rc: ReasonCode, _p: object
+    ) -> None:
+        if not self._connected.is_set():
+            self._refused = f"disconnected before CONNACK ({rc}): certificate refused?"
+            self._connected.set()
+
+    def __enter__(self) -> OperatorLink:
+        a = self._address
+        try:
+            self._client.connect(a.host, a.port, keepalive=30)
+        except (OSError, ssl.SSLError) as e:
+            raise TransferError(f"cannot reach the broker at {a.host}:{a.port}: {e}") from e
+        self._client.loop_start()
+        if not self._connected.wait(self._timeout) or self._refused:
+            self._client.loop_stop()
+            raise TransferError(
+                f"the broker at {a.host}:{a.port} refused the operator connection: "
+                f"{self._refused or 'no CONNACK'}; check --cert/--key and the broker's ACL"
+            )
+        return self
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool = True) -> None:
+        info = self._client.publish(topic, payload, qos=1, retain=retain)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise TransferError(f"publishing {topic} failed: {mqtt.error_string(info.rc)}")
+        self._pending.append(info)
+
+    def wait(self, progress: Callable[[int, int], None] | None = None) -> None:
+        total = len(self._pending)
+        for done, info in enumerate(self._pending, start=1):
+            try:
+                info.wait_for_publish(self._timeout)
+            except (RuntimeError, ValueError) as e:
+                raise TransferError(f"the broker went away while publishing: {e}") from e
+            if not info.is_published():
+                raise TransferError(
+                    f"the broker did not acknowledge a message in {self._timeout:g} s"
+                )
+            if progress is not None:
+                progress(done, total)
+        self._pending.clear()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None
+    ) -> None:
+        try:
+            if kind is None:
+                self.wait()
+        finally:
+            self._client.disconnect()
+            self._client.loop_stop()

@@ -1,0 +1,379 @@
+"""A real Mosquitto broker for tests: own config, own loopback port, own files.
+
+Tests never talk to whatever broker may already listen on 127.0.0.1:1883 (a development machine
+often runs one as a system service); each ``Broker`` picks a free port, writes its config, data
+and log under its work directory, and is gone when the test ends.
+
+Mosquitto facts this module depends on (checked against Mosquitto 2.0.11):
+
+* Started as root, Mosquitto 2 switches to the ``mosquitto`` user right after reading its config,
+  *before* it opens the log file, the TLS keys or the persistence database. pytest's temporary
+  directories are root-owned 0700, so that user can read none of it: the broker then runs on
+  with no log, fails the TLS listener, and cannot save retained messages. ``user root`` in the
+  config makes it keep its privileges (it prints a warning to stderr and carries on).
+* Persistence is written on SIGTERM, not as messages arrive (``autosave_interval`` defaults to
+  30 minutes), so ``stop()`` must terminate it gracefully for ``restart()`` to keep retained
+  messages.
+* Errors before the config is loaded (bad option, unreadable log file) only reach stderr, so
+  the broker logs to stderr and this module sends stderr to ``mosquitto.log``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
+
+from edge_sdk import pki
+
+HOST = "127.0.0.1"
+START_TIMEOUT_S = 10.0
+CONNECT_TIMEOUT_S = 10.0
+_client_ids = itertools.count(1)
+
+
+class BrokerRefused(ConnectionError):
+    """The broker did not accept an MQTT connection: TLS failed, or CONNACK was not success."""
+
+
+def mosquitto_executable() -> str:
+    # Debian installs the broker in /usr/sbin, which is not on a non-root user's PATH.
+    found = shutil.which("mosquitto")
+    if found is not None:
+        return found
+    if os.access("/usr/sbin/mosquitto", os.X_OK):
+        return "/usr/sbin/mosquitto"
+    raise FileNotFoundError(
+        "mosquitto not found on PATH or in /usr/sbin; install it (apt-get install mosquitto)"
+    )
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Broker:
+    """One Mosquitto process; plain (anonymous) or mutual TLS (the client CN is the username).
+
+    On a plain broker ``client(identity)`` sends the identity as the MQTT username, so ACL
+    patterns with ``%u`` behave as they do on a TLS broker.
+    """
+
+    host = HOST
+
+    def __init__(
+        self,
+        work_dir: Path,
+        tls: bool = False,
+        *,
+        acl: str | None = None,
+        extra_config: Sequence[str] = (),
+    ) -> None:
+        self.work_dir = work_dir
+        self.tls = tls
+        self.acl = acl
+        self.extra_config = tuple(extra_config)
+        self.config_path = work_dir / "mosquitto.conf"
+        self.log_path = work_dir / "mosquitto.log"
+        self.data_dir = work_dir / "data"
+        self._port: int | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+        self._clients: list[mqtt.Client] = []
+        self._client_certs: dict[str, tuple[Path, Path]] = {}
+        self._tls_dir = work_dir / "tls"
+        self._ca = self._make_server_pki() if tls else None
+
+    # -- addresses -------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("the broker has no port until start() is called")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        scheme = "mqtts" if self.tls else "mqtt"
+        return f"{scheme}://{self.host}:{self.port}"
+
+    @property
+    def ca(self) -> pki.Issued:
+        """The CA that signed the broker's certificate and every ``client_cert``."""
+        if self._ca is None:
+            raise RuntimeError("a plain broker has no CA; construct it with tls=True")
+        return self._ca
+
+    @property
+    def ca_path(self) -> Path:
+        """The CA certificate (PEM) a client needs to trust the broker."""
+        if not self.tls:
+            raise RuntimeError("a plain broker has no CA; construct it with tls=True")
+        return self._tls_dir / "ca.pem"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the broker and wait until its port accepts connections.
+
+        The first start picks a free port; later starts (``restart()``) reuse it so clients
+        and saved URLs stay valid.
+        """
+        if self.running:
+            raise RuntimeError(f"the broker on port {self.port} is already running")
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(exist_ok=True)
+        first = self._port is None
+        # free_port() closes its socket before Mosquitto binds, so another process can take
+        # the port in between; on a first start that is worth another try with a new port.
+        for attempt in range(3 if first else 1):
+            if first:
+                self._port = free_port()
+            try:
+                self._launch()
+                return
+            except _PortTaken:
+                if attempt == 2 or not first:
+                    raise
+
+    def stop(self) -> None:
+        """SIGTERM and wait: Mosquitto saves its persistence database on the way out."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        """Disconnect every client this broker handed out, then stop the broker."""
+        clients, self._clients = self._clients, []
+        for client in clients:
+            client.disconnect()
+            client.loop_stop()
+        self.stop()
+
+    def __enter__(self) -> Broker:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    # -- clients ---------------------------------------------------------------------------
+
+    def client_cert(self, identity: str) -> tuple[Path, Path]:
+        """(certificate, key) paths of a client certificate whose CN is ``identity``."""
+        cached = self._client_certs.get(identity)
+        if cached is not None:
+            return cached
+        directory = self._tls_dir / "clients"
+        directory.mkdir(parents=True, exist_ok=True)
+        # The index keeps two identities that sanitize to the same name apart.
+        stem = f"{len(self._client_certs)}-{re.sub(r'[^A-Za-z0-9._-]', '_', identity)}"
+        paths = (directory / f"{stem}.pem", directory / f"{stem}.key")
+        pki.write_issued(pki.issue_client(self.ca, identity), *paths)
+        self._client_certs[identity] = paths
+        return paths
+
+    def client(
+        self,
+        identity: str | None = None,
+        *,
+        client_id: str | None = None,
+        cert: tuple[Path, Path] | None = None,
+    ) -> mqtt.Client:
+        """A connected MQTT v5 client with its network loop running.
+
+        On a TLS broker ``identity`` picks the client certificate (issued on first use);
+        ``identity=None`` connects with no certificate at all, and ``cert`` overrides both
+        (a certificate from another CA, say). Raises ``BrokerRefused`` unless the broker
+        answers CONNACK success within 10 s.
+        """
+        if client_id is None:
+            client_id = f"test-{identity or 'anonymous'}-{next(_client_ids)}"
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        if self.tls:
+            if cert is None and identity is not None:
+                cert = self.client_cert(identity)
+            certfile, keyfile = (str(cert[0]), str(cert[1])) if cert else (None, None)
+            client.tls_set(ca_certs=str(self.ca_path), certfile=certfile, keyfile=keyfile)
+        elif identity is not None:
+            client.username_pw_set(identity)
+
+        answered = threading.Event()
+        outcome: list[ReasonCode] = []
+
+        def on_connect(_c: mqtt.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Any) -> None:
+            outcome.append(reason)
+            answered.set()
+
+        def on_disconnect(_c: mqtt.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Any) -> None:
+            # With TLS 1.3 the client finishes its handshake before the broker has checked
+            # the client's certificate, so a rejected certificate shows up here, as the
+            # connection closing before any CONNACK, not as an error from connect().
+            if not answered.is_set():
+                outcome.append(reason)
+                answered.set()
+
+        client.on_connect = on_connect
+        client.on_disconnect = on_disconnect
+        where = f"{self.url} as {identity or 'no identity'}"
+        try:
+            client.connect(self.host, self.port, keepalive=30)
+        except OSError as e:
+            raise BrokerRefused(f"{where}: {e}") from e
+        client.loop_start()
+        if not answered.wait(CONNECT_TIMEOUT_S):
+            client.loop_stop()
+            raise BrokerRefused(f"{where}: no CONNACK within {CONNECT_TIMEOUT_S:.0f} s")
+        reason = outcome[0]
+        if reason.is_failure or reason.packetType != PacketTypes.CONNACK:
+            client.disconnect()
+            client.loop_stop()
+            if reason.packetType == PacketTypes.CONNACK:
+                raise BrokerRefused(f"{where}: CONNACK {reason}")
+            raise BrokerRefused(
+                f"{where}: connection closed before CONNACK ({reason}); why is in {self.log_path}"
+            )
+        # The test owns the callbacks from here on.
+        client.on_connect = None
+        client.on_disconnect = None
+        self._clients.append(client)
+        return client
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _make_server_pki(self) -> pki.Issued:
+        self._tls_dir.mkdir(parents=True, exist_ok=True)
+        ca = pki.create_ca("edge-sdk test broker CA")
+        (self._tls_dir / "ca.pem").write_bytes(ca.cert_pem)
+        server = pki.issue_server(ca, [HOST, "localhost"])
+        pki.write_issued(server, self._tls_dir / "server.pem", self._tls_dir / "server.key")
+        return ca
+
+    def _config(self) -> str:
+        lines = [
+            f"# written by {__name__} for one test run",
+            "per_listener_settings false",
+            "persistence true",
+            # The trailing slash matters to Mosquitto 1.x, which appends the file name as is.
+            f"persistence_location {self.data_dir}/",
+            "log_dest stderr",
+            "log_type all",
+            "connection_messages true",
+        ]
+        if os.geteuid() == 0:
+            lines.append("user root")  # see the module docstring
+        if self.acl is not None:
+            acl_path = self.work_dir / "acl"
+            acl_path.write_text(self.acl if self.acl.endswith("\n") else self.acl + "\n")
+            lines.append(f"acl_file {acl_path}")
+        if self.tls:
+            lines.append("allow_anonymous false")
+        else:
+            lines.append("allow_anonymous true")
+        # Listener options (TLS) must come after the listener line they belong to.
+        lines.append(f"listener {self.port} {HOST}")
+        if self.tls:
+            lines += [
+                f"cafile {self._tls_dir / 'ca.pem'}",
+                f"certfile {self._tls_dir / 'server.pem'}",
+                f"keyfile {self._tls_dir / 'server.key'}",
+                "require_certificate true",
+                "use_identity_as_username true",
+            ]
+        lines += self.extra_config
+        return "\n".join(lines) + "\n"
+
+    def _launch(self) -> None:
+        self.config_path.write_text(self._config())
+        self._log = self.log_path.open("ab")
+        started_at = self._log.tell()
+        self._proc = subprocess.Popen(
+            [mosquitto_executable(), "-c", str(self.config_path)],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=self.work_dir,
+        )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                tail = self._new_log(started_at)
+                self.stop()
+                if "Address already in use" in tail:
+                    raise _PortTaken(tail)
+                raise RuntimeError(f"mosquitto exited at start; its log:\n{tail}")
+            # "running" is logged once every listener is open; the port test alone could be
+            # answered by some other process that took the port first.
+            if " running" in self._new_log(started_at) and _accepts(self.port):
+                return
+            time.sleep(0.05)
+        tail = self._new_log(started_at)
+        self.stop()
+        raise RuntimeError(
+            f"mosquitto did not accept connections on port {self._port} within "
+            f"{START_TIMEOUT_S:.0f} s; its log:\n{tail}"
+        )
+
+    def _new_log(self, offset: int) -> str:
+        with self.log_path.open("rb") as handle:
+            handle.seek(offset)
+            return handle.read().decode(errors="replace")
+
+
+class _PortTaken(RuntimeError):
+    pass
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
