@@ -24,14 +24,12 @@ from edge_sdk.bundle import check_name
 from edge_sdk.chunking import MAX_CHUNK
 from edge_sdk.errors import ConfigError, InputError, ProfileError
 from edge_sdk.profiles import HardwareProfile, resolve_profile
+from edge_sdk.topics import IDENTIFIER
 
 T = TypeVar("T")
 
-# Device, fleet and group ids end up inside MQTT topics and broker ACL patterns: '+', '#' and '/'
-# would turn one device's topic into a wildcard or another device's subtree.
-_IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_HOSTNAME = re.compile(rf"^{_LABEL}(\.{_LABEL})*\.?$")
+_HOSTNAME = re.compile(rf"^{_LABEL}(\.{_LABEL})*\.?\Z")
 _DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 
 
@@ -89,6 +87,7 @@ class TestConfig:
     crash_at: str = ""
     crash_after_chunks: int = 0
     disk_full_after_bytes: int = 0  # chunk writes fail with ENOSPC past this many bytes; 0: off
+    chunk_delay_s: float = 0.0  # pause after each stored chunk, to cut a download mid-way
 
 
 @dataclass(frozen=True)
@@ -110,7 +109,9 @@ class AgentConfig:
 
 def check_identifier(value: str, what: str) -> str:
     """A device/fleet/group id that is safe inside MQTT topics; ``what`` opens the message."""
-    if not _IDENTIFIER.match(value):
+    # Ids end up inside MQTT topics and broker ACL patterns: '+', '#' and '/' would turn one
+    # device's topic into a wildcard or another device's subtree.
+    if not IDENTIFIER.match(value):
         raise ConfigError(
             f"{what}: {value!r} must be 1-64 letters, digits, '.', '_' or '-', starting with a "
             "letter or digit (no '+', '#' or '/': it is part of MQTT topics); rename it"
@@ -405,6 +406,7 @@ def parse_config(document: Mapping[str, Any], path: Path) -> AgentConfig:
         crash_at=x.string("crash_at", ""),
         crash_after_chunks=x.integer("crash_after_chunks", 0, 0),
         disk_full_after_bytes=x.integer("disk_full_after_bytes", 0, 0),
+        chunk_delay_s=x.number("chunk_delay_s", 0.0, positive=False),
     )
     return AgentConfig(
         path=path,

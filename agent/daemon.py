@@ -26,7 +26,7 @@ from agent.store import ChunkCache, ChunkRef, ModelStore
 from agent.sysinfo import CpuMeter, free_disk_bytes, rss_bytes
 from agent.transfer import Release, TransferStats, fetch_chunks
 from agent.tuf_mqtt import TufSession
-from agent.updater import ModelUpdater, Outcome
+from agent.updater import ModelUpdater
 from edge_sdk import __version__
 from edge_sdk.assignment import Assignment, verify_assignment
 from edge_sdk.errors import EdgeSdkError, TransferError
@@ -262,9 +262,7 @@ class Agent:
     def status(self) -> dict[str, Any]:
         models: dict[str, Any] = {}
         for name, u in self.updaters.items():
-            models[name] = model_status(
-                u.journal, u.store.current(), u.outcome, u.slot.figures().to_json()
-            )
+            models[name] = model_status(u)
         return {
             "device": self.config.device_id,
             "fleet": self.config.fleet,
@@ -290,17 +288,25 @@ class Agent:
         self.link.publish(self.topics.status(self.config.device_id), body, retain=True)
 
 
-def model_status(
-    journal: Journal, current: int | None, outcome: Outcome | None, inference: dict[str, Any]
-) -> dict[str, Any]:
+def model_status(u: ModelUpdater) -> dict[str, Any]:
+    j, t = u.journal, u.last_transfer
     return {
-        "version": current,
-        "state": str(journal.state),
-        "target_version": journal.version,
-        "floor": journal.floor,
-        "reason": journal.reason,
-        "last_result": outcome.to_json() if outcome is not None else None,
-        "inference": inference,
+        "version": u.store.current(),
+        "state": str(j.state),
+        "target_version": j.version,
+        "floor": j.floor,
+        "reason": j.reason,
+        "last_result": u.outcome.to_json() if u.outcome is not None else None,
+        "last_transfer": None
+        if t is None
+        else {
+            "chunks": t.chunks,
+            "fetched": t.fetched,
+            "fetched_bytes": t.fetched_bytes,
+            "cached": t.cached,
+            "reused": t.reused,
+        },
+        "inference": u.slot.figures().to_json(),
     }
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from agent.machine import Journal
 from edge_sdk.atomic import atomic_writer, fsync_dir, write_bytes_atomic
-from edge_sdk.errors import DiskSpaceError, UpdateError
+from edge_sdk.errors import DiskSpaceError, OutputError, UpdateError
 
 CHUNK_INDEX = "chunks.json"
 _PRIVATE_DIR = 0o750
@@ -82,10 +82,13 @@ class ChunkCache:
                 if self._write_limit is not None and self._written + len(data) > self._write_limit:
                     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
                 handle.write(data)
-        except OSError as e:
-            if e.errno == errno.ENOSPC:
-                raise disk_full(e, target) from e
-            raise UpdateError(f"cannot write chunk {target}: {e.strerror}") from e
+        except (OSError, OutputError) as e:
+            # atomic_writer reports a temp file it could not create as OutputError, with the
+            # OSError as its cause: ENOSPC either way is a full disk.
+            cause = e if isinstance(e, OSError) else e.__cause__
+            if isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
+                raise disk_full(cause, target) from e
+            raise UpdateError(f"cannot write chunk {target}: {e}") from e
         self._written += len(data)
 
     def discard(self, names: Iterable[str]) -> None:

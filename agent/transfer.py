@@ -30,7 +30,7 @@ from edge_sdk.errors import (
 )
 from edge_sdk.topics import Topics
 
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}\Z")
 ALLOWED_FILES = frozenset({MANIFEST, GOLDEN, SIGNATURES, *ARTIFACT_NAMES.values()})
 READ_WINDOW = 8  # chunk reads in flight at once
 

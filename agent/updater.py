@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Protocol
@@ -95,6 +96,7 @@ class ModelUpdater:
         self.journal = store.load_journal()
         self.outcome: Outcome | None = None
         self.pending_refusal: tuple[int, str] | None = None  # (serial, reason) last refused
+        self.last_transfer: TransferStats | None = None
 
     # -- journal ----------------------------------------------------------------------------
 
@@ -266,13 +268,16 @@ class ModelUpdater:
                 f"not enough disk for {release.name} v{release.version}: needs {need} bytes and "
                 f"{reserve} kept free, {free} available; free space or raise limits.min_free_bytes"
             )
-        crash_after = self.env.config.test.crash_after_chunks
+        test = self.env.config.test
 
         def on_chunk(n: int) -> None:
-            if crash_after and n == crash_after:
+            if test.crash_after_chunks and n == test.crash_after_chunks:
                 self.env.crash_point("download")
+            if test.chunk_delay_s:
+                time.sleep(test.chunk_delay_s)
 
         stats = self.env.fetch(release, local, on_chunk)
+        self.last_transfer = stats
         log.info("%s v%s: %s", release.name, release.version, stats)
         self._fire(Event.DOWNLOADED)
 

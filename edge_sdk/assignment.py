@@ -19,11 +19,11 @@ from typing import Any
 from securesystemslib.signer import Signer  # type: ignore[attr-defined]
 
 from edge_sdk.bundle import check_name
-from edge_sdk.errors import BundleError
+from edge_sdk.errors import BundleError, EdgeSdkError
 from edge_sdk.topics import check_identifier
 from edge_sdk.trust import TrustRoot, sign_files, signed_custom, verify_files
 
-_SCOPE = re.compile(r"^(devices|groups)/(.+)$")
+_SCOPE = re.compile(r"^(devices|groups)/(.+)\Z")
 FIELD = "assignment"
 
 
@@ -55,16 +55,26 @@ class Assignment:
 
     @classmethod
     def from_json(cls, doc: Any) -> Assignment:
+        """Strict: every field must already have its type (a signed ``"rollback": "false"``
+        must not become ``True``), and any invalid value is a malformed assignment."""
+        if not isinstance(doc, dict):
+            raise BundleError("assignment is malformed: not a JSON object")
+        fields = {"model": str, "version": int, "scope": str, "serial": int, "rollback": bool}
+        for name, kind in fields.items():
+            value = doc.get(name, False if name == "rollback" else None)
+            # bool is an int subclass: a JSON true is not a version number.
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise BundleError(f"assignment is malformed: {name!r} must be a {kind.__name__}")
         try:
             return cls(
-                model=str(doc["model"]),
-                version=int(doc["version"]),
-                scope=str(doc["scope"]),
-                serial=int(doc["serial"]),
-                rollback=bool(doc.get("rollback", False)),
+                doc["model"],
+                doc["version"],
+                doc["scope"],
+                doc["serial"],
+                doc.get("rollback", False),
             )
-        except (KeyError, TypeError, ValueError) as e:
-            raise BundleError(f"assignment is malformed ({type(e).__name__}: {e})") from e
+        except EdgeSdkError as e:
+            raise BundleError(f"assignment is malformed: {e}") from e
 
 
 def sign_assignment(
@@ -77,7 +87,7 @@ def verify_assignment(root: TrustRoot, data: bytes, *, now: datetime | None = No
     """The assignment in ``data`` if it carries the targets threshold of ``root``; otherwise the
     ``TrustError`` (or ``BundleError`` for a malformed payload) that says why not."""
     targets = verify_files(root, data, {}, now=now, subject="assignment")
-    custom = signed_custom(targets)
+    custom = signed_custom(targets, "assignment")
     if FIELD not in custom:
         raise BundleError("signed metadata holds no assignment")
     return Assignment.from_json(custom[FIELD])

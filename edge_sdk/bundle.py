@@ -33,8 +33,8 @@ SUFFIX = ".edgebundle"
 MAX_MEMBER_BYTES = 4 << 30  # 4 GiB: past any edge model, short of a zip bomb
 MAX_METADATA_BYTES = 16 << 20
 ARTIFACT_NAMES = {"onnx": "model.onnx", "tflite": "model.tflite"}
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_SEMVER = re.compile(r"^(\d{1,4})\.(\d{1,3})\.(\d{1,3})$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+_SEMVER = re.compile(r"^(\d{1,4})\.(\d{1,3})\.(\d{1,3})\Z")
 
 
 def check_name(name: str) -> str:

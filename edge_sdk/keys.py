@@ -49,8 +49,8 @@ ROOT_JSON = "root.json"
 ROOT_KEY = "root.key"
 ONLINE_ROLES = ("targets", "snapshot", "timestamp")
 ROLE_ORDER = ("root", *ONLINE_ROLES)
-_ONLINE_RE = re.compile(r"^online-(\d+)\.(key|pub)$")
-_HISTORY_RE = re.compile(r"^(\d+)\.root\.json$")
+_ONLINE_RE = re.compile(r"^online-(\d+)\.(key|pub)\Z")
+_HISTORY_RE = re.compile(r"^(\d+)\.root\.json\Z")
 _PRIVATE_MODE = 0o600
 _JSON = JSONSerializer(compact=False)  # readable root.json; signatures cover canonical JSON
 

@@ -73,8 +73,8 @@ _CUSTOM = "custom"
 _HASH = "sha256"
 _TARGETS_META = "targets.json"  # the key of targets metadata in snapshot.meta, per the spec
 _TIMESTAMP = "timestamp.json"
-_VERSIONED = re.compile(r"^(\d+)\.(root|snapshot|targets)\.json$")
-_ONLINE_KEY = re.compile(r"^online-(\d+)\.key$")
+_VERSIONED = re.compile(r"^(\d+)\.(root|snapshot|targets)\.json\Z")
+_ONLINE_KEY = re.compile(r"^online-(\d+)\.key\Z")
 # Compact JSON: every device fetches these over MQTT; signatures cover canonical JSON anyway.
 _JSON = JSONSerializer(compact=True)
 _T = TypeVar("_T", Timestamp, Snapshot, Targets)

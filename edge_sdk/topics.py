@@ -23,8 +23,8 @@ from edge_sdk.errors import InputError
 
 # Letters, digits, dot, dash, underscore: never '+', '#', '/', or anything an ACL pattern or a
 # topic filter would read as structure; 64 characters at most.
-IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+_SHA256 = re.compile(r"^[0-9a-f]{64}\Z")
 
 
 def check_identifier(value: str, what: str) -> str:

@@ -275,11 +275,11 @@ def add_signatures(targets_json: bytes, signers: Sequence[Signer]) -> bytes:
     return md.to_bytes(_SERIALIZER)
 
 
-def signed_custom(targets: Targets) -> dict[str, Any]:
+def signed_custom(targets: Targets, subject: str = "bundle") -> dict[str, Any]:
     """The ``custom`` mapping given to :func:`sign_files` (empty if none was given)."""
     value = targets.unrecognized_fields.get(CUSTOM_FIELD, {})
     if not isinstance(value, dict):
-        raise BundleError(f"bundle signatures have a non-object {CUSTOM_FIELD!r} field")
+        raise BundleError(f"{subject} signatures have a non-object {CUSTOM_FIELD!r} field")
     return value
 
 
@@ -323,7 +323,7 @@ def verify_files(
             "signed it with --trust"
         ),
         fix_threshold="add signatures with more of the keyring's online keys",
-        fix_tampered="do not install it; rebuild and re-sign the bundle from its source",
+        fix_tampered=f"do not install it; sign the {subject} again from its source",
     )
     targets = md.signed
     if targets.is_expired(moment):

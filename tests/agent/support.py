@@ -1,0 +1,282 @@
+"""What the agent's end-to-end tests share: runnable bundles, an operator that publishes and
+assigns through a real broker, agent configs, and agents run in a thread or as a process."""
+
+from __future__ import annotations
+
+import functools
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from agent.config import load_config
+from agent.daemon import Agent
+from agent.store import ModelStore
+from edge_sdk import golden
+from edge_sdk.assignment import Assignment
+from edge_sdk.bundle import Bundle, GoldenInfo, Manifest, sha256
+from edge_sdk.fleet import assign, publish_bundle
+from edge_sdk.keys import load_signer
+from edge_sdk.operator_link import BrokerAddress, OperatorLink
+from edge_sdk.repository import Repository
+from edge_sdk.tensors import TensorSpec
+from edge_sdk.topics import Topics
+from edge_sdk.trust import sign_files
+from tests.mosquitto import Broker
+
+REPO = Path(__file__).resolve().parents[2]
+DIGITS = REPO / "examples" / "digits"
+PROFILE = "x86-64"
+
+
+@functools.cache
+def _digits_model() -> bytes:
+    return (DIGITS / "model.onnx").read_bytes()
+
+
+def padded_model(extra_bytes: int, seed: int = 0, doc: str = "") -> bytes:
+    """The digits model plus an unused initializer of random bytes: a bigger artifact that
+    still loads and answers exactly as the original (for size and chunk-reuse tests). ``doc``
+    goes into the model's doc_string, which protobuf writes *before* the graph: a change there
+    shifts every byte after it."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load_from_string(_digits_model())
+    padding = np.random.default_rng(seed).standard_normal(extra_bytes // 4).astype(np.float32)
+    model.graph.initializer.append(numpy_helper.from_array(padding, "edge_sdk_test_padding"))
+    model.doc_string = doc
+    return model.SerializeToString()
+
+
+def make_bundle(
+    keyring: Path,
+    version: int,
+    *,
+    artifact: bytes | None = None,
+    profile: str = PROFILE,
+    break_golden: bool = False,
+    name: str = "digits",
+    signed: bool = True,
+) -> Bundle:
+    """A real, runnable digits bundle (fp32 ONNX), with golden vectors computed by
+    onnxruntime; ``break_golden`` shifts the expected outputs so the device's self-test fails."""
+    artifact = _digits_model() if artifact is None else artifact
+    inputs = {"input": np.load(DIGITS / "validation.npz")["input"][:4].astype(np.float32)}
+    session = ort.InferenceSession(artifact, providers=["CPUExecutionProvider"])
+    outputs = {"logits": session.run(None, inputs)[0]}
+    atol, rtol = golden.tolerance_for("fp32", list(outputs.values()))
+    if break_golden:
+        outputs = {"logits": outputs["logits"] + 10.0}
+    manifest = Manifest(
+        name=name,
+        version=version,
+        label=f"1.0.{version}",
+        profile=profile,
+        runtime="onnx",
+        precision="fp32",
+        artifact="model.onnx",
+        artifact_sha256=sha256(artifact),
+        artifact_bytes=len(artifact),
+        inputs=(TensorSpec("input", ("batch", 1, 8, 8), "float32", "NCHW"),),
+        outputs=(TensorSpec("logits", ("batch", 10), "float32", "NC"),),
+        golden=GoldenInfo(4, atol, rtol),
+        created="2026-11-25T00:00:00Z",
+        runtime_settings={"providers": ["CPUExecutionProvider"]},
+    )
+    bundle = Bundle(manifest, artifact, golden.pack(inputs, outputs), None, manifest.to_bytes())
+    if not signed:
+        return bundle
+    signatures = sign_files(
+        bundle.signed_files(),
+        [load_signer(keyring / "online-1.key")],
+        expires=datetime.now(UTC) + timedelta(days=30),
+        custom=manifest.identity(),
+    )
+    return bundle.with_signatures(signatures)
+
+
+@dataclass
+class Operator:
+    """The fleet operator's side: a repository, a keyring and a broker."""
+
+    keyring: Path
+    repo_dir: Path
+    broker: Broker
+    topics: Topics = field(default_factory=lambda: Topics("edge", "default"))
+
+    def link(self) -> OperatorLink:
+        if self.broker.tls:
+            cert, key = self.broker.client_cert("operator")
+            address = BrokerAddress(
+                self.broker.host, self.broker.port, True, self.broker.ca_path, cert, key
+            )
+        else:
+            address = BrokerAddress(self.broker.host, self.broker.port, False)
+        return OperatorLink(address, f"operator-{time.monotonic_ns()}")
+
+    def repository(self) -> Repository:
+        if (self.repo_dir / "metadata" / "timestamp.json").is_file():
+            return Repository.open(self.repo_dir, self.keyring)
+        return Repository.create(self.repo_dir, self.keyring)
+
+    def publish(self, bundle: Bundle, *, expires: datetime | None = None) -> None:
+        with self.link() as link:
+            publish_bundle(bundle, self.repository(), link, self.topics, expires=expires)
+
+    def assign(
+        self, version: int, *, device: str = "dev-1", rollback: bool = False, model: str = "digits"
+    ) -> Assignment:
+        with self.link() as link:
+            return assign(
+                self.keyring,
+                self.repo_dir,
+                link,
+                self.topics,
+                model=model,
+                version=version,
+                scope=f"devices/{device}",
+                rollback=rollback,
+            )
+
+    def raw(self, topic: str, payload: bytes, *, retain: bool = True) -> None:
+        with self.link() as link:
+            link.publish(topic, payload, retain=retain)
+
+
+def write_config(
+    directory: Path,
+    broker: Broker,
+    trust_root: Path,
+    *,
+    device: str = "dev-1",
+    probation_s: float = 0.3,
+    test: dict[str, Any] | None = None,
+    limits: dict[str, Any] | None = None,
+    profile: str = PROFILE,
+    max_restarts: int = 3,
+) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    lines = [
+        f'device_id = "{device}"',
+        f'profile = "{profile}"',
+        f'state_dir = "{directory / "state"}"',
+        f'trust_root = "{trust_root}"',
+        "[broker]",
+        f'url = "{broker.url}"',
+        "reconnect_min_s = 0.2",
+        "reconnect_max_s = 1.0",
+        "fetch_timeout_s = 5.0",
+    ]
+    if broker.tls:
+        cert, key = broker.client_cert(device)
+        lines += [f'ca = "{broker.ca_path}"', f'cert = "{cert}"', f'key = "{key}"']
+    lines += ["[[models]]", 'name = "digits"', "[probation]", f"seconds = {probation_s}"]
+    lines += [f"max_restarts = {max_restarts}", "check_interval_s = 0.1"]
+    lines += ["[report]", "interval_s = 1.0"]
+    for table, values in (("limits", limits or {}), ("test", test or {})):
+        if values:
+            lines.append(f"[{table}]")
+            lines += [f"{k} = {json.dumps(v)}" for k, v in values.items()]
+    path = directory / "agent.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def store(config_path: Path) -> ModelStore:
+    return ModelStore(load_config(config_path).state_dir, "digits")
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
+
+
+@contextmanager
+def agent_thread(config_path: Path) -> Iterator[Agent]:
+    """The daemon in this process (fast, exceptions visible); stopped on exit."""
+    agent = Agent(load_config(config_path))
+    failure: list[BaseException] = []
+
+    def main() -> None:
+        try:
+            agent.run()
+        except BaseException as e:
+            failure.append(e)
+
+    thread = threading.Thread(target=main, daemon=True)
+    thread.start()
+    try:
+        yield agent
+    finally:
+        agent.stop()
+        thread.join(10)
+    if failure:
+        raise failure[0]
+
+
+def start_process(config_path: Path, log: Path) -> subprocess.Popen[bytes]:
+    """The daemon as a real process, as systemd runs it."""
+    handle = log.open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "agent", "run", "--config", str(config_path), "--verbose"],
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
+    )
+
+
+def committed(config_path: Path, version: int) -> Callable[[], bool]:
+    def check() -> bool:
+        s = store(config_path)
+        return s.current() == version and s.load_journal().state.value == "committed"
+
+    return check
+
+
+def settled(config_path: Path) -> Callable[[], bool]:
+    """The journal is at rest (no update in flight)."""
+
+    def check() -> bool:
+        return store(config_path).load_journal().state.value in (
+            "idle",
+            "committed",
+            "failed",
+            "rolled_back",
+        )
+
+    return check
+
+
+def retained_status(broker: Broker, device: str = "dev-1") -> dict[str, Any] | None:
+    """The device's retained status message, read as the fleet would."""
+    topic = Topics("edge", "default").status(device)
+    got: list[bytes] = []
+    client = broker.client("operator" if broker.tls else None)
+    client.on_message = lambda _c, _u, msg: got.append(msg.payload)
+    client.subscribe(topic, qos=1)
+    deadline = time.monotonic() + 2.0
+    while not got and time.monotonic() < deadline:
+        time.sleep(0.02)
+    client.disconnect()
+    client.loop_stop()
+    return json.loads(got[-1]) if got else None
+
+
+def replace_manifest(bundle: Bundle, **changes: Any) -> Bundle:
+    manifest = replace(bundle.manifest, **changes)
+    return replace(bundle, manifest=manifest, manifest_bytes=manifest.to_bytes())
