@@ -202,15 +202,16 @@ def test_a_bundle_for_another_profile_is_refused(
 def test_an_oversized_artifact_is_refused_before_download(
     tmp_path: Path, broker: Broker, keyring: Path
 ) -> None:
-    with running_v1(tmp_path, broker, keyring, limits={"max_artifact_bytes": 200_000}) as (
+    with running_v1(tmp_path, broker, keyring, limits={"max_artifact_bytes": 5_000_000}) as (
         operator,
         path,
         agent,
     ):
-        operator.publish(make_bundle(keyring, 2, artifact=padded_model(400_000)))
+        before = agent.updaters["digits"].last_transfer  # v1's
+        operator.publish(make_bundle(keyring, 2, artifact=padded_model(1 << 20)))
         operator.assign(2)
         refused(agent, path, broker, "over this device's cap")
-        assert agent.updaters["digits"].last_transfer is None  # nothing was fetched
+        assert agent.updaters["digits"].last_transfer is before  # nothing was fetched
 
 
 def test_golden_vectors_that_fail_on_the_device_are_refused(
@@ -225,7 +226,8 @@ def test_golden_vectors_that_fail_on_the_device_are_refused(
 def test_disk_full_during_download_aborts_cleanly(
     tmp_path: Path, broker: Broker, keyring: Path
 ) -> None:
-    with running_v1(tmp_path, broker, keyring, test={"disk_full_after_bytes": 150_000}) as (
+    # v1 (4.6 MB) fits; v2's new chunks do not.
+    with running_v1(tmp_path, broker, keyring, test={"disk_full_after_bytes": 4_800_000}) as (
         operator,
         path,
         agent,
@@ -241,10 +243,11 @@ def test_not_enough_free_space_is_refused_before_download(
     with running_v1(tmp_path, broker, keyring) as (operator, path, agent):
         # Reserve more than any disk has: the check must refuse before fetching a byte.
         object.__setattr__(agent.config.limits, "min_free_bytes", 1 << 60)
-        operator.publish(make_bundle(keyring, 2))
+        before = agent.updaters["digits"].last_transfer  # v1's
+        operator.publish(make_bundle(keyring, 2, artifact=padded_model(1 << 20)))
         operator.assign(2)
         refused(agent, path, broker, "not enough disk")
-        assert agent.updaters["digits"].last_transfer is None
+        assert agent.updaters["digits"].last_transfer is before
 
 
 def test_an_older_version_is_refused_but_a_signed_rollback_goes_back(
@@ -336,7 +339,7 @@ def test_key_rotation_reaches_the_device_through_a_new_root(
     tmp_path: Path, broker: Broker, keyring: Path
 ) -> None:
     with running_v1(tmp_path, broker, keyring) as (operator, path, agent):
-        rotate_online_key(keyring, revoke=(keyring / "online-1.key",))
+        rotate_online_key(keyring, revoke=keyring / "online-1.key")
         new_key = max(keyring.glob("online-*.key"), key=lambda p: int(p.stem.split("-")[1]))
         with operator.link() as link:
             from edge_sdk.fleet import send
