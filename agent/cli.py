@@ -63,10 +63,13 @@ def run_command(
     from agent.daemon import Agent, install_signal_handlers
 
     settings = load_config(config)  # every config problem is one line, before anything starts
+    # force: run_app has already configured logging (quietly, for the one-shot commands).
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
     )
+    logging.getLogger("tuf").setLevel(logging.WARNING)  # per-signature INFO chatter
     agent = Agent(settings)
     install_signal_handlers(agent)
     agent.run()

@@ -269,7 +269,6 @@ class Agent:
             "group": self.config.group,
             "profile": self.config.profile.id,
             "agent_version": __version__,
-            "online": True,
             "uptime_s": round(self.now() - self._started, 1),
             "cpu_percent": self._cpu.percent(),
             "memory_rss_bytes": rss_bytes(),

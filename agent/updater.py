@@ -145,8 +145,15 @@ class ModelUpdater:
     def recover(self) -> Resume:
         """Called once at start, before anything is served."""
         action, journal = recover(self.journal, self.env.config.probation.max_restarts)
-        if journal != self.journal:
-            self._save(journal)
+        crash_loop = action is Resume.GIVE_UP or (
+            action is Resume.ROLLBACK and self.journal.state is not State.ROLLING_BACK
+        )
+        if crash_loop:
+            # Persist nothing more in the state that keeps dying: the next journal entry is
+            # the crash-loop transition itself (failed or rolling back).
+            self.journal = journal
+        elif journal != self.journal:
+            self._save(journal)  # the restart is counted on disk before anything is retried
         return action
 
     def resume(self, action: Resume) -> None:
@@ -179,7 +186,11 @@ class ModelUpdater:
         """Start what ``assignment`` asks, unless it is already done, refused or in flight."""
         j = self.journal
         current = self.store.current()
-        probation_rollback = j.state is State.PROBATION and assignment.rollback
+        installed = self.store.installed()
+        # A signed rollback may cut a probation short, to a version still on disk.
+        probation_rollback = (
+            j.state is State.PROBATION and assignment.rollback and assignment.version in installed
+        )
         if (self.in_flight and not probation_rollback) or assignment.version == current:
             return
         if assignment.serial == j.serial and j.state in (
@@ -197,7 +208,7 @@ class ModelUpdater:
             )
             self._refuse(assignment.serial, assignment.version, reason)
             return
-        if assignment.rollback and assignment.version in self.store.installed():
+        if assignment.rollback and assignment.version in installed:
             self._fire(
                 Event.ROLLBACK_REQUESTED,
                 f"rollback to v{assignment.version} requested by the fleet",
