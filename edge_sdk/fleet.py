@@ -89,6 +89,7 @@ def publish_bundle(
 def next_serial(repo_dir: Path) -> int:
     """Assignment serials only grow: wall-clock milliseconds, and past the last one used."""
     path = repo_dir / _SERIAL_FILE
+    repo_dir.mkdir(parents=True, exist_ok=True)
     last = json.loads(path.read_bytes())["serial"] if path.exists() else 0
     serial = max(int(time.time() * 1000), int(last) + 1)
     write_bytes_atomic(path, json.dumps({"serial": serial}).encode())

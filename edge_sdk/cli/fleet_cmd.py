@@ -123,12 +123,19 @@ def assign_command(
     json_output: JsonFlag = False,
 ) -> None:
     """Sign and publish the version a device or group should run (retained desired state)."""
+    from edge_sdk.bundle import check_name
     from edge_sdk.errors import InputError
     from edge_sdk.fleet import assign
-    from edge_sdk.topics import Topics
+    from edge_sdk.topics import Topics, check_identifier
 
     if (device is None) == (group is None):
         raise InputError("pass exactly one of --device ID or --group NAME")
+    # Everything checkable is checked before connecting to anything.
+    check_name(model)
+    if device is not None:
+        check_identifier(device, "--device")
+    else:
+        check_identifier(str(group), "--group")
     scope = f"devices/{device}" if device is not None else f"groups/{group}"
     topics = Topics(topic_prefix, fleet)
     with _connect(broker, ca, cert, key) as link:
