@@ -23,7 +23,7 @@ from agent.config import AgentConfig
 from agent.machine import Event, Journal, Resume, State
 from agent.mqtt_link import MqttLink, Will
 from agent.store import ChunkCache, ChunkRef, ModelStore
-from agent.sysinfo import CpuMeter, free_disk_bytes, rss_bytes
+from agent.sysinfo import CpuMeter, free_disk_bytes, release_memory, rss_bytes
 from agent.transfer import Release, TransferStats, fetch_chunks
 from agent.tuf_mqtt import TufSession
 from agent.updater import ModelUpdater
@@ -154,6 +154,7 @@ class Agent:
                 updater.load_current()  # serve the old version; the update resumes once online
             else:
                 updater.resume(action)
+        release_memory()  # loading and checking the models left freed heap behind
         device, group = self.config.device_id, self.config.group
         for topic_filter in self.topics.desired_filters(device, group):
             self.link.subscribe(topic_filter, self._on_desired)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import socket
 import ssl
 import threading
 from collections.abc import Callable
@@ -44,6 +45,21 @@ class _Read:
     done: threading.Event = field(default_factory=threading.Event)
     payload: bytes | None = None
     error: str = ""
+
+
+def _no_delay(client: mqtt.Client) -> None:
+    """Disable Nagle on our socket: a retained read is a chain of small request/answer
+    packets, each of which Nagle would hold back until the previous one is acknowledged."""
+    sock = client.socket()
+    if sock is not None and hasattr(sock, "setsockopt"):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _failed(read: _Read, why: str) -> _Read:
+    read.error = why
+    read.done.set()
+    return read
 
 
 @dataclass(frozen=True)
@@ -76,7 +92,7 @@ class MqttLink:
         )
         self._lock = threading.Lock()
         self._reads: dict[str, _Read] = {}
-        self._read_by_mid: dict[int, _Read] = {}
+        self._batch_by_mid: dict[int, list[_Read]] = {}  # SUBSCRIBE/UNSUBSCRIBE id -> reads
         self._subscriptions: dict[str, Handler] = {}
         self._stopping = threading.Event()
         self.connected = threading.Event()
@@ -168,6 +184,7 @@ class MqttLink:
             return
         self._backoff.reset()
         self.connections += 1
+        _no_delay(client)
         client.publish(self._online.topic, self._online.payload, qos=1, retain=True)
         with self._lock:
             filters = list(self._subscriptions)
@@ -183,7 +200,7 @@ class MqttLink:
         with self._lock:
             pending = list(self._reads.values())
             self._reads.clear()
-            self._read_by_mid.clear()
+            self._batch_by_mid.clear()
         for read in pending:
             read.error = why
             read.done.set()
@@ -203,22 +220,26 @@ class MqttLink:
         self, client: mqtt.Client, _u: Any, mid: int, rcs: list[ReasonCode], _p: Any
     ) -> None:
         with self._lock:
-            read = self._read_by_mid.pop(mid, None)
-        if read is None:
+            batch = self._batch_by_mid.pop(mid, None)
+        if batch is None:
             return
-        if rcs and rcs[0].is_failure:
-            # Not authorised to read it: for the caller the same as "nothing there".
-            self._finish(read)
+        granted = []
+        for read, rc in zip(batch, rcs, strict=False):
+            if rc.is_failure:
+                self._finish(read)  # not authorised to read it: the same as "nothing there"
+            else:
+                granted.append(read)
+        if not granted:
             return
-        _, unsub_mid = client.unsubscribe(read.topic)
+        _, unsub_mid = client.unsubscribe([r.topic for r in granted])
         if unsub_mid is not None:
             with self._lock:
-                self._read_by_mid[unsub_mid] = read
+                self._batch_by_mid[unsub_mid] = granted
 
     def _on_unsubscribe(self, _c: mqtt.Client, _u: Any, mid: int, _rcs: Any, _p: Any) -> None:
         with self._lock:
-            read = self._read_by_mid.pop(mid, None)
-        if read is not None:
+            batch = self._batch_by_mid.pop(mid, None)
+        for read in batch or ():
             self._finish(read)
 
     def _finish(self, read: _Read) -> None:
@@ -241,27 +262,28 @@ class MqttLink:
         """Queue a message. paho keeps QoS 1 messages across a reconnect of this session."""
         self._client.publish(topic, payload, qos=qos, retain=retain)
 
-    def start_read(self, topic: str) -> _Read:
-        """Begin a retained read; wait on the returned object's ``done`` (pipelining)."""
-        read = _Read(topic)
+    def start_reads(self, topics: list[str]) -> list[_Read]:
+        """Begin retained reads of ``topics`` in one SUBSCRIBE (and later one UNSUBSCRIBE):
+        two round trips for the whole batch. Wait on each result with :meth:`finish_read`."""
+        reads = [_Read(t) for t in topics]
         if not self.connected.is_set():
-            read.error = "not connected to the broker"
-            read.done.set()
-            return read
+            return [_failed(r, "not connected to the broker") for r in reads]
         with self._lock:
-            if topic in self._reads:
-                read.error = f"a read of {topic} is already in flight"
-                read.done.set()
-                return read
-            self._reads[topic] = read
-            rc, mid = self._client.subscribe(topic, qos=0)
+            busy = [r for r in reads if r.topic in self._reads]
+            if busy or len(set(topics)) != len(topics):
+                return [_failed(r, "a read of this topic is already in flight") for r in reads]
+            for read in reads:
+                self._reads[read.topic] = read
+            rc, mid = self._client.subscribe([(t, 0) for t in topics])
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
-                del self._reads[topic]
-                read.error = f"subscribe failed ({rc})"
-                read.done.set()
-                return read
-            self._read_by_mid[mid] = read
-        return read
+                for read in reads:
+                    del self._reads[read.topic]
+                return [_failed(r, f"subscribe failed ({rc})") for r in reads]
+            self._batch_by_mid[mid] = reads
+        return reads
+
+    def start_read(self, topic: str) -> _Read:
+        return self.start_reads([topic])[0]
 
     def finish_read(self, read: _Read, timeout: float) -> bytes | None:
         """The retained payload, ``None`` when the topic holds none, or ``TransferError``

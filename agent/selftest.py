@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -76,14 +76,19 @@ def golden_run(bundle: Bundle, model: Model) -> tuple[GoldenCheck, list[float]]:
 
 
 def gate(
-    bundle: Bundle, *, threads: int, memory_budget_mb: float, max_latency_ms: float
+    bundle: Bundle,
+    *,
+    threads: int,
+    memory_budget_mb: float,
+    max_latency_ms: float,
+    artifact_path: Path | None = None,
 ) -> LoadedVersion:
     """Load ``bundle`` (already verified) and test it. A model that cannot even load fails the
     gate with the runtime's reason rather than raising: to the agent it is one more bad
     version."""
     before = rss_bytes()
     try:
-        model = load_bundle(bundle, threads=threads)
+        model = load_bundle(bundle, threads=threads, artifact_path=artifact_path)
         check_result, times = golden_run(bundle, model)
         # Warm-up done by the first pass; the second is what the latency budget judges.
         if check_result.passed:
@@ -113,7 +118,9 @@ def gate(
         )
     else:
         result = GateResult(True, check_result.detail, p95, memory_mb)
-    return LoadedVersion(bundle, model, result)
+    # The runtime holds its own copy of the weights now: keep the manifest and the golden
+    # vectors (probation re-runs them), not a second copy of the artifact.
+    return LoadedVersion(replace(bundle, artifact=b""), model, result)
 
 
 class _Unloadable:

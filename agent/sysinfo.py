@@ -3,6 +3,8 @@ device install stays light)."""
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import os
 import resource
 import time
@@ -19,6 +21,20 @@ def rss_bytes() -> int:
     except (OSError, IndexError, ValueError):
         # macOS and friends: the peak is the best we have.
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def release_memory() -> None:
+    """Hand freed heap back to the system after an update: the download, hashing and loading
+    of a model leave megabytes free inside glibc's arenas, and a daemon that idles for days
+    should not keep them (malloc_trim exists on glibc only; elsewhere this is a no-op)."""
+    gc.collect()
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    trim = getattr(libc, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
 
 
 def cpu_seconds() -> float:

@@ -20,7 +20,7 @@ from agent.machine import RESTING, Event, Journal, Resume, State, recover
 from agent.selftest import LoadedVersion, gate, golden_run
 from agent.serving import ServingSlot
 from agent.store import ChunkCache, ChunkRef, ModelStore
-from agent.sysinfo import free_disk_bytes
+from agent.sysinfo import free_disk_bytes, release_memory
 from agent.transfer import (
     Limits,
     Release,
@@ -110,6 +110,7 @@ class ModelUpdater:
         self._save(journal)
         self.env.event(self.model.name, journal, event)
         if journal.state in RESTING:
+            release_memory()
             result = {State.COMMITTED: "committed", State.ROLLED_BACK: "rolled_back"}.get(
                 journal.state, "failed"
             )
@@ -139,7 +140,11 @@ class ModelUpdater:
             log.error("installed version %s of %s does not verify: %s", version, self.model.name, e)
             return None
         return gate(
-            bundle, threads=self.model.threads, memory_budget_mb=float("inf"), max_latency_ms=0
+            bundle,
+            threads=self.model.threads,
+            memory_budget_mb=float("inf"),
+            max_latency_ms=0,
+            artifact_path=directory / bundle.manifest.artifact,
         )
 
     def recover(self) -> Resume:
@@ -344,6 +349,7 @@ class ModelUpdater:
             threads=self.model.threads,
             memory_budget_mb=float(self.env.config.profile.budget.memory_mb),
             max_latency_ms=self.model.max_latency_ms,
+            artifact_path=directory / bundle.manifest.artifact,
         )
 
     def _recheck_in_probation(self) -> None:

@@ -252,11 +252,15 @@ def load(
     raise UnsupportedError(f"unknown runtime {runtime!r}; this edge-sdk runs onnx and tflite")
 
 
-def load_bundle(bundle: Bundle, *, threads: int) -> OnnxModel | TFLiteModel:
-    """The artifact of a (verified) bundle, opened as its manifest says."""
+def load_bundle(
+    bundle: Bundle, *, threads: int, artifact_path: Path | None = None
+) -> OnnxModel | TFLiteModel:
+    """The artifact of a (verified) bundle, opened as its manifest says. ``artifact_path``
+    opens the same bytes from a file instead: onnxruntime keeps a second copy of a model
+    given as bytes (about its size again in heap), not of one it reads itself."""
     m = bundle.manifest
     return load(
-        bundle.artifact,
+        artifact_path if artifact_path is not None else bundle.artifact,
         runtime=m.runtime,
         threads=threads,
         inputs=m.inputs,

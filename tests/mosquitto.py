@@ -306,6 +306,9 @@ class Broker:
             "log_dest stderr",
             "log_type all",
             "connection_messages true",
+            # Without it Nagle holds a retained message back behind its SUBACK until the
+            # client's delayed ACK (~40 ms): each of the agent's retained reads would wait for it.
+            "set_tcp_nodelay true",
         ]
         if os.geteuid() == 0:
             lines.append("user root")  # see the module docstring

@@ -59,6 +59,29 @@ def padded_model(extra_bytes: int, seed: int = 0, doc: str = "") -> bytes:
     return model.SerializeToString()
 
 
+def matmul_model(features: int, outputs: int, seed: int = 0, *, change: int = 0) -> bytes:
+    """A one-layer model ``y = x @ W`` whose weights make up its size (4 * features * outputs
+    bytes): any artifact size for transfer benchmarks. ``change`` alters that many weights at
+    the end, a small retraining whose new version shares most of its bytes with the old."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = np.random.default_rng(seed).standard_normal((features, outputs)).astype(np.float32)
+    if change:
+        weights.reshape(-1)[-change:] += 1.0
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["input", "w"], ["output"])],
+        "matmul",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", features])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", outputs])],
+        [numpy_helper.from_array(weights, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
 def make_bundle(
     keyring: Path,
     version: int,
@@ -72,12 +95,19 @@ def make_bundle(
     """A real, runnable digits bundle (fp32 ONNX), with golden vectors computed by
     onnxruntime; ``break_golden`` shifts the expected outputs so the device's self-test fails."""
     artifact = _digits_model() if artifact is None else artifact
-    inputs = {"input": np.load(DIGITS / "validation.npz")["input"][:4].astype(np.float32)}
     session = ort.InferenceSession(artifact, providers=["CPUExecutionProvider"])
-    outputs = {"logits": session.run(None, inputs)[0]}
+    (input_meta,), (output_meta,) = session.get_inputs(), session.get_outputs()
+    sample = tuple(int(d) for d in input_meta.shape[1:])
+    if input_meta.name == "input" and sample == (1, 8, 8):
+        data = np.load(DIGITS / "validation.npz")["input"][:4].astype(np.float32)
+    else:
+        data = np.random.default_rng(version).standard_normal((4, *sample)).astype(np.float32)
+    inputs = {input_meta.name: data}
+    outputs = {output_meta.name: session.run(None, inputs)[0]}
     atol, rtol = golden.tolerance_for("fp32", list(outputs.values()))
     if break_golden:
-        outputs = {"logits": outputs["logits"] + 10.0}
+        outputs = {k: v + 10.0 for k, v in outputs.items()}
+    layout = {4: "NCHW", 2: "NC"}
     manifest = Manifest(
         name=name,
         version=version,
@@ -88,8 +118,17 @@ def make_bundle(
         artifact="model.onnx",
         artifact_sha256=sha256(artifact),
         artifact_bytes=len(artifact),
-        inputs=(TensorSpec("input", ("batch", 1, 8, 8), "float32", "NCHW"),),
-        outputs=(TensorSpec("logits", ("batch", 10), "float32", "NC"),),
+        inputs=(
+            TensorSpec(input_meta.name, ("batch", *sample), "float32", layout[len(sample) + 1]),
+        ),
+        outputs=(
+            TensorSpec(
+                output_meta.name,
+                ("batch", *(int(d) for d in output_meta.shape[1:])),
+                "float32",
+                "NC",
+            ),
+        ),
         golden=GoldenInfo(4, atol, rtol),
         created="2026-11-25T00:00:00Z",
         runtime_settings={"providers": ["CPUExecutionProvider"]},

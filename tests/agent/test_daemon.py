@@ -71,11 +71,12 @@ def refused(agent: Agent, path: Path, broker: Broker, phrase: str) -> None:
     wait_for(lambda: digits.outcome is not None and digits.outcome.result != "committed")
     assert digits.outcome is not None
     assert phrase in digits.outcome.reason, digits.outcome.reason
+    # The report goes out once the failed update is cleaned up.
+    wait_for(reported(broker, lambda m: phrase in (m["last_result"] or {}).get("reason", "")))
     s = store(path)
     assert s.current() == 1 and digits.slot.version == 1
     assert s.installed() == [1]
     assert list(s.staging.iterdir()) == [] and list(agent.cache.directory.iterdir()) == []
-    wait_for(reported(broker, lambda m: phrase in (m["last_result"] or {}).get("reason", "")))
 
 
 def new_chunk(operator: Operator, bundle: Bundle) -> tuple[str, bytes]:

@@ -297,21 +297,40 @@ def test_a_write_error_other_than_enospc_is_an_update_error(
     def fail(*args: Any) -> None:
         raise OSError(errno.EIO, os.strerror(errno.EIO))
 
-    monkeypatch.setattr("edge_sdk.atomic.os.fsync", fail)
+    monkeypatch.setattr("agent.store.os.replace", fail)
     with pytest.raises(UpdateError) as err:
         cache.put(sha(b"x"), b"x")
     assert not isinstance(err.value, DiskSpaceError)
     assert list(cache.directory.iterdir()) == []
 
 
-def test_no_space_to_create_the_temp_file_is_disk_full(
+def test_enospc_from_the_file_system_is_disk_full(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cache = ChunkCache(tmp_path / "chunks")
 
-    def full(*args: Any, **kwargs: Any) -> tuple[int, str]:
+    def full(*args: Any) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr("edge_sdk.atomic.tempfile.mkstemp", full)
+    monkeypatch.setattr("agent.store.os.replace", full)
     with pytest.raises(DiskSpaceError):
         cache.put(sha(b"x"), b"x")
+    assert list(cache.directory.iterdir()) == []
+
+
+def test_a_torn_chunk_is_not_trusted_on_resume(tmp_path: Path) -> None:
+    cache = ChunkCache(tmp_path / "chunks")
+    data = b"chunk bytes" * 100
+    cache.put(sha(data), data)
+    assert cache.verified(sha(data), len(data))
+    cache.path(sha(data)).write_bytes(data[:10])  # what a power cut may leave unflushed
+    assert not cache.verified(sha(data), len(data))
+    assert not cache.has(sha(data))  # removed, so the chunk is fetched again
+
+
+def test_stray_temporary_files_are_cleared_at_start(tmp_path: Path) -> None:
+    directory = tmp_path / "chunks"
+    directory.mkdir()
+    (directory / ".abc.tmp").write_bytes(b"half")
+    ChunkCache(directory)
+    assert list(directory.iterdir()) == []
