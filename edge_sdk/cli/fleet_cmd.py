@@ -102,7 +102,10 @@ def publish_command(
 @fleet_app.command("assign")
 def assign_command(
     model: Annotated[str, typer.Argument(help="Model name.", show_default=False)],
-    version: Annotated[int, typer.Argument(help="Version to run.", show_default=False)],
+    version: Annotated[
+        str,
+        typer.Argument(help="Version to run: as given to build --version.", show_default=False),
+    ],
     device: Annotated[
         str | None, typer.Option("--device", help="One device id.", show_default=False)
     ] = None,
@@ -123,7 +126,7 @@ def assign_command(
     json_output: JsonFlag = False,
 ) -> None:
     """Sign and publish the version a device or group should run (retained desired state)."""
-    from edge_sdk.bundle import check_name
+    from edge_sdk.bundle import check_name, parse_version
     from edge_sdk.errors import InputError
     from edge_sdk.fleet import assign
     from edge_sdk.topics import Topics, check_identifier
@@ -132,6 +135,7 @@ def assign_command(
         raise InputError("pass exactly one of --device ID or --group NAME")
     # Everything checkable is checked before connecting to anything.
     check_name(model)
+    number, label = parse_version(version)
     if device is not None:
         check_identifier(device, "--device")
     else:
@@ -140,13 +144,13 @@ def assign_command(
     topics = Topics(topic_prefix, fleet)
     with _connect(broker, ca, cert, key) as link:
         a = assign(
-            keys, repo, link, topics, model=model, version=version, scope=scope, rollback=rollback
+            keys, repo, link, topics, model=model, version=number, scope=scope, rollback=rollback
         )
     if json_output:
         emit_json(a.to_json())
     else:
         verb = "rolled back" if rollback else "assigned"
-        stdout_console.print(f"{verb} {model} v{version} to {scope} (serial {a.serial})")
+        stdout_console.print(f"{verb} {model} v{label} to {scope} (serial {a.serial})")
 
 
 def register(app: typer.Typer) -> None:

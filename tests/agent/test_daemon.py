@@ -38,9 +38,23 @@ def keyring(tmp_path: Path, signing_keys: Path) -> Path:
     return copy
 
 
-@pytest.fixture(params=["plain", "mutual-tls"])
+# docs/protocol.md's ACL: each device its own subtree, read-only repository and desired state,
+# and only the operator identity writes the rest.
+FLEET_ACL = """
+pattern readwrite edge/default/devices/%u/#
+pattern read edge/default/desired/devices/%u/#
+pattern read edge/default/desired/groups/#
+pattern read edge/default/repo/#
+user operator
+topic readwrite edge/#
+"""
+
+
+@pytest.fixture(params=["plain", "mutual-tls-with-acl"])
 def any_broker(request: pytest.FixtureRequest, broker_factory: Callable[..., Broker]) -> Broker:
-    return broker_factory(tls=request.param == "mutual-tls")
+    if request.param == "plain":
+        return broker_factory()
+    return broker_factory(tls=True, acl=FLEET_ACL)
 
 
 def reported(broker: Broker, check: Callable[[dict[str, Any]], bool]) -> Callable[[], bool]:

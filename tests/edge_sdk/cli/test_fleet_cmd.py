@@ -85,6 +85,7 @@ def test_publish_over_mutual_tls(
         (("assign", "digits", "1"), "exactly one of --device"),
         (("assign", "digits", "1", "--device", "a", "--group", "b"), "exactly one of --device"),
         (("assign", "digits", "1", "--device", "cam/1"), "is not allowed"),
+        (("assign", "digits", "one", "--device", "cam-1"), "MAJOR.MINOR.PATCH"),
         (("assign", "digits", "1", "--group", "g", "--broker", "http://x"), "is not mqtt://"),
         (("assign", "digits", "1", "--group", "g", "--broker", "mqtts://h:8883"), "no --ca"),
     ],
