@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from edge_sdk import topics
 from edge_sdk.bundle import check_name
 from edge_sdk.chunking import MAX_CHUNK
 from edge_sdk.errors import ConfigError, InputError, ProfileError
 from edge_sdk.profiles import HardwareProfile, resolve_profile
-from edge_sdk.topics import IDENTIFIER
 
 T = TypeVar("T")
 
@@ -108,15 +108,13 @@ class AgentConfig:
 
 
 def check_identifier(value: str, what: str) -> str:
-    """A device/fleet/group id that is safe inside MQTT topics; ``what`` opens the message."""
-    # Ids end up inside MQTT topics and broker ACL patterns: '+', '#' and '/' would turn one
-    # device's topic into a wildcard or another device's subtree.
-    if not IDENTIFIER.match(value):
-        raise ConfigError(
-            f"{what}: {value!r} must be 1-64 letters, digits, '.', '_' or '-', starting with a "
-            "letter or digit (no '+', '#' or '/': it is part of MQTT topics); rename it"
-        )
-    return value
+    """``edge_sdk.topics.check_identifier``, as a config error: ids end up inside MQTT topics
+    and broker ACL patterns, where '+', '#' and '/' would turn one device's topic into a
+    wildcard or another device's subtree."""
+    try:
+        return topics.check_identifier(value, what)
+    except InputError as e:
+        raise ConfigError(str(e)) from e
 
 
 # --- reading ----------------------------------------------------------------------------------

@@ -28,10 +28,11 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}\Z")
 
 
 def check_identifier(value: str, what: str) -> str:
+    """A device/fleet/group id that is safe inside MQTT topics; ``what`` opens the message."""
     if not IDENTIFIER.match(value):
         raise InputError(
-            f"{what} {value!r} is not allowed: use 1-64 letters, digits, '.', '-' or '_', "
-            "starting with a letter or digit (no '+', '#' or '/', which break MQTT topics)"
+            f"{what}: {value!r} must be 1-64 letters, digits, '.', '_' or '-', starting with a "
+            "letter or digit (no '+', '#' or '/': it is part of MQTT topics); rename it"
         )
     return value
 

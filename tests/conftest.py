@@ -46,6 +46,16 @@ def signing_keys_t2(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
+@pytest.fixture()
+def keyring(tmp_path: Path, signing_keys: Path) -> Path:
+    """A private copy of ``signing_keys`` that a test may rotate or re-sign with."""
+    import shutil
+
+    copy = tmp_path / "keys"
+    shutil.copytree(signing_keys, copy)
+    return copy
+
+
 @pytest.fixture(scope="session")
 def digits_build(tmp_path_factory: pytest.TempPathFactory, signing_keys: Path) -> dict[str, object]:
     """The README's main job: digits for x86-64-vnni, signed; returns the JSON report."""

@@ -5,7 +5,6 @@ offline."""
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -25,13 +24,6 @@ from tests.agent.support import (
     write_config,
 )
 from tests.mosquitto import Broker
-
-
-@pytest.fixture()
-def keyring(tmp_path: Path, signing_keys: Path) -> Path:
-    copy = tmp_path / "keys"
-    shutil.copytree(signing_keys, copy)
-    return copy
 
 
 def invoke(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -4,7 +4,6 @@ and every way an update is refused, with the running model untouched and the rea
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -29,14 +28,6 @@ from tests.agent.support import (
     write_config,
 )
 from tests.mosquitto import Broker
-
-
-@pytest.fixture()
-def keyring(tmp_path: Path, signing_keys: Path) -> Path:
-    copy = tmp_path / "keys"
-    shutil.copytree(signing_keys, copy)
-    return copy
-
 
 # docs/protocol.md's ACL: each device its own subtree, read-only repository and desired state,
 # and only the operator identity writes the rest.

@@ -3,11 +3,8 @@ backoff, and resumes without fetching the chunks it already verified."""
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
-
-import pytest
 
 from tests.agent.support import (
     Operator,
@@ -19,13 +16,6 @@ from tests.agent.support import (
     write_config,
 )
 from tests.mosquitto import Broker
-
-
-@pytest.fixture()
-def keyring(tmp_path: Path, signing_keys: Path) -> Path:
-    copy = tmp_path / "keys"
-    shutil.copytree(signing_keys, copy)
-    return copy
 
 
 def test_broker_restart_mid_download_resumes_without_refetching(

@@ -10,7 +10,6 @@ agent must recognise as a crash loop instead of retrying forever.
 from __future__ import annotations
 
 import contextlib
-import shutil
 import signal
 import subprocess
 import time
@@ -51,13 +50,6 @@ UPDATE_STEPS = [
     "committed",
 ]
 ROLLBACK_STEPS = ["rolling_back", "rolled_back_switch"]
-
-
-@pytest.fixture()
-def keyring(tmp_path: Path, signing_keys: Path) -> Path:
-    copy = tmp_path / "keys"
-    shutil.copytree(signing_keys, copy)
-    return copy
 
 
 def assert_intact(config: Path, trust: Path, expected: set[int]) -> int:

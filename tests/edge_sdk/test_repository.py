@@ -114,12 +114,6 @@ def reassemble(info: TargetFile, chunks: Mapping[str, bytes]) -> bytes:
 
 
 @pytest.fixture()
-def keyring(tmp_path: Path, signing_keys: Path) -> Path:
-    """A private copy of the session keyring: tests here rotate keys and move key files."""
-    return Path(shutil.copytree(signing_keys, tmp_path / "keys"))
-
-
-@pytest.fixture()
 def pinned(keyring: Path) -> bytes:
     return (keyring / "root.json").read_bytes()
 
