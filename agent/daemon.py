@@ -29,7 +29,7 @@ from agent.tuf_mqtt import TufSession
 from agent.updater import ModelUpdater
 from edge_sdk import __version__
 from edge_sdk.assignment import Assignment, verify_assignment
-from edge_sdk.errors import EdgeSdkError, TransferError
+from edge_sdk.errors import EdgeSdkError, ThresholdError, TransferError, UnknownKeyError
 from edge_sdk.keys import load_trust_root
 from edge_sdk.topics import Topics
 from edge_sdk.trust import TrustRoot
@@ -60,6 +60,7 @@ class Agent:
         self._started = clock()
         self._cpu = CpuMeter()
         self._desired: dict[str, Assignment] = {}
+        self._deferred: list[tuple[str, bytes]] = []  # assignments waiting for the broker
         self._seen_serial: dict[str, int] = {}  # per desired topic: replay defence
         self._retry_at = 0.0
         self._retry_delay = _RETRY_MIN_S
@@ -191,7 +192,7 @@ class Agent:
             assignment = self._verify(payload)
         except TransferError as e:
             self.assignment_error = str(e)
-            self._inbox.put((topic, payload))  # retry after the broker is back
+            self._deferred.append((topic, payload))  # verified again once the broker is back
             self._back_off()
             return
         except EdgeSdkError as e:
@@ -218,7 +219,7 @@ class Agent:
     def _verify(self, payload: bytes) -> Assignment:
         try:
             return verify_assignment(self.trusted_root(), payload)
-        except EdgeSdkError:
+        except (UnknownKeyError, ThresholdError):
             # Maybe signed by a key rotated in since our last refresh: walk the root, retry.
             session = self.tuf_session()
             session.refresh()
@@ -236,6 +237,9 @@ class Agent:
     def _work(self) -> None:
         """Advance every model: resume an interrupted download, or act on its assignment. A
         transfer problem pauses all of it with backoff; the journal keeps the place."""
+        deferred, self._deferred = self._deferred, []
+        for topic, payload in deferred:
+            self._accept_assignment(topic, payload)
         try:
             for name, updater in self.updaters.items():
                 if updater.journal.state in (State.DOWNLOADING, State.VERIFYING):
@@ -252,9 +256,15 @@ class Agent:
     def _tick(self) -> None:
         now = self.now()
         if now >= self._probation_due:
-            self._probation_due = now + min(self.config.probation.check_interval_s, 1.0)
             for updater in self.updaters.values():
                 updater.probation_tick()
+            # Check again after the interval, or when a probation window ends, if sooner.
+            ends = [
+                u.journal.since + self.config.probation.seconds
+                for u in self.updaters.values()
+                if u.journal.state is State.PROBATION
+            ]
+            self._probation_due = min([now + self.config.probation.check_interval_s, *ends])
         if self._dirty or now >= self._status_due:
             self._publish_status()
 
