@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[str, bytes, bool], None]  # topic, payload, retained
 SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps our subscriptions across a week offline
-_LOOP_TIMEOUT_S = 0.1
 
 
 @dataclass
@@ -95,6 +94,7 @@ class MqttLink:
         self._batch_by_mid: dict[int, list[_Read]] = {}  # SUBSCRIBE/UNSUBSCRIBE id -> reads
         self._subscriptions: dict[str, Handler] = {}
         self._stopping = threading.Event()
+        self._down = threading.Event()  # paho's network thread has lost the connection
         self.connected = threading.Event()
         self.connections = 0  # successful CONNACKs, for tests and status
         self._thread: threading.Thread | None = None
@@ -137,6 +137,8 @@ class MqttLink:
             with contextlib.suppress(RuntimeError):  # not sent in time: the Will covers it
                 info.wait_for_publish(timeout=2.0)
         self._stopping.set()
+        self._client.disconnect()
+        self._down.set()
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -148,6 +150,15 @@ class MqttLink:
         return props
 
     def _run(self) -> None:
+        """Supervise the connection: connect, let paho's own network thread run it until it
+        is lost, then wait a jittered backoff and reconnect.
+
+        paho's reconnect loop has no jitter, so it is off (``reconnect_on_failure=False``) and
+        paho's thread simply ends on a loss; running that thread (``loop_start``) rather than
+        calling ``loop()`` from here matters for TLS: in threaded mode paho hands every write
+        to its network thread, and an SSL socket must not be read and written from two threads
+        at once.
+        """
         first = True
         while not self._stopping.is_set():
             try:
@@ -166,14 +177,12 @@ class MqttLink:
                 log.info("broker %s unreachable: %s", self._config.url, e)
                 self._stopping.wait(self._backoff.next_delay())
                 continue
-            rc = MQTTErrorCode.MQTT_ERR_SUCCESS
-            while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and not self._stopping.is_set():
-                rc = self._client.loop(timeout=_LOOP_TIMEOUT_S)
+            self._down.clear()
+            self._client.loop_start()
+            self._down.wait()
+            self._client.loop_stop()  # joins paho's thread, which ends after a loss or stop
             if self._stopping.is_set():
-                self._client.disconnect()
-                self._client.loop(timeout=_LOOP_TIMEOUT_S)
                 break
-            self._lost("connection lost")
             self._stopping.wait(self._backoff.next_delay())
 
     # -- callbacks (network thread) ---------------------------------------------------------
@@ -181,6 +190,7 @@ class MqttLink:
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
         if rc.is_failure:
             log.warning("broker refused the connection: %s", rc)
+            self._down.set()  # back off and try again, as for a lost connection
             return
         self._backoff.reset()
         self.connections += 1
@@ -194,6 +204,7 @@ class MqttLink:
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
         self._lost(f"disconnected ({rc})")
+        self._down.set()
 
     def _lost(self, why: str) -> None:
         self.connected.clear()

@@ -4,6 +4,7 @@ and every way an update is refused, with the running model untouched and the rea
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -96,6 +97,10 @@ def test_a_good_update_end_to_end(tmp_path: Path, any_broker: Broker, keyring: P
     operator = Operator(keyring, tmp_path / "repo", any_broker)
     operator.publish(make_bundle(keyring, 1))
     config = write_config(tmp_path / "dev", any_broker, keyring / "root.json")
+    events: list[dict[str, Any]] = []
+    watcher = any_broker.client("operator" if any_broker.tls else None)
+    watcher.on_message = lambda _c, _u, msg: events.append(json.loads(msg.payload))
+    watcher.subscribe(operator.topics.events("dev-1"), qos=1)
     with agent_thread(config) as agent:
         operator.assign(1)
         wait_for(committed(config, 1), what="v1 committed")
@@ -108,6 +113,17 @@ def test_a_good_update_end_to_end(tmp_path: Path, any_broker: Broker, keyring: P
     assert status is not None
     digits = status["models"]["digits"]
     assert digits["last_result"]["result"] == "committed"
+    # Update events as they happen, step by step, for both versions.
+    wait_for(lambda: [e["event"] for e in events if e["version"] == 2][-1:] == ["probation_passed"])
+    watcher.disconnect()
+    assert [e["event"] for e in events if e["version"] == 2] == [
+        "assigned",
+        "downloaded",
+        "verified",
+        "selftest_passed",
+        "switched",
+        "probation_passed",
+    ]
     assert status["profile"] == "x86-64" and status["memory_rss_bytes"] > 0
     assert store(config).installed() == [1, 2]
 
@@ -305,6 +321,20 @@ def test_malformed_assignments_are_reported_and_ignored(
             wait_for(lambda: phrase in agent.assignment_error)
             wait_for(lambda: phrase in (retained_status(broker) or {}).get("assignment_error", ""))
         assert store(path).current() == 1 and agent.updaters["digits"].slot.version == 1
+
+
+def test_an_oversized_message_is_dropped_by_the_broker_not_buffered(
+    tmp_path: Path, broker: Broker, keyring: Path
+) -> None:
+    """The agent announces MQTT 5's Maximum Packet Size: the broker must not deliver more."""
+    with running_v1(tmp_path, broker, keyring) as (operator, path, agent):
+        topic = operator.topics.desired_device("dev-1", "digits")
+        operator.raw(topic, b"x" * (3 << 20))  # over max_chunk/metadata bytes (1 MiB)
+        time.sleep(1.0)
+        assert agent.assignment_error == ""  # never reached the agent
+        operator.raw(topic, b"small garbage")  # this one does, and is refused as malformed
+        wait_for(lambda: "not TUF targets metadata" in agent.assignment_error)
+        assert store(path).current() == 1
 
 
 def test_an_assignment_for_another_device_is_refused(
