@@ -68,6 +68,7 @@ class Agent:
         self._probation_due = 0.0
         self._dirty = True
         self.assignment_error = ""
+        self.pauses = 0  # updates paused for want of the broker (resumed later)
         limits = config.limits
         device = config.device_id
         self.link = MqttLink(
@@ -249,6 +250,7 @@ class Agent:
                     updater.consider(assignment)
         except TransferError as e:
             log.info("update paused: %s", e)
+            self.pauses += 1
             self._back_off()
             return
         self._retry_delay = _RETRY_MIN_S
