@@ -62,6 +62,22 @@ class ProbationConfig:
     # Agent restarts during one update before it counts as a crash loop and is rolled back.
     max_restarts: int = 3
     check_interval_s: float = 5.0
+    # Health gate on the new version's own traffic over the window (issue: serving):
+    min_requests: int = 0  # fewer requests than this: judged on golden vectors alone
+    max_error_rate: float = 0.01  # fraction of failed requests
+    max_latency_ratio: float = 1.5  # p95 against the previous version's p95 on this device
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """The local inference API: loopback TCP and/or a Unix socket."""
+
+    listen: str = "127.0.0.1:8470"  # "" turns TCP off
+    unix_socket: Path | None = None
+    max_body_bytes: int = 16 << 20
+    threads: int = 2  # runtime calls in parallel
+    host: str = "127.0.0.1"
+    port: int = 8470
 
 
 @dataclass(frozen=True)
@@ -105,6 +121,7 @@ class AgentConfig:
     limits: LimitsConfig
     report: ReportConfig
     test: TestConfig
+    serving: ServingConfig = ServingConfig()
 
 
 def check_identifier(value: str, what: str) -> str:
@@ -393,7 +410,11 @@ def parse_config(document: Mapping[str, Any], path: Path) -> AgentConfig:
         seconds=p.number("seconds", dp.seconds, positive=False),
         max_restarts=p.integer("max_restarts", dp.max_restarts, 1),
         check_interval_s=p.number("check_interval_s", dp.check_interval_s, positive=True),
+        min_requests=p.integer("min_requests", dp.min_requests, 0),
+        max_error_rate=p.number("max_error_rate", dp.max_error_rate, positive=False),
+        max_latency_ratio=p.number("max_latency_ratio", dp.max_latency_ratio, positive=True),
     )
+    serving = _serving(top.table("serving", _keys(ServingConfig, ("host", "port"))), base)
     limits = _limits(top.table("limits", _keys(LimitsConfig)))
     r = top.table("report", _keys(ReportConfig))
     report = ReportConfig(
@@ -420,6 +441,37 @@ def parse_config(document: Mapping[str, Any], path: Path) -> AgentConfig:
         limits=limits,
         report=report,
         test=test,
+        serving=serving,
+    )
+
+
+_LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+def _serving(t: _Table, base: Path) -> ServingConfig:
+    d = ServingConfig()
+    listen = t.string("listen", d.listen)
+    host, port = "", 0
+    if listen:
+        host, _, port_text = listen.rpartition(":")
+        host = host.strip("[]")
+        if host not in _LOOPBACK or not port_text.isdigit() or not 0 <= int(port_text) < 65536:
+            raise t.fail(
+                "listen",
+                f"{listen!r} must be a loopback HOST:PORT (127.0.0.1, [::1] or localhost): the "
+                'API serves applications on this device only; or "" to turn TCP off',
+            )
+        port = int(port_text)
+    unix_socket = t.path(
+        "unix_socket", base, "/run/edge-agent/api.sock", required=False, must_exist=False
+    )
+    return ServingConfig(
+        listen=listen,
+        unix_socket=unix_socket,
+        max_body_bytes=t.integer("max_body_bytes", d.max_body_bytes, 1),
+        threads=t.integer("threads", d.threads, 1, 64),
+        host=host,
+        port=port,
     )
 
 

@@ -20,7 +20,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agent.config import AgentConfig
+from agent.inference_api import ApiServer, InferenceApi
+from agent.machine import RESTING as RESTING_STATES
 from agent.machine import Event, Journal, Resume, State
+from agent.metrics import Metrics
 from agent.mqtt_link import MqttLink, Will
 from agent.store import ChunkCache, ChunkRef, ModelStore
 from agent.sysinfo import CpuMeter, free_disk_bytes, release_memory, rss_bytes
@@ -69,6 +72,8 @@ class Agent:
         self._dirty = True
         self.assignment_error = ""
         self.pauses = 0  # updates paused for want of the broker (resumed later)
+        self.metrics = Metrics()
+        self.api_servers: list[ApiServer] = []
         limits = config.limits
         device = config.device_id
         self.link = MqttLink(
@@ -132,10 +137,22 @@ class Agent:
             "at": self.now(),
         }
         log.info("%s: %s -> %s %s", model, event, journal.state, journal.reason)
+        self._count(model, journal, event)
         if self.link.connected.is_set():
             self.link.publish(
                 self.topics.events(self.config.device_id), json.dumps(payload).encode()
             )
+
+    def _count(self, model: str, journal: Journal, event: Event) -> None:
+        m = self.metrics
+        m.set_state(model, journal.state)
+        if event is Event.ASSIGNED:
+            m.updates.labels(model).inc()
+        elif event is Event.REFUSED:
+            m.results.labels(model, "refused").inc()
+        elif journal.state in RESTING_STATES:
+            result = {State.COMMITTED: "committed", State.ROLLED_BACK: "rolled_back"}
+            m.results.labels(model, result.get(journal.state, "failed")).inc()
 
     def crash_point(self, name: str) -> None:
         """Fault injection for the power-cut tests: die here, as a power cut would."""
@@ -157,6 +174,7 @@ class Agent:
             else:
                 updater.resume(action)
         release_memory()  # loading and checking the models left freed heap behind
+        self._start_api()
         device, group = self.config.device_id, self.config.group
         for topic_filter in self.topics.desired_filters(device, group):
             self.link.subscribe(topic_filter, self._on_desired)
@@ -172,6 +190,28 @@ class Agent:
         finally:
             self._publish_status()
             self.link.stop()
+            for server in self.api_servers:
+                server.stop()
+
+    def _start_api(self) -> None:
+        """The inference API on loopback and/or a Unix socket, as ``[serving]`` says."""
+        serving = self.config.serving
+        if not serving.listen and serving.unix_socket is None:
+            return
+        slots = {name: u.slot for name, u in self.updaters.items()}
+        if serving.listen:
+            app = InferenceApi(
+                slots, self.metrics, max_body_bytes=serving.max_body_bytes, threads=serving.threads
+            )
+            self.api_servers.append(ApiServer(app, serving.host, serving.port))
+        if serving.unix_socket is not None:
+            serving.unix_socket.unlink(missing_ok=True)  # a socket left by a killed agent
+            app = InferenceApi(
+                slots, self.metrics, max_body_bytes=serving.max_body_bytes, threads=serving.threads
+            )
+            self.api_servers.append(ApiServer(app, "", 0, str(serving.unix_socket)))
+        for server in self.api_servers:
+            server.start()
 
     def _on_desired(self, topic: str, payload: bytes, _retained: bool) -> None:
         self._inbox.put((topic, payload))  # network thread: hand over, decide later
@@ -276,6 +316,7 @@ class Agent:
         models: dict[str, Any] = {}
         for name, u in self.updaters.items():
             models[name] = model_status(u)
+            self.metrics.version.labels(name).set(u.slot.version or 0)
         return {
             "device": self.config.device_id,
             "fleet": self.config.fleet,
@@ -319,6 +360,15 @@ def model_status(u: ModelUpdater) -> dict[str, Any]:
             "reused": t.reused,
         },
         "inference": u.slot.figures().to_json(),
+        # The health gate's view while in probation (and of the last one after it).
+        "probation": None
+        if u.probation_figures is None
+        else {
+            "figures": u.probation_figures.to_json(),
+            "previous_version": None
+            if u.previous_figures is None
+            else u.previous_figures.to_json(),
+        },
     }
 
 

@@ -49,6 +49,9 @@ class Event(enum.StrEnum):
     ROLLED_BACK = "rolled_back"
     ERROR = "error"
     CRASH_LOOP = "crash_loop"
+    # Reported, never fired: an assignment turned down before any update started (older than
+    # the anti-rollback floor), so the state does not change.
+    REFUSED = "refused"
 
 
 # States in which no update is in flight: a new assignment may start one.

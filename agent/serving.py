@@ -65,18 +65,27 @@ class ServingSlot:
         loaded = self._loaded  # one read: the whole request uses this version
         if loaded is None:
             raise LookupError(f"model {self.name} has no version installed")
+        return self.predict_on(loaded, feeds)[1]
+
+    def predict_on(
+        self, loaded: LoadedVersion, feeds: Mapping[str, np.ndarray]
+    ) -> tuple[int, dict[str, np.ndarray]]:
+        """Run ``feeds`` on ``loaded`` (the version the request started with, even if a swap
+        has happened since) and count it in this version's figures if it is still serving."""
         start = time.perf_counter()
         try:
             result = named_outputs(loaded.model, loaded.bundle.manifest.outputs)(feeds)
         except Exception:
             with self._lock:
-                self._count += 1
-                self._errors += 1
+                if loaded is self._loaded:
+                    self._count += 1
+                    self._errors += 1
             raise
         with self._lock:
-            self._count += 1
-            self._latencies.append((time.perf_counter() - start) * 1e3)
-        return result
+            if loaded is self._loaded:
+                self._count += 1
+                self._latencies.append((time.perf_counter() - start) * 1e3)
+        return loaded.version, result
 
     def figures(self) -> InferenceFigures:
         with self._lock:

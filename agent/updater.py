@@ -16,9 +16,10 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from agent.config import AgentConfig, ModelConfig
+from agent.health import probation_failure
 from agent.machine import RESTING, Event, Journal, Resume, State, recover
 from agent.selftest import LoadedVersion, gate, golden_run
-from agent.serving import ServingSlot
+from agent.serving import InferenceFigures, ServingSlot
 from agent.store import ChunkCache, ChunkRef, ModelStore
 from agent.sysinfo import free_disk_bytes, release_memory
 from agent.transfer import (
@@ -97,6 +98,8 @@ class ModelUpdater:
         self.outcome: Outcome | None = None
         self.pending_refusal: tuple[int, str] | None = None  # (serial, reason) last refused
         self.last_transfer: TransferStats | None = None
+        self.previous_figures: InferenceFigures | None = None
+        self.probation_figures: InferenceFigures | None = None
 
     # -- journal ----------------------------------------------------------------------------
 
@@ -238,7 +241,7 @@ class ModelUpdater:
         log.warning("%s", reason)
         self.pending_refusal = (serial, reason)
         self.outcome = Outcome(version, "refused", reason, self.env.now())
-        self.env.event(self.model.name, replace(self.journal, reason=reason), Event.ERROR)
+        self.env.event(self.model.name, replace(self.journal, reason=reason), Event.REFUSED)
 
     # -- the steps --------------------------------------------------------------------------
 
@@ -337,6 +340,8 @@ class ModelUpdater:
             self._fire(Event.SELFTEST_PASSED)
         self.store.set_current(j.version)
         self.env.crash_point("switched")
+        # The version being replaced sets the bar for the new one's latency in probation.
+        self.previous_figures = self.slot.figures() if self.slot.loaded is not None else None
         self.slot.swap(loaded)
         self._fire(Event.SWITCHED)
 
@@ -380,15 +385,28 @@ class ModelUpdater:
         if loaded is None or loaded.version != j.version:
             return
         check, _ = golden_run(loaded.bundle, loaded.model)
-        if not check.passed:
+        rules = self.env.config.probation
+        window_over = self.env.now() - j.since >= rules.seconds
+        figures = self.slot.figures()
+        self.probation_figures = figures
+        failure = (
+            None if check.passed else f"golden vectors failed in service: {check.detail}"
+        ) or probation_failure(
+            figures,
+            self.previous_figures,
+            rules,
+            latency_budget_ms=self.model.max_latency_ms,
+            window_over=window_over,
+        )
+        if failure is not None:
             self._fire(
                 Event.PROBATION_FAILED,
-                f"golden vectors failed in service: {check.detail}",
+                f"probation of v{j.version} failed: {failure}",
                 rollback_to=j.previous,
             )
             self._roll_back()
             return
-        if self.env.now() - j.since >= self.env.config.probation.seconds:
+        if window_over:
             self._fire(Event.PROBATION_PASSED, floor=max(j.floor, j.version))
             self._prune(j.version, j.previous)
 

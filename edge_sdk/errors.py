@@ -29,6 +29,7 @@ point where their meaning is known.
     ├── TransferError                 broker away, fetch timed out: retried, never final
     ├── DiskSpaceError                not enough free space, or the disk filled up mid-way
     └── SelfTestError                 the new version failed its golden vectors or budgets
+    PredictError                      the inference API refused a request (``status``, exit 9)
 """
 
 from __future__ import annotations
@@ -134,3 +135,11 @@ class DiskSpaceError(UpdateError):
 
 class SelfTestError(UpdateError):
     pass
+
+
+class PredictError(EdgeSdkError):
+    exit_code = 9
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status

@@ -204,7 +204,12 @@ def write_config(
     limits: dict[str, Any] | None = None,
     profile: str = PROFILE,
     max_restarts: int = 3,
+    serving: dict[str, Any] | None = None,
+    probation: dict[str, Any] | None = None,
+    models: dict[str, Any] | None = None,
 ) -> Path:
+    """An agent.toml for one test device. The inference API is off unless ``serving`` is
+    given (``{"listen": "127.0.0.1:0"}`` picks a free port)."""
     directory.mkdir(parents=True, exist_ok=True)
     lines = [
         f'device_id = "{device}"',
@@ -220,9 +225,14 @@ def write_config(
     if broker.tls:
         cert, key = broker.client_cert(device)
         lines += [f'ca = "{broker.ca_path}"', f'cert = "{cert}"', f'key = "{key}"']
-    lines += ["[[models]]", 'name = "digits"', "[probation]", f"seconds = {probation_s}"]
+    lines += ["[[models]]", 'name = "digits"']
+    lines += [f"{k} = {json.dumps(v)}" for k, v in (models or {}).items()]
+    lines += ["[probation]", f"seconds = {probation_s}"]
     lines += [f"max_restarts = {max_restarts}", "check_interval_s = 0.1"]
+    lines += [f"{k} = {json.dumps(v)}" for k, v in (probation or {}).items()]
     lines += ["[report]", "interval_s = 1.0"]
+    lines += ["[serving]", f"listen = {json.dumps((serving or {}).get('listen', ''))}"]
+    lines += [f"{k} = {json.dumps(v)}" for k, v in (serving or {}).items() if k != "listen"]
     for table, values in (("limits", limits or {}), ("test", test or {})):
         if values:
             lines.append(f"[{table}]")

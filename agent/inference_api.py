@@ -1,0 +1,223 @@
+"""The local inference API: a bare ASGI app served by uvicorn on loopback or a Unix socket.
+
+    GET  /healthz                      liveness: the agent is running
+    GET  /readyz                       readiness: every configured model has a version loaded
+    GET  /v1/models                    models, their serving versions and tensor specs
+    GET  /v1/models/{name}             one model
+    POST /v1/models/{name}/predict     JSON ({"inputs": {...}}) or .npz / .npy body
+    GET  /metrics                      Prometheus exposition
+
+No web framework: one small routing function keeps a request's overhead to the parsing that
+uvicorn's C parser does and the runtime call. Inference runs in a thread pool so the event
+loop keeps accepting requests; a request holds the version it started on until it finishes,
+so a swap never fails a request in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+
+from agent import codec
+from agent.metrics import CONTENT_TYPE, Metrics
+from agent.serving import ServingSlot
+
+log = logging.getLogger(__name__)
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+_PREFIX = "/v1/models"
+
+
+class InferenceApi:
+    def __init__(
+        self,
+        slots: Mapping[str, ServingSlot],
+        metrics: Metrics,
+        *,
+        max_body_bytes: int,
+        threads: int,
+    ) -> None:
+        self._slots = slots
+        self._metrics = metrics
+        self._max_body = max_body_bytes
+        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="inference")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        method, path = scope["method"], scope["path"]
+        try:
+            if method == "POST" and path.startswith(_PREFIX) and path.endswith("/predict"):
+                await self._predict(path[len(_PREFIX) + 1 : -len("/predict")], scope, receive, send)
+            elif method != "GET":
+                await _json(send, 405, {"error": f"{method} is not allowed on {path}"})
+            elif path == "/healthz":
+                await _json(send, 200, {"status": "alive"})
+            elif path == "/readyz":
+                waiting = [n for n, s in self._slots.items() if s.loaded is None]
+                status = 503 if waiting else 200
+                await _json(send, status, {"ready": not waiting, "waiting_for": waiting})
+            elif path == "/metrics":
+                await _reply(send, 200, self._metrics.exposition(), CONTENT_TYPE)
+            elif path == _PREFIX:
+                await _json(send, 200, {"models": [describe(s) for s in self._slots.values()]})
+            elif path.startswith(_PREFIX + "/") and path[len(_PREFIX) + 1 :] in self._slots:
+                await _json(send, 200, describe(self._slots[path[len(_PREFIX) + 1 :]]))
+            else:
+                await _json(send, 404, {"error": f"no such endpoint: {method} {path}"})
+        except codec.RequestError as e:
+            await _json(send, e.status, {"error": e.message})
+
+    async def _predict(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
+        slot = self._slots.get(name)
+        if slot is None:
+            known = ", ".join(sorted(self._slots)) or "none"
+            raise codec.RequestError(404, f"no model '{name}' on this device (models: {known})")
+        loaded = slot.loaded
+        if loaded is None:
+            raise codec.RequestError(503, f"model '{name}' has no version installed yet")
+        version = str(loaded.version)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            body = await self._body(headers, receive)
+            arrays = codec.decode(
+                body, headers.get("content-type", ""), loaded.bundle.manifest.inputs
+            )
+        except codec.RequestError:
+            self._metrics.errors.labels(name, version, "input").inc()
+            self._metrics.requests.labels(name, version, "4xx").inc()
+            raise
+        loop = asyncio.get_running_loop()
+        start = time.perf_counter()
+        try:
+            answered, outputs = await loop.run_in_executor(
+                self._executor, slot.predict_on, loaded, arrays
+            )
+        except Exception as e:  # a runtime failure on valid input is the 5xx
+            self._metrics.errors.labels(name, version, "inference").inc()
+            self._metrics.requests.labels(name, version, "5xx").inc()
+            log.warning("inference failed for %s v%s: %s", name, version, e)
+            await _json(send, 500, {"error": f"inference failed: {type(e).__name__}"})
+            return
+        elapsed = time.perf_counter() - start
+        self._metrics.latency.labels(name, version).observe(elapsed)
+        self._metrics.batch.labels(name, version).observe(next(iter(arrays.values())).shape[0])
+        self._metrics.requests.labels(name, version, "2xx").inc()
+        payload, media = codec.encode(outputs, headers.get("accept", ""))
+        await _reply(send, 200, payload, media, {"x-model-version": str(answered)})
+
+    async def _body(self, headers: Mapping[str, str], receive: Receive) -> bytes:
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self._max_body:
+            raise codec.RequestError(
+                413, f"body of {declared} bytes is over this device's {self._max_body}-byte cap"
+            )
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self._max_body:  # chunked uploads declare no length: count as it comes
+                raise codec.RequestError(
+                    413, f"body is over this device's {self._max_body}-byte cap"
+                )
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return b"".join(chunks)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def describe(slot: ServingSlot) -> dict[str, Any]:
+    loaded = slot.loaded
+    if loaded is None:
+        return {"name": slot.name, "version": None, "ready": False}
+    m = loaded.bundle.manifest
+    return {
+        "name": slot.name,
+        "version": m.version,
+        "label": m.label,
+        "ready": True,
+        "profile": m.profile,
+        "runtime": m.runtime,
+        "precision": m.precision,
+        "inputs": [t.to_json() for t in m.inputs],
+        "outputs": [t.to_json() for t in m.outputs],
+    }
+
+
+async def _reply(
+    send: Send, status: int, body: bytes, media: str, extra: Mapping[str, str] | None = None
+) -> None:
+    headers = [(b"content-type", media.encode()), (b"content-length", str(len(body)).encode())]
+    headers += [(k.encode(), v.encode()) for k, v in (extra or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _json(send: Send, status: int, doc: Any) -> None:
+    await _reply(send, status, json.dumps(doc).encode(), codec.JSON)
+
+
+@dataclass
+class ApiServer:
+    """uvicorn in a thread of the agent; ``stop`` lets requests in flight finish."""
+
+    app: InferenceApi
+    host: str
+    port: int
+    unix_socket: str = ""
+
+    def __post_init__(self) -> None:
+        config = uvicorn.Config(
+            self.app,
+            host=self.host,
+            port=self.port,
+            uds=self.unix_socket or None,
+            lifespan="off",
+            access_log=False,
+            log_level="warning",
+            timeout_graceful_shutdown=5,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="inference-api", daemon=True)
+
+    def start(self, timeout: float = 10.0) -> None:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                where = self.unix_socket or f"{self.host}:{self.port}"
+                raise OSError(f"the inference API could not listen on {where}; is it in use?")
+            time.sleep(0.01)
+
+    @property
+    def started(self) -> bool:
+        return bool(self._server.started)
+
+    @property
+    def bound_port(self) -> int:
+        """The TCP port actually bound (useful with port 0)."""
+        for server in self._server.servers:
+            for sock in server.sockets:
+                address = sock.getsockname()
+                if isinstance(address, tuple):
+                    return int(address[1])
+        return self.port
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(10)
+        self.app.close()

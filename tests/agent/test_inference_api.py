@@ -1,0 +1,188 @@
+"""The local inference API on an installed bundle: predict over HTTP (JSON and binary) and a
+Unix socket, every bad request a 4xx with a message, readiness, and Prometheus metrics."""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from agent.daemon import Agent
+from edge_sdk.client import InferenceClient
+from edge_sdk.errors import PredictError
+from tests.agent.support import (
+    DIGITS,
+    Operator,
+    agent_thread,
+    committed,
+    make_bundle,
+    wait_for,
+    write_config,
+)
+from tests.mosquitto import Broker
+
+SAMPLES = np.load(DIGITS / "validation.npz")["input"][:8].astype(np.float32)
+
+
+@contextmanager
+def serving_v1(
+    tmp_path: Path, broker: Broker, keyring: Path, **serving: Any
+) -> Iterator[tuple[Agent, str]]:
+    operator = Operator(keyring, tmp_path / "repo", broker)
+    operator.publish(make_bundle(keyring, 1))
+    config = write_config(
+        tmp_path / "dev",
+        broker,
+        keyring / "root.json",
+        serving={"listen": "127.0.0.1:0", "max_body_bytes": 200_000, **serving},
+    )
+    with agent_thread(config) as agent:
+        wait_for(lambda: bool(agent.api_servers) and agent.api_servers[0].started)
+        url = f"http://127.0.0.1:{agent.api_servers[0].bound_port}"
+        with InferenceClient(url) as client:
+            assert not client.ready()  # nothing installed yet
+        operator.assign(1)
+        wait_for(committed(config, 1))
+        yield agent, url
+
+
+def expected(batch: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(str(DIGITS / "model.onnx"), providers=["CPUExecutionProvider"])
+    return np.asarray(session.run(None, {"input": batch})[0])
+
+
+def raw(url: str, method: str, path: str, body: bytes = b"", **headers: str) -> tuple[int, Any]:
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    connection.request(method, path, body=body, headers=headers)
+    response = connection.getresponse()
+    data = response.read()
+    connection.close()
+    kind = response.getheader("content-type", "")
+    return response.status, json.loads(data) if kind.startswith("application/json") else data
+
+
+def test_predict_binary_and_json_agree_with_the_model(
+    tmp_path: Path, broker: Broker, keyring: Path
+) -> None:
+    with serving_v1(tmp_path, broker, keyring) as (_, url):
+        with InferenceClient(url) as client:
+            assert client.ready()
+            answer = client.predict("digits", {"input": SAMPLES})
+            (model,) = client.models()
+        status, doc = raw(
+            url,
+            "POST",
+            "/v1/models/digits/predict",
+            json.dumps({"inputs": {"input": SAMPLES[:2].tolist()}}).encode(),
+            **{"Content-Type": "application/json"},
+        )
+    assert answer.version == 1
+    np.testing.assert_allclose(answer.outputs["logits"], expected(SAMPLES), rtol=1e-5, atol=1e-5)
+    assert status == 200
+    np.testing.assert_allclose(
+        doc["outputs"]["logits"], expected(SAMPLES[:2]), rtol=1e-5, atol=1e-5
+    )
+    assert model["name"] == "digits" and model["version"] == 1
+    assert model["inputs"][0]["shape"] == ["batch", 1, 8, 8]
+
+
+def test_predict_over_a_unix_socket(tmp_path: Path, broker: Broker, keyring: Path) -> None:
+    socket_path = tmp_path / "api.sock"
+    with (
+        serving_v1(tmp_path, broker, keyring, unix_socket=str(socket_path)),
+        InferenceClient(unix_socket=str(socket_path)) as client,
+    ):
+        answer = client.predict("digits", {"input": SAMPLES[:1]})
+    assert answer.version == 1 and answer.outputs["logits"].shape == (1, 10)
+
+
+def npz(**arrays: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)  # type: ignore[arg-type]
+    return buffer.getvalue()
+
+
+BAD_REQUESTS = {
+    "unknown input name": (npz(image=SAMPLES), "application/x-npz", 422, "unknown input 'image'"),
+    "wrong shape": (npz(input=SAMPLES[:, :, :4]), "application/x-npz", 422, "has shape"),
+    "wrong dtype": (npz(input=SAMPLES.astype(np.float64)), "application/x-npz", 422, "float64"),
+    "no samples": (npz(input=SAMPLES[:0]), "application/x-npz", 422, "no samples"),
+    "malformed JSON": (b'{"inputs": [1, 2', "application/json", 400, "not valid JSON"),
+    "JSON without inputs": (b'{"x": 1}', "application/json", 400, '{"inputs"'),
+    "ragged JSON": (
+        json.dumps({"inputs": {"input": [[1.0], [1.0, 2.0]]}}).encode(),
+        "application/json",
+        422,
+        "rectangular",
+    ),
+    "truncated npz": (npz(input=SAMPLES)[:100], "application/x-npz", 400, "not a readable .npz"),
+    "oversized body": (b"x" * 300_000, "application/x-npz", 413, "200000-byte cap"),
+    "unsupported type": (b"abc", "text/plain", 415, "not supported"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_REQUESTS))
+def test_bad_requests_get_a_4xx_and_a_message(
+    tmp_path: Path, broker: Broker, keyring: Path, case: str
+) -> None:
+    body, content_type, status, phrase = BAD_REQUESTS[case]
+    with serving_v1(tmp_path, broker, keyring) as (agent, url):
+        got, doc = raw(
+            url, "POST", "/v1/models/digits/predict", body, **{"Content-Type": content_type}
+        )
+        assert (got, phrase in doc["error"]) == (status, True), doc
+        # Still serving afterwards: a bad request never takes the agent down.
+        with InferenceClient(url) as client:
+            assert client.predict("digits", {"input": SAMPLES[:1]}).version == 1
+        assert agent.updaters["digits"].slot.version == 1
+
+
+def test_unknown_model_and_wrong_method(tmp_path: Path, broker: Broker, keyring: Path) -> None:
+    with serving_v1(tmp_path, broker, keyring) as (_, url):
+        assert raw(url, "POST", "/v1/models/cats/predict", npz(input=SAMPLES))[0] == 404
+        assert raw(url, "GET", "/v1/models/digits/predict")[0] == 404
+        assert raw(url, "DELETE", "/v1/models/digits")[0] == 405
+        assert raw(url, "GET", "/healthz") == (200, {"status": "alive"})
+        with InferenceClient(url) as client, pytest.raises(PredictError) as err:
+            client.predict("cats", {"input": SAMPLES})
+    assert err.value.status == 404 and "no model 'cats'" in str(err.value)
+
+
+def test_metrics_parse_and_carry_model_and_version(
+    tmp_path: Path, broker: Broker, keyring: Path
+) -> None:
+    with serving_v1(tmp_path, broker, keyring) as (_, url), InferenceClient(url) as client:
+        for _ in range(3):
+            client.predict("digits", {"input": SAMPLES[:1]})
+        with pytest.raises(PredictError):
+            client.predict("digits", {"input": SAMPLES.astype(np.float64)})
+        text = client.metrics()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    requests = {
+        (s.labels["model"], s.labels["version"], s.labels["code"]): s.value
+        for s in families["edge_agent_requests"].samples
+        if s.name.endswith("_total")
+    }
+    assert requests[("digits", "1", "2xx")] == 3 and requests[("digits", "1", "4xx")] == 1
+    latency = [
+        s for s in families["edge_agent_inference_seconds"].samples if s.name.endswith("_count")
+    ]
+    assert latency[0].labels == {"model": "digits", "version": "1"} and latency[0].value == 3
+    states = {s.labels["state"]: s.value for s in families["edge_agent_update_state"].samples}
+    assert states["committed"] == 1 and states["downloading"] == 0
+    results = {
+        s.labels["result"]: s.value
+        for s in families["edge_agent_update_results"].samples
+        if s.name.endswith("_total")
+    }
+    assert results["committed"] == 1
