@@ -329,3 +329,40 @@ def retained_status(broker: Broker, device: str = "dev-1") -> dict[str, Any] | N
 def replace_manifest(bundle: Bundle, **changes: Any) -> Bundle:
     manifest = replace(bundle.manifest, **changes)
     return replace(bundle, manifest=manifest, manifest_bytes=manifest.to_bytes())
+
+
+SAMPLES = np.load(DIGITS / "validation.npz")["input"][:8].astype(np.float32)
+
+
+@contextmanager
+def serving_v1(
+    tmp_path: Path,
+    broker: Broker,
+    keyring: Path,
+    *,
+    v1: Bundle | None = None,
+    probation: dict[str, Any] | None = None,
+    probation_s: float = 0.3,
+    **serving: Any,
+) -> Iterator[tuple[Agent, str, Operator, Path]]:
+    """An agent in this process with the inference API on a free loopback port, serving v1."""
+    from edge_sdk.client import InferenceClient
+
+    operator = Operator(keyring, tmp_path / "repo", broker)
+    operator.publish(v1 or make_bundle(keyring, 1))
+    config = write_config(
+        tmp_path / "dev",
+        broker,
+        keyring / "root.json",
+        serving={"listen": "127.0.0.1:0", "max_body_bytes": 200_000, **serving},
+        probation=probation,
+        probation_s=probation_s,
+    )
+    with agent_thread(config) as agent:
+        wait_for(lambda: bool(agent.api_servers) and agent.api_servers[0].started)
+        url = f"http://127.0.0.1:{agent.api_servers[0].bound_port}"
+        with InferenceClient(url) as client:
+            assert not client.ready()  # nothing installed yet
+        operator.assign(1)
+        wait_for(committed(config, 1))
+        yield agent, url, operator, config

@@ -6,8 +6,6 @@ from __future__ import annotations
 import http.client
 import io
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,43 +14,10 @@ import onnxruntime as ort
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.daemon import Agent
 from edge_sdk.client import InferenceClient
 from edge_sdk.errors import PredictError
-from tests.agent.support import (
-    DIGITS,
-    Operator,
-    agent_thread,
-    committed,
-    make_bundle,
-    wait_for,
-    write_config,
-)
+from tests.agent.support import DIGITS, SAMPLES, serving_v1
 from tests.mosquitto import Broker
-
-SAMPLES = np.load(DIGITS / "validation.npz")["input"][:8].astype(np.float32)
-
-
-@contextmanager
-def serving_v1(
-    tmp_path: Path, broker: Broker, keyring: Path, **serving: Any
-) -> Iterator[tuple[Agent, str]]:
-    operator = Operator(keyring, tmp_path / "repo", broker)
-    operator.publish(make_bundle(keyring, 1))
-    config = write_config(
-        tmp_path / "dev",
-        broker,
-        keyring / "root.json",
-        serving={"listen": "127.0.0.1:0", "max_body_bytes": 200_000, **serving},
-    )
-    with agent_thread(config) as agent:
-        wait_for(lambda: bool(agent.api_servers) and agent.api_servers[0].started)
-        url = f"http://127.0.0.1:{agent.api_servers[0].bound_port}"
-        with InferenceClient(url) as client:
-            assert not client.ready()  # nothing installed yet
-        operator.assign(1)
-        wait_for(committed(config, 1))
-        yield agent, url
 
 
 def expected(batch: np.ndarray) -> np.ndarray:
@@ -74,7 +39,7 @@ def raw(url: str, method: str, path: str, body: bytes = b"", **headers: str) -> 
 def test_predict_binary_and_json_agree_with_the_model(
     tmp_path: Path, broker: Broker, keyring: Path
 ) -> None:
-    with serving_v1(tmp_path, broker, keyring) as (_, url):
+    with serving_v1(tmp_path, broker, keyring) as (_, url, _, _):
         with InferenceClient(url) as client:
             assert client.ready()
             answer = client.predict("digits", {"input": SAMPLES})
@@ -136,7 +101,7 @@ def test_bad_requests_get_a_4xx_and_a_message(
     tmp_path: Path, broker: Broker, keyring: Path, case: str
 ) -> None:
     body, content_type, status, phrase = BAD_REQUESTS[case]
-    with serving_v1(tmp_path, broker, keyring) as (agent, url):
+    with serving_v1(tmp_path, broker, keyring) as (agent, url, _, _):
         got, doc = raw(
             url, "POST", "/v1/models/digits/predict", body, **{"Content-Type": content_type}
         )
@@ -148,7 +113,7 @@ def test_bad_requests_get_a_4xx_and_a_message(
 
 
 def test_unknown_model_and_wrong_method(tmp_path: Path, broker: Broker, keyring: Path) -> None:
-    with serving_v1(tmp_path, broker, keyring) as (_, url):
+    with serving_v1(tmp_path, broker, keyring) as (_, url, _, _):
         assert raw(url, "POST", "/v1/models/cats/predict", npz(input=SAMPLES))[0] == 404
         assert raw(url, "GET", "/v1/models/digits/predict")[0] == 404
         assert raw(url, "DELETE", "/v1/models/digits")[0] == 405
@@ -161,7 +126,7 @@ def test_unknown_model_and_wrong_method(tmp_path: Path, broker: Broker, keyring:
 def test_metrics_parse_and_carry_model_and_version(
     tmp_path: Path, broker: Broker, keyring: Path
 ) -> None:
-    with serving_v1(tmp_path, broker, keyring) as (_, url), InferenceClient(url) as client:
+    with serving_v1(tmp_path, broker, keyring) as (_, url, _, _), InferenceClient(url) as client:
         for _ in range(3):
             client.predict("digits", {"input": SAMPLES[:1]})
         with pytest.raises(PredictError):
