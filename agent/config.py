@@ -54,6 +54,8 @@ class ModelConfig:
     name: str
     threads: int = 1
     max_latency_ms: float = 0.0  # self-test latency budget (p95 of the golden vectors); 0: none
+    batch_window_ms: float = 0.0  # dynamic batching: merge requests arriving within it; 0: off
+    max_batch: int = 32  # samples per merged batch at most
 
 
 @dataclass(frozen=True)
@@ -353,6 +355,8 @@ def _models(top: _Table) -> tuple[ModelConfig, ...]:
                 name=name,
                 threads=t.integer("threads", 1, 1),
                 max_latency_ms=t.number("max_latency_ms", 0.0, positive=False),
+                batch_window_ms=t.number("batch_window_ms", 0.0, positive=False),
+                max_batch=t.integer("max_batch", 32, 1, 4096),
             )
         )
     return tuple(models)

@@ -199,15 +199,24 @@ class Agent:
         if not serving.listen and serving.unix_socket is None:
             return
         slots = {name: u.slot for name, u in self.updaters.items()}
+        batching = {m.name: (m.batch_window_ms, m.max_batch) for m in self.config.models}
         if serving.listen:
             app = InferenceApi(
-                slots, self.metrics, max_body_bytes=serving.max_body_bytes, threads=serving.threads
+                slots,
+                self.metrics,
+                max_body_bytes=serving.max_body_bytes,
+                threads=serving.threads,
+                batching=batching,
             )
             self.api_servers.append(ApiServer(app, serving.host, serving.port))
         if serving.unix_socket is not None:
             serving.unix_socket.unlink(missing_ok=True)  # a socket left by a killed agent
             app = InferenceApi(
-                slots, self.metrics, max_body_bytes=serving.max_body_bytes, threads=serving.threads
+                slots,
+                self.metrics,
+                max_body_bytes=serving.max_body_bytes,
+                threads=serving.threads,
+                batching=batching,
             )
             self.api_servers.append(ApiServer(app, "", 0, str(serving.unix_socket)))
         for server in self.api_servers:

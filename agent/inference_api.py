@@ -28,7 +28,9 @@ from typing import Any
 import uvicorn
 
 from agent import codec
+from agent.batching import Batcher
 from agent.metrics import CONTENT_TYPE, Metrics
+from agent.selftest import LoadedVersion
 from agent.serving import ServingSlot
 
 log = logging.getLogger(__name__)
@@ -47,11 +49,15 @@ class InferenceApi:
         *,
         max_body_bytes: int,
         threads: int,
+        batching: Mapping[str, tuple[float, int]] | None = None,
     ) -> None:
         self._slots = slots
         self._metrics = metrics
         self._max_body = max_body_bytes
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="inference")
+        # Per model (window_ms, max_batch); the Batcher itself is made on the event loop.
+        self._batching = {k: v for k, v in (batching or {}).items() if v[0] > 0}
+        self._batchers: dict[str, Batcher] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -100,10 +106,14 @@ class InferenceApi:
             raise
         loop = asyncio.get_running_loop()
         start = time.perf_counter()
+        batcher = self._batcher(name, slot, loaded)
         try:
-            answered, outputs = await loop.run_in_executor(
-                self._executor, slot.predict_on, loaded, arrays
-            )
+            if batcher is not None:
+                answered, outputs = await batcher.predict(loaded, arrays)
+            else:
+                answered, outputs = await loop.run_in_executor(
+                    self._executor, slot.predict_on, loaded, arrays
+                )
         except Exception as e:  # a runtime failure on valid input is the 5xx
             self._metrics.errors.labels(name, version, "inference").inc()
             self._metrics.requests.labels(name, version, "5xx").inc()
@@ -112,10 +122,32 @@ class InferenceApi:
             return
         elapsed = time.perf_counter() - start
         self._metrics.latency.labels(name, version).observe(elapsed)
-        self._metrics.batch.labels(name, version).observe(next(iter(arrays.values())).shape[0])
+        if batcher is None:
+            self._metrics.batch.labels(name, version).observe(next(iter(arrays.values())).shape[0])
         self._metrics.requests.labels(name, version, "2xx").inc()
         payload, media = codec.encode(outputs, headers.get("accept", ""))
         await _reply(send, 200, payload, media, {"x-model-version": str(answered)})
+
+    def _batcher(self, name: str, slot: ServingSlot, loaded: LoadedVersion) -> Batcher | None:
+        """The model's batcher, if batching is on for it and its first dimension is the batch
+        (a fixed first dimension cannot take merged requests)."""
+        settings = self._batching.get(name)
+        if settings is None or not all(
+            isinstance(t.shape[0], str) for t in loaded.bundle.manifest.inputs
+        ):
+            return None
+        batcher = self._batchers.get(name)
+        if batcher is None:
+            window_ms, max_batch = settings
+            batcher = Batcher(
+                slot,
+                self._executor,
+                window_ms=window_ms,
+                max_batch=max_batch,
+                observe=lambda v, n: self._metrics.batch.labels(name, str(v)).observe(n),
+            )
+            self._batchers[name] = batcher
+        return batcher
 
     async def _body(self, headers: Mapping[str, str], receive: Receive) -> bytes:
         declared = headers.get("content-length")

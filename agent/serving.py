@@ -68,23 +68,26 @@ class ServingSlot:
         return self.predict_on(loaded, feeds)[1]
 
     def predict_on(
-        self, loaded: LoadedVersion, feeds: Mapping[str, np.ndarray]
+        self, loaded: LoadedVersion, feeds: Mapping[str, np.ndarray], requests: int = 1
     ) -> tuple[int, dict[str, np.ndarray]]:
         """Run ``feeds`` on ``loaded`` (the version the request started with, even if a swap
-        has happened since) and count it in this version's figures if it is still serving."""
+        has happened since) and count it in this version's figures if it is still serving.
+        ``requests`` is how many requests a merged batch answers: each is counted, with the
+        batch's time as its latency."""
         start = time.perf_counter()
         try:
             result = named_outputs(loaded.model, loaded.bundle.manifest.outputs)(feeds)
         except Exception:
             with self._lock:
                 if loaded is self._loaded:
-                    self._count += 1
-                    self._errors += 1
+                    self._count += requests
+                    self._errors += requests
             raise
+        elapsed = (time.perf_counter() - start) * 1e3
         with self._lock:
             if loaded is self._loaded:
-                self._count += 1
-                self._latencies.append((time.perf_counter() - start) * 1e3)
+                self._count += requests
+                self._latencies.extend([elapsed] * requests)
         return loaded.version, result
 
     def figures(self) -> InferenceFigures:

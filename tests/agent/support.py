@@ -343,6 +343,7 @@ def serving_v1(
     v1: Bundle | None = None,
     probation: dict[str, Any] | None = None,
     probation_s: float = 0.3,
+    models: dict[str, Any] | None = None,
     **serving: Any,
 ) -> Iterator[tuple[Agent, str, Operator, Path]]:
     """An agent in this process with the inference API on a free loopback port, serving v1."""
@@ -357,6 +358,7 @@ def serving_v1(
         serving={"listen": "127.0.0.1:0", "max_body_bytes": 200_000, **serving},
         probation=probation,
         probation_s=probation_s,
+        models=models,
     )
     with agent_thread(config) as agent:
         wait_for(lambda: bool(agent.api_servers) and agent.api_servers[0].started)

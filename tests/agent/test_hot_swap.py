@@ -10,11 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from prometheus_client.parser import text_string_to_metric_families
 
 from agent.machine import State
 from agent.sysinfo import release_memory, rss_bytes
 from edge_sdk.client import InferenceClient
 from tests.agent.support import (
+    DIGITS,
     SAMPLES,
     committed,
     make_bundle,
@@ -158,3 +160,44 @@ def test_a_version_that_breaks_probation_latency_is_rolled_back(
         assert "probation of v2 failed: latency p95" in reason and "previous version" in reason
         # The fleet sees why: the rollback and its reason are in the device's status.
         wait_for(lambda: "latency p95" in str(retained_status(broker)))
+
+
+def test_dynamic_batching_merges_concurrent_requests_and_splits_answers(
+    tmp_path: Path, broker: Broker, keyring: Path
+) -> None:
+    batching = {"batch_window_ms": 5.0, "max_batch": 16}
+    with serving_v1(tmp_path, broker, keyring, models=batching) as (_, url, _, _):
+        per_client = [SAMPLES[i : i + 1] for i in range(8)]
+        session = ort.InferenceSession(
+            str(DIGITS / "model.onnx"), providers=["CPUExecutionProvider"]
+        )
+        want = [np.asarray(session.run(None, {"input": x})[0]) for x in per_client]
+        answers: list[list[np.ndarray]] = [[] for _ in per_client]
+        failures: list[BaseException] = []
+
+        def client(i: int) -> None:
+            with InferenceClient(url) as c:
+                for _ in range(30):
+                    try:
+                        answers[i].append(
+                            c.predict("digits", {"input": per_client[i]}).outputs["logits"]
+                        )
+                    except BaseException as e:
+                        failures.append(e)
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(len(per_client))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        with InferenceClient(url) as c:
+            text = c.metrics()
+    assert failures == []
+    for got, expected_output in zip(answers, want, strict=True):
+        assert len(got) == 30
+        for output in got:  # each request got its own slice back, not a neighbour's
+            np.testing.assert_allclose(output, expected_output, rtol=1e-5, atol=1e-5)
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    samples = {s.name: s.value for s in families["edge_agent_batch_size"].samples}
+    calls, merged = samples["edge_agent_batch_size_count"], samples["edge_agent_batch_size_sum"]
+    assert merged == 8 * 30 and calls < merged  # fewer runtime calls than requests
