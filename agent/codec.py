@@ -128,13 +128,13 @@ def check(arrays: Mapping[str, np.ndarray], specs: Sequence[TensorSpec]) -> dict
 def encode(outputs: Mapping[str, np.ndarray], accept: str) -> tuple[bytes, str]:
     """The response body and its content type: what the client accepts, JSON by default."""
     kinds = {media_type(part) for part in accept.split(",")} if accept else set()
+    if NPY in kinds and len(outputs) == 1:  # the cheapest binary form, when it can say it all
+        buffer = io.BytesIO()
+        np.save(buffer, next(iter(outputs.values())))
+        return buffer.getvalue(), NPY
     if NPZ in kinds:
         buffer = io.BytesIO()
         np.savez(buffer, **outputs)  # type: ignore[arg-type]
         return buffer.getvalue(), NPZ
-    if NPY in kinds and len(outputs) == 1:
-        buffer = io.BytesIO()
-        np.save(buffer, next(iter(outputs.values())))
-        return buffer.getvalue(), NPY
     doc: dict[str, Any] = {"outputs": {k: v.tolist() for k, v in outputs.items()}}
     return json.dumps(doc).encode(), JSON

@@ -126,7 +126,10 @@ class InferenceApi:
             self._metrics.batch.labels(name, version).observe(next(iter(arrays.values())).shape[0])
         self._metrics.requests.labels(name, version, "2xx").inc()
         payload, media = codec.encode(outputs, headers.get("accept", ""))
-        await _reply(send, 200, payload, media, {"x-model-version": str(answered)})
+        extra = {"x-model-version": str(answered)}
+        if media == codec.NPY:  # a bare array carries no name: say which output it is
+            extra["x-output-name"] = next(iter(outputs))
+        await _reply(send, 200, payload, media, extra)
 
     def _batcher(self, name: str, slot: ServingSlot, loaded: LoadedVersion) -> Batcher | None:
         """The model's batcher, if batching is on for it and its first dimension is the batch

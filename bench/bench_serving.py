@@ -54,7 +54,9 @@ import sys
 import numpy as np, onnxruntime as ort
 from flask import Flask, jsonify, request
 app = Flask(__name__)
-session = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
+options = ort.SessionOptions()
+options.intra_op_num_threads = 1
+session = ort.InferenceSession(sys.argv[1], options, providers=["CPUExecutionProvider"])
 @app.post("/predict")
 def predict():
     x = np.array(request.get_json()["input"], dtype=np.float32)
@@ -63,12 +65,15 @@ app.run(host="127.0.0.1", port=int(sys.argv[2]), threaded=True)
 """
 
 Call = Callable[[], None]
+BATCHED = "agent, binary, dynamic batching (1 ms)"
 
 
 def agent_caller() -> Callable[[str], Call]:
     def make(url: str) -> Call:
         client = InferenceClient(url)
-        return lambda: _check(client.predict("digits", {"input": SAMPLE}).outputs["logits"])
+        return lambda: _check(
+            next(iter(client.predict("digits", {"input": SAMPLE}).outputs.values()))
+        )
 
     return make
 
@@ -144,7 +149,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--clients", type=int, default=8)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     keyring = work / "keys"
@@ -153,7 +158,7 @@ def main() -> None:
     broker.start()
     operator = Operator(keyring, work / "repo", broker)
     operator.publish(make_bundle(keyring, 1))
-    api_port, flask_port = free_port(), free_port()
+    api_port, batch_port, flask_port = free_port(), free_port(), free_port()
     config = write_config(
         work / "dev",
         broker,
@@ -161,7 +166,17 @@ def main() -> None:
         probation_s=1.0,
         serving={"listen": f"127.0.0.1:{api_port}", "threads": 2},
     )
+    batching_config = write_config(
+        work / "dev-2",
+        broker,
+        keyring / "root.json",
+        device="dev-2",
+        probation_s=1.0,
+        serving={"listen": f"127.0.0.1:{batch_port}", "threads": 2},
+        models={"batch_window_ms": 1.0, "max_batch": 32},
+    )
     agent = start_process(config, work / "agent.log")
+    batching_agent = start_process(batching_config, work / "agent-2.log")
     flask = subprocess.Popen(
         [sys.executable, "-c", FLASK_APP, str(DIGITS / "model.onnx"), str(flask_port)],
         stdout=subprocess.DEVNULL,
@@ -170,12 +185,18 @@ def main() -> None:
     url = f"http://127.0.0.1:{api_port}"
     rows: dict[str, dict[str, list[float]]] = {}
     try:
-        wait_port(api_port)
-        wait_port(flask_port)
+        for port in (api_port, batch_port, flask_port):
+            wait_port(port)
         operator.assign(1)
+        operator.assign(1, device="dev-2")
         wait_for(committed(config, 1), timeout=60)
+        wait_for(committed(batching_config, 1), timeout=60)
+        batch_url = f"http://127.0.0.1:{batch_port}"
+        # Every path runs the model with one intra-op thread, as the agent's [[models]] default.
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
         session = ort.InferenceSession(
-            str(DIGITS / "model.onnx"), providers=["CPUExecutionProvider"]
+            str(DIGITS / "model.onnx"), options, providers=["CPUExecutionProvider"]
         )
 
         def bare() -> None:
@@ -185,6 +206,7 @@ def main() -> None:
         for _ in range(args.rounds):
             for name, callers_of in (
                 ("agent, binary (.npz)", lambda n: [make_agent(url) for _ in range(n)]),
+                (BATCHED, lambda n: [make_agent(batch_url) for _ in range(n)]),
                 ("Flask + JSON", lambda n: [flask_caller(flask_port) for _ in range(n)]),
                 ("bare InferenceSession.run", lambda n: [bare for _ in range(n)]),
             ):
@@ -213,8 +235,9 @@ def main() -> None:
         wait_for(committed(config, 2), timeout=60)
         swap = {"rps": rps, "p50": pct(lat, 50), "p99": pct(lat, 99), "fail": fail, "n": len(lat)}
     finally:
-        agent.send_signal(signal.SIGTERM)
-        agent.wait(15)
+        for process in (agent, batching_agent):
+            process.send_signal(signal.SIGTERM)
+            process.wait(15)
         flask.terminate()
         flask.wait(10)
         broker.close()
@@ -229,7 +252,7 @@ def report(
     print(f"# Serving the digits model ({args.rounds} rounds of {args.seconds:g} s, medians)\n")
     print(f"| path | req/s, {n} clients | p50 ms | p99 ms | req/s, 1 client | p50 ms | failed |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    for name in ("agent, binary (.npz)", "Flask + JSON", "bare InferenceSession.run"):
+    for name in ("agent, binary (.npz)", BATCHED, "Flask + JSON", "bare InferenceSession.run"):
         a, b = med[f"{name}|load"], med[f"{name}|one client"]
         fails = int(sum(rows[f"{name}|load"]["fail"]) + sum(rows[f"{name}|one client"]["fail"]))
         print(
@@ -241,7 +264,12 @@ def report(
     overhead -= med["bare InferenceSession.run|one client"]["p50"]
     print("\n| figure | value |")
     print("|---|---:|")
+    batched = med[f"{BATCHED}|load"]
     print(f"| agent throughput vs Flask + JSON, {n} clients | {agent['rps'] / flask['rps']:.2f}x |")
+    print(
+        f"| with dynamic batching vs Flask + JSON, {n} clients "
+        f"| {batched['rps'] / flask['rps']:.2f}x |"
+    )
     print(f"| agent p50 overhead over the in-process call, 1 client | {overhead:.3f} ms |")
     print(f"| swap under load: requests / failed | {swap['n']:.0f} / {swap['fail']:.0f} |")
     print(f"| swap under load: p50 / p99 ms | {swap['p50']:.3f} / {swap['p99']:.3f} |")

@@ -26,6 +26,7 @@ import numpy as np
 from edge_sdk.errors import InputError, PredictError
 
 NPZ = "application/x-npz"
+NPY = "application/x-npy"
 
 
 @dataclass(frozen=True)
@@ -103,13 +104,21 @@ class InferenceClient:
         return self._request("GET", "/metrics")[2].decode()
 
     def predict(self, model: str, inputs: Mapping[str, np.ndarray]) -> Prediction:
+        """Run ``inputs`` (name -> array, samples first) on ``model``; one input travels as a
+        bare ``.npy`` (no zip archive to build and open), several as ``.npz``."""
         buffer = io.BytesIO()
-        np.savez(buffer, **inputs)  # type: ignore[arg-type]
+        if len(inputs) == 1:
+            (array,) = inputs.values()
+            np.save(buffer, array)
+            kind = NPY
+        else:
+            np.savez(buffer, **inputs)  # type: ignore[arg-type]
+            kind = NPZ
         status, headers, body = self._request(
             "POST",
             f"/v1/models/{model}/predict",
             buffer.getvalue(),
-            {"Content-Type": NPZ, "Accept": NPZ},
+            {"Content-Type": kind, "Accept": f"{NPY}, {NPZ}"},
         )
         if status != 200:
             try:
@@ -117,9 +126,12 @@ class InferenceClient:
             except (ValueError, KeyError, TypeError):
                 message = body.decode(errors="replace")
             raise PredictError(status, f"{model}: {message}")
-        with np.load(io.BytesIO(body), allow_pickle=False) as npz:
-            outputs = {key: npz[key] for key in npz.files}
         lowered = {k.lower(): v for k, v in headers.items()}
+        if lowered.get("content-type", "").startswith(NPY):
+            outputs = {lowered.get("x-output-name", "output"): np.load(io.BytesIO(body))}
+        else:
+            with np.load(io.BytesIO(body), allow_pickle=False) as npz:
+                outputs = {key: npz[key] for key in npz.files}
         return Prediction(int(lowered.get("x-model-version", "0")), outputs)
 
     def close(self) -> None:

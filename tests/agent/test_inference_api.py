@@ -51,8 +51,18 @@ def test_predict_binary_and_json_agree_with_the_model(
             json.dumps({"inputs": {"input": SAMPLES[:2].tolist()}}).encode(),
             **{"Content-Type": "application/json"},
         )
+        status_npz, body_npz = raw(
+            url,
+            "POST",
+            "/v1/models/digits/predict",
+            npz(input=SAMPLES[:3]),
+            **{"Content-Type": "application/x-npz", "Accept": "application/x-npz"},
+        )
     assert answer.version == 1
     np.testing.assert_allclose(answer.outputs["logits"], expected(SAMPLES), rtol=1e-5, atol=1e-5)
+    assert status_npz == 200
+    with np.load(io.BytesIO(body_npz)) as archive:
+        np.testing.assert_allclose(archive["logits"], expected(SAMPLES[:3]), rtol=1e-5, atol=1e-5)
     assert status == 200
     np.testing.assert_allclose(
         doc["outputs"]["logits"], expected(SAMPLES[:2]), rtol=1e-5, atol=1e-5
