@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_sdk import npy
 from edge_sdk.tensors import TensorSpec, format_shape
 
 JSON = "application/json"
@@ -82,7 +83,7 @@ def _from_npz(body: bytes) -> dict[str, np.ndarray]:
 
 def _from_npy(body: bytes) -> np.ndarray:
     try:
-        return np.load(io.BytesIO(body), allow_pickle=False)  # type: ignore[no-any-return]
+        return npy.loads(body)
     except Exception as e:  # as above
         raise RequestError(400, f"body is not a readable .npy array: {e}") from e
 
@@ -129,9 +130,7 @@ def encode(outputs: Mapping[str, np.ndarray], accept: str) -> tuple[bytes, str]:
     """The response body and its content type: what the client accepts, JSON by default."""
     kinds = {media_type(part) for part in accept.split(",")} if accept else set()
     if NPY in kinds and len(outputs) == 1:  # the cheapest binary form, when it can say it all
-        buffer = io.BytesIO()
-        np.save(buffer, next(iter(outputs.values())))
-        return buffer.getvalue(), NPY
+        return npy.dumps(next(iter(outputs.values()))), NPY
     if NPZ in kinds:
         buffer = io.BytesIO()
         np.savez(buffer, **outputs)  # type: ignore[arg-type]

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from edge_sdk import npy
 from edge_sdk.errors import InputError, PredictError
 
 NPZ = "application/x-npz"
@@ -109,7 +110,7 @@ class InferenceClient:
         buffer = io.BytesIO()
         if len(inputs) == 1:
             (array,) = inputs.values()
-            np.save(buffer, array)
+            buffer.write(npy.dumps(array))
             kind = NPY
         else:
             np.savez(buffer, **inputs)  # type: ignore[arg-type]
@@ -128,7 +129,7 @@ class InferenceClient:
             raise PredictError(status, f"{model}: {message}")
         lowered = {k.lower(): v for k, v in headers.items()}
         if lowered.get("content-type", "").startswith(NPY):
-            outputs = {lowered.get("x-output-name", "output"): np.load(io.BytesIO(body))}
+            outputs = {lowered.get("x-output-name", "output"): npy.loads(body)}
         else:
             with np.load(io.BytesIO(body), allow_pickle=False) as npz:
                 outputs = {key: npz[key] for key in npz.files}
