@@ -205,7 +205,7 @@ def main() -> None:
         make_agent = agent_caller()
         for _ in range(args.rounds):
             for name, callers_of in (
-                ("agent, binary (.npz)", lambda n: [make_agent(url) for _ in range(n)]),
+                ("agent, binary (.npy)", lambda n: [make_agent(url) for _ in range(n)]),
                 (BATCHED, lambda n: [make_agent(batch_url) for _ in range(n)]),
                 ("Flask + JSON", lambda n: [flask_caller(flask_port) for _ in range(n)]),
                 ("bare InferenceSession.run", lambda n: [bare for _ in range(n)]),
@@ -252,15 +252,15 @@ def report(
     print(f"# Serving the digits model ({args.rounds} rounds of {args.seconds:g} s, medians)\n")
     print(f"| path | req/s, {n} clients | p50 ms | p99 ms | req/s, 1 client | p50 ms | failed |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    for name in ("agent, binary (.npz)", BATCHED, "Flask + JSON", "bare InferenceSession.run"):
+    for name in ("agent, binary (.npy)", BATCHED, "Flask + JSON", "bare InferenceSession.run"):
         a, b = med[f"{name}|load"], med[f"{name}|one client"]
         fails = int(sum(rows[f"{name}|load"]["fail"]) + sum(rows[f"{name}|one client"]["fail"]))
         print(
             f"| {name} | {a['rps']:.0f} | {a['p50']:.3f} | {a['p99']:.3f} | {b['rps']:.0f} "
             f"| {b['p50']:.3f} | {fails} |"
         )
-    agent, flask = med["agent, binary (.npz)|load"], med["Flask + JSON|load"]
-    overhead = med["agent, binary (.npz)|one client"]["p50"]
+    agent, flask = med["agent, binary (.npy)|load"], med["Flask + JSON|load"]
+    overhead = med["agent, binary (.npy)|one client"]["p50"]
     overhead -= med["bare InferenceSession.run|one client"]["p50"]
     print("\n| figure | value |")
     print("|---|---:|")
