@@ -32,7 +32,13 @@ from agent.tuf_mqtt import TufSession
 from agent.updater import ModelUpdater
 from edge_sdk import __version__
 from edge_sdk.assignment import Assignment, verify_assignment
-from edge_sdk.errors import EdgeSdkError, ThresholdError, TransferError, UnknownKeyError
+from edge_sdk.errors import (
+    ConfigError,
+    EdgeSdkError,
+    ThresholdError,
+    TransferError,
+    UnknownKeyError,
+)
 from edge_sdk.keys import load_trust_root
 from edge_sdk.topics import Topics
 from edge_sdk.trust import TrustRoot
@@ -220,7 +226,13 @@ class Agent:
             )
             self.api_servers.append(ApiServer(app, "", 0, str(serving.unix_socket)))
         for server in self.api_servers:
-            server.start()
+            try:
+                server.start()
+            except OSError as e:
+                raise ConfigError(
+                    f"{self.config.path}: serving: {e}; choose another address (serving.listen, "
+                    "serving.unix_socket) or stop what holds it"
+                ) from e
 
     def _on_desired(self, topic: str, payload: bytes, _retained: bool) -> None:
         self._inbox.put((topic, payload))  # network thread: hand over, decide later

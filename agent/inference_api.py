@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -208,7 +210,8 @@ async def _json(send: Send, status: int, doc: Any) -> None:
 
 @dataclass
 class ApiServer:
-    """uvicorn in a thread of the agent; ``stop`` lets requests in flight finish."""
+    """uvicorn in a thread of the agent, on a socket bound here first (so an address in use is
+    our one-line error, not a server thread dying); ``stop`` lets requests in flight finish."""
 
     app: InferenceApi
     host: str
@@ -218,24 +221,46 @@ class ApiServer:
     def __post_init__(self) -> None:
         config = uvicorn.Config(
             self.app,
-            host=self.host,
-            port=self.port,
-            uds=self.unix_socket or None,
             lifespan="off",
             access_log=False,
+            log_config=None,  # uvicorn's records go through the agent's logging, one line each
             log_level="warning",
             timeout_graceful_shutdown=5,
         )
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="inference-api", daemon=True)
+        self._socket: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+
+    def _bind(self) -> socket.socket:
+        if self.unix_socket:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.bind(self.unix_socket)
+            os.chmod(self.unix_socket, 0o660)  # the agent's user and group: apps on the device
+        else:
+            family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, self.port))
+        sock.listen(1024)
+        return sock
 
     def start(self, timeout: float = 10.0) -> None:
+        where = self.unix_socket or f"{self.host}:{self.port}"
+        try:
+            self._socket = self._bind()
+        except OSError as e:
+            raise OSError(f"cannot listen on {where}: {e.strerror}") from e
+        self._thread = threading.Thread(
+            target=self._server.run,
+            kwargs={"sockets": [self._socket]},
+            name="inference-api",
+            daemon=True,
+        )
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self._server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
-                where = self.unix_socket or f"{self.host}:{self.port}"
-                raise OSError(f"the inference API could not listen on {where}; is it in use?")
+                raise OSError(f"the inference API did not start on {where}")
             time.sleep(0.01)
 
     @property
@@ -244,15 +269,15 @@ class ApiServer:
 
     @property
     def bound_port(self) -> int:
-        """The TCP port actually bound (useful with port 0)."""
-        for server in self._server.servers:
-            for sock in server.sockets:
-                address = sock.getsockname()
-                if isinstance(address, tuple):
-                    return int(address[1])
+        """The TCP port bound (useful with port 0)."""
+        if self._socket is not None and not self.unix_socket:
+            return int(self._socket.getsockname()[1])
         return self.port
 
     def stop(self) -> None:
         self._server.should_exit = True
-        self._thread.join(10)
+        if self._thread is not None:
+            self._thread.join(10)
+        if self._socket is not None:
+            self._socket.close()
         self.app.close()

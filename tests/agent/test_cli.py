@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -112,3 +113,18 @@ def test_a_killed_agent_is_marked_offline_by_its_last_will(
         assert time.monotonic() - started < 5  # the broker sees the socket close at once
     finally:
         close()
+
+
+def test_an_address_in_use_is_one_line_and_exit_2(
+    tmp_path: Path, broker: Broker, keyring: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = write_config(
+            tmp_path / "dev", broker, keyring / "root.json", serving={"listen": f"127.0.0.1:{port}"}
+        )
+        code, _, err = invoke(capsys, "run", "--config", str(config))
+    assert code == 2
+    assert err.count("\n") == 1 and "serving" in err and f"127.0.0.1:{port}" in err
