@@ -238,7 +238,10 @@ class ApiServer:
             os.chmod(self.unix_socket, 0o660)  # the agent's user and group: apps on the device
         else:
             family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-            sock = socket.socket(family, socket.SOCK_STREAM)
+            # proto IPPROTO_TCP, not 0: asyncio turns Nagle off only on sockets that say they
+            # are TCP, and with Nagle on, a response's headers and body wait ~40 ms for an ACK.
+            sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((self.host, self.port))
         sock.listen(1024)

@@ -161,3 +161,20 @@ def test_metrics_parse_and_carry_model_and_version(
         if s.name.endswith("_total")
     }
     assert results["committed"] == 1
+
+
+def test_the_tcp_listener_turns_nagle_off() -> None:
+    """With Nagle on, each response waits ~40 ms for the client's delayed ACK; asyncio only
+    disables it on sockets created as TCP, so the listener must say it is one."""
+    import socket
+
+    from agent.inference_api import ApiServer, InferenceApi
+    from agent.metrics import Metrics
+
+    server = ApiServer(InferenceApi({}, Metrics(), max_body_bytes=1, threads=1), "127.0.0.1", 0)
+    sock = server._bind()
+    try:
+        assert sock.proto == socket.IPPROTO_TCP
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    finally:
+        sock.close()
