@@ -325,9 +325,9 @@ class ModelUpdater:
     def _selftest_and_switch(self) -> None:
         j = self.journal
         assert j.version is not None
-        loaded = self._gate(j.version)
-        if not loaded.gate.passed:
-            reason = f"self-test of {self.model.name} v{j.version} failed: {loaded.gate.detail}"
+        loaded, problem = self._checked(j.version)
+        if loaded is None:
+            reason = f"self-test of {self.model.name} v{j.version} failed: {problem}"
             if j.state is State.STAGED:
                 self._fire(Event.SELFTEST_FAILED, reason)
                 self.store.remove(j.version)
@@ -357,17 +357,26 @@ class ModelUpdater:
             artifact_path=directory / bundle.manifest.artifact,
         )
 
+    def _checked(self, version: int) -> tuple[LoadedVersion | None, str]:
+        """The version loaded and through its gate, or ``None`` and why not: files that no
+        longer verify or read are a failed self-test too, never an exception out of an update."""
+        try:
+            loaded = self._gate(version)
+        except EdgeSdkError as e:
+            return None, str(e)
+        return (loaded, "") if loaded.gate.passed else (None, loaded.gate.detail)
+
     def _recheck_in_probation(self) -> None:
         j = self.journal
         assert j.version is not None
         if self.store.current() != j.version:
             # Cut between the journal and the pointer cannot happen (pointer first); be safe.
             self.store.set_current(j.version)
-        loaded = self._gate(j.version)
-        if not loaded.gate.passed:
+        loaded, problem = self._checked(j.version)
+        if loaded is None:
             self._fire(
                 Event.PROBATION_FAILED,
-                f"re-check after restart failed: {loaded.gate.detail}",
+                f"re-check after restart failed: {problem}",
                 rollback_to=j.previous,
             )
             self._roll_back()
@@ -426,7 +435,7 @@ class ModelUpdater:
         target = j.rollback_to
         if target is not None and target in self.store.installed():
             self.store.set_current(target)
-            self.slot.swap(self._gate(target))
+            self.slot.swap(self._checked(target)[0])  # None: nothing to serve, but switched
         else:
             self.store.current_path.unlink(missing_ok=True)
             self.slot.swap(None)

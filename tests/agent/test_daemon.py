@@ -415,3 +415,15 @@ def test_the_model_keeps_serving_while_the_broker_is_away(
         assert not agent.link.connected.is_set()
         broker.start()
         wait_for(agent.link.connected.is_set, what="reconnected")
+
+
+def test_a_version_whose_files_no_longer_verify_fails_its_check_without_raising(
+    tmp_path: Path, broker: Broker, keyring: Path
+) -> None:
+    with running_v1(tmp_path, broker, keyring) as (_, path, agent):
+        model = store(path).version_dir(1) / "model.onnx"
+        data = bytearray(model.read_bytes())
+        data[1000] ^= 0xFF
+        model.write_bytes(bytes(data))
+        loaded, problem = agent.updaters["digits"]._checked(1)
+    assert loaded is None and "does not match" in problem
