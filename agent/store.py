@@ -28,7 +28,7 @@ from typing import Any
 
 from agent.machine import Journal
 from edge_sdk.atomic import fsync_dir, write_bytes_atomic
-from edge_sdk.errors import DiskSpaceError, UpdateError
+from edge_sdk.errors import DiskSpaceError, OutputError, UpdateError
 
 CHUNK_INDEX = "chunks.json"
 _PRIVATE_DIR = 0o750
@@ -36,6 +36,16 @@ _PRIVATE_DIR = 0o750
 
 def disk_full(e: OSError, where: Path) -> DiskSpaceError:
     return DiskSpaceError(f"disk full while writing {where}: {e.strerror}; free space and retry")
+
+
+def write_failure(e: OSError | OutputError, where: Path) -> UpdateError:
+    """The update error for a failed write: ``DiskSpaceError`` for ENOSPC, whether it came as
+    an OSError or as the OutputError ``atomic_writer`` raises when it cannot make its temp
+    file (with the OSError as its cause)."""
+    cause = e if isinstance(e, OSError) else e.__cause__
+    if isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
+        return disk_full(cause, where)
+    return UpdateError(f"cannot write {where}: {e}")
 
 
 @dataclass(frozen=True)
@@ -101,9 +111,7 @@ class ChunkCache:
             os.replace(temporary, target)
         except OSError as e:
             temporary.unlink(missing_ok=True)
-            if e.errno == errno.ENOSPC:
-                raise disk_full(e, target) from e
-            raise UpdateError(f"cannot write chunk {target}: {e.strerror}") from e
+            raise write_failure(e, target) from e
         self._written += len(data)
 
     def discard(self, names: Iterable[str]) -> None:

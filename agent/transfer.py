@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from agent.mqtt_link import MqttLink
-from agent.store import ChunkCache, ChunkRef
+from agent.store import ChunkCache, ChunkRef, write_failure
 from agent.tuf_mqtt import TufSession
 from edge_sdk.atomic import atomic_writer
 from edge_sdk.bundle import ARTIFACT_NAMES, GOLDEN, MANIFEST, MAX_METADATA_BYTES, SIGNATURES
 from edge_sdk.errors import (
-    DiskSpaceError,
+    OutputError,
     OversizeError,
     TamperedError,
     TransferError,
@@ -245,12 +245,8 @@ def assemble(release: Release, staging: Path, read_chunk: Callable[[str], bytes]
                     raise TamperedError(
                         f"{spec.name} assembled from its chunks does not match its signed sha256"
                     )
-        except OSError as e:
-            if e.errno == 28:
-                raise DiskSpaceError(
-                    f"disk full while writing {target}; free space and retry"
-                ) from e
-            raise UpdateError(f"cannot write {target}: {e.strerror}") from e
+        except (OSError, OutputError) as e:
+            raise write_failure(e, target) from e
 
 
 def bytes_needed(release: Release, have: Iterable[str]) -> int:

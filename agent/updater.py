@@ -398,15 +398,16 @@ class ModelUpdater:
         window_over = self.env.now() - j.since >= rules.seconds
         figures = self.slot.figures()
         self.probation_figures = figures
-        failure = (
-            None if check.passed else f"golden vectors failed in service: {check.detail}"
-        ) or probation_failure(
-            figures,
-            self.previous_figures,
-            rules,
-            latency_budget_ms=self.model.max_latency_ms,
-            window_over=window_over,
-        )
+        if not check.passed:
+            failure: str | None = f"golden vectors failed in service: {check.detail}"
+        else:
+            failure = probation_failure(
+                figures,
+                self.previous_figures,
+                rules,
+                latency_budget_ms=self.model.max_latency_ms,
+                window_over=window_over,
+            )
         if failure is not None:
             self._fire(
                 Event.PROBATION_FAILED,

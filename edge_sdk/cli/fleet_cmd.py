@@ -5,11 +5,14 @@ so a shell session can set them once."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from edge_sdk.cli._common import JsonFlag, emit_json, new_app, stderr_console, stdout_console
+
+if TYPE_CHECKING:
+    from edge_sdk.operator_link import OperatorLink
 
 fleet_app = new_app("Operate the fleet: publish bundles and assign versions over MQTT.")
 
@@ -44,7 +47,7 @@ PrefixOpt = Annotated[
 ]
 
 
-def _connect(broker: str, ca: Path | None, cert: Path | None, key: Path | None):  # type: ignore[no-untyped-def]
+def _connect(broker: str, ca: Path | None, cert: Path | None, key: Path | None) -> OperatorLink:
     from edge_sdk.operator_link import BrokerAddress, OperatorLink
 
     return OperatorLink(BrokerAddress.parse(broker, ca=ca, cert=cert, key=key), "edge-sdk-operator")

@@ -334,3 +334,16 @@ def test_stray_temporary_files_are_cleared_at_start(tmp_path: Path) -> None:
     (directory / ".abc.tmp").write_bytes(b"half")
     ChunkCache(directory)
     assert list(directory.iterdir()) == []
+
+
+def test_a_temp_file_that_cannot_be_made_for_lack_of_space_is_disk_full(tmp_path: Path) -> None:
+    from agent.store import write_failure
+    from edge_sdk.errors import OutputError
+
+    try:
+        raise OutputError("cannot write") from OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    except OutputError as e:
+        assert isinstance(write_failure(e, tmp_path / "f"), DiskSpaceError)
+    other = OSError(errno.EIO, os.strerror(errno.EIO))
+    failure = write_failure(other, tmp_path / "f")
+    assert isinstance(failure, UpdateError) and not isinstance(failure, DiskSpaceError)
