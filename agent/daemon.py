@@ -368,6 +368,9 @@ def model_status(u: ModelUpdater) -> dict[str, Any]:
         "version": u.store.current(),
         "state": str(j.state),
         "target_version": j.version,
+        # The assignment that started the last or ongoing update: how an operator's rollout
+        # tells its own outcome from an older one for the same version.
+        "serial": j.serial,
         "floor": j.floor,
         "reason": j.reason,
         "last_result": u.outcome.to_json() if u.outcome is not None else None,

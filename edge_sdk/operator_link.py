@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
@@ -55,6 +56,18 @@ class BrokerAddress:
         return cls(parts.hostname, port or _DEFAULT_PORTS[parts.scheme], tls, ca, cert, key)
 
 
+def tls_context_args(address: BrokerAddress) -> dict[str, Any]:
+    """paho's ``tls_set`` arguments for an operator session: the fleet CA, host name checked,
+    the operator's client certificate."""
+    return {
+        "ca_certs": str(address.ca),
+        "certfile": str(address.cert) if address.cert else None,
+        "keyfile": str(address.key) if address.key else None,
+        "cert_reqs": ssl.CERT_REQUIRED,
+        "tls_version": ssl.PROTOCOL_TLS_CLIENT,
+    }
+
+
 class OperatorLink:
     """``with OperatorLink(address, client_id) as link: link.publish(...)``; leaving the block
     waits for every acknowledgement, so a clean exit means the broker holds everything."""
@@ -71,13 +84,7 @@ class OperatorLink:
             protocol=MQTTProtocolVersion.MQTTv5,
         )
         if address.tls:
-            client.tls_set(
-                ca_certs=str(address.ca),
-                certfile=str(address.cert) if address.cert else None,
-                keyfile=str(address.key) if address.key else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
+            client.tls_set(**tls_context_args(address))
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.max_inflight_messages_set(64)

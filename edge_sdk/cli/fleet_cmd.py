@@ -10,47 +10,26 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from edge_sdk.cli._common import JsonFlag, emit_json, new_app, stderr_console, stdout_console
+from edge_sdk.cli._fleet_options import (
+    BrokerOpt,
+    CaOpt,
+    CertOpt,
+    FleetOpt,
+    KeyOpt,
+    KeysOpt,
+    PrefixOpt,
+    RepoOpt,
+    connect,
+)
 
 if TYPE_CHECKING:
     from edge_sdk.operator_link import OperatorLink
 
 fleet_app = new_app("Operate the fleet: publish bundles and assign versions over MQTT.")
 
-RepoOpt = Annotated[
-    Path,
-    typer.Option("--repo", envvar="EDGE_SDK_REPO", help="The fleet's TUF repository directory."),
-]
-KeysOpt = Annotated[
-    Path,
-    typer.Option("--keys", envvar="EDGE_SDK_KEYS", help="Keyring directory (online keys sign)."),
-]
-BrokerOpt = Annotated[
-    str,
-    typer.Option(
-        "--broker", envvar="EDGE_SDK_BROKER", help="mqtt://HOST:PORT or mqtts://HOST:PORT"
-    ),
-]
-CaOpt = Annotated[
-    Path | None, typer.Option("--ca", envvar="EDGE_SDK_BROKER_CA", help="Fleet CA (mqtts).")
-]
-CertOpt = Annotated[
-    Path | None,
-    typer.Option("--cert", envvar="EDGE_SDK_BROKER_CERT", help="Operator client certificate."),
-]
-KeyOpt = Annotated[
-    Path | None,
-    typer.Option("--key", envvar="EDGE_SDK_BROKER_KEY", help="Operator client key."),
-]
-FleetOpt = Annotated[str, typer.Option("--fleet", envvar="EDGE_SDK_FLEET", help="Fleet name.")]
-PrefixOpt = Annotated[
-    str, typer.Option("--topic-prefix", envvar="EDGE_SDK_TOPIC_PREFIX", help="Topic prefix.")
-]
-
 
 def _connect(broker: str, ca: Path | None, cert: Path | None, key: Path | None) -> OperatorLink:
-    from edge_sdk.operator_link import BrokerAddress, OperatorLink
-
-    return OperatorLink(BrokerAddress.parse(broker, ca=ca, cert=cert, key=key), "edge-sdk-operator")
+    return connect(broker, ca, cert, key, "edge-sdk-operator")
 
 
 @fleet_app.command("publish")

@@ -1,0 +1,62 @@
+"""Options every ``edge-sdk fleet`` and ``broker`` command shares, and the one way to connect.
+
+Broker and keyring settings come from options or ``EDGE_SDK_*`` variables, so a shell session
+sets them once (``edge-sdk broker init`` prints the ``export`` line).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from edge_sdk.operator_link import OperatorLink
+
+RepoOpt = Annotated[
+    Path,
+    typer.Option("--repo", envvar="EDGE_SDK_REPO", help="The fleet's TUF repository directory."),
+]
+KeysOpt = Annotated[
+    Path,
+    typer.Option("--keys", envvar="EDGE_SDK_KEYS", help="Keyring directory (online keys sign)."),
+]
+BrokerOpt = Annotated[
+    str,
+    typer.Option(
+        "--broker", envvar="EDGE_SDK_BROKER", help="mqtt://HOST:PORT or mqtts://HOST:PORT"
+    ),
+]
+CaOpt = Annotated[
+    Path | None, typer.Option("--ca", envvar="EDGE_SDK_BROKER_CA", help="Fleet CA (mqtts).")
+]
+CertOpt = Annotated[
+    Path | None,
+    typer.Option("--cert", envvar="EDGE_SDK_BROKER_CERT", help="Operator client certificate."),
+]
+KeyOpt = Annotated[
+    Path | None,
+    typer.Option("--key", envvar="EDGE_SDK_BROKER_KEY", help="Operator client key."),
+]
+FleetOpt = Annotated[str, typer.Option("--fleet", envvar="EDGE_SDK_FLEET", help="Fleet name.")]
+PrefixOpt = Annotated[
+    str, typer.Option("--topic-prefix", envvar="EDGE_SDK_TOPIC_PREFIX", help="Topic prefix.")
+]
+BrokerDirOpt = Annotated[
+    Path,
+    typer.Option(
+        "--broker-dir",
+        envvar="EDGE_SDK_BROKER_DIR",
+        help="What `edge-sdk broker init` wrote: the fleet CA and the enrolment records.",
+    ),
+]
+
+
+def connect(
+    broker: str, ca: Path | None, cert: Path | None, key: Path | None, client_id: str
+) -> OperatorLink:
+    """An operator session; every input is checked here, before any connection is tried."""
+    from edge_sdk.operator_link import BrokerAddress, OperatorLink
+
+    return OperatorLink(BrokerAddress.parse(broker, ca=ca, cert=cert, key=key), client_id)
