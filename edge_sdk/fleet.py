@@ -4,9 +4,10 @@ layer over these."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,6 +17,7 @@ from edge_sdk.atomic import write_bytes_atomic
 from edge_sdk.bundle import Bundle
 from edge_sdk.keys import ROOT_JSON, load_trust_root
 from edge_sdk.operator_link import OperatorLink
+from edge_sdk.publish_ledger import PublishLedger
 from edge_sdk.repository import PublishSet, Repository, online_signers
 from edge_sdk.topics import Topics
 
@@ -30,6 +32,9 @@ class PublishResult:
     chunks: int
     chunk_bytes: int
     metadata_files: int
+    sent_chunks: int
+    skipped_chunks: int
+    sent_bytes: int
 
 
 def open_or_create(repo: Path, keyring: Path) -> Repository:
@@ -38,24 +43,85 @@ def open_or_create(repo: Path, keyring: Path) -> Repository:
     return Repository.create(repo, keyring)
 
 
+@dataclass(frozen=True)
+class SendProgress:
+    """Chunks (and their bytes) the broker has acknowledged so far in one ``send``."""
+
+    chunks_done: int
+    chunks_total: int
+    bytes_done: int
+    bytes_total: int
+
+
+@dataclass(frozen=True)
+class SendResult:
+    sent_chunks: int
+    skipped_chunks: int  # already acknowledged by this broker, per the ledger
+    sent_bytes: int
+
+
+# The ledger is saved after this many PUBACKs: an interrupted publish re-sends at most this
+# many acknowledged chunks, and a large release does not rewrite the file for every chunk.
+LEDGER_BATCH = 64
+
+
 def send(
     link: OperatorLink,
     topics: Topics,
     changes: PublishSet,
-    progress: Callable[[int, int], None] | None = None,
-) -> None:
+    progress: Callable[[SendProgress], None] | None = None,
+    *,
+    ledger: PublishLedger | None = None,
+) -> SendResult:
     """Chunks first, then metadata with timestamp.json last: a device that sees the new
-    timestamp finds everything it points to already on the broker."""
-    for sha, data in changes.chunks.items():
+    timestamp finds everything it points to already on the broker.
+
+    With a ``ledger``, chunks it records are skipped and acknowledged ones are recorded as
+    their PUBACKs arrive, so a publish cut short resumes where it stopped. Metadata is always
+    sent whole: it is small, and the timestamp must come after the chunks on every run.
+    """
+    link.wait()  # anything published earlier is not ours to count
+    done_before = ledger if ledger is not None else frozenset[str]()
+    todo = [(sha, data) for sha, data in changes.chunks.items() if sha not in done_before]
+    offsets = list(itertools.accumulate((len(data) for _, data in todo), initial=0))
+    for sha, data in todo:
         link.publish(topics.chunk(sha), data)
-    link.wait(progress)
+    saved = 0
+
+    def save(done: int) -> None:
+        nonlocal saved
+        if ledger is not None and done > saved:
+            ledger.record(sha for sha, _ in todo[saved:done])
+            ledger.save()
+            saved = done
+
+    acked = 0
+
+    def on_ack(done: int, total: int) -> None:
+        nonlocal acked
+        # OperatorLink.wait reports in publish order: ``done`` is a prefix of ``todo``.
+        acked = done
+        if done % LEDGER_BATCH == 0:
+            save(done)
+        if progress is not None:
+            progress(SendProgress(done, total, offsets[done], offsets[-1]))
+
+    try:
+        link.wait(on_ack)
+    finally:
+        save(acked)  # also on Ctrl-C or a lost broker: what was acknowledged stays recorded
     for name, data in changes.metadata.items():
         link.publish(topics.metadata_file(name), data)
     for name in changes.removed_metadata:
         link.publish(topics.metadata_file(name), b"")  # an empty retained message clears it
+    if ledger is not None and changes.removed_chunks:
+        # Forgotten before they are cleared: the ledger must never claim a chunk that is gone.
+        ledger.forget(changes.removed_chunks)
+        ledger.save()
     for sha in changes.removed_chunks:
         link.publish(topics.chunk(sha), b"")
     link.wait()
+    return SendResult(len(todo), len(changes.chunks) - len(todo), offsets[-1])
 
 
 def publish_bundle(
@@ -65,17 +131,19 @@ def publish_bundle(
     topics: Topics,
     *,
     expires: datetime | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[SendProgress], None] | None = None,
+    ledger: PublishLedger | None = None,
 ) -> PublishResult:
     """Add ``bundle`` to the repository and put it on the broker. Safe to repeat: adding the
-    same release again changes nothing, and every message is retained and idempotent."""
+    same release again changes nothing, and every message is retained and idempotent. Without
+    a ``ledger`` every chunk is sent; with one, only those this broker has not acknowledged."""
     changes = repo.add_bundle(bundle, expires=expires)
     everything = PublishSet(
         metadata=repo.metadata_files(),
         chunks=changes.chunks or repo.chunks_of(bundle),
         removed_metadata=changes.removed_metadata,
     )
-    send(link, topics, everything, progress)
+    sent = send(link, topics, everything, progress, ledger=ledger)
     m = bundle.manifest
     return PublishResult(
         m.name,
@@ -83,6 +151,9 @@ def publish_bundle(
         len(everything.chunks),
         sum(len(c) for c in everything.chunks.values()),
         len(everything.metadata),
+        sent.sent_chunks,
+        sent.skipped_chunks,
+        sent.sent_bytes,
     )
 
 
@@ -94,6 +165,37 @@ def next_serial(repo_dir: Path) -> int:
     serial = max(int(time.time() * 1000), int(last) + 1)
     write_bytes_atomic(path, json.dumps({"serial": serial}).encode())
     return serial
+
+
+def publish_assignments(
+    keyring: Path,
+    link: OperatorLink,
+    topics: Topics,
+    *,
+    model: str,
+    serial: int,
+    orders: Sequence[tuple[str, int, bool]],
+    expires: datetime | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> None:
+    """Sign and publish (retained) one assignment per ``(scope, version, rollback)``, all with
+    ``serial``: a rollout's wave is one decision, and publishing it again (a resumed rollout)
+    is a duplicate every device ignores."""
+    when = expires or datetime.now(UTC) + timedelta(days=ASSIGNMENT_DAYS)
+    signers = online_signers(keyring, load_trust_root(keyring / ROOT_JSON).root)["targets"]
+    for scope, version, rollback in orders:
+        payload = sign_assignment(
+            Assignment(model, version, scope, serial, rollback), signers, expires=when
+        )
+        link.publish(_desired_topic(topics, scope, model), payload)
+    link.wait(progress)
+
+
+def _desired_topic(topics: Topics, scope: str, model: str) -> str:
+    kind, who = scope.split("/", 1)
+    if kind == "devices":
+        return topics.desired_device(who, model)
+    return topics.desired_group(who, model)
 
 
 def assign(
@@ -113,10 +215,6 @@ def assign(
     when = expires or datetime.now(UTC) + timedelta(days=ASSIGNMENT_DAYS)
     signers = online_signers(keyring, load_trust_root(keyring / ROOT_JSON).root)["targets"]
     payload = sign_assignment(assignment, signers, expires=when)
-    kind, who = scope.split("/", 1)
-    topic = (
-        topics.desired_device(who, model) if kind == "devices" else topics.desired_group(who, model)
-    )
-    link.publish(topic, payload)
+    link.publish(_desired_topic(topics, scope, model), payload)
     link.wait()
     return assignment

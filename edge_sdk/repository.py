@@ -459,6 +459,15 @@ class Repository:
             found.add((name, int(version)))
         return sorted(found)
 
+    def release_record(self, name: str, version: int) -> dict[str, Any] | None:
+        """The signed release record (profile, runtime, files, bytes) of ``name`` v``version``,
+        or ``None`` when that release is not in the repository."""
+        target = self._state().targets.signed.targets.get(
+            f"{release_prefix(name, version)}{MANIFEST}"
+        )
+        record = (target.unrecognized_fields.get("custom") or {}).get("release") if target else None
+        return dict(record) if isinstance(record, dict) else None
+
     def metadata_files(self) -> dict[str, bytes]:
         """Every published file under metadata/, in publish order (see PublishSet)."""
         names = [

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from tests.fleet_broker import FleetBroker
     from tests.mosquitto import Broker
 
 REPO = Path(__file__).resolve().parent.parent
@@ -127,3 +128,14 @@ def broker_factory(tmp_path: Path) -> Iterator[Callable[..., Broker]]:
     yield make
     for started in reversed(brokers):
         started.close()
+
+
+@pytest.fixture()
+def fleet_broker(tmp_path: Path, keyring: Path) -> Iterator[FleetBroker]:
+    """A broker made by ``edge-sdk broker init`` and running its config (mutual TLS, the
+    generated ACL); ``fleet_broker.enroll("dev-1")`` runs ``fleet enroll`` and returns the
+    device's agent.toml, trusting ``keyring``'s root.json."""
+    from tests.fleet_broker import FleetBroker
+
+    with FleetBroker(tmp_path / "fleet-broker", trust_root=keyring / "root.json") as started:
+        yield started

@@ -162,16 +162,8 @@ class Broker:
     def stop(self) -> None:
         """SIGTERM and wait: Mosquitto saves its persistence database on the way out."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        log, self._log = self._log, None
+        terminate(proc, log)
 
     def restart(self) -> None:
         self.stop()
@@ -234,55 +226,17 @@ class Broker:
         (a certificate from another CA, say). Raises ``BrokerRefused`` unless the broker
         answers CONNACK success within 10 s.
         """
-        if client_id is None:
-            client_id = f"test-{identity or 'anonymous'}-{next(_client_ids)}"
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-        if self.tls:
-            if cert is None and identity is not None:
-                cert = self.client_cert(identity)
-            certfile, keyfile = (str(cert[0]), str(cert[1])) if cert else (None, None)
-            client.tls_set(ca_certs=str(self.ca_path), certfile=certfile, keyfile=keyfile)
-        elif identity is not None:
-            client.username_pw_set(identity)
-
-        answered = threading.Event()
-        outcome: list[ReasonCode] = []
-
-        def on_connect(_c: mqtt.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Any) -> None:
-            outcome.append(reason)
-            answered.set()
-
-        def on_disconnect(_c: mqtt.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Any) -> None:
-            # With TLS 1.3 the client finishes its handshake before the broker has checked
-            # the client's certificate, so a rejected certificate shows up here, as the
-            # connection closing before any CONNACK, not as an error from connect().
-            if not answered.is_set():
-                outcome.append(reason)
-                answered.set()
-
-        client.on_connect = on_connect
-        client.on_disconnect = on_disconnect
-        where = f"{self.url} as {identity or 'no identity'}"
-        try:
-            client.connect(self.host, self.port, keepalive=30)
-        except OSError as e:
-            raise BrokerRefused(f"{where}: {e}") from e
-        client.loop_start()
-        if not answered.wait(CONNECT_TIMEOUT_S):
-            client.loop_stop()
-            raise BrokerRefused(f"{where}: no CONNACK within {CONNECT_TIMEOUT_S:.0f} s")
-        reason = outcome[0]
-        if reason.is_failure or reason.packetType != PacketTypes.CONNACK:
-            client.disconnect()
-            client.loop_stop()
-            if reason.packetType == PacketTypes.CONNACK:
-                raise BrokerRefused(f"{where}: CONNACK {reason}")
-            raise BrokerRefused(
-                f"{where}: connection closed before CONNACK ({reason}); why is in {self.log_path}"
-            )
-        # The test owns the callbacks from here on.
-        client.on_connect = None
-        client.on_disconnect = None
+        if self.tls and cert is None and identity is not None:
+            cert = self.client_cert(identity)
+        client = connect_client(
+            self.host,
+            self.port,
+            identity,
+            ca_path=self.ca_path if self.tls else None,
+            cert=cert,
+            client_id=client_id,
+            log_path=self.log_path,
+        )
         self._clients.append(client)
         return client
 
@@ -335,39 +289,7 @@ class Broker:
 
     def _launch(self) -> None:
         self.config_path.write_text(self._config())
-        self._log = self.log_path.open("ab")
-        started_at = self._log.tell()
-        self._proc = subprocess.Popen(
-            [mosquitto_executable(), "-c", str(self.config_path)],
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            cwd=self.work_dir,
-        )
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                tail = self._new_log(started_at)
-                self.stop()
-                if "Address already in use" in tail:
-                    raise _PortTaken(tail)
-                raise RuntimeError(f"mosquitto exited at start; its log:\n{tail}")
-            # "running" is logged once every listener is open; the port test alone could be
-            # answered by some other process that took the port first.
-            if " running" in self._new_log(started_at) and _accepts(self.port):
-                return
-            time.sleep(0.05)
-        tail = self._new_log(started_at)
-        self.stop()
-        raise RuntimeError(
-            f"mosquitto did not accept connections on port {self._port} within "
-            f"{START_TIMEOUT_S:.0f} s; its log:\n{tail}"
-        )
-
-    def _new_log(self, offset: int) -> str:
-        with self.log_path.open("rb") as handle:
-            handle.seek(offset)
-            return handle.read().decode(errors="replace")
+        self._proc, self._log = launch(self.config_path, self.log_path, self.port, self.work_dir)
 
 
 class _PortTaken(RuntimeError):
@@ -380,3 +302,127 @@ def _accepts(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def launch(
+    config_path: Path, log_path: Path, port: int, cwd: Path
+) -> tuple[subprocess.Popen[bytes], IO[bytes]]:
+    """Start ``mosquitto -c config_path`` with its stdout and stderr appended to ``log_path``,
+    and wait until it logs "running" and accepts connections on ``port``.
+
+    The caller owns the returned process and log handle (``terminate`` ends both). On failure
+    the process is already gone; ``_PortTaken`` says another process had the port.
+    """
+    log = log_path.open("ab")
+    started_at = log.tell()
+    proc = subprocess.Popen(
+        [mosquitto_executable(), "-c", str(config_path)],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=cwd,
+    )
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = _read_from(log_path, started_at)
+            terminate(proc, log)
+            if "Address already in use" in tail:
+                raise _PortTaken(tail)
+            raise RuntimeError(f"mosquitto exited at start; its log:\n{tail}")
+        # "running" is logged once every listener is open; the port test alone could be
+        # answered by some other process that took the port first.
+        if " running" in _read_from(log_path, started_at) and _accepts(port):
+            return proc, log
+        time.sleep(0.05)
+    tail = _read_from(log_path, started_at)
+    terminate(proc, log)
+    raise RuntimeError(
+        f"mosquitto did not accept connections on port {port} within "
+        f"{START_TIMEOUT_S:.0f} s; its log:\n{tail}"
+    )
+
+
+def terminate(proc: subprocess.Popen[bytes] | None, log: IO[bytes] | None) -> None:
+    """SIGTERM and wait: Mosquitto saves its persistence database on the way out."""
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if log is not None:
+        log.close()
+
+
+def connect_client(
+    host: str,
+    port: int,
+    identity: str | None,
+    *,
+    ca_path: Path | None,
+    cert: tuple[Path, Path] | None = None,
+    client_id: str | None = None,
+    log_path: Path | None = None,
+) -> mqtt.Client:
+    """A connected MQTT v5 client with its network loop running (see ``Broker.client``).
+
+    With ``ca_path`` it connects over TLS, presenting ``cert`` if given; without, it sends
+    ``identity`` as the username. Raises ``BrokerRefused`` unless CONNACK success arrives.
+    """
+    if client_id is None:
+        client_id = f"test-{identity or 'anonymous'}-{next(_client_ids)}"
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    if ca_path is not None:
+        certfile, keyfile = (str(cert[0]), str(cert[1])) if cert else (None, None)
+        client.tls_set(ca_certs=str(ca_path), certfile=certfile, keyfile=keyfile)
+    elif identity is not None:
+        client.username_pw_set(identity)
+
+    answered = threading.Event()
+    outcome: list[ReasonCode] = []
+
+    def on_connect(_c: mqtt.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Any) -> None:
+        outcome.append(reason)
+        answered.set()
+
+    def on_disconnect(_c: mqtt.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Any) -> None:
+        # With TLS 1.3 the client finishes its handshake before the broker has checked
+        # the client's certificate, so a rejected certificate shows up here, as the
+        # connection closing before any CONNACK, not as an error from connect().
+        if not answered.is_set():
+            outcome.append(reason)
+            answered.set()
+
+    client.on_connect = on_connect
+    client.on_disconnect = on_disconnect
+    scheme = "mqtts" if ca_path is not None else "mqtt"
+    where = f"{scheme}://{host}:{port} as {identity or 'no identity'}"
+    try:
+        client.connect(host, port, keepalive=30)
+    except OSError as e:
+        raise BrokerRefused(f"{where}: {e}") from e
+    client.loop_start()
+    if not answered.wait(CONNECT_TIMEOUT_S):
+        client.loop_stop()
+        raise BrokerRefused(f"{where}: no CONNACK within {CONNECT_TIMEOUT_S:.0f} s")
+    reason = outcome[0]
+    if reason.is_failure or reason.packetType != PacketTypes.CONNACK:
+        client.disconnect()
+        client.loop_stop()
+        if reason.packetType == PacketTypes.CONNACK:
+            raise BrokerRefused(f"{where}: CONNACK {reason}")
+        raise BrokerRefused(
+            f"{where}: connection closed before CONNACK ({reason}); why is in {log_path}"
+        )
+    # The test owns the callbacks from here on.
+    client.on_connect = None
+    client.on_disconnect = None
+    return client
+
+
+def _read_from(path: Path, offset: int) -> str:
+    with path.open("rb") as handle:
+        handle.seek(offset)
+        return handle.read().decode(errors="replace")

@@ -12,13 +12,21 @@ app = new_app("Build, sign and ship models to edge devices.")
 
 def _register() -> None:
     # Imported here so each module only registers itself; heavy imports stay inside commands.
-    from edge_sdk.cli import build_cmd, bundle_cmd, fleet_cmd, keys_cmd, profiles_cmd
+    from edge_sdk.cli import (
+        broker_cmd,
+        build_cmd,
+        bundle_cmd,
+        fleet_cmd,
+        keys_cmd,
+        profiles_cmd,
+    )
 
     profiles_cmd.register(app)
     build_cmd.register(app)
     bundle_cmd.register(app)
     keys_cmd.register(app)
     fleet_cmd.register(app)
+    broker_cmd.register(app)
 
 
 _register()

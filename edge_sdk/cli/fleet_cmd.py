@@ -43,42 +43,76 @@ def publish_command(
     key: KeyOpt = None,
     fleet: FleetOpt = "default",
     topic_prefix: PrefixOpt = "edge",
+    full: Annotated[
+        bool,
+        typer.Option(
+            "--full",
+            help="Re-send every chunk, not only those this broker has not acknowledged yet: "
+            "for a broker that lost its retained messages (restarted without persistence).",
+        ),
+    ] = False,
     json_output: JsonFlag = False,
 ) -> None:
     """Add a bundle to the fleet repository and publish its chunks and metadata (retained).
-    Repeating it is safe: nothing changes, and what the broker lost is sent again."""
+
+    Resumable: the chunks the broker acknowledged are recorded under REPO/published/, and a
+    re-run (after Ctrl-C or a lost connection, or just again) sends only the rest, then all
+    the metadata. --full sends everything again."""
+    import ssl
+
     from edge_sdk.bundle import read_bundle
+    from edge_sdk.cli._publish_progress import PublishProgress
+    from edge_sdk.errors import InputError
     from edge_sdk.fleet import open_or_create, publish_bundle
+    from edge_sdk.operator_link import BrokerAddress, OperatorLink
+    from edge_sdk.publish_ledger import PublishLedger
     from edge_sdk.topics import Topics
 
+    # Everything checkable is checked before the repository or the broker is touched.
     topics = Topics(topic_prefix, fleet)
+    address = BrokerAddress.parse(broker, ca=ca, cert=cert, key=key)
     parsed = read_bundle(bundle)
+    try:
+        operator_link = OperatorLink(address, "edge-sdk-operator")
+    except (ssl.SSLError, OSError) as e:
+        raise InputError(f"cannot load the TLS files (--ca/--cert/--key): {e}") from e
     repository = open_or_create(repo, keys)
-
-    def progress(done: int, total: int) -> None:
-        if not json_output and (done == total or done % 50 == 0):
-            stderr_console.print(f"  chunks acknowledged: {done}/{total}", highlight=False)
-
-    with _connect(broker, ca, cert, key) as link:
-        result = publish_bundle(parsed, repository, link, topics, progress=progress)
+    # Keyed by the normalised address, so mqtt://h and mqtt://h:1883 share one ledger.
+    scheme = "mqtts" if address.tls else "mqtt"
+    ledger = PublishLedger.for_broker(
+        repo, f"{scheme}://{address.host}:{address.port}", topics.root, fresh=full
+    )
+    with (
+        operator_link as link,
+        PublishProgress(stderr_console, plain_lines=not json_output) as progress,
+    ):
+        result = publish_bundle(parsed, repository, link, topics, progress=progress, ledger=ledger)
     summary = {
         "name": result.name,
         "version": result.version,
         "chunks": result.chunks,
         "chunk_bytes": result.chunk_bytes,
+        "sent_chunks": result.sent_chunks,
+        "skipped_chunks": result.skipped_chunks,
+        "sent_bytes": result.sent_bytes,
         "metadata_files": result.metadata_files,
         "repo": str(repo),
         "topic": topics.root,
     }
     if json_output:
         emit_json(summary)
-    else:
-        stdout_console.print(
-            f"published {result.name} v{result.version}: {result.chunks} chunks "
-            f"({result.chunk_bytes} bytes) and {result.metadata_files} metadata files under "
-            f"{topics.root}/repo",
-            highlight=False,
-        )
+        return
+    skipped = (
+        f", {result.skipped_chunks} already on the broker (--full re-sends them)"
+        if result.skipped_chunks
+        else ""
+    )
+    stdout_console.print(
+        f"published {result.name} v{result.version}: {result.chunks} chunks "
+        f"({result.chunk_bytes} bytes; sent {result.sent_chunks}, {result.sent_bytes} bytes"
+        f"{skipped}) and {result.metadata_files} metadata files under {topics.root}/repo",
+        highlight=False,
+    )
 
 
 @fleet_app.command("assign")
@@ -136,4 +170,7 @@ def assign_command(
 
 
 def register(app: typer.Typer) -> None:
+    # The other fleet commands live in their own modules and attach themselves to fleet_app.
+    from edge_sdk.cli import fleet_enroll_cmd, fleet_rollout_cmd, fleet_status_cmd  # noqa: F401
+
     app.add_typer(fleet_app, name="fleet")

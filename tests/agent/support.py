@@ -207,12 +207,14 @@ def write_config(
     serving: dict[str, Any] | None = None,
     probation: dict[str, Any] | None = None,
     models: dict[str, Any] | None = None,
+    group: str = "default",
 ) -> Path:
     """An agent.toml for one test device. The inference API is off unless ``serving`` is
     given (``{"listen": "127.0.0.1:0"}`` picks a free port)."""
     directory.mkdir(parents=True, exist_ok=True)
     lines = [
         f'device_id = "{device}"',
+        f'group = "{group}"',
         f'profile = "{profile}"',
         f'state_dir = "{directory / "state"}"',
         f'trust_root = "{trust_root}"',

@@ -1,0 +1,688 @@
+"""Fleet rollout benchmark: N agents (threads in this process) on one Mosquitto, rolled from v1
+to a ~5 MB v2 in canary waves, against the raw limit of the same broker for the same N, in one run.
+
+For each N (``--devices 100,300``; ``--quick`` is N=20):
+
+1. Setup (not timed as a result): a fresh plain (non-TLS) broker, N agents in this process
+   (group ``bench``, probation 0.2 s, status every 1 s, serving off), all on v1 (the digits model)
+   through a group assignment.
+2. Publish the ~5 MB v2 and v3 bundles (timed).
+3. Rollout of v2 in waves ``1,10%,50%,100%`` (Gate bake 0 s): plan over FleetWatch, begin, drive,
+   wired as ``edge-sdk fleet rollout`` does, in-process; then v3 in one wave (``100%``), which
+   separates the wave gating from the transfer.
+4. Raw limit, agents stopped: the v2 chunk bytes published once (QoS 1, not retained) to N bare
+   paho subscribers on a wildcard, and the same chunks read retained (QoS 0, as the agents read
+   them) by N subscribers at once.
+5. Memory: the broker's RSS without clients, with N agents, and at its peak during the rollouts;
+   this process's RSS growth per agent; one agent as its own process holding the 5 MB model.
+
+Times depend on this shared machine; the ratios against the same-script raw baselines are the
+result. Run: ``python bench/bench_fleet.py`` (needs the mosquitto binary; ~10 minutes), or
+``--quick`` for a smoke run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import agent.daemon  # noqa: E402
+import agent.updater  # noqa: E402
+from agent.daemon import Agent  # noqa: E402
+from agent.machine import State  # noqa: E402
+from agent.sysinfo import release_memory  # noqa: E402
+from edge_sdk.bundle import Bundle  # noqa: E402
+from edge_sdk.fleet import assign, publish_assignments  # noqa: E402
+from edge_sdk.inventory import FleetWatch  # noqa: E402
+from edge_sdk.keys import init_keys  # noqa: E402
+from edge_sdk.operator_link import BrokerAddress, OperatorLink  # noqa: E402
+from edge_sdk.rollout import Gate, Order, Phase, Rollout, parse_waves, plan  # noqa: E402
+from edge_sdk.rollout_run import begin, drive  # noqa: E402
+from edge_sdk.topics import Topics  # noqa: E402
+from tests.agent.support import (  # noqa: E402
+    PROFILE,
+    Operator,
+    agent_thread,
+    committed,
+    make_bundle,
+    matmul_model,
+    start_process,
+    wait_for,
+    write_config,
+)
+from tests.mosquitto import Broker, connect_client  # noqa: E402
+
+FEATURES = 256
+V2_BYTES = 5 << 20
+GROUP = "bench"
+MODEL = "digits"
+PROBATION_S = 0.2
+WAVES = "1,10%,50%,100%"
+_TICK = os.sysconf("SC_CLK_TCK")
+TOPICS = Topics("edge", "default")
+
+
+class QuietBroker(Broker):
+    """The tests' broker without ``log_type all``: at debug level Mosquitto writes a log line
+    for every PUBLISH, SUBSCRIBE and ack, which at hundreds of clients is broker CPU a
+    production broker does not spend. "running" (information) is still logged for start-up."""
+
+    def _config(self) -> str:
+        quiet = "log_type error\nlog_type warning\nlog_type notice\nlog_type information"
+        return super()._config().replace("log_type all", quiet)
+
+
+# -- process figures --------------------------------------------------------------------------
+
+
+def status_kb(pid: int | str, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name == key:
+            return int(value.split()[0])
+    return 0
+
+
+def rss_mb(pid: int | str = "self") -> float:
+    return status_kb(pid, "VmRSS") / 1024
+
+
+def mem_available_mb() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def cpu_seconds(pid: int | str = "self") -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def thread_count() -> int:
+    return status_kb("self", "Threads")
+
+
+class Sampler:
+    """Samples the broker's RSS, this process's RSS and the host's available memory every
+    0.25 s in a thread; peaks over any time window are read off afterwards."""
+
+    def __init__(self, broker_pid: int) -> None:
+        self._pid = broker_pid
+        self._samples: list[tuple[float, float, float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sampler", daemon=True)
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(OSError, ValueError):
+                sample = (time.monotonic(), rss_mb(self._pid), rss_mb(), mem_available_mb())
+                self._samples.append(sample)
+            self._stop.wait(0.25)
+
+    def peaks(self, start: float, end: float) -> tuple[float, float, float]:
+        """(broker RSS max, this process's RSS max, host MemAvailable min), in MB."""
+        window = [s for s in list(self._samples) if start <= s[0] <= end] or self._samples[-1:]
+        return (
+            max(s[1] for s in window),
+            max(s[2] for s in window),
+            min(s[3] for s in window),
+        )
+
+
+class Costs:
+    """Where the shared interpreter's time goes: every garbage collection (all of them hold the
+    GIL), and the agents' ``release_memory`` (gc.collect + malloc_trim after each update), which
+    in one process of N agents walks the heap of all N."""
+
+    def __init__(self) -> None:
+        self.gc_s = 0.0
+        self.gc_runs = 0
+        self.release_s = 0.0
+        self.release_calls = 0
+        self._gc_started = 0.0
+        self._lock = threading.Lock()
+
+    def install(self) -> None:
+        gc.callbacks.append(self._on_gc)
+        original = release_memory
+
+        def timed() -> None:
+            start = time.perf_counter()
+            original()
+            with self._lock:
+                self.release_s += time.perf_counter() - start
+                self.release_calls += 1
+
+        agent.updater.release_memory = timed  # type: ignore[attr-defined]
+        agent.daemon.release_memory = timed  # type: ignore[attr-defined]
+
+    def _on_gc(self, phase: str, _info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        else:
+            self.gc_s += time.perf_counter() - self._gc_started
+            self.gc_runs += 1
+
+    def snapshot(self) -> tuple[float, int, float, int]:
+        return self.gc_s, self.gc_runs, self.release_s, self.release_calls
+
+
+# -- operator side ----------------------------------------------------------------------------
+
+
+def operator_link(broker: Broker) -> OperatorLink:
+    address = BrokerAddress(broker.host, broker.port, False)
+    return OperatorLink(address, f"bench-operator-{time.monotonic_ns()}")
+
+
+def assign_group(operator: Operator, version: int) -> None:
+    with operator_link(operator.broker) as link:
+        assign(
+            operator.keyring,
+            operator.repo_dir,
+            link,
+            TOPICS,
+            model=MODEL,
+            version=version,
+            scope=f"groups/{GROUP}",
+        )
+
+
+@dataclass
+class RolloutResult:
+    seconds: float
+    waves: list[int]
+    wave_s: list[float]  # time from the rollout's start to each wave passing
+    phase: str
+    reason: str
+
+
+def run_rollout(operator: Operator, watch: FleetWatch, bundle: Bundle, waves: str) -> RolloutResult:
+    """``edge-sdk fleet rollout digits <version> --group bench --waves ... --probation 0``,
+    in-process: the CLI's wiring of FleetWatch, OperatorLink, plan, begin and drive."""
+    m = bundle.manifest
+    gate = Gate(bake_s=0.0, wave_timeout_s=600.0)
+    marks: list[float] = []
+    start = time.perf_counter()
+
+    def report(line: str) -> None:
+        if line.startswith("wave ") and " passed: " in line:
+            marks.append(time.perf_counter() - start)
+
+    with operator_link(operator.broker) as link:
+        watch.sync()
+        planned = plan(
+            MODEL,
+            m.version,
+            m.label,
+            PROFILE,
+            watch.devices(),
+            steps=parse_waves(waves),
+            gate=gate,
+            group=GROUP,
+        )
+        record = begin(operator.repo_dir, planned, time.time())
+
+        def publish(todo: Sequence[Order], serial: int) -> None:
+            triples = [(o.scope, o.version, o.rollback) for o in todo]
+            publish_assignments(
+                operator.keyring, link, TOPICS, model=MODEL, serial=serial, orders=triples
+            )
+
+        final: Rollout = drive(record, operator.repo_dir, watch, publish, report=report)
+    elapsed = time.perf_counter() - start
+    return RolloutResult(
+        elapsed, [len(w) for w in planned.waves], marks, str(final.phase), final.reason
+    )
+
+
+# -- raw limit --------------------------------------------------------------------------------
+
+
+def subscribers(broker: Broker, n: int, tag: str) -> list[Any]:
+    return [
+        connect_client(broker.host, broker.port, None, ca_path=None, client_id=f"raw-{tag}-{i}")
+        for i in range(n)
+    ]
+
+
+def close_clients(clients: Sequence[Any]) -> None:
+    for c in clients:
+        c.disconnect()
+    for c in clients:
+        c.loop_stop()
+
+
+class Arrivals:
+    """Counts each subscriber's messages under ``prefix``; ``done`` once all have ``expected``."""
+
+    def __init__(self, clients: Sequence[Any], prefix: str, expected: int) -> None:
+        self.done = threading.Event()
+        self._left = len(clients)
+        self._lock = threading.Lock()
+        for client in clients:
+            client.on_message = self._handler(prefix, expected)
+
+    def _handler(self, prefix: str, expected: int) -> Callable[[Any, Any, Any], None]:
+        got = [0]
+
+        def on_message(_c: Any, _u: Any, msg: Any) -> None:
+            if msg.topic.startswith(prefix):
+                got[0] += 1
+                if got[0] == expected:
+                    with self._lock:
+                        self._left -= 1
+                        if self._left == 0:
+                            self.done.set()
+
+        return on_message
+
+
+def subscribe_all(clients: Sequence[Any], topic: str, qos: int) -> None:
+    """SUBSCRIBE on every client and wait for every SUBACK."""
+    acked = threading.Semaphore(0)
+    for c in clients:
+        c.on_subscribe = lambda *_a: acked.release()
+        c.subscribe(topic, qos=qos)
+    for _ in clients:
+        if not acked.acquire(timeout=30):
+            raise TimeoutError("a raw subscriber got no SUBACK")
+
+
+def raw_fanout(broker: Broker, clients: Sequence[Any], chunks: list[bytes], tag: str) -> float:
+    """Seconds from the first PUBLISH (QoS 1, not retained, once) until every subscriber has
+    every chunk."""
+    prefix = f"bench/fan/{tag}/"
+    arrivals = Arrivals(clients, prefix, len(chunks))
+    subscribe_all(clients, f"{prefix}#", 1)
+    publisher = connect_client(broker.host, broker.port, None, ca_path=None)
+    try:
+        start = time.perf_counter()
+        for i, data in enumerate(chunks):
+            publisher.publish(f"{prefix}{i}", data, qos=1, retain=False)
+        if not arrivals.done.wait(600):
+            raise TimeoutError("raw fan-out did not finish")
+        return time.perf_counter() - start
+    finally:
+        close_clients([publisher])
+
+
+def raw_retained(broker: Broker, clients: Sequence[Any], chunks: list[bytes], tag: str) -> float:
+    """Seconds from N simultaneous SUBSCRIBEs (QoS 0, as the agents read chunks) until every
+    subscriber has every retained chunk."""
+    prefix = f"bench/ret/{tag}/"
+    publisher = connect_client(broker.host, broker.port, None, ca_path=None)
+    try:
+        infos = [
+            publisher.publish(f"{prefix}{i}", data, qos=1, retain=True)
+            for i, data in enumerate(chunks)
+        ]
+        for info in infos:
+            info.wait_for_publish(60)
+    finally:
+        close_clients([publisher])
+    arrivals = Arrivals(clients, prefix, len(chunks))
+    start = time.perf_counter()
+    for c in clients:
+        c.subscribe(f"{prefix}#", qos=0)
+    if not arrivals.done.wait(600):
+        raise TimeoutError("raw retained reads did not finish")
+    return time.perf_counter() - start
+
+
+# -- one agent as its own process ---------------------------------------------------------------
+
+
+def solo_agent(work: Path, operator: Operator, broker: Broker) -> dict[str, float]:
+    """One agent process (as systemd runs it) idle with the 5 MB v2, for reference."""
+    config = write_config(
+        work / "solo",
+        broker,
+        operator.keyring / "root.json",
+        device="solo-1",
+        group="solo",
+        probation_s=PROBATION_S,
+    )
+    proc = start_process(config, work / "solo.log")
+    try:
+        with operator_link(broker) as link:
+            assign(
+                operator.keyring,
+                operator.repo_dir,
+                link,
+                TOPICS,
+                model=MODEL,
+                version=2,
+                scope="devices/solo-1",
+            )
+        wait_for(committed(config, 2), timeout=120, what="the solo agent on v2")
+        time.sleep(3.0)  # a few idle report cycles
+        return {k: status_kb(proc.pid, k) / 1024 for k in ("VmRSS", "RssAnon", "RssFile")} | {
+            "Threads": float(status_kb(proc.pid, "Threads"))
+        }
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)
+
+
+# -- one N ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    n: int
+    setup_s: float = 0.0
+    publish_s: float = 0.0
+    publish_bytes: int = 0
+    waves: RolloutResult | None = None
+    one_wave: RolloutResult | None = None
+    raw_fanout_s: float = 0.0
+    raw_retained_s: float = 0.0
+    chunk_count: int = 0
+    chunk_bytes: int = 0
+    moved_waves: int = 0
+    moved_one: int = 0
+    pauses: int = 0
+    broker_idle_mb: float = 0.0
+    broker_agents_mb: float = 0.0
+    broker_peak_mb: float = 0.0
+    broker_raw_peak_mb: float = 0.0
+    proc_before_mb: float = 0.0
+    proc_v1_mb: float = 0.0
+    proc_v2_mb: float = 0.0
+    proc_peak_mb: float = 0.0
+    host_min_available_mb: float = 0.0
+    threads: int = 0
+    idle_cpu_pct: float = 0.0
+    cpu: dict[str, tuple[float, float, float]] = field(default_factory=dict)  # wall, self, broker
+    costs: dict[str, tuple[float, int, float, int]] = field(default_factory=dict)
+
+
+def measure(
+    work: Path,
+    keyring: Path,
+    n: int,
+    bundles: dict[int, Bundle],
+    costs: Costs,
+    solo: dict[str, float] | None,
+) -> Row:
+    row = Row(n)
+    broker = QuietBroker(work / "broker")
+    operator = Operator(keyring, work / "repo", broker)
+    with ExitStack() as stack:
+        broker.start()
+        stack.callback(broker.close)
+        assert broker._proc is not None
+        broker_pid = broker._proc.pid
+        sampler = stack.enter_context(Sampler(broker_pid))
+        time.sleep(0.5)
+        row.broker_idle_mb = rss_mb(broker_pid)
+        operator.publish(bundles[1])
+
+        release_memory()
+        row.proc_before_mb = rss_mb()
+        say(f"N={n}: starting agents (process RSS {row.proc_before_mb:.0f} MB)")
+        start = time.perf_counter()
+        agents: list[Agent] = []
+        with ExitStack() as fleet:
+            for i in range(n):
+                config = write_config(
+                    work / "agents" / f"dev-{i:03d}",
+                    broker,
+                    keyring / "root.json",
+                    device=f"dev-{i:03d}",
+                    group=GROUP,
+                    probation_s=PROBATION_S,
+                )
+                agents.append(fleet.enter_context(agent_thread(config)))
+            # Stop all at once first: each agent's shutdown waits on its broker round trip.
+            fleet.callback(lambda: [a.stop() for a in agents])
+            assign_group(operator, 1)
+            wait_for(lambda: on_version(agents, 1), timeout=600, what="all agents on v1")
+            row.setup_s = time.perf_counter() - start
+            say(f"N={n}: all on v1 after {row.setup_s:.1f} s")
+            time.sleep(3.0)
+            row.proc_v1_mb = rss_mb()
+            row.broker_agents_mb = rss_mb(broker_pid)
+            row.threads = thread_count()
+            cpu0, t0 = cpu_seconds(), time.monotonic()
+            time.sleep(3.0)
+            row.idle_cpu_pct = 100 * (cpu_seconds() - cpu0) / (time.monotonic() - t0)
+
+            t0 = time.perf_counter()
+            operator.publish(bundles[2])
+            row.publish_s = time.perf_counter() - t0
+            repository = operator.repository()
+            chunks = list(repository.chunks_of(bundles[2]).values())
+            row.chunk_count, row.chunk_bytes = len(chunks), sum(len(c) for c in chunks)
+            operator.publish(bundles[3])
+
+            watch = fleet.enter_context(
+                FleetWatch(
+                    BrokerAddress(broker.host, broker.port, False),
+                    TOPICS,
+                    f"bench-watch-{time.monotonic_ns()}",
+                )
+            )
+            for key, version, waves in (("waves", 2, WAVES), ("one", 3, "100%")):
+                pauses0 = sum(a.pauses for a in agents)
+                with timed(row, key, broker_pid, costs, sampler):
+                    result = run_rollout(operator, watch, bundles[version], waves)
+                say(f"N={n}: rollout of v{version} in {waves}: {result.seconds:.1f} s")
+                if result.phase != str(Phase.COMPLETED):
+                    raise RuntimeError(f"rollout of v{version} {result.phase}: {result.reason}")
+                moved = sum(transfer_bytes(a) for a in agents)
+                row.pauses += sum(a.pauses for a in agents) - pauses0
+                if key == "waves":
+                    row.waves, row.moved_waves = result, moved
+                else:
+                    row.one_wave, row.moved_one = result, moved
+            time.sleep(2.0)
+            release_memory()
+            row.proc_v2_mb = rss_mb()
+            row.broker_peak_mb, row.proc_peak_mb, row.host_min_available_mb = sampler.peaks(
+                0, time.monotonic()
+            )
+            say(f"N={n}: stopping agents")
+        agents.clear()  # drop the stopped agents' models before the raw phase
+        release_memory()
+
+        if solo is not None:
+            solo.update(solo_agent(work, operator, broker))
+
+        clients = subscribers(broker, n, str(n))
+        try:
+            with timed(row, "raw fan-out", broker_pid, costs, sampler):
+                row.raw_fanout_s = raw_fanout(broker, clients, chunks, str(n))
+            say(f"N={n}: raw fan-out {row.raw_fanout_s:.1f} s")
+            with timed(row, "raw retained", broker_pid, costs, sampler):
+                row.raw_retained_s = raw_retained(broker, clients, chunks, str(n))
+            say(f"N={n}: raw retained reads {row.raw_retained_s:.1f} s")
+        finally:
+            close_clients(clients)
+        row.broker_raw_peak_mb = sampler.peaks(0, time.monotonic())[0]
+    shutil.rmtree(work, ignore_errors=True)
+    return row
+
+
+@contextlib.contextmanager
+def timed(row: Row, key: str, broker_pid: int, costs: Costs, sampler: Sampler) -> Iterator[None]:
+    """Wall time, this process's and the broker's CPU time, and the GC costs of one phase."""
+    wall0, self0, broker0 = time.monotonic(), cpu_seconds(), cpu_seconds(broker_pid)
+    before = costs.snapshot()
+    yield
+    row.cpu[key] = (
+        time.monotonic() - wall0,
+        cpu_seconds() - self0,
+        cpu_seconds(broker_pid) - broker0,
+    )
+    after = costs.snapshot()
+    row.costs[key] = (
+        after[0] - before[0],
+        after[1] - before[1],
+        after[2] - before[2],
+        after[3] - before[3],
+    )
+
+
+def on_version(agents: Sequence[Agent], version: int) -> bool:
+    for a in agents:
+        j = a.updaters[MODEL].journal
+        if j.version != version or j.state is not State.COMMITTED:
+            return False
+    return True
+
+
+def transfer_bytes(a: Agent) -> int:
+    t = a.updaters[MODEL].last_transfer
+    return t.fetched_bytes if t is not None else 0
+
+
+def say(line: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {line}", file=sys.stderr, flush=True)
+
+
+# -- report -----------------------------------------------------------------------------------
+
+
+def report(rows: list[Row], solo: dict[str, float], total_s: float) -> None:
+    v2 = rows[0]
+    print(
+        f"# Fleet rollout (one plain, non-TLS Mosquitto on loopback; N agents as threads in "
+        f"one Python process; {os.cpu_count()} CPUs)\n"
+    )
+    print(
+        f"v2 bundle: {v2.chunk_bytes / 1e6:.2f} MB in {v2.chunk_count} chunks; v1 is the digits "
+        f"model. Agents: probation {PROBATION_S} s, status every 1 s, serving off. Gate: bake "
+        f"0 s. Raw baselines measured on the same broker after the agents stopped.\n"
+    )
+    print(
+        "| N | rollout s (waves 1,10%,50%,100%) | rollout s (one wave) | raw fan-out s "
+        "| raw retained s | waves/raw | one wave/raw | waves/one wave | bytes moved (rollout) "
+        "| per device MB/s |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        assert r.waves is not None and r.one_wave is not None
+        raw = r.raw_retained_s
+        print(
+            f"| {r.n} | {r.waves.seconds:.1f} | {r.one_wave.seconds:.1f} "
+            f"| {r.raw_fanout_s:.1f} | {r.raw_retained_s:.1f} "
+            f"| {r.waves.seconds / raw:.1f}x | {r.one_wave.seconds / raw:.1f}x "
+            f"| {r.waves.seconds / r.one_wave.seconds:.2f}x "
+            f"| {r.moved_waves / 1e9:.2f} GB ({r.moved_waves / max(r.n * r.chunk_bytes, 1):.2f}"
+            f" x N x bundle) "
+            f"| {r.moved_one / 1e6 / r.n / r.one_wave.seconds:.2f} |"
+        )
+    print("\nRatios are against `raw retained` (N subscribers reading the same chunks retained, as")
+    print("the agents do). `waves/one wave` is the cost of gating on 4 waves over one.\n")
+
+    print("| N | wave sizes | wave passed at s (from start) | publish v2 s | setup to v1 s |")
+    print("|---:|---|---|---:|---:|")
+    for r in rows:
+        assert r.waves is not None
+        marks = ", ".join(f"{s:.1f}" for s in r.waves.wave_s)
+        print(
+            f"| {r.n} | {' + '.join(map(str, r.waves.waves))} | {marks} | {r.publish_s:.2f} "
+            f"| {r.setup_s:.1f} |"
+        )
+
+    print(
+        "\n| N | broker RSS MB: no clients / N agents idle / peak in rollouts / peak in raw "
+        "| agent RSS per device MB (v1 idle / 5 MB v2 idle) | process RSS MB: before / peak "
+        "| host MemAvailable min MB | threads | idle CPU % (N agents) |"
+    )
+    print("|---:|---|---|---|---:|---:|---:|")
+    for r in rows:
+        per_v1 = (r.proc_v1_mb - r.proc_before_mb) / r.n
+        per_v2 = (r.proc_v2_mb - r.proc_before_mb) / r.n
+        print(
+            f"| {r.n} | {r.broker_idle_mb:.1f} / {r.broker_agents_mb:.1f} / "
+            f"{r.broker_peak_mb:.1f} / {r.broker_raw_peak_mb:.1f} "
+            f"| {per_v1:.2f} / {per_v2:.2f} | {r.proc_before_mb:.0f} / {r.proc_peak_mb:.0f} "
+            f"| {r.host_min_available_mb:.0f} | {r.threads} | {r.idle_cpu_pct:.0f} |"
+        )
+    if solo:
+        print(
+            f"\nOne agent as its own process, idle with the 5 MB v2: RSS {solo['VmRSS']:.1f} MB "
+            f"(heap {solo['RssAnon']:.1f} MB, mapped files {solo['RssFile']:.1f} MB), "
+            f"{solo['Threads']:.0f} threads."
+        )
+
+    print(
+        "\n| N | phase | wall s | this process CPU s (cores busy) | broker CPU s "
+        "| GC s (runs) | release_memory s (calls) | agent fetch pauses |"
+    )
+    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        for key, (wall, own, brk) in r.cpu.items():
+            gc_s, gc_runs, rel_s, rel_calls = r.costs[key]
+            pauses = r.pauses if key == "waves" else ""
+            print(
+                f"| {r.n} | {key} | {wall:.1f} | {own:.1f} ({own / wall:.2f}) | {brk:.1f} "
+                f"| {gc_s:.1f} ({gc_runs}) | {rel_s:.1f} ({rel_calls}) | {pauses} |"
+            )
+    print(
+        "\nGC and release_memory (the agent's gc.collect + malloc_trim after each update) hold "
+        "the one GIL that all N agents share; on a device each agent has its own. "
+        f"Whole run: {total_s / 60:.1f} min."
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--devices", default="100,300", help="comma-separated fleet sizes")
+    parser.add_argument("--quick", action="store_true", help="one small fleet (N=20)")
+    args = parser.parse_args()
+    sizes = [20] if args.quick else [int(s) for s in args.devices.split(",")]
+    run_start = time.perf_counter()
+    costs = Costs()
+    costs.install()
+    root = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
+    try:
+        keyring = root / "keys"
+        init_keys(keyring, online_keys=1, threshold=1)
+        outputs = V2_BYTES // (4 * FEATURES)
+        bundles = {
+            1: make_bundle(keyring, 1),
+            2: make_bundle(keyring, 2, artifact=matmul_model(FEATURES, outputs, seed=2)),
+            3: make_bundle(keyring, 3, artifact=matmul_model(FEATURES, outputs, seed=3)),
+        }
+        solo: dict[str, float] = {}
+        rows = []
+        for i, n in enumerate(sizes):
+            rows.append(
+                measure(root / f"n{n}", keyring, n, bundles, costs, solo if i == 0 else None)
+            )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    report(rows, solo, time.perf_counter() - run_start)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""``edge-sdk fleet enroll DEVICE_ID``: a device's client certificate and ``agent.toml``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edge_sdk.cli._common import JsonFlag, emit_json, stdout_console
+from edge_sdk.cli._fleet_options import BrokerDirOpt
+from edge_sdk.cli.fleet_cmd import fleet_app
+
+
+@fleet_app.command("enroll")
+def enroll_command(
+    device_id: Annotated[
+        str, typer.Argument(help="Device id: the certificate CN and MQTT username.")
+    ],
+    profile: Annotated[
+        str,
+        typer.Option("--profile", help="The device's hardware profile (id or .toml path)."),
+    ],
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", help="A model the device runs (repeatable).", show_default=False),
+    ] = None,
+    group: Annotated[str, typer.Option("--group", help="The device's group.")] = "default",
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Directory for the device's files [default: ./DEVICE_ID]."),
+    ] = None,
+    trust_root: Annotated[
+        Path, typer.Option("--trust-root", help="The fleet's TUF root.json (copied beside).")
+    ] = Path("keys/root.json"),
+    broker_dir: BrokerDirOpt = Path("broker"),
+    state_dir: Annotated[
+        str, typer.Option("--state-dir", help="The agent's state directory on the device.")
+    ] = "/var/lib/edge-agent",
+    force: Annotated[
+        bool, typer.Option("--force", help="Re-enrol: issue an existing id a new certificate.")
+    ] = False,
+    json_output: JsonFlag = False,
+) -> None:
+    """Issue DEVICE_ID's client certificate and write its agent.toml, ready to copy over."""
+    from edge_sdk.enroll import EnrollRequest, enroll
+
+    result = enroll(
+        EnrollRequest(
+            device_id=device_id,
+            profile=profile,
+            models=tuple(model or ()),
+            out=out if out is not None else Path(device_id),
+            broker_dir=broker_dir,
+            trust_root=trust_root,
+            group=group,
+            state_dir=state_dir,
+            force=force,
+        )
+    )
+    if json_output:
+        emit_json(result.to_json())
+        return
+    directory = result.config.parent
+    stdout_console.print(
+        f"enrolled {result.device_id} (group {result.group}, {result.profile}) for "
+        f"{result.url}: certificate serial {result.serial}, sha256 {result.sha256}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    stdout_console.print(
+        f"copy {directory}/ to the device and run: edge-agent run --config "
+        f"<that directory>/agent.toml ({result.key.name} is its private key: copy, don't share)",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )

@@ -1,0 +1,98 @@
+"""``edge-sdk fleet status``: every device's retained status and presence, read once from the
+broker (``edge_sdk.inventory.FleetWatch``), plus devices enrolled but never heard from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edge_sdk.cli._common import JsonFlag, emit_json, stdout_console
+from edge_sdk.cli._fleet_options import (
+    BrokerDirOpt,
+    BrokerOpt,
+    CaOpt,
+    CertOpt,
+    FleetOpt,
+    KeyOpt,
+    PrefixOpt,
+)
+from edge_sdk.cli.fleet_cmd import fleet_app
+
+_Opt = typer.Option
+
+
+@fleet_app.command("status")
+def status_command(
+    group: Annotated[
+        str | None, _Opt("--group", help="Only this group.", show_default=False)
+    ] = None,
+    model: Annotated[
+        str | None, _Opt("--model", help="Only this model.", show_default=False)
+    ] = None,
+    state: Annotated[
+        str | None,
+        _Opt("--state", help="Only models in this update state (e.g. failed).", show_default=False),
+    ] = None,
+    online: Annotated[
+        bool | None,
+        _Opt(
+            "--online/--offline",
+            help="Only devices online, or only those not known to be online (offline, no "
+            "presence yet, never seen).",
+            show_default=False,
+        ),
+    ] = None,
+    device: Annotated[
+        str | None, _Opt("--device", help="Only this device.", show_default=False)
+    ] = None,
+    broker: BrokerOpt = "mqtt://127.0.0.1:1883",
+    ca: CaOpt = None,
+    cert: CertOpt = None,
+    key: KeyOpt = None,
+    fleet: FleetOpt = "default",
+    topic_prefix: PrefixOpt = "edge",
+    broker_dir: BrokerDirOpt = Path("broker"),
+    json_output: JsonFlag = False,
+) -> None:
+    """Show every device: its models, versions, update states, serving health, presence and
+    how long ago it last reported. Devices enrolled (BROKER_DIR/devices/) but never heard from
+    are listed as "never seen"."""
+    import os
+    import secrets
+    import ssl
+    from datetime import UTC, datetime
+
+    from edge_sdk import fleet_status
+    from edge_sdk.errors import InputError
+    from edge_sdk.inventory import FleetWatch
+    from edge_sdk.operator_link import BrokerAddress
+    from edge_sdk.topics import Topics
+
+    # Everything checkable is checked before connecting.
+    filters = fleet_status.Filters(group, model, state, online, device).check()
+    topics = Topics(topic_prefix, fleet)
+    address = BrokerAddress.parse(broker, ca=ca, cert=cert, key=key)
+    enrolled = fleet_status.load_enrolled(broker_dir, fleet)
+    # A client id of its own: the broker disconnects an older session with the same id, and a
+    # status look must never kick the operator's publish or rollout.
+    client_id = f"edge-sdk-status-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        watch = FleetWatch(address, topics, client_id)
+    except (ssl.SSLError, OSError) as e:
+        raise InputError(f"cannot load the TLS files (--ca/--cert/--key): {e}") from e
+    with watch:
+        watch.sync()
+        devices = watch.devices()
+    rows = fleet_status.select(fleet_status.merge(devices, enrolled), filters)
+    if json_output:
+        emit_json(fleet_status.to_json(rows))
+        return
+    summary = fleet_status.summarize(rows)
+    if rows:
+        stdout_console.print(fleet_status.table(rows, datetime.now(UTC)))
+    for line in fleet_status.notes(rows):
+        stdout_console.print(f"  {line}", highlight=False, markup=False)
+    # One line even past the console width: scripts grep it, logs keep it whole.
+    stdout_console.print(fleet_status.summary_line(summary), highlight=False, soft_wrap=True)

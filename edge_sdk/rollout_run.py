@@ -1,0 +1,192 @@
+"""Canary rollouts, the shell around ``edge_sdk.rollout``: keeps the record on disk, publishes the
+assignments each phase orders, and feeds the devices' reports to the pure core.
+
+The record (``<repo>/rollouts/<model>.json``) is written atomically *before* each publish, so a
+rollout whose operator machine dies at any moment resumes with ``fleet rollout --resume``: the
+phase it finds says what to publish again (assignments carry the phase's serial, so a device
+that already saw one ignores the repeat) or which wave to keep watching.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Protocol
+
+from edge_sdk.atomic import write_bytes_atomic
+from edge_sdk.errors import InputError, OutputError
+from edge_sdk.fleet import next_serial
+from edge_sdk.inventory import DeviceView
+from edge_sdk.rollout import (
+    ACTIVE,
+    DeviceResult,
+    Order,
+    Phase,
+    Rollout,
+    Verdict,
+    advance,
+    judge_wave,
+    orders,
+    published,
+)
+
+ROLLOUTS_DIR = "rollouts"
+
+
+class Fleet(Protocol):
+    """Where the devices' latest reports come from (``edge_sdk.inventory.FleetWatch``)."""
+
+    def devices(self) -> dict[str, DeviceView]: ...
+
+    def wait_change(self, timeout: float) -> None: ...
+
+
+# Publish one phase's orders, all signed with ``serial``; return once the broker acknowledged.
+Publish = Callable[[Sequence[Order], int], None]
+# Progress for the terminal: one human line per thing that happened.
+Report = Callable[[str], None]
+
+
+def record_path(repo_dir: Path, model: str) -> Path:
+    return repo_dir / ROLLOUTS_DIR / f"{model}.json"
+
+
+def load(repo_dir: Path, model: str) -> Rollout | None:
+    path = record_path(repo_dir, model)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise InputError(f"cannot read the rollout record {path}: {e.strerror}") from e
+    try:
+        return Rollout.from_json(json.loads(data))
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise InputError(
+            f"{path} is not a rollout record ({type(e).__name__}: {e}); move it away to start "
+            "a new rollout"
+        ) from e
+
+
+def save(repo_dir: Path, rollout: Rollout) -> None:
+    path = record_path(repo_dir, rollout.model)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create {path.parent}: {e.strerror}") from e
+    write_bytes_atomic(path, json.dumps(rollout.to_json(), indent=1, sort_keys=True).encode())
+
+
+def check_none_active(repo_dir: Path, model: str) -> Rollout | None:
+    """The last, finished rollout of ``model``, if any; an unfinished one is an error."""
+    previous = load(repo_dir, model)
+    if previous is not None and previous.phase in ACTIVE:
+        raise InputError(
+            f"a rollout of {previous.model} v{previous.label} is still {previous.phase} "
+            f"(wave {previous.wave + 1}/{len(previous.waves)}); continue it with "
+            f"`edge-sdk fleet rollout {previous.model} --resume` or stop it with "
+            f"`edge-sdk fleet rollback {previous.model}`"
+        )
+    return previous
+
+
+def begin(repo_dir: Path, planned: Rollout, now: float) -> Rollout:
+    """Persist a planned rollout as its first phase; a finished one is kept beside it."""
+    previous = check_none_active(repo_dir, planned.model)
+    if previous is not None:
+        archive = record_path(repo_dir, planned.model).with_suffix(f".{previous.serial}.json")
+        write_bytes_atomic(archive, json.dumps(previous.to_json(), sort_keys=True).encode())
+    started = replace(planned, phase=Phase.ASSIGNING, serial=next_serial(repo_dir), since=now)
+    save(repo_dir, started)
+    return started
+
+
+def drive(
+    rollout: Rollout,
+    repo_dir: Path,
+    fleet: Fleet,
+    publish: Publish,
+    *,
+    report: Report = lambda _line: None,
+    clock: Callable[[], float] = time.time,
+    poll_s: float = 0.5,
+) -> Rollout:
+    """Run the rollout to ``completed`` or ``halted``; every step is saved before it acts."""
+    seen: dict[str, DeviceResult] = {}
+    while rollout.phase in ACTIVE:
+        if rollout.phase != Phase.WATCHING:
+            todo = orders(rollout)
+            report(_announce(rollout, todo))
+            publish(todo, rollout.serial)
+            rollout = published(rollout, clock())
+            save(repo_dir, rollout)
+            continue
+        judgement = judge_wave(rollout, fleet.devices(), clock())
+        for device, result in judgement.results.items():
+            if seen.get(device) != result:
+                seen[device] = result
+                if result.verdict != Verdict.PENDING or result.reason != "assigned":
+                    report(f"  {device}: {result.verdict}{_why(result)}")
+        moving = bool(judgement.halt) or judgement.passed
+        following = advance(rollout, judgement, clock(), next_serial(repo_dir) if moving else 0)
+        if following is rollout:
+            fleet.wait_change(poll_s)
+            continue
+        if following.phase != Phase.WATCHING:
+            report(_wave_done(rollout, following, judgement.halt))
+        elif following.settled_at and not rollout.settled_at and rollout.gate.bake_s:
+            report(f"  wave {rollout.wave + 1} settled; watching it {rollout.gate.bake_s:g} s")
+        rollout = following
+        save(repo_dir, rollout)
+    return rollout
+
+
+def halt_by_operator(repo_dir: Path, model: str, reason: str, now: float) -> Rollout | None:
+    """Stop an active rollout of ``model`` (``fleet rollback``); ``None`` when none is active."""
+    current = load(repo_dir, model)
+    if current is None or current.phase not in ACTIVE:
+        return None
+    stopped = replace(current, phase=Phase.HALTED, reason=reason, since=now)
+    save(repo_dir, stopped)
+    return stopped
+
+
+def usual_incumbent(rollout: Rollout) -> int | None:
+    """The version most of the rollout's devices ran before it: where a rollback goes."""
+    counts = Counter(v for v in rollout.incumbents.values() if v is not None)
+    return counts.most_common(1)[0][0] if counts else None
+
+
+def groups_running(views: Mapping[str, DeviceView], model: str) -> tuple[str, ...]:
+    return tuple(sorted({v.group for v in views.values() if v.model(model) and v.group}))
+
+
+def _announce(rollout: Rollout, todo: Sequence[Order]) -> str:
+    if rollout.phase == Phase.ASSIGNING:
+        return (
+            f"wave {rollout.wave + 1}/{len(rollout.waves)}: assigning {rollout.model} "
+            f"v{rollout.label} to {len(todo)} device(s) (serial {rollout.serial})"
+        )
+    if rollout.phase == Phase.FINALIZING:
+        groups = ", ".join(o.scope for o in todo) or "no group (the waves stopped short of 100%)"
+        return f"every wave passed; assigning v{rollout.label} to {groups} for late devices"
+    return f"halting: rolling {len(todo)} device(s) back to the version each ran before"
+
+
+def _wave_done(before: Rollout, after: Rollout, halt: str) -> str:
+    if halt:
+        return f"HALT: {halt}"
+    results = [after.results[d] for d in before.waves[before.wave] if d in after.results]
+    counts = Counter(r.verdict for r in results)
+    return (
+        f"wave {before.wave + 1} passed: {counts[Verdict.PASSED]} committed, "
+        f"{counts[Verdict.FAILED]} failed, {counts[Verdict.OFFLINE]} offline"
+    )
+
+
+def _why(result: DeviceResult) -> str:
+    return f" ({result.reason})" if result.reason else ""
