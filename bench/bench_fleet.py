@@ -49,7 +49,7 @@ from agent.machine import State  # noqa: E402
 from agent.sysinfo import release_memory  # noqa: E402
 from edge_sdk.bundle import Bundle  # noqa: E402
 from edge_sdk.fleet import assign, publish_assignments  # noqa: E402
-from edge_sdk.inventory import FleetWatch  # noqa: E402
+from edge_sdk.inventory import DeviceView, FleetWatch  # noqa: E402
 from edge_sdk.keys import init_keys  # noqa: E402
 from edge_sdk.operator_link import BrokerAddress, OperatorLink  # noqa: E402
 from edge_sdk.rollout import Gate, Order, Phase, Rollout, parse_waves, plan  # noqa: E402
@@ -63,7 +63,6 @@ from tests.agent.support import (  # noqa: E402
     make_bundle,
     matmul_model,
     start_process,
-    wait_for,
     write_config,
 )
 from tests.mosquitto import Broker, connect_client  # noqa: E402
@@ -162,6 +161,8 @@ class Costs:
     def __init__(self) -> None:
         self.gc_s = 0.0
         self.gc_runs = 0
+        self.full_s = 0.0  # generation 2: the whole heap of every agent in this process
+        self.full_runs = 0
         self.release_s = 0.0
         self.release_calls = 0
         self._gc_started = 0.0
@@ -181,15 +182,45 @@ class Costs:
         agent.updater.release_memory = timed  # type: ignore[attr-defined]
         agent.daemon.release_memory = timed  # type: ignore[attr-defined]
 
-    def _on_gc(self, phase: str, _info: dict[str, Any]) -> None:
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        # Collections run one at a time, under the GIL: no lock needed here.
         if phase == "start":
             self._gc_started = time.perf_counter()
-        else:
-            self.gc_s += time.perf_counter() - self._gc_started
-            self.gc_runs += 1
+            return
+        took = time.perf_counter() - self._gc_started
+        self.gc_s += took
+        self.gc_runs += 1
+        if info.get("generation") == 2:
+            self.full_s += took
+            self.full_runs += 1
 
-    def snapshot(self) -> tuple[float, int, float, int]:
-        return self.gc_s, self.gc_runs, self.release_s, self.release_calls
+    def snapshot(self) -> tuple[float, ...]:
+        return (
+            self.gc_s,
+            self.gc_runs,
+            self.full_s,
+            self.full_runs,
+            self.release_s,
+            self.release_calls,
+        )
+
+
+def serialize_ast_parse() -> None:
+    """One ``ast.parse`` at a time in this process. numpy reads every .npy header (the golden
+    vectors, at each self-test and probation check) with ``ast.literal_eval``, and CPython 3.11's
+    AST conversion keeps its recursion depth in per-interpreter state: two threads converting at
+    once (one switched out mid-way, e.g. by a GC callback) fail with "SystemError: AST
+    constructor recursion depth mismatch", a self-test failure. Hundreds of agents in one
+    interpreter hit that; one agent per process, as on a device, hardly can."""
+    import ast
+
+    original, lock = ast.parse, threading.Lock()
+
+    def parse(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return original(*args, **kwargs)
+
+    ast.parse = parse
 
 
 # -- operator side ----------------------------------------------------------------------------
@@ -254,7 +285,8 @@ def run_rollout(operator: Operator, watch: FleetWatch, bundle: Bundle, waves: st
                 operator.keyring, link, TOPICS, model=MODEL, serial=serial, orders=triples
             )
 
-        final: Rollout = drive(record, operator.repo_dir, watch, publish, report=report)
+        fleet = GuardedFleet(watch, operator.broker)
+        final: Rollout = drive(record, operator.repo_dir, fleet, publish, report=report)
     elapsed = time.perf_counter() - start
     return RolloutResult(
         elapsed, [len(w) for w in planned.waves], marks, str(final.phase), final.reason
@@ -380,7 +412,7 @@ def solo_agent(work: Path, operator: Operator, broker: Broker) -> dict[str, floa
                 version=2,
                 scope="devices/solo-1",
             )
-        wait_for(committed(config, 2), timeout=120, what="the solo agent on v2")
+        wait_until(broker, committed(config, 2), 120, "the solo agent on v2")
         time.sleep(3.0)  # a few idle report cycles
         return {k: status_kb(proc.pid, k) / 1024 for k in ("VmRSS", "RssAnon", "RssFile")} | {
             "Threads": float(status_kb(proc.pid, "Threads"))
@@ -407,7 +439,7 @@ class Row:
     chunk_bytes: int = 0
     moved_waves: int = 0
     moved_one: int = 0
-    pauses: int = 0
+    pauses: dict[str, int] = field(default_factory=dict)
     broker_idle_mb: float = 0.0
     broker_agents_mb: float = 0.0
     broker_peak_mb: float = 0.0
@@ -420,7 +452,7 @@ class Row:
     threads: int = 0
     idle_cpu_pct: float = 0.0
     cpu: dict[str, tuple[float, float, float]] = field(default_factory=dict)  # wall, self, broker
-    costs: dict[str, tuple[float, int, float, int]] = field(default_factory=dict)
+    costs: dict[str, tuple[float, ...]] = field(default_factory=dict)
 
 
 def measure(
@@ -463,7 +495,7 @@ def measure(
             # Stop all at once first: each agent's shutdown waits on its broker round trip.
             fleet.callback(lambda: [a.stop() for a in agents])
             assign_group(operator, 1)
-            wait_for(lambda: on_version(agents, 1), timeout=600, what="all agents on v1")
+            wait_until(broker, lambda: on_version(agents, 1), 600, "all agents on v1")
             row.setup_s = time.perf_counter() - start
             say(f"N={n}: all on v1 after {row.setup_s:.1f} s")
             time.sleep(3.0)
@@ -497,7 +529,7 @@ def measure(
                 if result.phase != str(Phase.COMPLETED):
                     raise RuntimeError(f"rollout of v{version} {result.phase}: {result.reason}")
                 moved = sum(transfer_bytes(a) for a in agents)
-                row.pauses += sum(a.pauses for a in agents) - pauses0
+                row.pauses[key] = sum(a.pauses for a in agents) - pauses0
                 if key == "waves":
                     row.waves, row.moved_waves = result, moved
                 else:
@@ -542,20 +574,52 @@ def timed(row: Row, key: str, broker_pid: int, costs: Costs, sampler: Sampler) -
         cpu_seconds(broker_pid) - broker0,
     )
     after = costs.snapshot()
-    row.costs[key] = (
-        after[0] - before[0],
-        after[1] - before[1],
-        after[2] - before[2],
-        after[3] - before[3],
-    )
+    row.costs[key] = tuple(a - b for a, b in zip(after, before, strict=True))
+
+
+class BrokerGone(RuntimeError):
+    pass
+
+
+def alive(broker: Broker) -> None:
+    if not broker.running:
+        raise BrokerGone(f"the broker exited mid-run; its log ends:\n{broker.log_tail(5)}")
+
+
+def wait_until(broker: Broker, predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """``wait_for``, but failing at once if the broker is gone."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        alive(broker)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.1)
+
+
+@dataclass
+class GuardedFleet:
+    """The FleetWatch as ``drive`` sees it, raising instead of waiting out --wave-timeout when
+    the broker has died under the rollout."""
+
+    watch: FleetWatch
+    broker: Broker
+
+    def devices(self) -> dict[str, DeviceView]:
+        return self.watch.devices()
+
+    def wait_change(self, timeout: float) -> None:
+        alive(self.broker)
+        self.watch.wait_change(timeout)
 
 
 def on_version(agents: Sequence[Agent], version: int) -> bool:
+    done = True
     for a in agents:
         j = a.updaters[MODEL].journal
-        if j.version != version or j.state is not State.COMMITTED:
-            return False
-    return True
+        if j.version == version and j.state in (State.FAILED, State.ROLLED_BACK):
+            raise RuntimeError(f"{a.config.device_id}: v{version} {j.state}: {j.reason}")
+        done = done and j.version == version and j.state is State.COMMITTED
+    return done
 
 
 def transfer_bytes(a: Agent) -> int:
@@ -584,7 +648,7 @@ def report(rows: list[Row], solo: dict[str, float], total_s: float) -> None:
     print(
         "| N | rollout s (waves 1,10%,50%,100%) | rollout s (one wave) | raw fan-out s "
         "| raw retained s | waves/raw | one wave/raw | waves/one wave | bytes moved (rollout) "
-        "| per device MB/s |"
+        "| MB/s, all devices: one wave / raw retained |"
     )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
@@ -597,7 +661,8 @@ def report(rows: list[Row], solo: dict[str, float], total_s: float) -> None:
             f"| {r.waves.seconds / r.one_wave.seconds:.2f}x "
             f"| {r.moved_waves / 1e9:.2f} GB ({r.moved_waves / max(r.n * r.chunk_bytes, 1):.2f}"
             f" x N x bundle) "
-            f"| {r.moved_one / 1e6 / r.n / r.one_wave.seconds:.2f} |"
+            f"| {r.moved_one / 1e6 / r.one_wave.seconds:.0f} "
+            f"/ {r.n * r.chunk_bytes / 1e6 / r.raw_retained_s:.0f} |"
         )
     print("\nRatios are against `raw retained` (N subscribers reading the same chunks retained, as")
     print("the agents do). `waves/one wave` is the cost of gating on 4 waves over one.\n")
@@ -636,21 +701,27 @@ def report(rows: list[Row], solo: dict[str, float], total_s: float) -> None:
 
     print(
         "\n| N | phase | wall s | this process CPU s (cores busy) | broker CPU s "
-        "| GC s (runs) | release_memory s (calls) | agent fetch pauses |"
+        "| GC s (runs) | of which full GC s (runs) | release_memory s (calls) "
+        "| agent fetch pauses |"
     )
-    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         for key, (wall, own, brk) in r.cpu.items():
-            gc_s, gc_runs, rel_s, rel_calls = r.costs[key]
-            pauses = r.pauses if key == "waves" else ""
+            gc_s, gc_runs, full_s, full_runs, rel_s, rel_calls = r.costs[key]
+            pauses = r.pauses.get(key, "")
             print(
                 f"| {r.n} | {key} | {wall:.1f} | {own:.1f} ({own / wall:.2f}) | {brk:.1f} "
-                f"| {gc_s:.1f} ({gc_runs}) | {rel_s:.1f} ({rel_calls}) | {pauses} |"
+                f"| {gc_s:.1f} ({gc_runs:.0f}) | {full_s:.1f} ({full_runs:.0f}) "
+                f"| {rel_s:.1f} ({rel_calls:.0f}) | {pauses} |"
             )
     print(
-        "\nGC and release_memory (the agent's gc.collect + malloc_trim after each update) hold "
-        "the one GIL that all N agents share; on a device each agent has its own. "
-        f"Whole run: {total_s / 60:.1f} min."
+        "\nGC runs hold the one GIL that all N agents share; a full GC walks every agent's "
+        "objects, and each agent runs one per update (release_memory: gc.collect + "
+        "malloc_trim), so in one process that cost grows as N x N; on a device each agent has "
+        "its own interpreter. release_memory s is the wall time summed over calls (they overlap "
+        "and include waiting for the GIL). Agent fetch pauses: updates paused by a transfer "
+        "error (a read unanswered within fetch_timeout_s, 5 s here) and resumed after a "
+        f"backoff of 1 s or more. Whole run: {total_s / 60:.1f} min."
     )
 
 
@@ -661,6 +732,7 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [20] if args.quick else [int(s) for s in args.devices.split(",")]
     run_start = time.perf_counter()
+    serialize_ast_parse()
     costs = Costs()
     costs.install()
     root = Path(tempfile.mkdtemp(prefix="bench-fleet-"))

@@ -51,10 +51,17 @@ class FleetOperator(Operator):
 
 
 class Fleet:
-    def __init__(self, broker: FleetBroker, operator: Operator, configs: dict[str, Path]) -> None:
+    def __init__(
+        self,
+        broker: FleetBroker,
+        operator: Operator,
+        configs: dict[str, Path],
+        agents: dict[str, Agent] | None = None,
+    ) -> None:
         self.broker = broker
         self.operator = operator
         self.configs = configs
+        self.agents = agents or {}
 
     def options(self) -> list[str | Path]:
         cert, key = self.broker.operator_cert
@@ -99,7 +106,7 @@ def fleet(tmp_path: Path, fleet_broker: FleetBroker, keyring: Path) -> Iterator[
         for i in range(DEVICES)
     }
     with ExitStack() as stack:
-        agents: list[Agent] = [stack.enter_context(agent_thread(c)) for c in configs.values()]
+        agents = {d: stack.enter_context(agent_thread(c)) for d, c in configs.items()}
         assert len(agents) == DEVICES
         with operator.link() as link:
             assign(
@@ -113,7 +120,7 @@ def fleet(tmp_path: Path, fleet_broker: FleetBroker, keyring: Path) -> Iterator[
             )
         for config in configs.values():
             wait_for(committed(config, 1), 60, "every device on v1")
-        yield Fleet(fleet_broker, operator, configs)
+        yield Fleet(fleet_broker, operator, configs, agents)
 
 
 def _times(config: Path, event: str) -> list[float]:
@@ -178,6 +185,34 @@ def test_a_good_version_rolls_out_in_waves_to_every_device(
             30,
             "every device back on v1",
         )
+
+
+def test_offline_devices_are_counted_not_waited_for_and_catch_up_from_their_group(
+    cli: Cli, fleet: Fleet
+) -> None:
+    away = sorted(fleet.configs)[:2]
+    for device in away:
+        fleet.agents[device].stop()  # a clean stop publishes presence offline, then leaves
+    for device in away:
+        link = fleet.agents[device].link
+        wait_for(lambda link=link: not link.connected.is_set(), 30, f"{device} offline")
+    fleet.operator.publish(make_bundle(fleet.operator.keyring, 2))
+    code, out, err = cli(
+        "fleet", "rollout", "digits", "2", "--probation", "0", *fleet.options(), "--json"
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["status"] == "completed" and result["offline"] == away
+    # Online devices go first: the two offline ones were left for the last wave.
+    assert {result["devices"][d]["wave"] for d in away} == {3}
+    assert sum(w["passed"] for w in result["waves"]) == DEVICES - 2
+    assert all(store(fleet.configs[d]).current() == 1 for d in away)
+    # Back online, they take the version from the group assignment the rollout ended with.
+    with ExitStack() as stack:
+        for device in away:
+            stack.enter_context(agent_thread(fleet.configs[device]))
+        for device in away:
+            wait_for(committed(fleet.configs[device], 2), 60, f"{device} catching up")
 
 
 def test_a_version_failing_its_golden_vectors_halts_in_the_first_wave(
