@@ -15,11 +15,13 @@ from pathlib import Path
 from edge_sdk.assignment import Assignment, sign_assignment
 from edge_sdk.atomic import write_bytes_atomic
 from edge_sdk.bundle import Bundle
+from edge_sdk.errors import ThresholdError, TrustError
 from edge_sdk.keys import ROOT_JSON, load_trust_root
 from edge_sdk.operator_link import OperatorLink
 from edge_sdk.publish_ledger import PublishLedger
 from edge_sdk.repository import PublishSet, Repository, online_signers
 from edge_sdk.topics import Topics
+from edge_sdk.trust import add_signatures, sign_files, verify_bundle
 
 ASSIGNMENT_DAYS = 365  # desired state is long-lived; freshness comes from TUF's timestamp
 _SERIAL_FILE = "assignment-serial.json"
@@ -35,6 +37,47 @@ class PublishResult:
     sent_chunks: int
     skipped_chunks: int
     sent_bytes: int
+
+
+BUNDLE_SIGNATURE_DAYS = 365
+
+
+def signed_for_fleet(bundle: Bundle, keyring: Path) -> tuple[Bundle, int]:
+    """``bundle`` as the fleet's devices will accept it, and how many signatures were added.
+
+    An unsigned build is signed with the keyring's online targets keys, and one signed below
+    the root's threshold gets theirs added. Anything else that does not verify against the
+    fleet's root (an unknown key, expired or tampered signatures) is refused here, once, rather
+    than by every device after the download.
+    """
+    trust = load_trust_root(keyring / ROOT_JSON)
+    signers = online_signers(keyring, trust.root)["targets"]
+    added = 0
+    if bundle.signatures is None:
+        signatures = sign_files(
+            bundle.signed_files(),
+            signers,
+            expires=datetime.now(UTC) + timedelta(days=BUNDLE_SIGNATURE_DAYS),
+            custom=bundle.manifest.identity(),
+        )
+        bundle, added = bundle.with_signatures(signatures), len(signers)
+    else:
+        try:
+            verify_bundle(trust, bundle, "bundle")
+        except ThresholdError:
+            bundle = bundle.with_signatures(add_signatures(bundle.signatures, signers))
+            added = len(signers)
+        except TrustError:
+            pass  # reported below, with advice for publishing
+    try:
+        verify_bundle(trust, bundle, "bundle")
+    except TrustError as e:
+        what = str(e).split("; ")[0]  # the advice that follows is verify's, not publish's
+        raise type(e)(
+            f"the fleet's devices would refuse this bundle: {what}; sign it with this fleet's "
+            "online keys (`edge-sdk sign BUNDLE --key KEYS/online-1.key`) or rebuild it"
+        ) from e
+    return bundle, added
 
 
 def open_or_create(repo: Path, keyring: Path) -> Repository:

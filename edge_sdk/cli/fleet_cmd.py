@@ -60,10 +60,10 @@ def publish_command(
     the metadata. --full sends everything again."""
     import ssl
 
-    from edge_sdk.bundle import read_bundle
+    from edge_sdk.bundle import read_bundle, write_bundle
     from edge_sdk.cli._publish_progress import PublishProgress
     from edge_sdk.errors import InputError
-    from edge_sdk.fleet import open_or_create, publish_bundle
+    from edge_sdk.fleet import open_or_create, publish_bundle, signed_for_fleet
     from edge_sdk.operator_link import BrokerAddress, OperatorLink
     from edge_sdk.publish_ledger import PublishLedger
     from edge_sdk.topics import Topics
@@ -71,7 +71,13 @@ def publish_command(
     # Everything checkable is checked before the repository or the broker is touched.
     topics = Topics(topic_prefix, fleet)
     address = BrokerAddress.parse(broker, ca=ca, cert=cert, key=key)
-    parsed = read_bundle(bundle)
+    parsed, signed_now = signed_for_fleet(read_bundle(bundle), keys)
+    if signed_now:
+        # Written back, so publishing the same file again sends the very same release.
+        write_bundle(bundle, parsed)
+        stderr_console.print(
+            f"signed {bundle} with the fleet's {signed_now} online key(s)", highlight=False
+        )
     try:
         operator_link = OperatorLink(address, "edge-sdk-operator")
     except (ssl.SSLError, OSError) as e:
@@ -94,6 +100,7 @@ def publish_command(
         "chunk_bytes": result.chunk_bytes,
         "sent_chunks": result.sent_chunks,
         "skipped_chunks": result.skipped_chunks,
+        "signed_now": signed_now,
         "sent_bytes": result.sent_bytes,
         "metadata_files": result.metadata_files,
         "repo": str(repo),

@@ -109,3 +109,51 @@ def test_an_unreachable_broker_is_one_line(cli: Cli, tmp_path: Path, keyring: Pa
     )
     assert code == 8
     assert "cannot reach the broker" in one_error_line(err)
+
+
+def test_publish_signs_an_unsigned_build_with_the_fleet_keys_once(
+    cli: Cli, tmp_path: Path, broker: Broker, keyring: Path
+) -> None:
+    from edge_sdk.bundle import read_bundle
+    from edge_sdk.keys import load_trust_root
+    from edge_sdk.trust import verify_bundle
+
+    bundle = tmp_path / "digits-1.edgebundle"
+    write_bundle(bundle, make_bundle(keyring, 1, signed=False))
+    common = ("--repo", tmp_path / "repo", "--keys", keyring, "--broker", broker.url)
+    code, out, err = cli("fleet", "publish", bundle, *common, "--json")
+    assert code == 0, err
+    assert json.loads(out)["signed_now"] >= 1 and "signed " in err
+    # Written back: the file now verifies, and publishing it again changes nothing.
+    verify_bundle(load_trust_root(keyring / "root.json"), read_bundle(bundle), "bundle")
+    code, out, err = cli("fleet", "publish", bundle, *common, "--json")
+    assert code == 0, err
+    assert json.loads(out)["signed_now"] == 0 and json.loads(out)["sent_chunks"] == 0
+    config = write_config(tmp_path / "dev", broker, keyring / "root.json")
+    with agent_thread(config):
+        code, _, err = cli("fleet", "assign", "digits", "1", "--device", "dev-1", *common)
+        assert code == 0, err
+        wait_for(committed(config, 1))
+
+
+def test_publish_refuses_a_bundle_signed_by_another_fleet_before_connecting(
+    cli: Cli, tmp_path: Path, keyring: Path, signing_keys_t2: Path
+) -> None:
+    bundle = tmp_path / "digits-1.edgebundle"
+    write_bundle(bundle, make_bundle(signing_keys_t2, 1))
+    before = bundle.read_bytes()
+    code, _, err = cli(
+        "fleet",
+        "publish",
+        bundle,
+        "--repo",
+        tmp_path / "repo",
+        "--keys",
+        keyring,
+        "--broker",
+        f"mqtt://127.0.0.1:{free_port()}",
+    )
+    assert code == 6, err
+    line = one_error_line(err)
+    assert "the fleet's devices would refuse this bundle" in line
+    assert bundle.read_bytes() == before and not (tmp_path / "repo").exists()
