@@ -9,10 +9,13 @@ that already saw one ignores the repeat) or which wave to keep watching.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
@@ -53,6 +56,44 @@ Report = Callable[[str], None]
 
 def record_path(repo_dir: Path, model: str) -> Path:
     return repo_dir / ROLLOUTS_DIR / f"{model}.json"
+
+
+@contextlib.contextmanager
+def _flock(path: Path, *, wait: bool) -> Iterator[bool]:
+    """An advisory lock on ``path``; yields whether it was taken. The kernel drops it when the
+    holder dies, so a SIGKILLed rollout never leaves a stale lock behind."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as e:
+        raise OutputError(f"cannot create the lock {path}: {e.strerror}") from e
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def driving(repo_dir: Path, model: str) -> Iterator[None]:
+    """Held while one process drives the rollout of ``model``: a second one is refused."""
+    path = repo_dir / ROLLOUTS_DIR / f".{model}.driver.lock"
+    with _flock(path, wait=False) as taken:
+        if not taken:
+            raise InputError(
+                f"another `edge-sdk fleet rollout {model}` is running on this repository "
+                f"({repo_dir}); wait for it, or stop it before resuming"
+            )
+        yield
+
+
+def _writing(repo_dir: Path, model: str) -> contextlib.AbstractContextManager[bool]:
+    # Short: held around a read-check-write of the record, never across a publish.
+    return _flock(repo_dir / ROLLOUTS_DIR / f".{model}.write.lock", wait=True)
 
 
 def load(repo_dir: Path, model: str) -> Rollout | None:
@@ -122,8 +163,7 @@ def drive(
             todo = orders(rollout)
             report(_announce(rollout, todo))
             publish(todo, rollout.serial)
-            rollout = published(rollout, clock())
-            save(repo_dir, rollout)
+            rollout = _save_unless_stopped(repo_dir, published(rollout, clock()), report)
             continue
         judgement = judge_wave(rollout, fleet.devices(), clock())
         for device, result in judgement.results.items():
@@ -134,25 +174,41 @@ def drive(
         moving = bool(judgement.halt) or judgement.passed
         following = advance(rollout, judgement, clock(), next_serial(repo_dir) if moving else 0)
         if following is rollout:
+            on_disk = load(repo_dir, rollout.model)  # a small file: fleet rollback may end us
+            if on_disk is not None and on_disk.phase == Phase.HALTED:
+                report(f"stopped: {on_disk.reason}")
+                return on_disk
             fleet.wait_change(poll_s)
             continue
         if following.phase != Phase.WATCHING:
             report(_wave_done(rollout, following, judgement.halt))
         elif following.settled_at and not rollout.settled_at and rollout.gate.bake_s:
             report(f"  wave {rollout.wave + 1} settled; watching it {rollout.gate.bake_s:g} s")
-        rollout = following
-        save(repo_dir, rollout)
+        rollout = _save_unless_stopped(repo_dir, following, report)
     return rollout
+
+
+def _save_unless_stopped(repo_dir: Path, rollout: Rollout, report: Report) -> Rollout:
+    """Save the next step, unless ``fleet rollback`` halted the rollout meanwhile: then the
+    halted record stands and nothing more is published."""
+    with _writing(repo_dir, rollout.model):
+        on_disk = load(repo_dir, rollout.model)
+        if on_disk is not None and on_disk.phase == Phase.HALTED and rollout.phase != Phase.HALTED:
+            report(f"stopped: {on_disk.reason}")
+            return on_disk
+        save(repo_dir, rollout)
+        return rollout
 
 
 def halt_by_operator(repo_dir: Path, model: str, reason: str, now: float) -> Rollout | None:
     """Stop an active rollout of ``model`` (``fleet rollback``); ``None`` when none is active."""
-    current = load(repo_dir, model)
-    if current is None or current.phase not in ACTIVE:
-        return None
-    stopped = replace(current, phase=Phase.HALTED, reason=reason, since=now)
-    save(repo_dir, stopped)
-    return stopped
+    with _writing(repo_dir, model):
+        current = load(repo_dir, model)
+        if current is None or current.phase not in ACTIVE:
+            return None
+        stopped = replace(current, phase=Phase.HALTED, reason=reason, since=now)
+        save(repo_dir, stopped)
+        return stopped
 
 
 def usual_incumbent(rollout: Rollout) -> int | None:

@@ -106,7 +106,7 @@ def rollout_command(
     from edge_sdk.fleet import publish_assignments
     from edge_sdk.repository import Repository
     from edge_sdk.rollout import ACTIVE, Gate, Order, parse_waves, plan, summary
-    from edge_sdk.rollout_run import begin, check_none_active, drive, load
+    from edge_sdk.rollout_run import begin, check_none_active, drive, driving, load
     from edge_sdk.topics import Topics, check_identifier
 
     # Everything checkable is checked before connecting to anything.
@@ -149,6 +149,7 @@ def rollout_command(
         record = None
 
     with (
+        driving(repo, model),
         _watch(broker, ca, cert, key, topics) as watch,
         connect(broker, ca, cert, key, f"edge-sdk-operator-{os.getpid()}") as link,
     ):

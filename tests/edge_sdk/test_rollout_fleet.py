@@ -28,6 +28,7 @@ from tests.agent.support import (
     agent_thread,
     committed,
     make_bundle,
+    settled,
     store,
     wait_for,
 )
@@ -294,6 +295,53 @@ def test_a_rollout_killed_mid_way_resumes_where_it_stopped(
     # The resumed run did not start over: the canary took its one assignment, once.
     canary = killed["waves"][0][0]
     assert len(_times(fleet.configs[canary], "assigned")) == 2  # v1, then v2
+
+
+def test_fleet_rollback_stops_a_rollout_running_elsewhere(
+    cli: Cli, fleet: Fleet, tmp_path: Path
+) -> None:
+    fleet.operator.publish(make_bundle(fleet.operator.keyring, 2))
+    record_path = fleet.operator.repo_dir / "rollouts" / "digits.json"
+    argv = ["fleet", "rollout", "digits", "2", "--waves", "1,2,50%,100%", "--probation", "30"]
+    argv += [str(a) for a in fleet.options()]
+    log_path = tmp_path / "rollout.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-c", "from edge_sdk.cli import main; main()", *argv],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+
+            def baking_first_wave() -> bool:
+                try:
+                    record = json.loads(record_path.read_text())
+                except (FileNotFoundError, json.JSONDecodeError):
+                    return False
+                return record["phase"] == "watching" and record["settled_at"] > 0
+
+            wait_for(baking_first_wave, 60, "the canary's bake")
+            # A second driver is refused while the first runs.
+            code, _, err = cli("fleet", "rollout", "digits", "--resume", *fleet.options())
+            assert code == 2 and "another `edge-sdk fleet rollout digits` is running" in err
+            code, out, err = cli("fleet", "rollback", "digits", *fleet.options(), "--json")
+            assert code == 0, err
+            assert json.loads(out)["stopped_rollout"] == "2"
+            assert process.wait(30) == 10, log_path.read_text()
+        finally:
+            process.kill()
+            process.wait()
+    assert "stopped: rolled back to v1 by the operator" in log_path.read_text()
+    record = json.loads(record_path.read_text())
+    assert record["phase"] == "halted" and record["wave"] == 0
+    for config in fleet.configs.values():
+        wait_for(
+            lambda c=config: store(c).current() == 1 and settled(c)(), 30, "all on v1, at rest"
+        )
+    canary = record["waves"][0][0]
+    for device, config in fleet.configs.items():
+        if device != canary:
+            assert 2 not in store(config).installed(), device
 
 
 def slow_model(layers: int = 300, width: int = 1024) -> bytes:
