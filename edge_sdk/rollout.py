@@ -383,6 +383,22 @@ def judge_wave(rollout: Rollout, views: Mapping[str, DeviceView], now: float) ->
     return replace(judged, settled=True, passed=baked)
 
 
+def wave_progress(rollout: Rollout, judgement: WaveJudgement, now: float) -> str:
+    """One line for a terminal's live status: where the current wave stands."""
+    order = (Verdict.PASSED, Verdict.FAILED, Verdict.PENDING, Verdict.OFFLINE)
+    counts = ", ".join(
+        f"{judgement.count(v)} {v}" for v in order if judgement.count(v) or v == Verdict.PASSED
+    )
+    line = f"wave {rollout.wave + 1}/{len(rollout.waves)}: {counts}"
+    if rollout.settled_at and rollout.gate.bake_s:
+        left = max(0.0, rollout.gate.bake_s - (now - rollout.settled_at))
+        line += f"; watching health, {left:.0f} s left"
+    elif judgement.count(Verdict.PENDING):
+        left = max(0.0, rollout.gate.wave_timeout_s - (now - rollout.since))
+        line += f"; timeout in {left:.0f} s"
+    return line
+
+
 # --- moving on ----------------------------------------------------------------------------------
 
 

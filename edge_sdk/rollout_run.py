@@ -35,6 +35,7 @@ from edge_sdk.rollout import (
     judge_wave,
     orders,
     published,
+    wave_progress,
 )
 
 ROLLOUTS_DIR = "rollouts"
@@ -153,6 +154,7 @@ def drive(
     publish: Publish,
     *,
     report: Report = lambda _line: None,
+    live: Report = lambda _line: None,
     clock: Callable[[], float] = time.time,
     poll_s: float = 0.5,
 ) -> Rollout:
@@ -166,6 +168,7 @@ def drive(
             rollout = _save_unless_stopped(repo_dir, published(rollout, clock()), report)
             continue
         judgement = judge_wave(rollout, fleet.devices(), clock())
+        live(wave_progress(rollout, judgement, clock()))
         for device, result in judgement.results.items():
             if seen.get(device) != result:
                 seen[device] = result

@@ -175,7 +175,14 @@ def rollout_command(
             triples = [(o.scope, o.version, o.rollback) for o in todo]
             publish_assignments(keys, link, topics, model=model, serial=serial, orders=triples)
 
-        final = drive(record, repo, watch, publish, report=say)
+        if stderr_console.is_terminal:
+            # A live line under the log of events; logs and pipes get the events alone.
+            with stderr_console.status("starting", spinner="dots") as status:
+                final = drive(
+                    record, repo, watch, publish, report=say, live=lambda t: status.update(t)
+                )
+        else:
+            final = drive(record, repo, watch, publish, report=say)
 
     result = summary(final)
     if json_output:

@@ -309,3 +309,19 @@ def test_status_parsing_never_raises_on_garbage() -> None:
     weird = parse_status("x", b'{"models": {"digits": {"version": "7", "serial": true}}}')
     m = weird.model("digits")
     assert m is not None and m.version is None and m.serial == 0 and m.state == "unknown"
+
+
+def test_the_live_line_says_where_the_wave_stands() -> None:
+    from edge_sdk.rollout import wave_progress
+
+    r = replace(planned(20, "1,10,100%", Gate(bake_s=30, wave_timeout_s=600)), wave=1)
+    views = wave_views(r, state="downloading", serial=100)
+    for d in r.waves[1][:4]:
+        views[d] = device(d, version=V, serial=100)
+    views[r.waves[1][4]] = device(r.waves[1][4], online=False)
+    line = wave_progress(r, judge_wave(r, views, 1100.0), 1100.0)
+    assert line == "wave 2/3: 4 passed, 4 pending, 1 offline; timeout in 500 s"
+    baking = replace(r, settled_at=1090.0)
+    done = {d: device(d, version=V, serial=100) for d in r.waves[1]}
+    line = wave_progress(baking, judge_wave(baking, done, 1100.0), 1100.0)
+    assert line == "wave 2/3: 9 passed; watching health, 20 s left"
