@@ -42,10 +42,10 @@ DEVICES_DIR = "devices"
 # the same cap on what publishers send, so an oversized publish is refused at the door instead
 # of being stored as a retained message that no device could ever receive.
 MAX_PACKET_SIZE = (1 << 20) + 4096
-# Per client. An offline device's persistent session only queues desired-state messages (a few
-# per rollout), but an operator tool subscribing to devices/+/status receives one retained
-# message per device at once, and Mosquitto silently drops what does not fit the queue: this
-# bounds the fleet size that `fleet status` sees whole.
+# Per client, QoS 1 and 2 only. An offline device's persistent session queues desired-state
+# messages (a few per rollout), and whatever a QoS 1 subscriber is sent beyond the in-flight
+# window and this queue is dropped silently. The operator's tools read devices/+/status at QoS 0,
+# which Mosquitto does not cap this way (2,000 retained statuses checked against a cap of 100).
 MAX_QUEUED_MESSAGES = 10000
 # Retained messages are the repository; the default (30 min) could lose a publish on a crash.
 AUTOSAVE_INTERVAL_S = 60
