@@ -35,6 +35,8 @@ DEFAULT_HOSTNAMES = ("localhost", "127.0.0.1")
 DEFAULT_RUN_AS = "mosquitto"
 OPERATOR_CN = "operator"
 BROKER_JSON = "broker.json"
+CRL = "crl.pem"
+REVOKED_JSON = "revoked.json"
 DEVICES_DIR = "devices"
 
 # The agent announces Maximum Packet Size = max(limits.max_chunk_bytes, max_metadata_bytes)
@@ -52,7 +54,7 @@ AUTOSAVE_INTERVAL_S = 60
 
 _WRITTEN = (
     *("mosquitto.conf", "acl", "ca.pem", "ca.key", "server.pem", "server.key"),
-    *("operator.pem", "operator.key", BROKER_JSON, "data", "mosquitto.log"),
+    *("operator.pem", "operator.key", BROKER_JSON, "data", "mosquitto.log", CRL),
 )
 
 # A POSIX login name; anything else could smuggle a second line into mosquitto.conf.
@@ -181,7 +183,7 @@ def mosquitto_conf(s: BrokerSettings) -> str:
                 f"autosave_interval {AUTOSAVE_INTERVAL_S}",
                 "# The agent's default Maximum Packet Size (docs/protocol.md §7).",
                 f"max_packet_size {MAX_PACKET_SIZE}",
-                "# Per client: a whole fleet's retained status must fit one operator's queue.",
+                "# Per client, QoS 1 and 2: what an offline device's session may hold.",
                 f"max_queued_messages {MAX_QUEUED_MESSAGES}",
                 "# Without it Nagle delays each retained read behind its SUBACK (~40 ms each).",
                 "set_tcp_nodelay true",
@@ -196,6 +198,8 @@ def mosquitto_conf(s: BrokerSettings) -> str:
                 "# Listener options must follow their listener line.",
                 f"listener {s.port} {s.listen_host}",
                 f"cafile {s.path('ca.pem')}",
+                "# Revoked device certificates (`edge-sdk fleet revoke`); read at start.",
+                f"crlfile {s.path(CRL)}",
                 f"certfile {s.path('server.pem')}",
                 f"keyfile {s.path('server.key')}",
                 "tls_version tlsv1.2",
@@ -292,6 +296,9 @@ def init_broker(s: BrokerSettings, *, force: bool = False) -> BrokerInit:
     pki.write_issued(server, s.path("server.pem"), s.path("server.key"))
     pki.write_issued(operator, s.path("operator.pem"), s.path("operator.key"))
     write_bytes_atomic(s.path("acl"), acl_text(s.topic_prefix, s.fleet).encode())
+    # A new CA starts with nothing revoked: the old CA's certificates no longer verify at all.
+    write_bytes_atomic(s.path(CRL), pki.create_crl(ca, []))
+    write_bytes_atomic(s.path(REVOKED_JSON), b"[]\n", mode=0o600)
     log = s.path("mosquitto.log")
     if not log.exists():
         write_bytes_atomic(log, b"", mode=0o640)
@@ -323,7 +330,7 @@ def _hand_over(s: BrokerSettings) -> tuple[str | None, tuple[str, ...]]:
             f"user {s.run_as!r} does not exist here: create it (e.g. install the mosquitto "
             "package) and chown the server files to it, or rerun with --run-as USER",
         )
-    readable = ("server.key", "server.pem", "ca.pem", "acl", "mosquitto.log", "data")
+    readable = ("server.key", "server.pem", "ca.pem", CRL, "acl", "mosquitto.log", "data")
     for name in readable:
         os.chown(s.path(name), user.pw_uid, user.pw_gid)
     notes = []

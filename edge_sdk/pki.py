@@ -102,6 +102,38 @@ def issue_client(ca: Issued, common_name: str, *, days: int = 825) -> Issued:
     return _issue_leaf(ca, common_name, days, ExtendedKeyUsageOID.CLIENT_AUTH, [])
 
 
+def create_crl(ca: Issued, revoked: Sequence[tuple[int, datetime]], *, days: int = 3650) -> bytes:
+    """A PEM certificate revocation list of ``(serial, when)`` signed by the CA.
+
+    Long-lived on purpose: a TLS server that checks a CRL refuses *every* client once the CRL's
+    nextUpdate has passed, so a short-lived CRL nobody re-signs would lock out the whole fleet.
+    """
+    _check_days(days)
+    ca_cert = _load_cert(ca.cert_pem, "CA certificate")
+    ca_key = _load_key(ca.key_pem, "CA private key")
+    now = datetime.now(UTC)
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca_cert.subject)
+        .last_update(now - _BACKDATE)
+        .next_update(now + timedelta(days=days))
+    )
+    for serial, when in revoked:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(when).build()
+        )
+    return builder.sign(ca_key, hashes.SHA256()).public_bytes(Encoding.PEM)
+
+
+def revoked_serials(crl_pem: bytes) -> set[int]:
+    """The serial numbers a PEM CRL revokes."""
+    try:
+        crl = x509.load_pem_x509_crl(crl_pem)
+    except ValueError as e:
+        raise KeyFileError("not a readable PEM certificate revocation list") from e
+    return {entry.serial_number for entry in crl}
+
+
 def common_name(cert_pem: bytes) -> str:
     """The subject CN of a PEM certificate."""
     cert = _load_cert(cert_pem, "certificate")

@@ -76,3 +76,36 @@ def enroll_command(
         highlight=False,
         soft_wrap=True,
     )
+
+
+@fleet_app.command("revoke")
+def revoke_command(
+    device_id: Annotated[str, typer.Argument(help="The enrolled device to cut off.")],
+    broker_dir: BrokerDirOpt = Path("broker"),
+    json_output: JsonFlag = False,
+) -> None:
+    """Revoke DEVICE_ID's certificate: it is added to the broker's CRL, which Mosquitto reads
+    at start, so restart the broker to apply it. `fleet enroll --force` issues a new one."""
+    from edge_sdk.revoke import revoke
+
+    result = revoke(broker_dir, device_id)
+    if json_output:
+        emit_json(result.to_json())
+        return
+    if result.already:
+        stdout_console.print(
+            f"{result.device_id}'s certificate (serial {result.serial}) was already revoked "
+            f"at {result.revoked_at}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        return
+    stdout_console.print(
+        f"revoked {result.device_id} (certificate serial {result.serial}); {result.crl} now "
+        f"lists {result.revoked_total}. Restart the broker to apply it: Mosquitto reads the "
+        "CRL at start, and the device is refused at its next connection",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )

@@ -23,7 +23,7 @@ from edge_sdk.repository import Repository
 from edge_sdk.topics import Topics
 from tests.agent.support import agent_thread, committed, make_bundle, wait_for
 from tests.fleet_broker import FAST_BROKER_TOML, FAST_EXTRA_TOML, FleetBroker
-from tests.mosquitto import connect_client, free_port, launch, terminate
+from tests.mosquitto import BrokerRefused, connect_client, free_port, launch, terminate
 
 Cli = Callable[..., tuple[int, str, str]]
 
@@ -148,7 +148,7 @@ def world_traversable_dir() -> Iterator[Path]:
 
 @needs_root_and_mosquitto_user
 def test_init_as_root_hands_the_files_to_mosquitto_and_the_broker_serves_tls(
-    cli: Cli, world_traversable_dir: Path
+    cli: Cli, world_traversable_dir: Path, keyring: Path
 ) -> None:
     d = world_traversable_dir / "broker"
     port = free_port()
@@ -158,7 +158,16 @@ def test_init_as_root_hands_the_files_to_mosquitto_and_the_broker_serves_tls(
     assert code == 0, err
     assert "warning" not in err
     mosquitto = pwd.getpwnam("mosquitto").pw_uid
-    for name in ("server.key", "server.pem", "ca.pem", "acl", "data", "mosquitto.log"):
+    # A device enrolled, then revoked: the new CRL must stay readable by the broker's user.
+    device_dir = world_traversable_dir / "cam-a"
+    code, _, err = cli(
+        "fleet", "enroll", "cam-a", "--profile", "x86-64", "--model", "digits", "--out",
+        device_dir, "--broker-dir", d, "--trust-root", keyring / "root.json",
+    )  # fmt: skip
+    assert code == 0, err
+    code, _, err = cli("fleet", "revoke", "cam-a", "--broker-dir", d)
+    assert code == 0, err
+    for name in ("server.key", "server.pem", "ca.pem", "crl.pem", "acl", "data", "mosquitto.log"):
         assert (d / name).stat().st_uid == mosquitto, name
     for name in ("ca.key", "operator.key"):
         assert (d / name).stat().st_uid == 0, name
@@ -174,6 +183,14 @@ def test_init_as_root_hands_the_files_to_mosquitto_and_the_broker_serves_tls(
         )
         client.disconnect()
         client.loop_stop()
+        with pytest.raises(BrokerRefused):
+            connect_client(
+                "127.0.0.1",
+                port,
+                "cam-a",
+                ca_path=d / "ca.pem",
+                cert=(device_dir / "cam-a.pem", device_dir / "cam-a.key"),
+            )
         # It really dropped root: the process belongs to mosquitto.
         assert Path(f"/proc/{proc.pid}").stat().st_uid == mosquitto
     finally:
