@@ -132,6 +132,7 @@ class Rollout:
     results: Mapping[str, DeviceResult] = field(default_factory=dict)
     reason: str = ""
     skipped: Mapping[str, str] = field(default_factory=dict)  # device: why not in the plan
+    rolled_back: tuple[str, ...] = ()  # devices the halt sent back (once that was published)
 
     @property
     def devices(self) -> tuple[str, ...]:
@@ -161,6 +162,7 @@ class Rollout:
             "results": {d: r.to_json() for d, r in sorted(self.results.items())},
             "reason": self.reason,
             "skipped": dict(self.skipped),
+            "rolled_back": list(self.rolled_back),
         }
 
     @classmethod
@@ -190,6 +192,7 @@ class Rollout:
             },
             reason=str(doc["reason"]),
             skipped={str(d): str(r) for d, r in doc["skipped"].items()},
+            rolled_back=tuple(str(d) for d in doc.get("rolled_back", [])),
         )
 
 
@@ -458,7 +461,10 @@ def published(rollout: Rollout, now: float) -> Rollout:
     }
     if rollout.phase not in following:
         return rollout
-    return replace(rollout, phase=following[rollout.phase], since=now)
+    sent_back = rollout.rolled_back
+    if rollout.phase == Phase.ROLLING_BACK:
+        sent_back = tuple(o.scope.split("/", 1)[1] for o in orders(rollout))
+    return replace(rollout, phase=following[rollout.phase], since=now, rolled_back=sent_back)
 
 
 def summary(rollout: Rollout) -> dict[str, Any]:
@@ -485,11 +491,5 @@ def summary(rollout: Rollout) -> dict[str, Any]:
         "devices": {d: r.to_json() for d, r in sorted(rollout.results.items())},
         "offline": sorted(d for d, r in rollout.results.items() if r.verdict == Verdict.OFFLINE),
         "skipped": dict(rollout.skipped),
-        "rolled_back": [o.scope.split("/", 1)[1] for o in _rollback_orders(rollout)],
+        "rolled_back": list(rollout.rolled_back),
     }
-
-
-def _rollback_orders(rollout: Rollout) -> tuple[Order, ...]:
-    if rollout.phase not in (Phase.ROLLING_BACK, Phase.HALTED) or not rollout.reason:
-        return ()
-    return orders(replace(rollout, phase=Phase.ROLLING_BACK))

@@ -13,7 +13,7 @@ import pytest
 
 from edge_sdk.errors import InputError
 from edge_sdk.inventory import DeviceView, ModelView
-from edge_sdk.rollout import Gate, Order, Phase, Rollout, parse_waves, plan
+from edge_sdk.rollout import Gate, Order, Phase, Rollout, parse_waves, plan, summary
 from edge_sdk.rollout_run import (
     begin,
     driving,
@@ -108,6 +108,7 @@ def test_a_rollback_by_the_operator_stops_a_running_drive_before_its_next_publis
     assert final.phase == Phase.HALTED and final.reason == "rolled back to v1 by the operator"
     assert len(fleet.published) == 2  # no third wave, no group assignment
     assert "stopped: rolled back to v1 by the operator" in lines
+    assert summary(final)["rolled_back"] == []  # the operator's rollback went to the group
     assert load(tmp_path, "digits") == final
 
 
