@@ -24,11 +24,10 @@ from types import TracebackType
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_sdk.errors import TransferError
-from edge_sdk.operator_link import BrokerAddress, tls_context_args
+from edge_sdk.operator_link import BrokerAddress, OperatorSession
 from edge_sdk.topics import IDENTIFIER, Topics
 
 # Resting states of a device's update machine (agent/machine.py): nothing in flight.
@@ -182,7 +181,7 @@ def _float(value: object) -> float:
     return number if math.isfinite(number) else 0.0
 
 
-class FleetWatch:
+class FleetWatch(OperatorSession):
     """``with FleetWatch(address, topics) as watch: watch.sync(); watch.devices()``.
 
     Subscribes at QoS 0: the messages are retained state, not events, so the newest one is all
@@ -193,69 +192,31 @@ class FleetWatch:
     def __init__(
         self, address: BrokerAddress, topics: Topics, client_id: str, *, timeout: float = 30.0
     ) -> None:
-        self._address = address
+        super().__init__(address, client_id, timeout=timeout)
         self._topics = topics
-        self._timeout = timeout
         self._lock = threading.Lock()
         self._status: dict[str, DeviceView] = {}
         self._presence: dict[str, bool | None] = {}
         self._received: dict[str, float] = {}
         self._changed = threading.Condition(self._lock)
-        self._connected = threading.Event()
-        self._refused = ""
         self._subacks: set[int] = set()
         self._sync_seq = 0
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
-        )
-        if address.tls:
-            client.tls_set(**tls_context_args(address))
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        client.on_subscribe = self._on_subscribe
-        self._client = client
-
-    # -- session ---------------------------------------------------------------------------
+        self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
 
     def __enter__(self) -> FleetWatch:
-        a = self._address
-        try:
-            self._client.connect(a.host, a.port, keepalive=30)
-        except OSError as e:
-            raise TransferError(f"cannot reach the broker at {a.host}:{a.port}: {e}") from e
-        self._client.loop_start()
-        if not self._connected.wait(self._timeout) or self._refused:
-            self._client.loop_stop()
-            raise TransferError(
-                f"the broker at {a.host}:{a.port} refused the operator connection: "
-                f"{self._refused or 'no CONNACK'}; check --cert/--key and the broker's ACL"
-            )
+        self._open()
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None
     ) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
+        self._close()
 
-    def _on_connect(
-        self, client: mqtt.Client, _u: object, _f: object, rc: ReasonCode, _p: object
-    ) -> None:
-        if rc.is_failure:
-            self._refused = str(rc)
-        else:
-            # Every (re)connect subscribes again: the broker re-sends the retained state.
-            devices = f"{self._topics.root}/devices/+"
-            client.subscribe([(f"{devices}/status", 0), (f"{devices}/presence", 0)])
-        self._connected.set()
-
-    def _on_disconnect(
-        self, _c: mqtt.Client, _u: object, _f: object, rc: ReasonCode, _p: object
-    ) -> None:
-        if not self._connected.is_set():
-            self._refused = f"disconnected before CONNACK ({rc}): certificate refused?"
-            self._connected.set()
+    def _on_session(self, client: mqtt.Client) -> None:
+        # Every (re)connect subscribes again: the broker re-sends the retained state.
+        devices = f"{self._topics.root}/devices/+"
+        client.subscribe([(f"{devices}/status", 0), (f"{devices}/presence", 0)])
 
     def _on_subscribe(
         self, _c: mqtt.Client, _u: object, mid: int, _rc: list[ReasonCode], _p: object

@@ -68,33 +68,41 @@ def tls_context_args(address: BrokerAddress) -> dict[str, Any]:
     }
 
 
-class OperatorLink:
-    """``with OperatorLink(address, client_id) as link: link.publish(...)``; leaving the block
-    waits for every acknowledgement, so a clean exit means the broker holds everything."""
+class OperatorSession:
+    """One operator MQTT 5 session: the client, TLS with the operator's certificate, connect,
+    and a refusal turned into one line. ``with`` connects and disconnects; subclasses add what
+    they do on the connection (``_on_session`` runs on every successful CONNACK)."""
 
     def __init__(self, address: BrokerAddress, client_id: str, *, timeout: float = 30.0) -> None:
         self._address = address
         self._timeout = timeout
         self._connected = threading.Event()
         self._refused = ""
-        self._pending: list[mqtt.MQTTMessageInfo] = []
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=MQTTProtocolVersion.MQTTv5,
         )
         if address.tls:
-            client.tls_set(**tls_context_args(address))
+            try:
+                client.tls_set(**tls_context_args(address))
+            except (ssl.SSLError, OSError) as e:
+                # The files exist (BrokerAddress checked) but OpenSSL cannot use them.
+                raise InputError(f"cannot load the TLS files (--ca/--cert/--key): {e}") from e
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
-        client.max_inflight_messages_set(64)
         self._client = client
 
+    def _on_session(self, client: mqtt.Client) -> None:
+        """Called on every successful CONNACK, on paho's network thread."""
+
     def _on_connect(
-        self, _c: mqtt.Client, _u: object, _f: object, rc: ReasonCode, _p: object
+        self, client: mqtt.Client, _u: object, _f: object, rc: ReasonCode, _p: object
     ) -> None:
         if rc.is_failure:
             self._refused = str(rc)
+        else:
+            self._on_session(client)
         self._connected.set()
 
     def _on_disconnect(
@@ -104,7 +112,7 @@ class OperatorLink:
             self._refused = f"disconnected before CONNACK ({rc}): certificate refused?"
             self._connected.set()
 
-    def __enter__(self) -> OperatorLink:
+    def _open(self) -> None:
         a = self._address
         try:
             self._client.connect(a.host, a.port, keepalive=30)
@@ -117,6 +125,23 @@ class OperatorLink:
                 f"the broker at {a.host}:{a.port} refused the operator connection: "
                 f"{self._refused or 'no CONNACK'}; check --cert/--key and the broker's ACL"
             )
+
+    def _close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+class OperatorLink(OperatorSession):
+    """``with OperatorLink(address, client_id) as link: link.publish(...)``; leaving the block
+    waits for every acknowledgement, so a clean exit means the broker holds everything."""
+
+    def __init__(self, address: BrokerAddress, client_id: str, *, timeout: float = 30.0) -> None:
+        super().__init__(address, client_id, timeout=timeout)
+        self._pending: list[mqtt.MQTTMessageInfo] = []
+        self._client.max_inflight_messages_set(64)
+
+    def __enter__(self) -> OperatorLink:
+        self._open()
         return self
 
     def publish(self, topic: str, payload: bytes, *, retain: bool = True) -> None:
@@ -147,5 +172,4 @@ class OperatorLink:
             if kind is None:
                 self.wait()
         finally:
-            self._client.disconnect()
-            self._client.loop_stop()
+            self._close()

@@ -6,13 +6,17 @@ sets them once (``edge-sdk broker init`` prints the ``export`` line).
 
 from __future__ import annotations
 
+import os
+import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 if TYPE_CHECKING:
+    from edge_sdk.inventory import FleetWatch
     from edge_sdk.operator_link import OperatorLink
+    from edge_sdk.topics import Topics
 
 RepoOpt = Annotated[
     Path,
@@ -60,3 +64,21 @@ def connect(
     from edge_sdk.operator_link import BrokerAddress, OperatorLink
 
     return OperatorLink(BrokerAddress.parse(broker, ca=ca, cert=cert, key=key), client_id)
+
+
+def session_id(kind: str) -> str:
+    """A client id of its own per command run: the broker disconnects an older session with the
+    same id, so a `fleet status` must never kick a running rollout off, nor two rollouts
+    each other."""
+    return f"edge-sdk-{kind}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def watch(
+    broker: str, ca: Path | None, cert: Path | None, key: Path | None, topics: Topics, kind: str
+) -> FleetWatch:
+    """The devices' reports, on a session of its own (``edge_sdk.inventory.FleetWatch``)."""
+    from edge_sdk.inventory import FleetWatch
+    from edge_sdk.operator_link import BrokerAddress
+
+    address = BrokerAddress.parse(broker, ca=ca, cert=cert, key=key)
+    return FleetWatch(address, topics, session_id(kind))

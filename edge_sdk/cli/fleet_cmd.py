@@ -58,11 +58,9 @@ def publish_command(
     Resumable: the chunks the broker acknowledged are recorded under REPO/published/, and a
     re-run (after Ctrl-C or a lost connection, or just again) sends only the rest, then all
     the metadata. --full sends everything again."""
-    import ssl
 
     from edge_sdk.bundle import read_bundle, write_bundle
     from edge_sdk.cli._publish_progress import PublishProgress
-    from edge_sdk.errors import InputError
     from edge_sdk.fleet import open_or_create, publish_bundle, signed_for_fleet
     from edge_sdk.operator_link import BrokerAddress, OperatorLink
     from edge_sdk.publish_ledger import PublishLedger
@@ -78,10 +76,7 @@ def publish_command(
         stderr_console.print(
             f"signed {bundle} with the fleet's {signed_now} online key(s)", highlight=False
         )
-    try:
-        operator_link = OperatorLink(address, "edge-sdk-operator")
-    except (ssl.SSLError, OSError) as e:
-        raise InputError(f"cannot load the TLS files (--ca/--cert/--key): {e}") from e
+    operator_link = OperatorLink(address, "edge-sdk-operator")
     repository = open_or_create(repo, keys)
     # Keyed by the normalised address, so mqtt://h and mqtt://h:1883 share one ledger.
     scheme = "mqtts" if address.tls else "mqtt"

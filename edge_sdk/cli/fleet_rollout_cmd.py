@@ -4,11 +4,10 @@ way back. The decisions are ``edge_sdk.rollout``'s; the record and the loop are
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -23,24 +22,12 @@ from edge_sdk.cli._fleet_options import (
     PrefixOpt,
     RepoOpt,
     connect,
+    session_id,
+    watch,
 )
 from edge_sdk.cli.fleet_cmd import fleet_app
 
-if TYPE_CHECKING:
-    from edge_sdk.inventory import FleetWatch
-    from edge_sdk.topics import Topics
-
 EXIT_HALTED = 10  # a halted rollout is not an error of input, but a pipeline must see it
-
-
-def _watch(
-    broker: str, ca: Path | None, cert: Path | None, key: Path | None, topics: Topics
-) -> FleetWatch:
-    from edge_sdk.inventory import FleetWatch
-    from edge_sdk.operator_link import BrokerAddress
-
-    address = BrokerAddress.parse(broker, ca=ca, cert=cert, key=key)
-    return FleetWatch(address, topics, f"edge-sdk-rollout-{os.getpid()}-{time.monotonic_ns()}")
 
 
 @fleet_app.command("rollout")
@@ -150,17 +137,17 @@ def rollout_command(
 
     with (
         driving(repo, model),
-        _watch(broker, ca, cert, key, topics) as watch,
-        connect(broker, ca, cert, key, f"edge-sdk-operator-{os.getpid()}") as link,
+        watch(broker, ca, cert, key, topics, "rollout") as fleet_watch,
+        connect(broker, ca, cert, key, session_id("operator")) as link,
     ):
-        watch.sync()
+        fleet_watch.sync()
         if record is None:
             planned = plan(
                 model,
                 number,
                 label,
                 profile,
-                watch.devices(),
+                fleet_watch.devices(),
                 steps=steps,
                 gate=gate,
                 group=group,
@@ -179,10 +166,10 @@ def rollout_command(
             # A live line under the log of events; logs and pipes get the events alone.
             with stderr_console.status("starting", spinner="dots") as status:
                 final = drive(
-                    record, repo, watch, publish, report=say, live=lambda t: status.update(t)
+                    record, repo, fleet_watch, publish, report=say, live=lambda t: status.update(t)
                 )
         else:
-            final = drive(record, repo, watch, publish, report=say)
+            final = drive(record, repo, fleet_watch, publish, report=say)
 
     result = summary(final)
     if json_output:
@@ -249,11 +236,11 @@ def rollback_command(
         number, label = incumbent, str(incumbent)
     topics = Topics(topic_prefix, fleet)
     with (
-        _watch(broker, ca, cert, key, topics) as watch,
-        connect(broker, ca, cert, key, f"edge-sdk-operator-{os.getpid()}") as link,
+        watch(broker, ca, cert, key, topics, "rollback") as fleet_watch,
+        connect(broker, ca, cert, key, session_id("operator")) as link,
     ):
-        watch.sync()
-        groups = (group,) if group is not None else groups_running(watch.devices(), model)
+        fleet_watch.sync()
+        groups = (group,) if group is not None else groups_running(fleet_watch.devices(), model)
         if not groups:
             raise InputError(f"no device reports running {model}; pass --group to roll back one")
         why = f"rolled back to v{label} by the operator"

@@ -17,6 +17,7 @@ from edge_sdk.cli._fleet_options import (
     FleetOpt,
     KeyOpt,
     PrefixOpt,
+    watch,
 )
 from edge_sdk.cli.fleet_cmd import fleet_app
 
@@ -59,32 +60,19 @@ def status_command(
     """Show every device: its models, versions, update states, serving health, presence and
     how long ago it last reported. Devices enrolled (BROKER_DIR/devices/) but never heard from
     are listed as "never seen"."""
-    import os
-    import secrets
-    import ssl
     from datetime import UTC, datetime
 
     from edge_sdk import fleet_status
-    from edge_sdk.errors import InputError
-    from edge_sdk.inventory import FleetWatch
-    from edge_sdk.operator_link import BrokerAddress
     from edge_sdk.topics import Topics
 
     # Everything checkable is checked before connecting.
     filters = fleet_status.Filters(group, model, state, online, device).check()
     topics = Topics(topic_prefix, fleet)
-    address = BrokerAddress.parse(broker, ca=ca, cert=cert, key=key)
+    session = watch(broker, ca, cert, key, topics, "status")
     enrolled = fleet_status.load_enrolled(broker_dir, fleet)
-    # A client id of its own: the broker disconnects an older session with the same id, and a
-    # status look must never kick the operator's publish or rollout.
-    client_id = f"edge-sdk-status-{os.getpid()}-{secrets.token_hex(4)}"
-    try:
-        watch = FleetWatch(address, topics, client_id)
-    except (ssl.SSLError, OSError) as e:
-        raise InputError(f"cannot load the TLS files (--ca/--cert/--key): {e}") from e
-    with watch:
-        watch.sync()
-        devices = watch.devices()
+    with session:
+        session.sync()
+        devices = session.devices()
     rows = fleet_status.select(fleet_status.merge(devices, enrolled), filters)
     if json_output:
         emit_json(fleet_status.to_json(rows))

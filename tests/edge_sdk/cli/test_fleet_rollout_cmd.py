@@ -97,3 +97,15 @@ def test_rollback_bad_input_is_one_line(
 ) -> None:
     code, _, err = cli("fleet", "rollback", *common, *args)
     assert message in one_error(code, err)
+
+
+@pytest.mark.parametrize("command", ["rollout", "rollback"])
+def test_unusable_tls_files_are_one_line_before_connecting(
+    cli: Cli, common: list[str | Path], tmp_path: Path, command: str
+) -> None:
+    garbage = tmp_path / "ca.pem"
+    garbage.write_text("not a certificate\n")
+    args = ["digits", "1"] if command == "rollout" else ["digits", "--to", "1"]
+    tls = ["--broker", f"mqtts://127.0.0.1:{free_port()}", "--ca", garbage]
+    code, _, err = cli("fleet", command, *common, *tls, *args)
+    assert "cannot load the TLS files (--ca/--cert/--key)" in one_error(code, err)
