@@ -15,14 +15,20 @@ import os
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import IO
 
 import paho.mqtt.client as mqtt
 
 from edge_sdk.broker_setup import DEFAULT_RUN_AS, BrokerInit, init_broker, make_settings
 from edge_sdk.enroll import EnrollRequest, Enrolment, enroll
-from tests.mosquitto import HOST, _PortTaken, connect_client, free_port, launch, terminate
+from tests.mosquitto import (
+    HOST,
+    MosquittoProcess,
+    _PortTaken,
+    connect_client,
+    free_port,
+    launch,
+)
 
 __all__ = ["FAST_BROKER_TOML", "FAST_EXTRA_TOML", "FleetBroker"]
 
@@ -36,7 +42,7 @@ FAST_EXTRA_TOML = (
 )
 
 
-class FleetBroker:
+class FleetBroker(MosquittoProcess):
     """``broker init`` into ``work_dir / "broker"``, then ``mosquitto -c`` on it.
 
     ``trust_root`` is the fleet's TUF root.json that ``enroll`` copies beside each agent.toml;
@@ -189,41 +195,9 @@ class FleetBroker:
                 if attempt == 2 or not first:
                     raise
 
-    def stop(self) -> None:
-        """SIGTERM: Mosquitto saves retained messages on the way out, so start() keeps them."""
-        proc, self._proc = self._proc, None
-        log, self._log = self._log, None
-        terminate(proc, log)
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def close(self) -> None:
-        clients, self._clients = self._clients, []
-        for client in clients:
-            client.disconnect()
-            client.loop_stop()
-        self.stop()
-
-    def __enter__(self) -> FleetBroker:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            text = self.stderr_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
+    @property
+    def _output_path(self) -> Path:
+        return self.stderr_path
 
     # -- internals -------------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, Self
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -71,7 +71,64 @@ def free_port() -> int:
         return port
 
 
-class Broker:
+class MosquittoProcess:
+    """What every test broker shares once it runs: stop (gracefully, so persistence is saved),
+    restart on the same port, close with the clients it handed out, ``with``, and its log.
+
+    Subclasses set ``_proc``, ``_log`` and ``_clients`` and implement ``start()``;
+    ``_output_path`` is where Mosquitto's own output goes.
+    """
+
+    _proc: subprocess.Popen[bytes] | None
+    _log: IO[bytes] | None
+    _clients: list[mqtt.Client]
+
+    @property
+    def _output_path(self) -> Path:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """SIGTERM and wait: Mosquitto saves its persistence database on the way out."""
+        proc, self._proc = self._proc, None
+        log, self._log = self._log, None
+        terminate(proc, log)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        """Disconnect every client this broker handed out, then stop the broker."""
+        clients, self._clients = self._clients, []
+        for client in clients:
+            client.disconnect()
+            client.loop_stop()
+        self.stop()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self._output_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+
+class Broker(MosquittoProcess):
     """One Mosquitto process; plain (anonymous) or mutual TLS (the client CN is the username).
 
     On a plain broker ``client(identity)`` sends the identity as the MQTT username, so ACL
@@ -159,42 +216,9 @@ class Broker:
                 if attempt == 2 or not first:
                     raise
 
-    def stop(self) -> None:
-        """SIGTERM and wait: Mosquitto saves its persistence database on the way out."""
-        proc, self._proc = self._proc, None
-        log, self._log = self._log, None
-        terminate(proc, log)
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def close(self) -> None:
-        """Disconnect every client this broker handed out, then stop the broker."""
-        clients, self._clients = self._clients, []
-        for client in clients:
-            client.disconnect()
-            client.loop_stop()
-        self.stop()
-
-    def __enter__(self) -> Broker:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
+    @property
+    def _output_path(self) -> Path:
+        return self.log_path
 
     # -- clients ---------------------------------------------------------------------------
 
