@@ -15,8 +15,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -253,35 +254,52 @@ def test_a_version_failing_its_golden_vectors_halts_in_the_first_wave(
     assert record["phase"] == "halted"
 
 
+@contextmanager
+def rollout_process(
+    fleet: Fleet, tmp_path: Path, *options: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``edge-sdk fleet rollout digits 2 OPTIONS`` as its own process (the operator's machine),
+    output in ``tmp_path/rollout.log``; killed on the way out if still running."""
+    argv = ["fleet", "rollout", "digits", "2", *options, *(str(a) for a in fleet.options())]
+    with (tmp_path / "rollout.log").open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-c", "from edge_sdk.cli import main; main()", *argv],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield process
+        finally:
+            process.kill()
+            process.wait()
+
+
+def record_is(path: Path, check: Callable[[dict[str, Any]], bool]) -> Callable[[], bool]:
+    """The rollout record on disk satisfies ``check`` (it is written atomically)."""
+
+    def probe() -> bool:
+        try:
+            return check(json.loads(path.read_text()))
+        except FileNotFoundError:
+            return False
+
+    return probe
+
+
 def test_a_rollout_killed_mid_way_resumes_where_it_stopped(
     cli: Cli, fleet: Fleet, tmp_path: Path
 ) -> None:
     fleet.operator.publish(make_bundle(fleet.operator.keyring, 2))
     record_path = fleet.operator.repo_dir / "rollouts" / "digits.json"
-    argv = ["fleet", "rollout", "digits", "2", "--waves", "1,2,50%,100%", "--probation", "1"]
-    argv += [str(a) for a in fleet.options()]
-    log = (tmp_path / "rollout.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-c", "from edge_sdk.cli import main; main()", *argv],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-
-    def in_second_wave() -> bool:
-        try:
-            record = json.loads(record_path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return False
-        return record["wave"] == 1 and record["phase"] == "watching"
-
-    try:
-        wait_for(in_second_wave, 60, "the rollout's second wave")
-    finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+    with rollout_process(fleet, tmp_path, "--waves", "1,2,50%,100%", "--probation", "1") as p:
+        wait_for(
+            record_is(record_path, lambda r: r["wave"] == 1 and r["phase"] == "watching"),
+            60,
+            "the rollout's second wave",
+        )
+        p.send_signal(signal.SIGKILL)
     killed = json.loads(record_path.read_text())
-    first_serial = killed["results"][killed["waves"][0][0]]
-    assert first_serial["verdict"] == "passed"
+    assert killed["results"][killed["waves"][0][0]]["verdict"] == "passed"
     untouched = [d for wave in killed["waves"][2:] for d in wave]
     assert all(store(fleet.configs[d]).current() == 1 for d in untouched)
 
@@ -302,35 +320,20 @@ def test_fleet_rollback_stops_a_rollout_running_elsewhere(
 ) -> None:
     fleet.operator.publish(make_bundle(fleet.operator.keyring, 2))
     record_path = fleet.operator.repo_dir / "rollouts" / "digits.json"
-    argv = ["fleet", "rollout", "digits", "2", "--waves", "1,2,50%,100%", "--probation", "30"]
-    argv += [str(a) for a in fleet.options()]
     log_path = tmp_path / "rollout.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-c", "from edge_sdk.cli import main; main()", *argv],
-            stdout=log,
-            stderr=subprocess.STDOUT,
+    with rollout_process(fleet, tmp_path, "--waves", "1,2,50%,100%", "--probation", "30") as p:
+        wait_for(
+            record_is(record_path, lambda r: r["phase"] == "watching" and r["settled_at"] > 0),
+            60,
+            "the canary's bake",
         )
-        try:
-
-            def baking_first_wave() -> bool:
-                try:
-                    record = json.loads(record_path.read_text())
-                except (FileNotFoundError, json.JSONDecodeError):
-                    return False
-                return record["phase"] == "watching" and record["settled_at"] > 0
-
-            wait_for(baking_first_wave, 60, "the canary's bake")
-            # A second driver is refused while the first runs.
-            code, _, err = cli("fleet", "rollout", "digits", "--resume", *fleet.options())
-            assert code == 2 and "another `edge-sdk fleet rollout digits` is running" in err
-            code, out, err = cli("fleet", "rollback", "digits", *fleet.options(), "--json")
-            assert code == 0, err
-            assert json.loads(out)["stopped_rollout"] == "2"
-            assert process.wait(30) == 10, log_path.read_text()
-        finally:
-            process.kill()
-            process.wait()
+        # A second driver is refused while the first runs.
+        code, _, err = cli("fleet", "rollout", "digits", "--resume", *fleet.options())
+        assert code == 2 and "another `edge-sdk fleet rollout digits` is running" in err
+        code, out, err = cli("fleet", "rollback", "digits", *fleet.options(), "--json")
+        assert code == 0, err
+        assert json.loads(out)["stopped_rollout"] == "2"
+        assert p.wait(30) == 10, log_path.read_text()
     assert "stopped: rolled back to v1 by the operator" in log_path.read_text()
     record = json.loads(record_path.read_text())
     assert record["phase"] == "halted" and record["wave"] == 0
