@@ -24,9 +24,7 @@ from edge_sdk.enroll import EnrollRequest, Enrolment, enroll
 from tests.mosquitto import (
     HOST,
     MosquittoProcess,
-    _PortTaken,
     connect_client,
-    free_port,
     launch,
 )
 
@@ -181,19 +179,16 @@ class FleetBroker(MosquittoProcess):
         """Initialise on first start (a free loopback port), then launch Mosquitto."""
         if self.running:
             raise RuntimeError(f"the broker on port {self.port} is already running")
-        first = self._init is None
-        for attempt in range(3 if first else 1):
-            if first:
-                self._initialise(free_port(), force=attempt > 0)
-            try:
-                self._proc, self._log = launch(
-                    self.directory / "mosquitto.conf", self.stderr_path, self.port, self.work_dir
-                )
-                return
-            except _PortTaken:
-                # free_port() released the port before Mosquitto bound it; another try.
-                if attempt == 2 or not first:
-                    raise
+
+        def initialise(port: int, attempt: int) -> None:
+            self._initialise(port, force=attempt > 0)  # a retry replaces what the first wrote
+
+        def start() -> None:
+            self._proc, self._log = launch(
+                self.directory / "mosquitto.conf", self.stderr_path, self.port, self.work_dir
+            )
+
+        self._launch_on_a_free_port(self._init is None, initialise, start)
 
     @property
     def _output_path(self) -> Path:

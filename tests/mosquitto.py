@@ -29,7 +29,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
@@ -89,6 +89,26 @@ class MosquittoProcess:
 
     def start(self) -> None:
         raise NotImplementedError
+
+    @staticmethod
+    def _launch_on_a_free_port(
+        first: bool, take: Callable[[int, int], None], start: Callable[[], None]
+    ) -> None:
+        """On a first start, ``take(port, attempt)`` a free port, then ``start()``.
+
+        free_port() closes its socket before Mosquitto binds, so another process can take the
+        port in between; on a first start that is worth another try with a new port. Later
+        starts (``restart()``) keep the port, so clients and saved URLs stay valid.
+        """
+        for attempt in range(3 if first else 1):
+            if first:
+                take(free_port(), attempt)
+            try:
+                start()
+                return
+            except _PortTaken:
+                if attempt == 2 or not first:
+                    raise
 
     def stop(self) -> None:
         """SIGTERM and wait: Mosquitto saves its persistence database on the way out."""
@@ -203,18 +223,11 @@ class Broker(MosquittoProcess):
             raise RuntimeError(f"the broker on port {self.port} is already running")
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(exist_ok=True)
-        first = self._port is None
-        # free_port() closes its socket before Mosquitto binds, so another process can take
-        # the port in between; on a first start that is worth another try with a new port.
-        for attempt in range(3 if first else 1):
-            if first:
-                self._port = free_port()
-            try:
-                self._launch()
-                return
-            except _PortTaken:
-                if attempt == 2 or not first:
-                    raise
+
+        def take(port: int, _attempt: int) -> None:
+            self._port = port
+
+        self._launch_on_a_free_port(self._port is None, take, self._launch)
 
     @property
     def _output_path(self) -> Path:
