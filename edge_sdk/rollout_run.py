@@ -160,6 +160,7 @@ def drive(
 ) -> Rollout:
     """Run the rollout to ``completed`` or ``halted``; every step is saved before it acts."""
     seen: dict[str, DeviceResult] = {}
+    record_stamp = -1
     while rollout.phase in ACTIVE:
         if rollout.phase != Phase.WATCHING:
             todo = orders(rollout)
@@ -177,10 +178,15 @@ def drive(
         moving = bool(judgement.halt) or judgement.passed
         following = advance(rollout, judgement, clock(), next_serial(repo_dir) if moving else 0)
         if following is rollout:
-            on_disk = load(repo_dir, rollout.model)  # a small file: fleet rollback may end us
-            if on_disk is not None and on_disk.phase == Phase.HALTED:
-                report(f"stopped: {on_disk.reason}")
-                return on_disk
+            # `fleet rollback` may have halted the record; read it only when it changed, since
+            # this runs on every status report the fleet sends.
+            stamp = _mtime_ns(record_path(repo_dir, rollout.model))
+            if stamp != record_stamp:
+                record_stamp = stamp
+                on_disk = load(repo_dir, rollout.model)
+                if on_disk is not None and on_disk.phase == Phase.HALTED:
+                    report(f"stopped: {on_disk.reason}")
+                    return on_disk
             fleet.wait_change(poll_s)
             continue
         if following.phase != Phase.WATCHING:
@@ -201,6 +207,13 @@ def _save_unless_stopped(repo_dir: Path, rollout: Rollout, report: Report) -> Ro
             return on_disk
         save(repo_dir, rollout)
         return rollout
+
+
+def _mtime_ns(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return 0
 
 
 def halt_by_operator(repo_dir: Path, model: str, reason: str, now: float) -> Rollout | None:
