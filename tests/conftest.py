@@ -3,15 +3,29 @@ tests (a build takes seconds; rebuilding it per test would make the suite crawl)
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 if TYPE_CHECKING:
     from tests.fleet_broker import FleetBroker
     from tests.mosquitto import Broker
+
+# Property-based and fuzz tests are seeded (derandomize: the same inputs on every run, so a
+# failure in CI reproduces here) and bounded; EDGE_SDK_FUZZ_EXAMPLES raises the count locally.
+settings.register_profile(
+    "edge-sdk",
+    derandomize=True,
+    deadline=None,
+    max_examples=int(os.environ.get("EDGE_SDK_FUZZ_EXAMPLES", "200")),
+    print_blob=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+settings.load_profile("edge-sdk")
 
 REPO = Path(__file__).resolve().parent.parent
 DIGITS = REPO / "examples" / "digits"
