@@ -31,7 +31,7 @@ from securesystemslib.exceptions import VerificationError
 from securesystemslib.signer import Signer  # type: ignore[attr-defined]
 from tuf.api.exceptions import LengthOrHashMismatchError
 from tuf.api.metadata import Metadata, Root, TargetFile, Targets  # type: ignore[attr-defined]
-from tuf.api.serialization import DeserializationError
+from tuf.api.serialization import DeserializationError, SerializationError
 from tuf.api.serialization.json import JSONSerializer
 
 from edge_sdk.bundle import Bundle
@@ -130,6 +130,30 @@ def _check_threshold(
     )
 
 
+def _malformed(md: Metadata[Any]) -> str:
+    """Why ``md`` cannot even be checked for signatures, or "" if it can.
+
+    python-tuf's parser takes JSON shapes it cannot sign over: a float or NaN anywhere in
+    ``signed`` (canonical JSON has no floats), a key id or signature that is not a string. Left
+    in, they raise ``SerializationError`` or ``TypeError`` deep inside verification, so every
+    parse below refuses them up front, as malformed input with our own error.
+    """
+    for keyid, signature in md.signatures.items():
+        if not isinstance(keyid, str) or not isinstance(signature.signature, str):
+            return "a signature's keyid and sig must be strings"
+    if isinstance(md.signed, Root):
+        for name, role in md.signed.roles.items():
+            if not all(isinstance(k, str) for k in role.keyids):
+                return f"role {name!r} lists a keyid that is not a string"
+            if isinstance(role.threshold, bool) or not isinstance(role.threshold, int):
+                return f"role {name!r} has a threshold that is not an integer"
+    try:
+        md.signed_bytes  # noqa: B018 -- computed for its failure: what verification signs
+    except SerializationError:
+        return "its signed part holds a value canonical JSON cannot encode (a float, NaN)"
+    return ""
+
+
 def _parse_root(data: bytes, source: str, hint: str) -> Metadata[Root]:
     try:
         md = Metadata[Root].from_bytes(data)
@@ -137,6 +161,9 @@ def _parse_root(data: bytes, source: str, hint: str) -> Metadata[Root]:
         raise KeyFileError(f"{source} is not TUF root metadata: {_describe(e)}; {hint}") from e
     if not isinstance(md.signed, Root):
         raise KeyFileError(f"{source} is TUF {md.signed.type} metadata, not root; {hint}")
+    problem = _malformed(md)
+    if problem:
+        raise KeyFileError(f"{source} is not valid TUF root metadata: {problem}; {hint}")
     return md
 
 
@@ -223,6 +250,12 @@ def _parse_targets(targets_json: bytes, subject: str = "bundle") -> Metadata[Tar
     if not isinstance(md.signed, Targets):
         raise BundleError(
             f"{subject} signatures hold TUF {md.signed.type} metadata, not targets; "
+            f"rebuild the {subject}"
+        )
+    problem = _malformed(md)
+    if problem:
+        raise BundleError(
+            f"{subject} signatures are not valid TUF targets metadata: {problem}; "
             f"rebuild the {subject}"
         )
     return md
