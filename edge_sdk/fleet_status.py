@@ -7,7 +7,6 @@ tests need no broker and no clock.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from rich.table import Table
 
 from edge_sdk.bundle import check_name
 from edge_sdk.errors import InputError
-from edge_sdk.inventory import DeviceView, Figures, ModelView
+from edge_sdk.inventory import DeviceView, Figures, ModelView, clean_text, read_document
 from edge_sdk.topics import IDENTIFIER, check_identifier
 
 # The agent's update states (agent/machine.py State; docs/protocol.md §9), and "unknown" for a
@@ -39,6 +38,8 @@ STATES = (
     "unknown",
 )
 ENROLLED_DIR = "devices"
+# `fleet enroll` writes a few hundred bytes; a record is read (and trusted) no further.
+MAX_RECORD_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -119,17 +120,16 @@ def load_enrolled(broker_dir: Path, fleet: str) -> dict[str, Enrolled]:
         if not IDENTIFIER.match(path.stem):
             continue
         try:
-            doc = json.loads(path.read_bytes())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            with path.open("rb") as f:
+                doc, _problem = read_document(f.read(MAX_RECORD_BYTES + 1), MAX_RECORD_BYTES)
+        except OSError:
             doc = {}
         doc = doc if isinstance(doc, dict) else {}
-        group, profile, other = doc.get("group"), doc.get("profile"), doc.get("fleet")
+        other = doc.get("fleet")
         if isinstance(other, str) and other != fleet:
             continue
         found[path.stem] = Enrolled(
-            path.stem,
-            group if isinstance(group, str) else "",
-            profile if isinstance(profile, str) else "",
+            path.stem, clean_text(doc.get("group")), clean_text(doc.get("profile"))
         )
     return found
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
 import time
 from collections.abc import Mapping
@@ -32,6 +33,16 @@ from edge_sdk.topics import IDENTIFIER, Topics
 
 # Resting states of a device's update machine (agent/machine.py): nothing in flight.
 RESTING = frozenset({"idle", "committed", "rolled_back", "failed"})
+
+# What a device's report may be (docs/protocol.md §6). A real status is a few KB (about 1 KB
+# per model); anything past these limits is that device's "problem", never the fleet's.
+MAX_STATUS_BYTES = 256 * 1024
+MAX_PRESENCE_BYTES = 1024
+MAX_DEPTH = 32  # the agent's status nests 5 deep
+MAX_MODELS = 256
+MAX_NAME_CHARS = 128
+MAX_TEXT_CHARS = 2048  # a reason, group, profile, time: longer text is cut here
+MAX_INT = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -109,25 +120,77 @@ def parse_status(device: str, payload: bytes | bytearray) -> DeviceView:
     """A device's retained status; never raises (a bad report is a ``problem``)."""
     if not payload:
         return DeviceView(device)
-    try:
-        doc = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        return DeviceView(device, problem=f"status is not JSON: {e}")
+    doc, problem = read_document(payload, MAX_STATUS_BYTES)
+    if problem:
+        return DeviceView(device, problem=f"status {problem}")
     if not isinstance(doc, dict):
         return DeviceView(device, problem="status is not a JSON object")
     models: dict[str, ModelView] = {}
     raw_models = doc.get("models")
     for name, m in (raw_models if isinstance(raw_models, dict) else {}).items():
-        if isinstance(name, str) and isinstance(m, dict):
-            models[name] = _parse_model(name, m)
+        if len(models) == MAX_MODELS:
+            break
+        if isinstance(m, dict) and 0 < len(name) <= MAX_NAME_CHARS:
+            models[_text(name)] = _parse_model(_text(name), m)
     return DeviceView(
         device,
-        group=_str(doc.get("group")),
-        profile=_str(doc.get("profile")),
-        at=_str(doc.get("at")),
+        group=clean_text(doc.get("group")),
+        profile=clean_text(doc.get("profile")),
+        at=clean_text(doc.get("at")),
         models=models,
-        assignment_error=_str(doc.get("assignment_error")),
+        assignment_error=clean_text(doc.get("assignment_error")),
     )
+
+
+def read_document(payload: bytes | bytearray, limit: int) -> tuple[object, str]:
+    """``(document, "")`` or ``(None, what is wrong with it)``; never raises.
+
+    What a device (or a file) sends is bounded before it is parsed: ``limit`` bytes, nesting
+    at most ``MAX_DEPTH`` deep (``json.loads`` would recurse once per level and raise
+    ``RecursionError`` deep down), UTF-8, and plain JSON numbers (no ``NaN``/``Infinity``; an
+    integer of thousands of digits is refused by Python itself).
+    """
+    if len(payload) > limit:
+        return None, f"is {len(payload)} bytes, over the {limit} byte limit"
+    depth = _depth(bytes(payload))
+    if depth > MAX_DEPTH:
+        return None, f"nests deeper than {MAX_DEPTH} levels"
+    try:
+        return json.loads(bytes(payload).decode(), parse_constant=_no_constant), ""
+    except UnicodeDecodeError:
+        return None, "is not UTF-8 text"
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, huge ints, NaN
+        # Python's own advice on long integers ("use sys.set_...") is not for the operator.
+        return None, f"is not JSON: {_text(str(e).split('; use ')[0])[:200]}"
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+# An escape pair, a quote, a bracket: one linear pass (a regex for whole strings would
+# backtrack quadratically over an unterminated one full of escaped quotes).
+_TOKEN = re.compile(rb'\\.|["\[\]{}]', re.DOTALL)
+
+
+def _depth(data: bytes) -> int:
+    """The deepest ``[``/``{`` nesting outside strings, counted up to ``MAX_DEPTH + 1``."""
+    depth = deepest = 0
+    in_string = False
+    for match in _TOKEN.finditer(data):
+        token = match.group()
+        if token == b'"':
+            in_string = not in_string
+        elif in_string or len(token) == 2:
+            continue
+        elif token in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > MAX_DEPTH:
+                break
+        else:
+            depth -= 1
+    return deepest
 
 
 def _parse_model(name: str, m: Mapping[str, Any]) -> ModelView:
@@ -136,13 +199,13 @@ def _parse_model(name: str, m: Mapping[str, Any]) -> ModelView:
     return ModelView(
         name=name,
         version=_opt_int(m.get("version")),
-        state=_str(m.get("state")) or "unknown",
+        state=clean_text(m.get("state")) or "unknown",
         target_version=_opt_int(m.get("target_version")),
         serial=_int(m.get("serial")),
-        reason=_str(m.get("reason")),
-        last_result=_str(last.get("result")),
+        reason=clean_text(m.get("reason")),
+        last_result=clean_text(last.get("result")),
         last_result_version=_opt_int(last.get("version")),
-        last_result_reason=_str(last.get("reason")),
+        last_result_reason=clean_text(last.get("reason")),
         inference=Figures.parse(m.get("inference")),
         probation=Figures.parse(probation.get("figures")),
         previous=Figures.parse(probation.get("previous_version")),
@@ -150,10 +213,9 @@ def _parse_model(name: str, m: Mapping[str, Any]) -> ModelView:
 
 
 def parse_presence(payload: bytes | bytearray) -> bool | None:
-    try:
-        doc = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return None
+    """A device's retained presence (``{"online": true}``); None when it says nothing
+    readable. Never raises."""
+    doc, _problem = read_document(payload, MAX_PRESENCE_BYTES)
     online = doc.get("online") if isinstance(doc, dict) else None
     return online if isinstance(online, bool) else None
 
@@ -162,16 +224,31 @@ def _table(value: object) -> Mapping[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _str(value: object) -> str:
-    return value if isinstance(value, str) else ""
+def clean_text(value: object) -> str:
+    """A device's text field for display: a string, cut to ``MAX_TEXT_CHARS``, its control
+    characters replaced; "" for anything else."""
+    return _text(value[:MAX_TEXT_CHARS]) if isinstance(value, str) else ""
+
+
+# C0 and C1 controls, DEL, and lone surrogates (JSON's "\ud800" decodes to one, which no
+# terminal or UTF-8 encoder takes): a device's text reaches the operator's terminal.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def _text(value: str) -> str:
+    return _UNPRINTABLE.sub("\N{REPLACEMENT CHARACTER}", value)
 
 
 def _int(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    found = _opt_int(value)
+    return 0 if found is None else found
 
 
 def _opt_int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    """A version, serial or count: a non-negative 64-bit integer, or nothing."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_INT:
+        return value
+    return None
 
 
 def _float(value: object) -> float:
@@ -231,12 +308,20 @@ class FleetWatch(OperatorSession):
             return
         device, kind = parts
         with self._changed:
-            if kind == "status":
-                self._status[device] = parse_status(device, msg.payload)
-            elif kind == "presence":
-                self._presence[device] = parse_presence(msg.payload) if msg.payload else None
-            else:
-                return
+            try:
+                if kind == "status":
+                    self._status[device] = parse_status(device, msg.payload)
+                elif kind == "presence":
+                    self._presence[device] = parse_presence(msg.payload) if msg.payload else None
+                else:
+                    return
+            except Exception as e:
+                # The parsers never raise; should one ever, an exception here would end paho's
+                # network thread and every device after this one would go unread (sync() then
+                # waits out its timeout). One device's report is that device's problem only.
+                self._status[device] = DeviceView(
+                    device, problem=f"{kind} could not be read ({type(e).__name__})"
+                )
             self._received[device] = time.time()
             self._changed.notify_all()
 

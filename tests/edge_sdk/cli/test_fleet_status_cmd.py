@@ -4,6 +4,7 @@ publishes garbage, enrolled devices never seen, filters, and a fleet of 50 retai
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from tests.agent.support import (
     write_config,
 )
 from tests.edge_sdk.cli.test_fleet_cmd import one_error_line
+from tests.edge_sdk.test_inventory_fuzz import agent_status
 from tests.mosquitto import Broker, free_port
 
 Cli = Callable[..., tuple[int, str, str]]
@@ -175,6 +177,80 @@ def test_sync_returns_every_retained_status_of_a_50_device_fleet(cli: Cli, tmp_p
         assert doc["summary"]["by_version"] == {"digits": {"1": 17, "2": 17, "3": 16}}
         assert (doc["summary"]["online"], doc["summary"]["offline"]) == (40, 10)
         assert len(status_json(cli, broker, "--group", "odd")["devices"]) == 25
+
+
+def test_one_hostile_device_never_hides_the_rest_of_the_fleet(
+    cli: Cli, tmp_path: Path, broker: Broker
+) -> None:
+    """Retained garbage of every kind beside good, agent-shaped statuses: the command lists
+    every good device, shows each bad one as a problem, and answers fast. (A status of 100 KB
+    of ``[`` used to raise RecursionError on paho's network thread: sync() then waited out
+    its 30 s and the command listed nothing.)"""
+    messages = {}
+    good = ("cam-1", "cam-2", "cam-3")
+    for i, name in enumerate(good):
+        doc = agent_status(group="lab", version=1 + i)
+        messages[TOPICS.status(name)] = json.dumps(doc).encode()
+        messages[TOPICS.presence(name)] = b'{"online": true}'
+    hostile = {
+        "bad-deep": b"[" * 100_000,
+        "bad-binary": bytes(range(256)) * 4,
+        "bad-bigint": b'{"models": {"digits": {"version": ' + b"9" * 5000 + b"}}}",
+        "bad-nan": b'{"group": "lab", "at": NaN}',
+        "bad-huge": b'{"group": "' + b"a" * (300 * 1024) + b'"}',
+    }
+    for name, payload in hostile.items():
+        messages[TOPICS.status(name)] = payload
+    messages[TOPICS.presence("bad-deep")] = b"{" * 50_000
+    # Readable JSON, but every field the wrong type or out of range, with terminal escapes.
+    wrong = {
+        "group": ["lab"],
+        "profile": "\x1b[2J[red]x86[/red]",
+        "at": 12,
+        "assignment_error": "\x1b]0;owned\x07",
+        "models": {"digits": {"version": -4, "state": {"x": 1}, "serial": 2**70}, "m": 7},
+    }
+    messages[TOPICS.status("bad-types")] = json.dumps(wrong).encode()
+    raw_publish(broker, messages)
+
+    started = time.monotonic()
+    doc = status_json(cli, broker, "--broker-dir", tmp_path / "none")
+    assert time.monotonic() - started < 10
+    devices = by_device(doc)
+    assert set(devices) == {*good, *hostile, "bad-types"}
+    for i, name in enumerate(good):
+        d = devices[name]
+        assert d["problem"] == "" and d["online"] is True and d["group"] == "lab"
+        assert d["models"]["digits"]["version"] == 1 + i
+        assert d["models"]["digits"]["state"] == "committed"
+    assert "nests deeper" in devices["bad-deep"]["problem"]
+    assert devices["bad-deep"]["online"] is None
+    assert "not UTF-8" in devices["bad-binary"]["problem"]
+    assert "not JSON" in devices["bad-bigint"]["problem"]
+    assert "not JSON" in devices["bad-nan"]["problem"]
+    assert "byte limit" in devices["bad-huge"]["problem"]
+    typed = devices["bad-types"]
+    assert typed["problem"] == "" and typed["group"] == ""
+    assert "\x1b" not in typed["profile"] and "\x1b" not in typed["assignment_error"]
+    assert typed["models"] == {
+        "digits": {
+            "version": None,
+            "state": "unknown",
+            "target_version": None,
+            "serial": 0,
+            "reason": "",
+            "last_result": None,
+            "inference": None,
+        }
+    }
+    assert doc["summary"]["problems"] == 5 and doc["summary"]["online"] == 3
+
+    code, out, err = cli("fleet", "status", "--broker", broker.url, "--broker-dir", tmp_path)
+    assert code == 0, err
+    assert "\x1b" not in out and "9 devices: 3 online" in out
+    for name in good:
+        assert any(line.startswith(name) and "committed" in line for line in out.splitlines())
+    assert "bad-deep: status nests deeper than" in out
 
 
 @pytest.mark.parametrize(
