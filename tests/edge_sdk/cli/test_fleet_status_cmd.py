@@ -91,7 +91,7 @@ def test_real_agents_garbage_and_enrolled_devices(
             assert digits["version"] == 1 and digits["state"] == "committed", digits
             assert digits["last_result"]["result"] == "committed"
             assert digits["inference"]["count"] == 0
-        assert "not JSON" in devices["junk-1"]["problem"]
+        assert "not UTF-8" in devices["junk-1"]["problem"]
         assert devices["new-1"]["presence"] == "never seen" and devices["new-1"]["group"] == "dock"
         assert doc["summary"]["by_version"] == {"digits": {"1": 2}}
         assert doc["summary"]["never_seen"] == 1 and doc["summary"]["problems"] == 1
@@ -102,7 +102,7 @@ def test_real_agents_garbage_and_enrolled_devices(
         assert code == 0, err
         dev1 = next(line for line in out.splitlines() if line.startswith("dev-1"))
         assert "digits" in dev1 and "committed" in dev1 and "online" in dev1 and "ago" in dev1
-        assert "not JSON" in out and "never seen" in out
+        assert "not UTF-8" in out and "never seen" in out
         assert "4 devices: 2 online, 0 offline" in out
 
         # Filters narrow the same fleet.
