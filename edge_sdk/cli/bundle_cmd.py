@@ -2,32 +2,55 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from edge_sdk.cli._common import JsonFlag, emit_json, stdout_console
+from edge_sdk.cli._common import JsonFlag, emit_json, stderr_console, stdout_console
 
 BundleArg = Annotated[Path, typer.Argument(help="Bundle file (.edgebundle).")]
 
 
 def inspect_command(bundle: BundleArg, json_output: JsonFlag = False) -> None:
     """Show a bundle's manifest, build report and signature state (does not verify trust)."""
-    from edge_sdk.bundle import read_bundle
-    from edge_sdk.report import print_build_report, print_manifest
+    from edge_sdk.bundle import parse_manifest_json, read_header
+    from edge_sdk.report import print_manifest
 
-    b = read_bundle(bundle)
-    manifest = json.loads(b.manifest_bytes)
-    signed = b.signatures is not None
+    # Only the manifest is read: the artifact and golden vectors may be large, and are not shown.
+    header = read_header(bundle)
+    # Every field a valid manifest must have, as parsed, plus whatever else the file holds.
+    manifest = {
+        **parse_manifest_json(header.manifest_bytes, str(bundle)),
+        **header.manifest.to_json(),
+    }
     if json_output:
-        emit_json({"manifest": manifest, "signed": signed, "bytes": bundle.stat().st_size})
+        size = bundle.stat().st_size
+        emit_json({"manifest": manifest, "signed": header.signed, "bytes": size})
         return
-    print_manifest(stdout_console, manifest, {"signed": "yes" if signed else "no"})
-    if manifest.get("report", {}).get("candidates"):
-        print_build_report(stdout_console, manifest["report"])
+    print_manifest(stdout_console, manifest, {"signed": "yes" if header.signed else "no"})
+    if header.manifest.report.get("candidates"):
+        _print_report(header.manifest.report)
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    """The build report as the build printed it; a report that is not in that form (an older or
+    a hand-made bundle: the report is informational) gets a note instead of a half table."""
+    from edge_sdk.report import print_build_report
+
+    try:
+        with stdout_console.capture() as capture:
+            print_build_report(stdout_console, report)
+    except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError, IndexError) as e:
+        stderr_console.print(
+            f"note: the build report in this bundle is not in the form edge-sdk writes "
+            f"({type(e).__name__}); showing the manifest only",
+            markup=False,
+            highlight=False,
+        )
+        return
+    stdout_console.file.write(capture.get())
 
 
 def verify_command(
