@@ -13,6 +13,7 @@ import difflib
 import ipaddress
 import math
 import re
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -78,6 +79,10 @@ class ServingConfig:
     unix_socket: Path | None = None
     max_body_bytes: int = 16 << 20
     threads: int = 2  # runtime calls in parallel
+    # What one predict request may cost (agent.codec.Limits), checked before decoding:
+    max_samples: int = 256  # samples per request
+    max_decoded_bytes: int = 8 << 20  # the inputs' bytes once decoded (and .npz inflated)
+    max_header_bytes: int = 16 << 10  # a request's line and headers together
     host: str = "127.0.0.1"
     port: int = 8470
 
@@ -469,11 +474,25 @@ def _serving(t: _Table, base: Path) -> ServingConfig:
     unix_socket = t.path(
         "unix_socket", base, "/run/edge-agent/api.sock", required=False, must_exist=False
     )
+    if unix_socket is not None:
+        try:
+            mode = unix_socket.lstat().st_mode
+        except OSError:
+            mode = stat.S_IFSOCK  # nothing there (or unreadable): the bind says what is wrong
+        if not stat.S_ISSOCK(mode):
+            raise t.fail(
+                "unix_socket",
+                f"{unix_socket} exists and is not a socket; the agent never replaces it: "
+                "give a path where nothing is (or where an old socket of the agent is)",
+            )
     return ServingConfig(
         listen=listen,
         unix_socket=unix_socket,
         max_body_bytes=t.integer("max_body_bytes", d.max_body_bytes, 1),
         threads=t.integer("threads", d.threads, 1, 64),
+        max_samples=t.integer("max_samples", d.max_samples, 1, 1 << 20),
+        max_decoded_bytes=t.integer("max_decoded_bytes", d.max_decoded_bytes, 1, 1 << 40),
+        max_header_bytes=t.integer("max_header_bytes", d.max_header_bytes, 1024, 1 << 20),
         host=host,
         port=port,
     )

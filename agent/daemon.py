@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from agent.codec import Limits
 from agent.config import AgentConfig
 from agent.inference_api import ApiServer, InferenceApi
 from agent.machine import RESTING as RESTING_STATES
@@ -206,25 +207,30 @@ class Agent:
             return
         slots = {name: u.slot for name, u in self.updaters.items()}
         batching = {m.name: (m.batch_window_ms, m.max_batch) for m in self.config.models}
+        limits = Limits(
+            max_samples=serving.max_samples, max_decoded_bytes=serving.max_decoded_bytes
+        )
+
+        def app() -> InferenceApi:
+            return InferenceApi(
+                slots,
+                self.metrics,
+                max_body_bytes=serving.max_body_bytes,
+                threads=serving.threads,
+                batching=batching,
+                limits=limits,
+            )
+
+        head = serving.max_header_bytes
         if serving.listen:
-            app = InferenceApi(
-                slots,
-                self.metrics,
-                max_body_bytes=serving.max_body_bytes,
-                threads=serving.threads,
-                batching=batching,
+            self.api_servers.append(
+                ApiServer(app(), serving.host, serving.port, max_header_bytes=head)
             )
-            self.api_servers.append(ApiServer(app, serving.host, serving.port))
         if serving.unix_socket is not None:
-            serving.unix_socket.unlink(missing_ok=True)  # a socket left by a killed agent
-            app = InferenceApi(
-                slots,
-                self.metrics,
-                max_body_bytes=serving.max_body_bytes,
-                threads=serving.threads,
-                batching=batching,
+            # A socket a killed agent left there is replaced; nothing else ever is (ApiServer).
+            self.api_servers.append(
+                ApiServer(app(), "", 0, str(serving.unix_socket), max_header_bytes=head)
             )
-            self.api_servers.append(ApiServer(app, "", 0, str(serving.unix_socket)))
         for server in self.api_servers:
             try:
                 server.start()

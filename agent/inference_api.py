@@ -11,6 +11,12 @@ No web framework: one small routing function keeps a request's overhead to the p
 uvicorn's C parser does and the runtime call. Inference runs in a thread pool so the event
 loop keeps accepting requests; a request holds the version it started on until it finishes,
 so a swap never fails a request in flight.
+
+Hostile input costs bounded memory and never a 5xx: a request's head is capped as it arrives
+(:class:`BoundedHttpTools`), its body by ``max_body_bytes`` as it arrives, and what the body
+decodes to by :class:`agent.codec.Limits` before it is decoded; a big body is decoded in its
+own thread so ``/healthz`` and other clients never wait on it. A 5xx means the runtime failed
+on valid input, nothing else.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import json
 import logging
 import os
 import socket
+import stat
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -28,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from agent import codec
 from agent.batching import Batcher
@@ -41,6 +49,13 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 _PREFIX = "/v1/models"
+# Bodies up to this size are decoded on the event loop (microseconds); bigger ones in a thread.
+INLINE_DECODE_BYTES = 64 << 10
+MAX_HEADER_BYTES = 16 << 10
+
+
+class _Disconnected(Exception):
+    """The client went away before its body was whole: nothing to answer."""
 
 
 class InferenceApi:
@@ -52,11 +67,16 @@ class InferenceApi:
         max_body_bytes: int,
         threads: int,
         batching: Mapping[str, tuple[float, int]] | None = None,
+        limits: codec.Limits = codec.DEFAULT_LIMITS,
     ) -> None:
         self._slots = slots
         self._metrics = metrics
         self._max_body = max_body_bytes
+        self._limits = limits
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="inference")
+        # One thread: big bodies are decoded one at a time, so decoding holds at most one
+        # request's max_decoded_bytes beyond the small ones decoded inline.
+        self._decoder = ThreadPoolExecutor(1, thread_name_prefix="decode")
         # Per model (window_ms, max_batch); the Batcher itself is made on the event loop.
         self._batching = {k: v for k, v in (batching or {}).items() if v[0] > 0}
         self._batchers: dict[str, Batcher] = {}
@@ -83,9 +103,14 @@ class InferenceApi:
             elif path.startswith(_PREFIX + "/") and path[len(_PREFIX) + 1 :] in self._slots:
                 await _json(send, 200, describe(self._slots[path[len(_PREFIX) + 1 :]]))
             else:
-                await _json(send, 404, {"error": f"no such endpoint: {method} {path}"})
+                await _json(send, 404, {"error": f"no such endpoint: {method} {path:.200}"})
         except codec.RequestError as e:
             await _json(send, e.status, {"error": e.message})
+        except _Disconnected:
+            return
+        except Exception as e:  # a bug of ours: one line in the log, not a traceback per request
+            log.error("inference API: %s %s failed: %s", method, path[:200], _describe_error(e))
+            await _json(send, 500, {"error": f"internal error: {type(e).__name__}"})
 
     async def _predict(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
         slot = self._slots.get(name)
@@ -99,9 +124,7 @@ class InferenceApi:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         try:
             body = await self._body(headers, receive)
-            arrays = codec.decode(
-                body, headers.get("content-type", ""), loaded.bundle.manifest.inputs
-            )
+            arrays = await self._decode(body, headers.get("content-type", ""), loaded)
         except codec.RequestError:
             self._metrics.errors.labels(name, version, "input").inc()
             self._metrics.requests.labels(name, version, "4xx").inc()
@@ -125,7 +148,7 @@ class InferenceApi:
         elapsed = time.perf_counter() - start
         self._metrics.latency.labels(name, version).observe(elapsed)
         if batcher is None:
-            self._metrics.batch.labels(name, version).observe(next(iter(arrays.values())).shape[0])
+            self._metrics.batch.labels(name, version).observe(codec.samples(arrays))
         self._metrics.requests.labels(name, version, "2xx").inc()
         payload, media = codec.encode(outputs, headers.get("accept", ""))
         extra = {"x-model-version": str(answered)}
@@ -154,15 +177,31 @@ class InferenceApi:
             self._batchers[name] = batcher
         return batcher
 
+    async def _decode(
+        self, body: bytes, content_type: str, loaded: LoadedVersion
+    ) -> dict[str, Any]:
+        inputs = loaded.bundle.manifest.inputs
+        if len(body) <= INLINE_DECODE_BYTES:
+            return codec.decode(body, content_type, inputs, self._limits)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._decoder, codec.decode, body, content_type, inputs, self._limits
+        )
+
     async def _body(self, headers: Mapping[str, str], receive: Receive) -> bytes:
-        declared = headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self._max_body:
+        declared = headers.get("content-length", "").strip()
+        if declared and not (declared.isascii() and declared.isdigit()):
+            raise codec.RequestError(400, f"content-length {declared[:40]!r} is not a number")
+        if declared and (len(declared) > 18 or int(declared) > self._max_body):
             raise codec.RequestError(
-                413, f"body of {declared} bytes is over this device's {self._max_body}-byte cap"
+                413,
+                f"body of {declared[:40]} bytes is over this device's {self._max_body}-byte cap",
             )
         chunks, size = [], 0
         while True:
             message = await receive()
+            if message.get("type") == "http.disconnect":
+                raise _Disconnected
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self._max_body:  # chunked uploads declare no length: count as it comes
@@ -175,6 +214,11 @@ class InferenceApi:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._decoder.shutdown(wait=False, cancel_futures=True)
+
+
+def _describe_error(e: BaseException) -> str:
+    return f"{type(e).__name__}: {codec.one_line(e)}"
 
 
 def describe(slot: ServingSlot) -> dict[str, Any]:
@@ -208,6 +252,92 @@ async def _json(send: Send, status: int, doc: Any) -> None:
     await _reply(send, status, json.dumps(doc).encode(), codec.JSON)
 
 
+class BoundedHttpTools(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a cap on a request's head (request line and headers).
+
+    httptools gathers a header's name and value whole before uvicorn sees them, and sets no
+    limit of its own: a 64 MiB header would be held whole. Here the head's bytes are counted as
+    they arrive and no more than the cap is ever given to the parser: over it, the client gets a
+    431 and the connection is closed."""
+
+    max_head_bytes = MAX_HEADER_BYTES
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_head = True  # a request's head is what comes first on a connection
+        self._head_bytes = 0
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._in_head, self._head_bytes = True, 0  # the next request's head, if any
+
+    def data_received(self, data: bytes) -> None:
+        if not self._in_head:
+            super().data_received(data)
+            return
+        room = self.max_head_bytes - self._head_bytes
+        if len(data) <= room:
+            self._head_bytes += len(data)
+            super().data_received(data)
+            return
+        if room > 0:
+            self._head_bytes += room
+            super().data_received(data[:room])  # may end the head: then the rest is body
+            if self.transport.is_closing():
+                return
+        if self._in_head:
+            self._refuse_head()
+        else:
+            self.data_received(data[room:])
+
+    def _refuse_head(self) -> None:
+        message = f"request head over this device's {self.max_head_bytes}-byte cap"
+        log.warning("inference API: %s refused", message)
+        doc = json.dumps({"error": message}).encode()
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+            b"content-type: application/json\r\n"
+            b"content-length: " + str(len(doc)).encode() + b"\r\n"
+            b"connection: close\r\n\r\n" + doc
+        )
+        self.transport.close()
+
+
+def _remove_stale_socket(path: str) -> None:
+    """Remove what a killed agent left at ``path``, if it is that: a socket no one listens on.
+    Nothing else is ever removed: a file, a directory or a link there, or a socket that
+    answers, is an ``OSError`` that says so."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        kind = (
+            "a directory"
+            if stat.S_ISDIR(mode)
+            else "a symbolic link"
+            if stat.S_ISLNK(mode)
+            else "a regular file"
+            if stat.S_ISREG(mode)
+            else "not a socket"
+        )
+        raise OSError(f"{path} is {kind}, not a socket; the agent never replaces it")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(path)
+    except OSError:
+        os.unlink(path)  # refused: left by an agent that is gone
+        return
+    finally:
+        probe.close()
+    raise OSError(f"{path} is in use: another process answers on it")
+
+
 @dataclass
 class ApiServer:
     """uvicorn in a thread of the agent, on a socket bound here first (so an address in use is
@@ -217,10 +347,15 @@ class ApiServer:
     host: str
     port: int
     unix_socket: str = ""
+    max_header_bytes: int = MAX_HEADER_BYTES
 
     def __post_init__(self) -> None:
+        protocol = type(
+            "BoundedHttpTools", (BoundedHttpTools,), {"max_head_bytes": self.max_header_bytes}
+        )
         config = uvicorn.Config(
             self.app,
+            http=protocol,
             lifespan="off",
             access_log=False,
             log_config=None,  # uvicorn's records go through the agent's logging, one line each
@@ -233,6 +368,7 @@ class ApiServer:
 
     def _bind(self) -> socket.socket:
         if self.unix_socket:
+            _remove_stale_socket(self.unix_socket)
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.bind(self.unix_socket)
             os.chmod(self.unix_socket, 0o660)  # the agent's user and group: apps on the device
@@ -252,7 +388,7 @@ class ApiServer:
         try:
             self._socket = self._bind()
         except OSError as e:
-            raise OSError(f"cannot listen on {where}: {e.strerror}") from e
+            raise OSError(f"cannot listen on {where}: {e.strerror or e}") from e
         self._thread = threading.Thread(
             target=self._server.run,
             kwargs={"sockets": [self._socket]},
