@@ -26,6 +26,7 @@ from agent.machine import RESTING as RESTING_STATES
 from agent.machine import Event, Journal, Resume, State
 from agent.metrics import Metrics
 from agent.mqtt_link import MqttLink, Will
+from agent.serials import SerialFloors, Verdict, judge
 from agent.store import ChunkCache, ChunkRef, ModelStore
 from agent.sysinfo import CpuMeter, free_disk_bytes, release_memory, rss_bytes
 from agent.transfer import Release, TransferStats, fetch_chunks
@@ -36,6 +37,7 @@ from edge_sdk.assignment import Assignment, verify_assignment
 from edge_sdk.errors import (
     ConfigError,
     EdgeSdkError,
+    OutputError,
     ThresholdError,
     TransferError,
     UnknownKeyError,
@@ -55,6 +57,9 @@ class Agent:
         self.config = config
         self._clock = clock
         self.topics = Topics(config.broker.topic_prefix, config.fleet)
+        # The pinned root is checked now, not when the first update arrives: a public key, a
+        # targets file, an empty file or a FIFO there is one line and exit 2 at start.
+        load_trust_root(config.trust_root)
         config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
         self.tuf_dir = config.state_dir / "tuf"
         self.cache = ChunkCache(
@@ -71,13 +76,17 @@ class Agent:
         self._cpu = CpuMeter()
         self._desired: dict[str, Assignment] = {}
         self._deferred: list[tuple[str, bytes]] = []  # assignments waiting for the broker
-        self._seen_serial: dict[str, int] = {}  # per desired topic: replay defence
+        self._seen_serial: dict[str, int] = {}  # per desired topic: taken in this run
+        # Replay defence across restarts: the highest serial accepted, on disk.
+        self.serial_floors = SerialFloors(
+            config.state_dir, {name: u.journal.serial for name, u in self.updaters.items()}
+        )
         self._retry_at = 0.0
         self._retry_delay = _RETRY_MIN_S
         self._status_due = 0.0
         self._probation_due = 0.0
         self._dirty = True
-        self.assignment_error = ""
+        self.assignment_error = self.serial_floors.problem
         self.pauses = 0  # updates paused for want of the broker (resumed later)
         self.metrics = Metrics()
         self.api_servers: list[ApiServer] = []
@@ -250,7 +259,18 @@ class Agent:
                 topic, payload = self._inbox.get_nowait()
             except queue.Empty:
                 return
+            self._take_assignment(topic, payload)
+
+    def _take_assignment(self, topic: str, payload: bytes) -> None:
+        """``_accept_assignment`` behind a last-resort guard: a retained message is delivered
+        again at every start, so one that raised here would end the daemon on every restart
+        and the device would serve nothing. Nothing a remote party sends may do that."""
+        try:
             self._accept_assignment(topic, payload)
+        except Exception as e:  # the guard itself; the trace goes to the log
+            log.exception("unexpected error handling the assignment on %s", topic)
+            reason = " ".join(f"{type(e).__name__}: {e}".split())[:200]
+            self._refused_assignment(topic, f"assignment on {topic} refused: {reason}")
 
     def _accept_assignment(self, topic: str, payload: bytes) -> None:
         scope = self.topics.desired_scope(topic)
@@ -274,10 +294,33 @@ class Agent:
             return
         if model not in self.updaters:
             return  # a model this device does not manage
-        if assignment.serial <= self._seen_serial.get(topic, 0):
-            if assignment.serial < self._seen_serial.get(topic, 0):
-                self._refused_assignment(topic, f"replayed assignment serial {assignment.serial}")
+        floor = self.serial_floors.floor(expected_scope, model)
+        verdict = judge(assignment.serial, floor)
+        if verdict is Verdict.REPLAY:
+            self._refused_assignment(
+                topic,
+                f"replayed assignment serial {assignment.serial} on {topic} refused: serial "
+                f"{floor} was already accepted for {expected_scope}/{model}",
+            )
             return
+        if assignment.serial <= self._seen_serial.get(topic, 0):
+            return  # taken already in this run (the broker delivered it again)
+        if verdict is Verdict.NEW:
+            try:
+                self.serial_floors.record(expected_scope, model, assignment.serial)
+            except (OSError, OutputError) as e:
+                # Not acted on unless recorded; kept, and tried again with the broker work.
+                self.assignment_error = (
+                    f"cannot record assignment serial in {self.serial_floors.path}: "
+                    f"{getattr(e, 'strerror', None) or e}; will retry"
+                )
+                log.warning("%s", self.assignment_error)
+                self._dirty = True
+                self._deferred.append((topic, payload))
+                self._back_off()
+                return
+        # SEEN: the retained copy of the assignment accepted before a restart. Not a refusal:
+        # the updater knows from its journal whether it already ran to an end.
         self._seen_serial[topic] = assignment.serial
         best = self._desired.get(model)
         if best is None or assignment.serial > best.serial:
@@ -307,7 +350,7 @@ class Agent:
         transfer problem pauses all of it with backoff; the journal keeps the place."""
         deferred, self._deferred = self._deferred, []
         for topic, payload in deferred:
-            self._accept_assignment(topic, payload)
+            self._take_assignment(topic, payload)
         try:
             for name, updater in self.updaters.items():
                 if updater.journal.state in (State.DOWNLOADING, State.VERIFYING):
