@@ -9,14 +9,16 @@ what ships to a fleet.
 from __future__ import annotations
 
 import difflib
+import math
 import os
-import tomllib
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from edge_sdk.errors import ProfileError
+from edge_sdk.userfile import KIB, load_toml
 
 Runtime = Literal["onnx", "tflite"]
 Selection = Literal["fastest", "preference"]
@@ -28,6 +30,14 @@ QUANT_TYPES = ("int8", "uint8")
 IO_TYPES = ("float", "int8", "uint8")
 
 ENV_PROFILE_PATH = "EDGE_SDK_PROFILE_PATH"
+
+# A profile id names bundle files and travels to devices in manifests and topics.
+PROFILE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+MAX_PROFILE_BYTES = 256 * KIB
+MAX_THREADS = 1024
+MAX_CALIBRATION_SAMPLES = 1_000_000
+MAX_MIXED_PRECISION_STEPS = 16  # each step keeps twice as many layers in float: 2**16 is plenty
+MAX_BUDGET_MB = 1 << 24  # 16 TiB
 
 
 @dataclass(frozen=True)
@@ -156,10 +166,20 @@ class _Reader:
                 raise self.fail(key, f"has {value!r}; allowed: {', '.join(allowed)}")
         return values
 
-    def positive(self, key: str, default: int | None = None) -> int:
+    def positive(self, key: str, default: int | None = None, high: int = 1 << 31) -> int:
+        return self.bounded(key, 1, high, default)
+
+    def bounded(self, key: str, low: int, high: int, default: int | None = None) -> int:
         value = self.get(key, int, default)
-        if value <= 0:
-            raise self.fail(key, f"must be a positive integer, got {value}")
+        if not low <= value <= high:
+            what = "a positive integer" if low == 1 else "an integer"
+            raise self.fail(key, f"must be {what} between {low} and {high}, got {value}")
+        return value
+
+    def finite(self, key: str, default: float) -> float:
+        value = self.get(key, float, default)
+        if not math.isfinite(value):
+            raise self.fail(key, f"must be a finite number, got {value}")
         return value
 
     def fraction(self, key: str, default: float) -> float:
@@ -208,8 +228,12 @@ def _quantization(r: _Reader, runtime: str) -> Quantization:
         calibration_methods=r.choices(
             "calibration_methods", CALIBRATION_METHODS, d.calibration_methods
         ),
-        calibration_samples=r.positive("calibration_samples", d.calibration_samples),
-        mixed_precision_steps=r.get("mixed_precision_steps", int, d.mixed_precision_steps),
+        calibration_samples=r.positive(
+            "calibration_samples", d.calibration_samples, MAX_CALIBRATION_SAMPLES
+        ),
+        mixed_precision_steps=r.bounded(
+            "mixed_precision_steps", 0, MAX_MIXED_PRECISION_STEPS, d.mixed_precision_steps
+        ),
         io_type=r.choice("io_type", IO_TYPES, d.io_type),
     )
     if not q.calibration_methods:
@@ -232,11 +256,30 @@ def _accuracy(r: _Reader) -> AccuracyBudget:
 
 def _image(r: _Reader) -> ImagePreprocess:
     d = ImagePreprocess()
-    return ImagePreprocess(
+    image = ImagePreprocess(
         scale=r.get("scale", float, d.scale),
         mean=r.numbers("mean", d.mean),
         std=r.numbers("std", d.std),
     )
+    problem = image_problem(image)
+    if problem is not None:
+        key, message = problem
+        raise r.fail(key, message)
+    return image
+
+
+def image_problem(image: ImagePreprocess) -> tuple[str, str] | None:
+    """Which pre-processing value would turn pixels into NaN, Inf or a constant, and why."""
+    if not (math.isfinite(image.scale) and image.scale > 0):
+        return "scale", f"must be a finite number > 0, got {image.scale}"
+    for key, values in (("mean", image.mean), ("std", image.std)):
+        if not 1 <= len(values) <= 4:
+            return key, f"must list 1 value, or one per channel (up to 4), got {len(values)}"
+        if not all(math.isfinite(v) for v in values):
+            return key, f"must hold finite numbers, got {list(values)}"
+    if any(v <= 0 for v in image.std):
+        return "std", f"must hold numbers > 0, got {list(image.std)}"
+    return None
 
 
 def parse_profile(document: Mapping[str, Any], source: str) -> HardwareProfile:
@@ -244,14 +287,21 @@ def parse_profile(document: Mapping[str, Any], source: str) -> HardwareProfile:
     r = _Reader(document, f"profile {source}")
     runtime = r.choice("runtime", ("onnx", "tflite"))
     allowed = ONNX_PRECISIONS if runtime == "onnx" else TFLITE_PRECISIONS
+    profile_id = r.get("id", str)
+    if not PROFILE_ID.match(profile_id):
+        raise r.fail(
+            "id",
+            f"{profile_id!r} must be 1-64 letters, digits, '.', '_' or '-', starting with a letter "
+            "or digit (it names bundle files and travels to devices); rename it",
+        )
     profile = HardwareProfile(
-        id=r.get("id", str),
+        id=profile_id,
         description=r.get("description", str),
         arch=r.choice("arch", ("x86_64", "aarch64", "armv7l")),
         runtime=runtime,  # type: ignore[arg-type]
         precisions=r.choices("precisions", allowed, None),
         opset=r.positive("opset"),
-        threads=r.positive("threads"),
+        threads=r.positive("threads", None, MAX_THREADS),
         selection=r.choice("selection", ("fastest", "preference")),  # type: ignore[arg-type]
         providers=r.strings("providers", ()),
         delegates=r.strings("delegates", ()),
@@ -260,7 +310,8 @@ def parse_profile(document: Mapping[str, Any], source: str) -> HardwareProfile:
             r,
             "budget",
             lambda b: ResourceBudget(
-                memory_mb=b.positive("memory_mb"), storage_mb=b.positive("storage_mb")
+                memory_mb=b.positive("memory_mb", None, MAX_BUDGET_MB),
+                storage_mb=b.positive("storage_mb", None, MAX_BUDGET_MB),
             ),
             required=True,
         ),
@@ -281,14 +332,8 @@ def parse_profile(document: Mapping[str, Any], source: str) -> HardwareProfile:
 
 
 def load_profile_file(path: Path) -> HardwareProfile:
-    try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as e:
-        raise ProfileError(f"profile file {path} does not exist") from e
-    except (OSError, UnicodeDecodeError) as e:
-        raise ProfileError(f"profile file {path} cannot be read: {e}") from e
-    except tomllib.TOMLDecodeError as e:
-        raise ProfileError(f"profile {path} is not valid TOML: {e}") from e
+    """A regular file of at most 256 KiB (a FIFO or device is refused, not read)."""
+    document = load_toml(path, "profile file", MAX_PROFILE_BYTES, ProfileError)
     return parse_profile(document, str(path))
 
 
@@ -365,4 +410,8 @@ def override_image(
         mean=numbers("--image-mean", mean, profile.image.mean),
         std=numbers("--image-std", std, profile.image.std),
     )
+    problem = image_problem(image)
+    if problem is not None:
+        key, message = problem
+        raise ProfileError(f"--image-{key} {message}")
     return replace(profile, image=image)

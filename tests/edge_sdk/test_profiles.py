@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -84,6 +86,17 @@ def test_missing_field_is_named(tmp_path: Path) -> None:
             'calibration_methods = ["kl"]',
             "key 'calibration_methods' has 'kl'",
         ),
+        # Values that would reach the build as NaN, Inf, a path or an endless loop.
+        ('id = "x86-64-vnni"', 'id = "../../etc/x"', "key 'id' '../../etc/x' must be 1-64"),
+        ('id = "x86-64-vnni"', 'id = ""', "key 'id' '' must be 1-64"),
+        ('id = "x86-64-vnni"', 'id = "a/b"', "key 'id'"),
+        ("mixed_precision_steps = 3", "mixed_precision_steps = -1", "between 0 and 16, got -1"),
+        ("mixed_precision_steps = 3", "mixed_precision_steps = 10000000", "between 0 and 16"),
+        ("threads = 4", "threads = 99999999999", "key 'threads' must be a positive integer betw"),
+        ("calibration_samples = 256", "calibration_samples = 0", "calibration_samples"),
+        ("memory_mb = 4096", "memory_mb = 9223372036854775807", "memory_mb"),
+        ("min_cosine = 0.99", "min_cosine = nan", "key 'min_cosine' must be between 0 and 1"),
+        ("opset = 17", "opset = inf", "key 'opset' must be int"),
     ],
 )
 def test_bad_values_are_one_line_errors(tmp_path: Path, old: str, new: str, message: str) -> None:
@@ -129,3 +142,77 @@ def test_quantized_io_is_refused_for_onnx(tmp_path: Path) -> None:
     )
     with pytest.raises(ProfileError, match="io_type"):
         load_profile_file(path)
+
+
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        ("scale = inf", r"\[image\]: key 'scale' must be a finite number > 0, got inf"),
+        ("scale = nan", "key 'scale' must be a finite number > 0"),
+        ("scale = -1.0", "key 'scale' must be a finite number > 0"),
+        ("scale = 0", "key 'scale' must be a finite number > 0"),
+        ("std = [0.0]", "key 'std' must hold numbers > 0"),
+        ("std = [-inf]", "key 'std' must hold finite numbers"),
+        ("mean = [nan, 0.0, 0.0]", "key 'mean' must hold finite numbers"),
+        ("mean = [0.0, 0.0, 0.0, 0.0, 0.0]", "key 'mean' must list 1 value, or one per channel"),
+    ],
+)
+def test_image_values_must_be_finite(tmp_path: Path, image: str, message: str) -> None:
+    path = _write(tmp_path, BASE + f"\n[image]\n{image}\n")
+    with pytest.raises(ProfileError, match=message):
+        load_profile_file(path)
+
+
+@pytest.mark.parametrize(
+    ("scale", "mean", "std", "message"),
+    [
+        (float("inf"), None, None, "--image-scale must be a finite number > 0, got inf"),
+        (float("nan"), None, None, "--image-scale"),
+        (None, "nan", None, "--image-mean must hold finite numbers"),
+        (None, None, "inf,1,1", "--image-std must hold finite numbers"),
+        (None, None, "-1", "--image-std must hold numbers > 0"),
+    ],
+)
+def test_image_flags_must_be_finite(
+    scale: float | None, mean: str | None, std: str | None, message: str
+) -> None:
+    from edge_sdk.profiles import override_image
+
+    with pytest.raises(ProfileError, match=message):
+        override_image(resolve_profile("x86-64"), scale, mean, std)
+
+
+def test_fifo_device_and_directory_are_refused_without_blocking(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "pipe.toml"
+    os.mkfifo(fifo)  # opening it for reading would block until a writer came
+    (tmp_path / "dir.toml").mkdir()
+    for path, kind in (
+        (fifo, "is a FIFO"),
+        (Path("/dev/zero"), "is a device"),
+        (tmp_path / "dir.toml", "is a directory"),
+    ):
+        with pytest.raises(ProfileError, match=kind):
+            resolve_profile(str(path))
+
+
+def test_oversized_and_deeply_nested_files_are_refused(tmp_path: Path) -> None:
+    big = _write(tmp_path, BASE + "#" * (300 * 1024), "big.toml")
+    with pytest.raises(ProfileError, match="more than the 256 KiB allowed"):
+        load_profile_file(big)
+    # 16,000 dotted levels take tomllib a gigabyte; refused before parsing.
+    dotted = _write(tmp_path, "a." * 16_000 + "b = 1\n", "dotted.toml")
+    with pytest.raises(ProfileError, match="dotted key nests more than 32 levels"):
+        load_profile_file(dotted)
+    arrays = _write(tmp_path, "a = " + "[" * 50_000, "arrays.toml")
+    with pytest.raises(ProfileError, match="nest too deep"):
+        load_profile_file(arrays)
+
+
+def test_a_bad_profile_is_one_line_at_the_cli(tmp_path: Path, cli: Any) -> None:
+    fifo = tmp_path / "pipe.toml"
+    os.mkfifo(fifo)
+    code, _, err = cli("build", "model.onnx", "--profile", str(fifo))
+    assert code == 2
+    assert "is a FIFO" in err and "Traceback" not in err and len(err.splitlines()) == 1
