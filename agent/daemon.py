@@ -413,8 +413,12 @@ class Agent:
 
 def model_status(u: ModelUpdater) -> dict[str, Any]:
     j, t = u.journal, u.last_transfer
+    revoked, trust_note = u.served_trust()
     return {
-        "version": u.store.current(),
+        # What is actually served, never just what `current` names.
+        "version": u.slot.version,
+        "signed_by_revoked_key": revoked,
+        "trust_note": trust_note,
         "state": str(j.state),
         "target_version": j.version,
         # The assignment that started the last or ongoing update: how an operator's rollout

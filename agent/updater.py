@@ -20,7 +20,7 @@ from agent.health import probation_failure
 from agent.machine import RESTING, Event, Journal, Resume, State, recover
 from agent.selftest import LoadedVersion, gate, golden_run
 from agent.serving import InferenceFigures, ServingSlot
-from agent.store import ChunkCache, ChunkRef, ModelStore
+from agent.store import VERIFIED_RECORD, ChunkCache, ChunkRef, ModelStore
 from agent.sysinfo import free_disk_bytes, release_memory
 from agent.transfer import (
     Limits,
@@ -34,12 +34,16 @@ from agent.transfer import (
 )
 from agent.tuf_mqtt import TufSession
 from edge_sdk.assignment import Assignment
-from edge_sdk.bundle import read_unpacked
+from edge_sdk.bundle import SIGNATURES, Bundle, read_unpacked
 from edge_sdk.errors import (
+    BundleError,
     DiskSpaceError,
     EdgeSdkError,
+    ExpiredError,
     ReplayError,
+    ThresholdError,
     TransferError,
+    UnknownKeyError,
     WrongTargetError,
 )
 from edge_sdk.trust import TrustRoot, verify_bundle
@@ -100,6 +104,9 @@ class ModelUpdater:
         self.last_transfer: TransferStats | None = None
         self.previous_figures: InferenceFigures | None = None
         self.probation_figures: InferenceFigures | None = None
+        # Versions served on the strength of their verification at install, as the current
+        # trust root no longer verifies them: version -> (signed by a revoked key, why).
+        self.trust_notes: dict[int, tuple[bool, str]] = {}
 
     # -- journal ----------------------------------------------------------------------------
 
@@ -126,8 +133,12 @@ class ModelUpdater:
     # -- start and recovery -----------------------------------------------------------------
 
     def load_current(self) -> None:
-        """Serve what ``current`` names, re-verified from disk."""
-        version = self.store.current()
+        """Serve what ``current`` names, re-verified from disk (see :meth:`_verified`)."""
+        try:
+            version = self.store.current()
+        except EdgeSdkError as e:
+            log.error("%s", e)
+            return
         if version is None or version == self.slot.version:
             return
         loaded = self._load(version)
@@ -137,8 +148,7 @@ class ModelUpdater:
     def _load(self, version: int) -> LoadedVersion | None:
         directory = self.store.version_dir(version)
         try:
-            bundle = read_unpacked(directory)
-            verify_bundle(self.env.trusted_root(), bundle, str(directory))
+            bundle = self._verified(version)
         except EdgeSdkError as e:
             log.error("installed version %s of %s does not verify: %s", version, self.model.name, e)
             return None
@@ -152,6 +162,7 @@ class ModelUpdater:
 
     def recover(self) -> Resume:
         """Called once at start, before anything is served."""
+        self.store.clean()  # what cut writes and removals left: temp files, renamed-aside dirs
         action, journal = recover(self.journal, self.env.config.probation.max_restarts)
         crash_loop = action is Resume.GIVE_UP or (
             action is Resume.ROLLBACK and self.journal.state is not State.ROLLING_BACK
@@ -195,11 +206,17 @@ class ModelUpdater:
         j = self.journal
         current = self.store.current()
         installed = self.store.installed()
+        served = self.slot.version
         # A signed rollback may cut a probation short, to a version still on disk.
         probation_rollback = (
             j.state is State.PROBATION and assignment.rollback and assignment.version in installed
         )
-        if (self.in_flight and not probation_rollback) or assignment.version == current:
+        if self.in_flight and not probation_rollback:
+            return
+        if assignment.version == served and served not in self.trust_notes:
+            # Already serving it, verified. A version this device holds but does not serve
+            # (its files no longer verify), or serves only as verified at install (its key
+            # revoked since), is installed again: that is how a re-signed release lands.
             return
         if assignment.serial == j.serial and j.state in (
             State.FAILED,
@@ -217,6 +234,15 @@ class ModelUpdater:
             self._refuse(assignment.serial, assignment.version, reason)
             return
         if assignment.rollback and assignment.version in installed:
+            target, problem = self._checked(assignment.version)
+            if target is None:
+                reason = (
+                    f"refused rollback of {self.model.name} to v{assignment.version}: it no "
+                    f"longer verifies or passes its self-test here ({problem}); still serving "
+                    f"{_named(served)}; assign a version the repository holds"
+                )
+                self._refuse(assignment.serial, assignment.version, reason)
+                return
             self._fire(
                 Event.ROLLBACK_REQUESTED,
                 f"rollback to v{assignment.version} requested by the fleet",
@@ -225,7 +251,7 @@ class ModelUpdater:
                 previous=current,
                 rollback_to=assignment.version,
             )
-            self._roll_back()
+            self._roll_back(target)
             return
         self._fire(
             Event.ASSIGNED,
@@ -317,7 +343,11 @@ class ModelUpdater:
                 f"the signed manifest says {m.name} v{m.version} for {m.profile}/{m.runtime}, "
                 f"but the fleet published it as {release.name} v{version}"
             )
-        self.store.install(version, release.chunk_index())
+        self.store.install(
+            version,
+            release.chunk_index(),
+            verified={**bundle.signed_files(), SIGNATURES: bundle.signatures or b""},
+        )
         self.env.crash_point("installed")
         self.env.cache.discard(unique_chunks(release))
         self._fire(Event.VERIFIED)
@@ -330,7 +360,8 @@ class ModelUpdater:
             reason = f"self-test of {self.model.name} v{j.version} failed: {problem}"
             if j.state is State.STAGED:
                 self._fire(Event.SELFTEST_FAILED, reason)
-                self.store.remove(j.version)
+                if j.version != self.store.current():  # not a re-signed copy of what serves
+                    self.store.remove(j.version)
                 self.load_current()
             else:  # activating: `current` may already name it
                 self._fire(Event.SELFTEST_FAILED, reason, rollback_to=j.previous)
@@ -345,10 +376,63 @@ class ModelUpdater:
         self.slot.swap(loaded)
         self._fire(Event.SWITCHED)
 
+    def _verified(self, version: int) -> Bundle:
+        """An installed version's bundle, checked before it may serve.
+
+        It must be complete and verify under the current trust root, or, when only its
+        signatures fail there (the signing key was revoked by a rotation, or the signatures or
+        the root expired), have been verified by this device at install and still be exactly
+        those bytes (``verified.json``). That keeps a rotation from taking the running model
+        down at the next restart; status reports it (``signed_by_revoked_key``) until a
+        re-signed release of the same version is installed. New installs never get this
+        allowance: they verify under the current root or are refused.
+        """
+        directory = self.store.version_dir(version)
+        if not self.store.complete(version):
+            raise BundleError(
+                f"v{version} of {self.model.name} is not completely installed in {directory}"
+            )
+        try:
+            bundle = read_unpacked(directory)
+        except OSError as e:
+            raise BundleError(f"cannot read {directory}: {e}") from e
+        if (bundle.manifest.name, bundle.manifest.version) != (self.model.name, version):
+            raise WrongTargetError(
+                f"{directory} holds {bundle.manifest.name} v{bundle.manifest.version}, not "
+                f"{self.model.name} v{version}"
+            )
+        try:
+            verify_bundle(self.env.trusted_root(), bundle, str(directory))
+        except (UnknownKeyError, ThresholdError, ExpiredError) as e:
+            if bundle.signatures is None or not self.store.intact(
+                version, {**bundle.signed_files(), SIGNATURES: bundle.signatures}
+            ):
+                raise
+            revoked = not isinstance(e, ExpiredError)
+            why = "signed by a key the trust root no longer lists" if revoked else str(e)
+            note = (
+                f"v{version} was verified at install ({VERIFIED_RECORD}) and its files are "
+                f"unchanged, so it keeps serving, but it is {why}; publish it re-signed and "
+                "assign it again"
+            )
+            if self.trust_notes.get(version) != (revoked, note):
+                log.warning("%s: %s", self.model.name, note)
+            self.trust_notes[version] = (revoked, note)
+        else:
+            self.trust_notes.pop(version, None)
+        return bundle
+
+    def served_trust(self) -> tuple[bool, str]:
+        """(signed by a revoked key, why) for the version being served; (False, "") when it
+        verifies under the current trust root or nothing is served."""
+        version = self.slot.version
+        if version is None:
+            return False, ""
+        return self.trust_notes.get(version, (False, ""))
+
     def _gate(self, version: int) -> LoadedVersion:
         directory = self.store.version_dir(version)
-        bundle = read_unpacked(directory)
-        verify_bundle(self.env.trusted_root(), bundle, str(directory))
+        bundle = self._verified(version)
         return gate(
             bundle,
             threads=self.model.threads,
@@ -429,19 +513,40 @@ class ModelUpdater:
                 break
             if version not in keep:
                 keep.append(version)
-        self.store.prune(keep)
+        self.store.prune(keep, between=lambda: self.env.crash_point("pruning"))
 
-    def _roll_back(self) -> None:
+    def _roll_back(self, loaded: LoadedVersion | None = None) -> None:
+        """Switch back to ``rollback_to`` (``loaded``: already through its gate). A target that
+        is gone or no longer verifies is not switched to: the device stays on what it serves
+        and the reason says so. No target at all (a first install failed) serves nothing."""
         j = self.journal
         target = j.rollback_to
-        if target is not None and target in self.store.installed():
-            self.store.set_current(target)
-            self.slot.swap(self._checked(target)[0])  # None: nothing to serve, but switched
-        else:
+        if target is None:
             self.store.current_path.unlink(missing_ok=True)
             self.slot.swap(None)
+            self.env.crash_point("rolled_back_switch")
+            self._fire(Event.ROLLED_BACK, j.reason)
+            return
+        problem = f"v{target} is not installed completely"
+        if target in self.store.installed():
+            if loaded is None or loaded.version != target:
+                loaded, problem = self._checked(target)
+            if loaded is not None:
+                self.store.set_current(target)
+                self.slot.swap(loaded)
+                self.env.crash_point("rolled_back_switch")
+                self._fire(Event.ROLLED_BACK, j.reason)
+                return
+        if self.slot.loaded is None:
+            self.load_current()  # after a restart: what `current` names, if it verifies
+        served = self.slot.version
+        reason = (
+            f"{j.reason + '; ' if j.reason else ''}rollback to v{target} refused: {problem}; "
+            f"staying on {_named(served)}"
+        )
+        log.error("%s: %s", self.model.name, reason)
         self.env.crash_point("rolled_back_switch")
-        self._fire(Event.ROLLED_BACK, j.reason)
+        self._fire(Event.ROLLED_BACK, reason, version=served)
 
     def _fail_before_switch(self, reason: str) -> None:
         self._discard_unswitched()
@@ -455,3 +560,7 @@ class ModelUpdater:
             self.store.remove(j.version)
         shutil.rmtree(self.store.staging, ignore_errors=True)
         self.store.staging.mkdir(parents=True, exist_ok=True)
+
+
+def _named(version: int | None) -> str:
+    return "nothing" if version is None else f"v{version}"

@@ -1,4 +1,9 @@
-"""Crash-safe file writes: temp file in the same directory, fsync, rename, fsync the directory."""
+"""Crash-safe file writes: temp file in the same directory, fsync, rename, fsync the directory.
+
+A write cut by a power loss or SIGKILL leaves its temp file (``.NAME.XXXXXXXX.tmp``) beside
+the target and never touches the target; :func:`clean_temp_files` removes such leftovers when
+the owner of the directory starts again.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,9 @@ from pathlib import Path
 from typing import IO
 
 from edge_sdk.errors import OutputError
+
+TEMP_PREFIX = "."
+TEMP_SUFFIX = ".tmp"
 
 
 def fsync_dir(directory: Path) -> None:
@@ -29,7 +37,9 @@ def atomic_writer(path: Path, mode: int = 0o644) -> Iterator[IO[bytes]]:
     """
     directory = path.parent
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f"{TEMP_PREFIX}{path.name}.", suffix=TEMP_SUFFIX, dir=directory
+        )
     except OSError as e:
         raise OutputError(
             f"cannot write to {directory}: {e.strerror}; choose a writable --out"
@@ -51,3 +61,26 @@ def atomic_writer(path: Path, mode: int = 0o644) -> Iterator[IO[bytes]]:
 def write_bytes_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     with atomic_writer(path, mode) as handle:
         handle.write(data)
+
+
+def clean_temp_files(directory: Path) -> list[Path]:
+    """Remove the temp files writes cut short left in ``directory`` (not below it); returns
+    them. Only for the single owner of ``directory`` at its start: a temp file of a write in
+    progress looks the same. A missing or unreadable directory has nothing to clean."""
+    removed: list[Path] = []
+    try:
+        entries = list(directory.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        name = entry.name
+        ours = name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)
+        if not ours or len(name) <= len(TEMP_PREFIX + TEMP_SUFFIX):
+            continue
+        try:
+            if entry.is_symlink() or entry.is_file():
+                entry.unlink()
+                removed.append(entry)
+        except OSError:
+            continue  # not ours to force; it only wastes space
+    return removed

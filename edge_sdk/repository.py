@@ -191,6 +191,10 @@ def merge_release(
     differing = sorted(
         p for p in published.keys() | wanted.keys() if published.get(p) != wanted.get(p)
     )
+    if differing == [prefix + SIGNATURES]:
+        # The same files signed again (after `keys rotate --revoke`): the release is unchanged,
+        # its signatures are new. Devices install it over the copy they hold.
+        return {**current, **release}
     raise InputError(
         f"{name} version {version} is already published with a different "
         f"{differing[0].removeprefix(prefix)}; releases are immutable: bump the version and rebuild"
