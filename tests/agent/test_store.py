@@ -347,3 +347,183 @@ def test_a_temp_file_that_cannot_be_made_for_lack_of_space_is_disk_full(tmp_path
     other = OSError(errno.EIO, os.strerror(errno.EIO))
     failure = write_failure(other, tmp_path / "f")
     assert isinstance(failure, UpdateError) and not isinstance(failure, DiskSpaceError)
+
+
+# -- complete versions, atomic removal, start-up cleaning (issue 11, class 6) -------------------
+
+
+def test_a_version_directory_missing_a_listed_file_is_not_installed(store: ModelStore) -> None:
+    install(store, 1, {"manifest.json": [b"{}"], "model.onnx": [b"weights", b"more"]})
+    install(store, 2, {"manifest.json": [b"{}"], "model.onnx": [b"two"]})
+    install(store, 3, {"manifest.json": [b"{}"], "model.onnx": [b"three"]})
+    (store.version_dir(1) / "manifest.json").unlink()  # what a cut inside rmtree leaves
+    (store.version_dir(2) / "model.onnx").write_bytes(b"tw")  # shorter than listed
+    store.current_path.write_bytes(b'{"version": 1}')
+    assert store.installed() == [3]
+    assert store.current() is None
+    with pytest.raises(UpdateError, match="not installed"):
+        store.set_current(1)
+    assert [sha for sha, _ in store.local_chunks()] == [sha(b"{}"), sha(b"three")]
+
+
+@pytest.mark.parametrize(
+    "index",
+    [
+        b"",
+        b"[]",
+        b"{}",
+        b'{"../escape": [["' + b"0" * 64 + b'", 1]]}',
+        b'{"m": [["short", 1]]}',
+        b'{"m": [["' + b"0" * 64 + b'", -1]]}',
+        b'{"m": [["' + b"0" * 64 + b'", true]]}',
+        b'{"m": [["' + b"0" * 64 + b'", 1e400]]}',
+        b'{"m": 5}',
+        b"[" * 5000,
+    ],
+)
+def test_a_malformed_chunk_index_makes_a_version_incomplete(
+    store: ModelStore, index: bytes
+) -> None:
+    install(store, 1, {"m": [b"x"]})
+    (store.version_dir(1) / CHUNK_INDEX).write_bytes(index)
+    assert store.installed() == []
+    assert list(store.local_chunks()) == []
+
+
+@pytest.mark.parametrize("name", ["01", "+1", "1.0", "\u00b2", "\u0663", "9" * 200, "-1"])
+def test_only_canonical_version_names_count(store: ModelStore, name: str) -> None:
+    install(store, 1, {"m": [b"x"]})
+    os.rename(store.version_dir(1), store.versions / name)
+    assert store.installed() == []
+
+
+def test_remove_renames_aside_before_deleting(
+    store: ModelStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install(store, 1, {"m": [b"x"]})
+    install(store, 2, {"m": [b"y"]})
+    monkeypatch.setattr("agent.store._delete_tree", lambda path: None)  # killed right there
+    store.remove(1)
+    assert store.installed() == [2]
+    names = sorted(p.name for p in store.versions.iterdir())
+    assert names[0].startswith(".removing-1-") and names[1:] == ["2"]
+    monkeypatch.undo()
+    store.clean()
+    assert sorted(p.name for p in store.versions.iterdir()) == ["2"]
+
+
+def test_a_kill_inside_prune_leaves_only_complete_versions(store: ModelStore) -> None:
+    for version in (1, 2, 3):
+        install(store, version, {"m": [str(version).encode()]})
+
+    class Killed(Exception):
+        pass
+
+    def kill() -> None:
+        raise Killed
+
+    with pytest.raises(Killed):
+        store.prune([3], between=kill)
+    assert store.installed() in ([2, 3], [3])
+    store.clean()
+    assert store.installed() in ([2, 3], [3])
+    assert all(not p.name.startswith(".") for p in store.versions.iterdir())
+
+
+def test_a_replacing_install_cut_between_its_renames_is_put_back(
+    store: ModelStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install(store, 1, {"m": [b"old"]})
+    store.set_current(1)
+    real = os.replace
+    calls: list[Path] = []
+
+    def cut(src: Any, dst: Any) -> None:
+        calls.append(Path(dst))
+        if len(calls) == 3:  # 1: the chunk index write, 2: old aside, 3: new into place
+            raise OSError(errno.EIO, "power cut")
+        real(src, dst)
+
+    staging = store.fresh_staging(1)
+    (staging / "m").write_bytes(b"new")
+    monkeypatch.setattr("agent.store.os.replace", cut)
+    with pytest.raises(UpdateError):
+        store.install(1, {"m": [[sha(b"new"), 3]]})
+    monkeypatch.undo()
+    assert store.installed() == []  # between the renames: nothing named 1
+    store.clean()
+    assert store.installed() == [1] and store.current() == 1
+    assert (store.version_dir(1) / "m").read_bytes() == b"old"
+
+
+def test_install_over_the_same_version_replaces_it_whole(store: ModelStore) -> None:
+    install(store, 1, {"m": [b"old"], "extra": [b"gone"]})
+    install(store, 1, {"m": [b"new"]})
+    assert sorted(p.name for p in store.version_dir(1).iterdir()) == [CHUNK_INDEX, "m"]
+    assert sorted(p.name for p in store.versions.iterdir()) == ["1"]
+
+
+def test_temp_files_of_cut_writes_are_cleaned_at_start(store: ModelStore) -> None:
+    install(store, 1, {"m": [b"x"]})
+    store.set_current(1)
+    leftovers = [
+        store.root / ".journal.json.k2j3h4.tmp",
+        store.root / ".current.abcdef.tmp",
+        store.versions / ".1.zzz.tmp",
+    ]
+    for path in leftovers:
+        path.write_bytes(b"half")
+    keep = store.root / "notes.tmp"
+    keep.write_bytes(b"not ours")
+    store.clean()
+    assert not any(p.exists() for p in leftovers)
+    assert keep.exists() and store.current() == 1
+
+
+def test_the_install_record_proves_the_files_verified(store: ModelStore) -> None:
+    files = {"manifest.json": b"{}", "model.onnx": b"weights"}
+    staging = store.fresh_staging(1)
+    for name, data in files.items():
+        (staging / name).write_bytes(data)
+    store.install(1, {n: [[sha(d), len(d)]] for n, d in files.items()}, verified=files)
+    assert store.verified_record(1) == {n: sha(d) for n, d in files.items()}
+    assert store.intact(1, files)
+    assert not store.intact(1, {**files, "model.onnx": b"weightz"})
+    assert not store.intact(1, {**files, "golden.npz": b""})  # not recorded
+    (store.version_dir(1) / "verified.json").write_bytes(b'{"files": {"../x": "00"}}')
+    assert store.verified_record(1) is None and not store.intact(1, files)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'{"model": "digits", "state": "probation"}',
+        b'{"model": "digits", "state": "idle", "version": -3}',
+        b'{"model": "digits", "state": "idle", "since": NaN}',
+        b'{"model": "digits", "state": "idle", "version": 1e400}',
+        b'{"model": "digits", "state": "idle", "history": "abc"}',
+        b'{"model": "digits", "state": []}',
+        b"[" * 100_000,
+        b" " * (2 << 20),
+    ],
+)
+def test_a_journal_the_machine_cannot_act_on_is_refused(store: ModelStore, content: bytes) -> None:
+    store.journal_path.write_bytes(content)
+    with pytest.raises(UpdateError) as err:
+        store.load_journal()
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "content", [b'{"version": 1e400}', b'{"version": 1.5}', b'{"version": true}', b"[" * 100_000]
+)
+def test_a_hostile_pointer_is_an_update_error(store: ModelStore, content: bytes) -> None:
+    store.current_path.write_bytes(content)
+    with pytest.raises(UpdateError, match=r"corrupt|over"):
+        store.current()
+
+
+def test_a_directory_where_the_journal_should_be_is_an_update_error(store: ModelStore) -> None:
+    store.journal_path.mkdir()
+    with pytest.raises(UpdateError, match="cannot read"):
+        store.load_journal()
