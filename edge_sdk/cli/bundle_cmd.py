@@ -48,6 +48,7 @@ def _print_report(report: dict[str, Any]) -> None:
             f"({type(e).__name__}); showing the manifest only",
             markup=False,
             highlight=False,
+            soft_wrap=True,
         )
         return
     stdout_console.file.write(capture.get())

@@ -162,3 +162,227 @@ def test_signed_but_inconsistent_manifest_is_refused(
     write_bundle(bundle, broken.with_signatures(signatures))
     code, err = _verify(cli, bundle, signing_keys / "root.json")
     assert code == 6 and "does not match the hash in the signed manifest" in err
+
+
+# -- Hostile bundles: one line and exit 5 (or 6), never a traceback or a memory blow-up --------
+
+
+def _members(path: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as zf:
+        return {name: zf.read(name) for name in zf.namelist()}
+
+
+def _write_zip(
+    path: Path, members: list[tuple[str, bytes]], method: int = zipfile.ZIP_STORED
+) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about the duplicate names we write
+        with zipfile.ZipFile(path, "w", method) as zf:
+            for name, data in members:
+                zf.writestr(name, data)
+
+
+def _resign(
+    path: Path, keys: Path, *, golden: bytes | None = None, manifest: bytes | None = None
+) -> None:
+    """Rewrite ``path`` with new golden vectors and/or manifest bytes, signed by a trusted key,
+    so that only the broken part can be what a command refuses."""
+    from dataclasses import replace
+    from datetime import UTC, datetime, timedelta
+
+    from edge_sdk.keys import load_signer
+    from edge_sdk.trust import sign_files
+
+    b = read_bundle(path)
+    b = replace(
+        b,
+        golden=b.golden if golden is None else golden,
+        manifest_bytes=b.manifest_bytes if manifest is None else manifest,
+        signatures=None,
+    )
+    signatures = sign_files(
+        b.signed_files(),
+        [load_signer(keys / "online-1.key")],
+        expires=datetime.now(UTC) + timedelta(days=1),
+        custom=b.manifest.identity(),
+    )
+    members = {**b.signed_files(), "targets.json": signatures}
+    _write_zip(path, list(members.items()))
+
+
+def _all_commands(cli: Cli, bundle: Path, keys: Path) -> dict[str, tuple[int, str]]:
+    """inspect, verify and the device's selftest on ``bundle``: (exit code, stderr) each, with
+    each stderr checked to be one line and no traceback when the command failed."""
+    from agent.cli import run as agent_run
+
+    root = keys / "root.json"
+    results = {
+        "inspect": cli("inspect", bundle),
+        "verify": cli("verify", bundle, "--trust", root),
+    }
+    code = agent_run(["selftest", str(bundle), "--trust", str(root)])
+    results["selftest"] = (code, "", "")
+    outcomes = {}
+    for command, (code, _, err) in results.items():
+        if command != "selftest" and code != 0:
+            assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, (command, err)
+            assert "internal error" not in err, (command, err)
+        outcomes[command] = (code, err)
+    return outcomes
+
+
+def test_duplicate_member_names_are_refused(cli: Cli, bundle: Path, signing_keys: Path) -> None:
+    """A forged manifest first, the signed one last: zipfile reads the last, other tools the
+    first. Refused by every command rather than verified."""
+    members = _members(bundle)
+    forged = members["manifest.json"].replace(b'"version": 1', b'"version": 99')
+    _write_zip(bundle, [("manifest.json", forged), *members.items()])
+    for command, (code, err) in _all_commands(cli, bundle, signing_keys).items():
+        assert code == 5, command
+        assert "two members named 'manifest.json'" in err or command == "selftest"
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["../manifest.json", "/etc/passwd", "extra.txt", "model/", "MANIFEST.JSON", "model.tflite"],
+)
+def test_unexpected_members_are_refused(
+    cli: Cli, bundle: Path, signing_keys: Path, name: str
+) -> None:
+    members = _members(bundle)
+    _write_zip(bundle, [*members.items(), (name, b"x")])
+    for command, (code, err) in _all_commands(cli, bundle, signing_keys).items():
+        assert code == 5, (command, err)
+
+
+def test_encrypted_member_is_refused(cli: Cli, bundle: Path) -> None:
+    """The encryption flag set on golden.npz in both its local and its central header."""
+    data = bytearray(bundle.read_bytes())
+    name = b"golden.npz"
+    for signature, flags_at, name_at in ((b"PK\x03\x04", 6, 30), (b"PK\x01\x02", 8, 46)):
+        at = data.find(signature)
+        while at >= 0:
+            if data[at + name_at : at + name_at + len(name)] == name:
+                data[at + flags_at] |= 0x1
+            at = data.find(signature, at + 1)
+    bundle.write_bytes(bytes(data))
+    code, _, err = cli("inspect", bundle)
+    assert code == 5 and "encrypted" in err, err
+
+
+def test_golden_zip_bomb_is_refused_in_bounded_memory(
+    cli: Cli, bundle: Path, signing_keys: Path
+) -> None:
+    """A bundle of ~1 MB whose golden.npz inflates to 256 MiB: refused on its zip header by
+    inspect, verify and selftest, none of them reading it."""
+    import tracemalloc
+
+    _write_bomb(bundle, _members(bundle), "golden.npz", 256 << 20)
+    assert bundle.stat().st_size < 4 << 20
+    tracemalloc.start()
+    try:
+        outcomes = _all_commands(cli, bundle, signing_keys)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    for command, (code, err) in outcomes.items():
+        assert code == 5, (command, err)
+    assert peak < 64 << 20, f"peak {peak >> 20} MiB"
+
+
+def _write_bomb(path: Path, members: dict[str, bytes], bomb: str, size: int) -> None:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            if name != bomb:
+                zf.writestr(name, data)
+        info = zipfile.ZipInfo(bomb)
+        info.compress_type = zipfile.ZIP_DEFLATED
+        with zf.open(info, "w", force_zip64=True) as out:
+            chunk = bytes(1 << 20)
+            for _ in range(size >> 20):
+                out.write(chunk)
+
+
+def _manifest_doc(bundle: Path) -> dict[str, Any]:
+    return json.loads(_members(bundle)["manifest.json"])  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        "atol-1e999",
+        "rtol-nan",
+        "deep-report",
+        "very-deep-report",
+        "huge-version",
+        "string-version",
+        "report-a-list",
+        "runtime-settings-a-string",
+        "duplicate-key",
+        "shape-float",
+        "not-an-object",
+    ],
+)
+def test_hostile_manifest_is_one_line(
+    cli: Cli, bundle: Path, signing_keys: Path, edit: str
+) -> None:
+    """Each manifest is re-signed by a trusted key (a broken or compromised signer), so only
+    the manifest's content can be what the commands refuse: exit 5, one line."""
+    doc = _manifest_doc(bundle)
+    raw: bytes | None = None
+    if edit == "atol-1e999":
+        raw = json.dumps(doc).replace('"atol": ', '"atol": 1e999, "x": ', 1).encode()
+    elif edit == "rtol-nan":
+        doc["golden"]["rtol"] = float("nan")
+    elif edit == "deep-report":
+        doc["report"] = {"notes": json.loads("[" * 200 + "]" * 200)}
+    elif edit == "very-deep-report":
+        raw = (
+            json.dumps(doc)
+            .replace('"report": ', '"report": ' + "[" * 100_000 + "]" * 100_000 + ', "r": ', 1)
+            .encode()
+        )
+    elif edit == "huge-version":
+        raw = json.dumps(doc).replace('"version": 1', '"version": ' + "9" * 4000, 1).encode()
+    elif edit == "string-version":
+        doc["version"] = "1"
+    elif edit == "report-a-list":
+        doc["report"] = [["candidates", 1]]
+    elif edit == "runtime-settings-a-string":
+        doc["runtime_settings"] = "fast"
+    elif edit == "duplicate-key":
+        raw = json.dumps(doc).replace('"version": 1', '"version": 1, "version": 2', 1).encode()
+    elif edit == "shape-float":
+        doc["inputs"][0]["shape"][1] = 1.5
+    elif edit == "not-an-object":
+        raw = b"[1, 2, 3]"
+    manifest = raw if raw is not None else json.dumps(doc).encode()
+    _write_zip(bundle, [*{**_members(bundle), "manifest.json": manifest}.items()])
+    for command, (code, err) in _all_commands(cli, bundle, signing_keys).items():
+        assert code == 5, (command, err)
+        assert command == "selftest" or "manifest.json" in err, (command, err)
+
+
+def test_inspect_shows_a_manifest_without_its_optional_fields(cli: Cli, bundle: Path) -> None:
+    doc = _manifest_doc(bundle)
+    for key in ("report", "runtime_settings", "artifact_tensors"):
+        del doc[key]
+    for tensor in doc["inputs"] + doc["outputs"]:
+        del tensor["layout"]
+    _write_zip(bundle, [*{**_members(bundle), "manifest.json": json.dumps(doc).encode()}.items()])
+    code, out, err = cli("inspect", bundle)
+    assert code == 0, err
+    assert "int8_static" in out
+    code, out, _ = cli("inspect", bundle, "--json")
+    assert code == 0 and json.loads(out)["manifest"]["report"] == {}
+
+
+def test_inspect_notes_a_build_report_it_cannot_show(cli: Cli, bundle: Path) -> None:
+    doc = _manifest_doc(bundle)
+    doc["report"] = {"candidates": [{"name": 3}], "profile": []}
+    _write_zip(bundle, [*{**_members(bundle), "manifest.json": json.dumps(doc).encode()}.items()])
+    code, out, err = cli("inspect", bundle)
+    assert code == 0 and "int8_static" in out
+    assert "build report" in err and len(err.strip().splitlines()) == 1
