@@ -96,6 +96,8 @@ def read_header(read: Callable[[int], bytes]) -> Header:
 def _parse_slow(text: bytes, version: tuple[int, int], length: int) -> Header:
     """Any other header numpy can write: ``ast.literal_eval`` of a bounded text, and numpy's own
     descriptor reader for the dtype."""
+    if b"\\" in text:  # escapes only appear in exotic field names; Python would warn on some
+        raise ValueError(".npy header holds a backslash escape; it is not supported")
     try:
         doc = ast.literal_eval(text.decode("utf-8" if version == (3, 0) else "latin-1"))
     except _NUMPY_HEADER_ERRORS as e:
