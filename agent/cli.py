@@ -59,10 +59,11 @@ def run_command(
     """Run the agent: keep the configured models at the version the fleet assigns."""
     import logging
 
-    from agent.config import load_config
+    from agent.config import load_config, prepare_state_dir
     from agent.daemon import Agent, install_signal_handlers
 
     settings = load_config(config)  # every config problem is one line, before anything starts
+    prepare_state_dir(settings)  # a file there, or no write access, is a config problem too
     # force: run_app has already configured logging (quietly, for the one-shot commands).
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
@@ -78,10 +79,12 @@ def run_command(
 @app.command("status")
 def status_command(config: ConfigOption, json_output: JsonFlag = False) -> None:
     """Print this device's local state: versions installed and running, update state."""
-    from agent.config import load_config
+    from agent.config import check_state_dir, load_config
     from agent.daemon import local_status
 
-    status = local_status(load_config(config))
+    settings = load_config(config)
+    check_state_dir(settings)
+    status = local_status(settings)
     if json_output:
         emit_json(status)
         return

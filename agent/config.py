@@ -12,9 +12,9 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import math
+import os
 import re
 import stat
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,12 +26,18 @@ from edge_sdk.bundle import check_name
 from edge_sdk.chunking import MAX_CHUNK
 from edge_sdk.errors import ConfigError, InputError, ProfileError
 from edge_sdk.profiles import HardwareProfile, resolve_profile
+from edge_sdk.userfile import MIB, load_toml
 
 T = TypeVar("T")
 
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"^{_LABEL}(\.{_LABEL})*\.?\Z")
 _DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
+# A real agent.toml is a few KiB; far more is the wrong file, and is not read whole.
+MAX_CONFIG_BYTES = 1 * MIB
+# Larger integers are typos or attacks: 2**53 - 1 is also the largest a JSON reader keeps exact.
+MAX_INTEGER = 2**53 - 1
+MAX_NUMBER = 1e9  # seconds (~31 years), ratios, milliseconds
 
 
 @dataclass(frozen=True)
@@ -205,6 +211,8 @@ class _Table:
         value = self.get(key, int)
         if value is None:
             return default
+        if high is None and value > MAX_INTEGER:
+            raise self.fail(key, f"must be an integer between {low} and {MAX_INTEGER}, got {value}")
         if value < low or (high is not None and value > high):
             bounds = f"between {low} and {high}" if high is not None else f">= {low}"
             raise self.fail(key, f"must be an integer {bounds}, got {value}")
@@ -217,6 +225,9 @@ class _Table:
         if not math.isfinite(value) or value < 0 or (positive and value == 0):
             bounds = "> 0" if positive else ">= 0"
             raise self.fail(key, f"must be a finite number {bounds}, got {value}")
+        if value > MAX_NUMBER:
+            # Durations this long overflow timers (Event.wait(1e300) raises) and mean "never".
+            raise self.fail(key, f"must be at most {MAX_NUMBER:g}, got {value:g}")
         return value
 
     def identifier(self, key: str, default: str | None) -> str:
@@ -279,6 +290,7 @@ def _broker(t: _Table, base: Path) -> BrokerConfig:
         or parts.query
         or parts.fragment
         or not (_HOSTNAME.match(host) or _is_ip(host))
+        or port == 0
     ):
         raise bad_url
     if parts.username is not None or parts.password is not None:
@@ -358,7 +370,7 @@ def _models(top: _Table) -> tuple[ModelConfig, ...]:
         models.append(
             ModelConfig(
                 name=name,
-                threads=t.integer("threads", 1, 1),
+                threads=t.integer("threads", 1, 1, 1024),
                 max_latency_ms=t.number("max_latency_ms", 0.0, positive=False),
                 batch_window_ms=t.number("batch_window_ms", 0.0, positive=False),
                 max_batch=t.integer("max_batch", 32, 1, 4096),
@@ -464,7 +476,9 @@ def _serving(t: _Table, base: Path) -> ServingConfig:
     if listen:
         host, _, port_text = listen.rpartition(":")
         host = host.strip("[]")
-        if host not in _LOOPBACK or not port_text.isdigit() or not 0 <= int(port_text) < 65536:
+        # isdigit() alone lets through "²" and 5,000-digit numbers int() refuses to parse.
+        digits = port_text.isascii() and port_text.isdigit() and len(port_text) <= 5
+        if host not in _LOOPBACK or not digits or not 0 <= int(port_text) < 65536:
             raise t.fail(
                 "listen",
                 f"{listen!r} must be a loopback HOST:PORT (127.0.0.1, [::1] or localhost): the "
@@ -499,17 +513,46 @@ def _serving(t: _Table, base: Path) -> ServingConfig:
 
 
 def load_config(path: Path) -> AgentConfig:
-    """Read and validate ``agent.toml``; every problem is a one-line ConfigError."""
-    try:
-        with path.open("rb") as f:
-            document = tomllib.load(f)
-    except FileNotFoundError as e:
-        raise ConfigError(f"{path}: config file does not exist; create it or fix the path") from e
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from e
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot be read ({e.strerror or e}); check the path") from e
-    except tomllib.TOMLDecodeError as e:
-        # tomllib's message carries "(at line N, column M)".
-        raise ConfigError(f"{path}: not valid TOML: {e}; fix the syntax there") from e
+    """Read and validate ``agent.toml``; every problem is a one-line ConfigError.
+
+    The file must be a regular file of at most ``MAX_CONFIG_BYTES``: a FIFO, a device
+    (``/dev/zero``) or a directory is refused without being read.
+    """
+    document = load_toml(path, "", MAX_CONFIG_BYTES, ConfigError)
     return parse_config(document, path)
+
+
+def prepare_state_dir(config: AgentConfig) -> None:
+    """Create ``state_dir`` if needed and prove it writable, or say so in one line: a state
+    directory that is a file, or that the agent cannot write, would fail the first update."""
+    path = config.state_dir
+    where = f"{config.path}: state_dir: {path}"
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o750)
+    except FileExistsError:
+        raise ConfigError(f"{where} is not a directory; point state_dir at a directory") from None
+    except OSError as e:
+        raise ConfigError(
+            f"{where} cannot be created ({e.strerror or e}); create it or fix the path"
+        ) from None
+    if not path.is_dir():
+        raise ConfigError(f"{where} is not a directory; point state_dir at a directory")
+    probe = path / f".write-probe-{os.getpid()}"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.close(fd)
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(
+            f"{where} is not writable by this user ({e.strerror or e}); fix its owner or mode"
+        ) from None
+
+
+def check_state_dir(config: AgentConfig) -> None:
+    """For read-only commands: ``state_dir`` may be absent (nothing installed yet), but what is
+    there must be a directory."""
+    path = config.state_dir
+    if path.exists() and not path.is_dir():
+        raise ConfigError(
+            f"{config.path}: state_dir: {path} is not a directory; point state_dir at a directory"
+        )

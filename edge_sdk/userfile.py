@@ -43,6 +43,11 @@ def _size(n: int) -> str:
     return f"{n} bytes"
 
 
+def _name(what: str, path: Path) -> str:
+    """How a message names the file: "profile file P" or, with no ``what``, "P:"."""
+    return f"{what} {path}" if what else f"{path}:"
+
+
 def check_regular_file(path: Path, what: str, error: type[InputError] = InputError) -> int:
     """Refuse ``path`` unless it is an existing regular file (symlinks followed); its size.
 
@@ -51,37 +56,40 @@ def check_regular_file(path: Path, what: str, error: type[InputError] = InputErr
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        raise error(f"{what} {path} does not exist; fix the path") from None
+        raise error(f"{_name(what, path)} does not exist; fix the path") from None
     except NotADirectoryError:
-        raise error(f"{what} {path} does not exist (a parent is not a directory)") from None
+        raise error(f"{_name(what, path)} does not exist (a parent is not a directory)") from None
     except OSError as e:
-        raise error(f"{what} {path} cannot be read: {e.strerror or e}") from None
+        raise error(f"{_name(what, path)} cannot be read: {e.strerror or e}") from None
     except ValueError as e:  # an embedded NUL byte in the path
-        raise error(f"{what} path {str(path)!r} is not a valid path: {e}") from None
+        raise error(f"{what or 'path'} {str(path)!r} is not a valid path: {e}") from None
     if not stat.S_ISREG(st.st_mode):
-        raise error(f"{what} {path} is {_kind(st.st_mode)}, not a regular file; name a file")
+        raise error(f"{_name(what, path)} is {_kind(st.st_mode)}, not a regular file; name a file")
     return st.st_size
 
 
 def read_user_file(path: Path, what: str, cap: int, error: type[InputError] = InputError) -> bytes:
     """The bytes of the regular file ``path``, at most ``cap`` of them, or one ``error`` line.
 
-    ``what`` names the file in messages ("config file", "profile file", "key file").
+    ``what`` names the file in messages ("config file", "profile file", "key file"); with ""
+    a message starts "PATH: ".
     """
     check_regular_file(path, what, error)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0))
     except OSError as e:
         if e.errno == errno.ENOENT:
-            raise error(f"{what} {path} does not exist; fix the path") from None
-        raise error(f"{what} {path} cannot be read: {e.strerror or e}") from None
+            raise error(f"{_name(what, path)} does not exist; fix the path") from None
+        raise error(f"{_name(what, path)} cannot be read: {e.strerror or e}") from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):  # swapped for something else since the stat above
-            raise error(f"{what} {path} is {_kind(st.st_mode)}, not a regular file; name a file")
+            raise error(
+                f"{_name(what, path)} is {_kind(st.st_mode)}, not a regular file; name a file"
+            )
         if st.st_size > cap:
             raise error(
-                f"{what} {path} is {st.st_size} bytes, more than the {_size(cap)} allowed; "
+                f"{_name(what, path)} is {st.st_size} bytes, more than the {_size(cap)} allowed; "
                 "is it the right file?"
             )
         chunks: list[bytes] = []
@@ -93,11 +101,13 @@ def read_user_file(path: Path, what: str, cap: int, error: type[InputError] = In
             chunks.append(chunk)
             total += len(chunk)
     except OSError as e:
-        raise error(f"{what} {path} cannot be read: {e.strerror or e}") from None
+        raise error(f"{_name(what, path)} cannot be read: {e.strerror or e}") from None
     finally:
         os.close(fd)
     if total > cap:  # it grew while we read
-        raise error(f"{what} {path} is more than the {_size(cap)} allowed; is it the right file?")
+        raise error(
+            f"{_name(what, path)} is more than the {_size(cap)} allowed; is it the right file?"
+        )
     return b"".join(chunks)
 
 
@@ -118,18 +128,22 @@ def load_toml(
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise error(f"{what} {path} is not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+        raise error(
+            f"{_name(what, path)} is not UTF-8 text (byte {e.start}); save it as UTF-8"
+        ) from None
     deep = _DEEP_KEY.search(text)
     if deep is not None:
         line = text.count("\n", 0, deep.start()) + 1
         raise error(
-            f"{what} {path}: a dotted key nests more than {MAX_KEY_DEPTH} levels (line {line}); "
-            "no config needs that many, fix the key there"
+            f"{_name(what, path)} has a dotted key nested more than {MAX_KEY_DEPTH} levels "
+            f"(line {line}); no config needs that many, fix the key there"
         )
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         # tomllib's message carries "(at line N, column M)".
-        raise error(f"{what} {path} is not valid TOML: {e}; fix the syntax there") from None
+        raise error(f"{_name(what, path)} is not valid TOML: {e}; fix the syntax there") from None
     except RecursionError:
-        raise error(f"{what} {path} is not valid TOML: arrays or tables nest too deep") from None
+        raise error(
+            f"{_name(what, path)} is not valid TOML: arrays or tables nest too deep"
+        ) from None

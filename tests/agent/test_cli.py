@@ -49,6 +49,36 @@ def test_a_missing_config_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixt
     assert code == 2 and err.count("\n") == 1 and "nope.toml" in err
 
 
+@pytest.mark.parametrize("command", ["run", "status"])
+def test_an_unreadable_kind_of_config_is_one_line_not_a_hang(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    import os
+
+    fifo = tmp_path / "agent.toml"
+    os.mkfifo(fifo)  # reading it would block forever
+    for path, kind in ((fifo, "is a FIFO"), ("/dev/zero", "is a device"), (tmp_path, "directory")):
+        code, _, err = invoke(capsys, command, "--config", str(path))
+        assert code == 2, err
+        assert err.count("\n") == 1 and kind in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["run", "status"])
+def test_a_state_dir_that_is_a_file_is_one_line(
+    tmp_path: Path, keyring: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    (tmp_path / "state").write_text("a file, not a directory")
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        'device_id = "cam-01"\nprofile = "x86-64"\nstate_dir = "state"\n'
+        f'trust_root = "{keyring / "root.json"}"\n'
+        '[broker]\nurl = "mqtt://127.0.0.1:1"\n[[models]]\nname = "digits"\n'
+    )
+    code, _, err = invoke(capsys, command, "--config", str(config))
+    assert code == 2, err
+    assert err.count("\n") == 1 and "state_dir" in err and "is not a directory" in err
+
+
 def test_status_reads_the_state_directory_without_a_broker(
     tmp_path: Path, broker: Broker, keyring: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

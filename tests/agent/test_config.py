@@ -313,7 +313,35 @@ BAD = {
         "report",
         "expected a table",
     ),
-    "bad TOML syntax": (MINIMAL + "[limits]\nkeep_versions = \n", "not valid TOML", "line 12"),
+    "bad TOML syntax": (MINIMAL + "[limits]\nkeep_versions = \n", "is not valid TOML", "line 12"),
+    "listen port of 5000 digits": (
+        MINIMAL + '[serving]\nlisten = "127.0.0.1:' + "9" * 5000 + '"\n',
+        "serving.listen",
+        "loopback HOST:PORT",
+    ),
+    "listen port in superscript": (
+        MINIMAL + '[serving]\nlisten = "127.0.0.1:\u00b2"\n',
+        "serving.listen",
+        "loopback HOST:PORT",
+    ),
+    "url with port 0": (MINIMAL.replace("10.0.0.5", "host:0"), "broker.url", "HOST[:PORT]"),
+    "huge integer": (
+        MINIMAL + "[limits]\nkeep_versions = 99999999999999999999\n",
+        "limits.keep_versions",
+        "must be an integer between 2 and 9007199254740991",
+    ),
+    "huge model threads": (
+        MINIMAL.replace('name = "digits"', 'name = "digits"\nthreads = 100000'),
+        "models[0].threads",
+        "between 1 and 1024",
+    ),
+    "endless duration": (
+        MINIMAL + "[report]\ninterval_s = 1e300\n",
+        "report.interval_s",
+        "must be at most 1e+09",
+    ),
+    "deeply nested arrays": (MINIMAL + "x = " + "[" * 5000, "is not valid TOML", "too deep"),
+    "deeply dotted key": (MINIMAL + "a." * 20_000 + "b = 1\n", "has a dotted key", "32 levels"),
 }
 
 
@@ -342,3 +370,52 @@ def test_config_errors_are_input_errors() -> None:
     with pytest.raises(InputError, match=r"^device_id: 'a#b' must be"):
         check_identifier("a#b", "device_id")
     assert check_identifier("cam-01.a_b", "device_id") == "cam-01.a_b"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "directory", "oversized"])
+def test_a_config_that_is_not_a_small_regular_file_is_refused_unread(
+    tmp_path: Path, kind: str
+) -> None:
+    import os
+
+    path = tmp_path / "agent.toml"
+    if kind == "fifo":
+        os.mkfifo(path)  # reading it would block forever
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "oversized":
+        path.write_text(MINIMAL + "#" * (2 << 20))
+    else:
+        path = Path("/dev/zero")  # reading it would never end
+    expected = {
+        "fifo": "is a FIFO",
+        "device": "is a device",
+        "directory": "is a directory",
+        "oversized": "more than the 1 MiB allowed",
+    }[kind]
+    with pytest.raises(ConfigError, match=expected) as info:
+        load_config(path)
+    assert str(info.value).startswith(f"{path}: ") and "\n" not in str(info.value)
+
+
+def test_state_dir_that_is_a_file_or_unwritable_is_one_line(conf_dir: Path) -> None:
+    import os
+
+    from agent.config import check_state_dir, prepare_state_dir
+
+    config = load_config(write(conf_dir, MINIMAL.replace('"/var/lib/edge-agent"', '"state"')))
+    config.state_dir.parent.mkdir(parents=True, exist_ok=True)
+    config.state_dir.write_text("not a directory")
+    for check in (prepare_state_dir, check_state_dir):
+        with pytest.raises(ConfigError, match=r"state_dir: .* is not a directory"):
+            check(config)
+    config.state_dir.unlink()
+    prepare_state_dir(config)
+    assert config.state_dir.is_dir() and not list(config.state_dir.iterdir())
+    if os.geteuid() != 0:  # root writes anywhere
+        config.state_dir.chmod(0o500)
+        try:
+            with pytest.raises(ConfigError, match="is not writable"):
+                prepare_state_dir(config)
+        finally:
+            config.state_dir.chmod(0o700)

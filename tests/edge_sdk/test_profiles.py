@@ -203,7 +203,7 @@ def test_oversized_and_deeply_nested_files_are_refused(tmp_path: Path) -> None:
         load_profile_file(big)
     # 16,000 dotted levels take tomllib a gigabyte; refused before parsing.
     dotted = _write(tmp_path, "a." * 16_000 + "b = 1\n", "dotted.toml")
-    with pytest.raises(ProfileError, match="dotted key nests more than 32 levels"):
+    with pytest.raises(ProfileError, match="dotted key nested more than 32 levels"):
         load_profile_file(dotted)
     arrays = _write(tmp_path, "a = " + "[" * 50_000, "arrays.toml")
     with pytest.raises(ProfileError, match="nest too deep"):
