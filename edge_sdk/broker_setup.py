@@ -34,6 +34,10 @@ DEFAULT_LISTEN = "0.0.0.0:8883"
 DEFAULT_HOSTNAMES = ("localhost", "127.0.0.1")
 DEFAULT_RUN_AS = "mosquitto"
 OPERATOR_CN = "operator"
+# The operator's certificate comes from a CA of its own, which only the operator's listener
+# trusts: see ``mosquitto_conf`` for why devices and the operator dial different ports.
+OPERATOR_CA = "operator-ca.pem"
+OPERATOR_CA_KEY = "operator-ca.key"
 BROKER_JSON = "broker.json"
 CRL = "crl.pem"
 REVOKED_JSON = "revoked.json"
@@ -55,6 +59,7 @@ AUTOSAVE_INTERVAL_S = 60
 _WRITTEN = (
     *("mosquitto.conf", "acl", "ca.pem", "ca.key", "server.pem", "server.key"),
     *("operator.pem", "operator.key", BROKER_JSON, "data", "mosquitto.log", CRL),
+    *(OPERATOR_CA, OPERATOR_CA_KEY),
 )
 
 # A POSIX login name; anything else could smuggle a second line into mosquitto.conf.
@@ -75,6 +80,14 @@ class BrokerSettings:
     fleet: str = "default"
     topic_prefix: str = "edge"
     run_as: str = DEFAULT_RUN_AS
+    operator_host: str = ""  # the operator's listener; "" and 0: listen_host and port + 1
+    operator_port: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.operator_host:
+            object.__setattr__(self, "operator_host", self.listen_host)
+        if not self.operator_port:
+            object.__setattr__(self, "operator_port", self.port + 1)
 
     @property
     def topics(self) -> Topics:
@@ -86,17 +99,28 @@ class BrokerSettings:
         return f"mqtts://{f'[{host}]' if ':' in host else host}:{self.port}"
 
     @property
+    def operator_url(self) -> str:
+        """Where the operator's ``edge-sdk fleet`` commands dial (the operator's listener)."""
+        host = self.hostnames[0]
+        return f"mqtts://{f'[{host}]' if ':' in host else host}:{self.operator_port}"
+
+    @property
     def listen(self) -> str:
         host = self.listen_host
         return f"{f'[{host}]' if ':' in host else host}:{self.port}"
+
+    @property
+    def operator_listen(self) -> str:
+        host = self.operator_host
+        return f"{f'[{host}]' if ':' in host else host}:{self.operator_port}"
 
     def path(self, name: str) -> Path:
         return self.directory / name
 
 
-def parse_listen(text: str) -> tuple[str, int]:
+def parse_listen(text: str, option: str = "--listen") -> tuple[str, int]:
     """``ADDR:PORT`` (``[::]:8883`` for IPv6) into its parts."""
-    bad = InputError(f"--listen {text!r}: expected ADDR:PORT, e.g. 0.0.0.0:8883 or [::]:8883")
+    bad = InputError(f"{option} {text!r}: expected ADDR:PORT, e.g. 0.0.0.0:8883 or [::]:8883")
     host, sep, port_text = text.rpartition(":")
     if not sep or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
         raise bad
@@ -117,9 +141,27 @@ def make_settings(
     fleet: str = "default",
     topic_prefix: str = "edge",
     run_as: str = DEFAULT_RUN_AS,
+    operator_listen: str | None = None,
 ) -> BrokerSettings:
-    """Check every input (nothing is written here) and resolve ``directory``."""
+    """Check every input (nothing is written here) and resolve ``directory``.
+
+    ``operator_listen`` defaults to the devices' address with the next port (8884 for 8883).
+    """
     host, port = parse_listen(listen)
+    if operator_listen is None:
+        if port == 65535:
+            raise InputError(
+                "--listen uses port 65535, so the operator's listener has no port + 1: pass "
+                "--operator-listen ADDR:PORT"
+            )
+        operator_host, operator_port = host, port + 1
+    else:
+        operator_host, operator_port = parse_listen(operator_listen, "--operator-listen")
+    if operator_port == port:
+        raise InputError(
+            f"--operator-listen uses port {port}, the devices' port: the operator needs a "
+            "listener of its own; choose another port"
+        )
     if not hostnames:
         raise InputError("--hostname: give at least one name or address devices dial")
     for name in hostnames:
@@ -135,7 +177,17 @@ def make_settings(
     if any(ord(c) < 32 for c in str(absolute)):
         # Mosquitto's config is line based: a newline in a path would start a new directive.
         raise InputError(f"{absolute!r}: control characters in DIR; choose another directory")
-    return BrokerSettings(absolute, host, port, tuple(hostnames), fleet, topic_prefix, run_as)
+    return BrokerSettings(
+        absolute,
+        host,
+        port,
+        tuple(hostnames),
+        fleet,
+        topic_prefix,
+        run_as,
+        operator_host,
+        operator_port,
+    )
 
 
 # --- pure text ---------------------------------------------------------------------------------
@@ -165,7 +217,16 @@ def acl_text(topic_prefix: str, fleet: str) -> str:
 
 
 def mosquitto_conf(s: BrokerSettings) -> str:
-    """``mosquitto.conf`` for Mosquitto 2: one mutual-TLS listener, the fleet ACL, persistence."""
+    """``mosquitto.conf`` for Mosquitto 2: two mutual-TLS listeners, the fleet ACL, persistence.
+
+    A client id is a session: a CONNECT with the id of a connected client closes that client.
+    So on the devices' listener the broker replaces every client id with the certificate's CN
+    (``use_username_as_clientid``): device A's certificate can only ever be session "A", and
+    cannot knock device B off. The operator's commands need ids of their own instead (a
+    ``fleet status`` beside a running ``fleet rollout``, whose watch and publisher are two
+    sessions), so the operator dials a second listener that keeps the id it sends and admits
+    only certificates of the operator CA, which no device certificate chains to.
+    """
     return (
         "\n".join(
             [
@@ -206,6 +267,18 @@ def mosquitto_conf(s: BrokerSettings) -> str:
                 "require_certificate true",
                 "# The client certificate's CN is the MQTT username, %u in the ACL.",
                 "use_identity_as_username true",
+                "# ...and the client id: one device's certificate cannot take over (and so",
+                "# disconnect) another device's session by sending that device's id.",
+                "use_username_as_clientid true",
+                "# The operator's listener: only the operator CA's certificates get in, and each",
+                "# `edge-sdk fleet` command keeps a client id of its own (edge-sdk-<kind>-...).",
+                f"listener {s.operator_port} {s.operator_host}",
+                f"cafile {s.path(OPERATOR_CA)}",
+                f"certfile {s.path('server.pem')}",
+                f"keyfile {s.path('server.key')}",
+                "tls_version tlsv1.2",
+                "require_certificate true",
+                "use_identity_as_username true",
             ]
         )
         + "\n"
@@ -219,6 +292,8 @@ def broker_info(s: BrokerSettings) -> dict[str, Any]:
         "fleet": s.fleet,
         "topic_prefix": s.topic_prefix,
         "listen": s.listen,
+        "operator_url": s.operator_url,
+        "operator_listen": s.operator_listen,
         "hostnames": list(s.hostnames),
         "run_as": s.run_as,
         "ca": "ca.pem",
@@ -228,7 +303,7 @@ def broker_info(s: BrokerSettings) -> dict[str, Any]:
 def export_line(s: BrokerSettings) -> str:
     """The shell line that points the operator's ``edge-sdk fleet`` commands at this broker."""
     values = {
-        "EDGE_SDK_BROKER": s.url,
+        "EDGE_SDK_BROKER": s.operator_url,
         "EDGE_SDK_BROKER_CA": str(s.path("ca.pem")),
         "EDGE_SDK_BROKER_CERT": str(s.path("operator.pem")),
         "EDGE_SDK_BROKER_KEY": str(s.path("operator.key")),
@@ -281,7 +356,8 @@ def init_broker(s: BrokerSettings, *, force: bool = False) -> BrokerInit:
     # Everything is generated before the first write: a failure here leaves nothing behind.
     ca = pki.create_ca(f"edge-sdk fleet CA {s.topics.root}")
     server = pki.issue_server(ca, list(s.hostnames))
-    operator = pki.issue_client(ca, OPERATOR_CN)
+    operator_ca = pki.create_ca(f"edge-sdk operator CA {s.topics.root}")
+    operator = pki.issue_client(operator_ca, OPERATOR_CN)
     try:
         s.directory.mkdir(parents=True, exist_ok=True, mode=0o755)
         (s.path("data")).mkdir(exist_ok=True, mode=0o700)
@@ -293,6 +369,7 @@ def init_broker(s: BrokerSettings, *, force: bool = False) -> BrokerInit:
     # The CA key first and root's alone; mosquitto.conf last, so a config only ever exists
     # beside the files it names.
     pki.write_issued(ca, s.path("ca.pem"), ca_key)
+    pki.write_issued(operator_ca, s.path(OPERATOR_CA), s.path(OPERATOR_CA_KEY))
     pki.write_issued(server, s.path("server.pem"), s.path("server.key"))
     pki.write_issued(operator, s.path("operator.pem"), s.path("operator.key"))
     write_bytes_atomic(s.path("acl"), acl_text(s.topic_prefix, s.fleet).encode())
@@ -330,7 +407,9 @@ def _hand_over(s: BrokerSettings) -> tuple[str | None, tuple[str, ...]]:
             f"user {s.run_as!r} does not exist here: create it (e.g. install the mosquitto "
             "package) and chown the server files to it, or rerun with --run-as USER",
         )
-    readable = ("server.key", "server.pem", "ca.pem", CRL, "acl", "mosquitto.log", "data")
+    readable = (
+        *("server.key", "server.pem", "ca.pem", OPERATOR_CA, CRL, "acl", "mosquitto.log", "data"),
+    )
     for name in readable:
         os.chown(s.path(name), user.pw_uid, user.pw_gid)
     notes = []

@@ -25,6 +25,7 @@ from tests.mosquitto import (
     HOST,
     MosquittoProcess,
     connect_client,
+    free_port,
     launch,
 )
 
@@ -86,7 +87,17 @@ class FleetBroker(MosquittoProcess):
 
     @property
     def url(self) -> str:
+        """What devices dial (agent.toml); the operator dials ``operator_url``."""
         return self.initialised.settings.url
+
+    @property
+    def operator_port(self) -> int:
+        return self.initialised.settings.operator_port
+
+    @property
+    def operator_url(self) -> str:
+        """The operator's listener: what ``--broker`` of an ``edge-sdk fleet`` command is."""
+        return self.initialised.settings.operator_url
 
     @property
     def ca_path(self) -> Path:
@@ -152,18 +163,22 @@ class FleetBroker(MosquittoProcess):
         *,
         cert: tuple[Path, Path] | None = None,
         client_id: str | None = None,
+        port: int | None = None,
     ) -> mqtt.Client:
         """A connected MQTT v5 client (``tests.mosquitto.Broker.client``'s contract).
 
         ``identity`` picks the certificate: ``"operator"``, an enrolled device id, or None for
         no certificate at all; ``cert`` overrides it (a certificate from another CA, say).
-        Raises ``BrokerRefused`` if the broker does not accept it.
+        The operator dials the operator's listener and everyone else the devices' one, unless
+        ``port`` says otherwise. Raises ``BrokerRefused`` if the broker does not accept it.
         """
         if cert is None and identity is not None:
             cert = self._cert_of(identity)
+        if port is None:
+            port = self.operator_port if identity == "operator" else self.port
         client = connect_client(
             self.host,
-            self.port,
+            port,
             identity,
             ca_path=self.ca_path,
             cert=cert,
@@ -201,6 +216,8 @@ class FleetBroker(MosquittoProcess):
         settings = make_settings(
             self.directory,
             listen=f"{HOST}:{port}",
+            # A port of its own (port + 1 may be taken); a clash is retried like the first.
+            operator_listen=f"{HOST}:{next(p for p in iter(free_port, 0) if p != port)}",
             hostnames=(HOST, "localhost"),
             fleet=self.fleet,
             topic_prefix=self.topic_prefix,

@@ -28,6 +28,15 @@ def init_command(
     listen: Annotated[
         str, typer.Option("--listen", help="ADDR:PORT the broker listens on.")
     ] = "0.0.0.0:8883",
+    operator_listen: Annotated[
+        str | None,
+        typer.Option(
+            "--operator-listen",
+            help="ADDR:PORT of the operator's own listener (only the operator CA's certificate "
+            "gets in). Default: the --listen address, port + 1.",
+            show_default=False,
+        ),
+    ] = None,
     hostname: Annotated[
         list[str] | None,
         typer.Option(
@@ -62,6 +71,7 @@ def init_command(
         fleet=fleet,
         topic_prefix=topic_prefix,
         run_as=run_as,
+        operator_listen=operator_listen,
     )
     result = init_broker(settings, force=force)
     for note in result.notes:
@@ -73,7 +83,8 @@ def init_command(
     d = settings.directory
     say(
         f"wrote a Mosquitto config for {settings.topics.root} in {d} "
-        f"(listener {settings.listen}, devices dial {settings.url})",
+        f"(listener {settings.listen}, devices dial {settings.url}; the operator's listener "
+        f"{settings.operator_listen})",
         markup=False,
         highlight=False,
         soft_wrap=True,
@@ -81,7 +92,7 @@ def init_command(
     if result.chowned_to:
         say(
             f"the broker's key, certificates, acl, data/ and log belong to {result.chowned_to}; "
-            "ca.key and operator.key stay yours",
+            "ca.key, operator-ca.key and operator.key stay yours",
             markup=False,
             highlight=False,
             soft_wrap=True,

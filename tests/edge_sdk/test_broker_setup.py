@@ -72,28 +72,35 @@ def _directives(conf: str) -> dict[str, list[str]]:
 def test_config_is_mutual_tls_with_the_acl_and_persistence(tmp_path: Path) -> None:
     s = make_settings(tmp_path / "b", listen="10.0.0.5:8884", hostnames=("broker.lan",))
     d = _directives(mosquitto_conf(s))
-    assert d["listener"] == ["8884 10.0.0.5"]
-    assert d["require_certificate"] == ["true"]
-    assert d["use_identity_as_username"] == ["true"]
+    # The devices' listener, then the operator's (the next port by default).
+    assert d["listener"] == ["8884 10.0.0.5", "8885 10.0.0.5"]
+    assert d["require_certificate"] == ["true", "true"]
+    assert d["use_identity_as_username"] == ["true", "true"]
+    # Devices: the client id is the certificate's CN, so no device takes over another's
+    # session; the operator keeps the ids it sends (one per command).
+    assert d["use_username_as_clientid"] == ["true"]
     assert d["allow_anonymous"] == ["false"]
-    assert d["tls_version"] == ["tlsv1.2"]
+    assert d["tls_version"] == ["tlsv1.2", "tlsv1.2"]
     assert d["user"] == ["mosquitto"]
     assert d["acl_file"] == [str(s.directory / "acl")]
-    assert d["cafile"] == [str(s.directory / "ca.pem")]
-    assert d["certfile"] == [str(s.directory / "server.pem")]
-    assert d["keyfile"] == [str(s.directory / "server.key")]
+    assert d["cafile"] == [str(s.directory / "ca.pem"), str(s.directory / "operator-ca.pem")]
+    assert d["certfile"] == [str(s.directory / "server.pem")] * 2
+    assert d["keyfile"] == [str(s.directory / "server.key")] * 2
     assert d["persistence"] == ["true"]
     assert d["persistence_location"] == [f"{s.directory / 'data'}/"]
     assert int(d["autosave_interval"][0]) == AUTOSAVE_INTERVAL_S <= 300
     assert d["set_tcp_nodelay"] == ["true"]
     assert int(d["max_queued_messages"][0]) >= 1000
-    # The CA key signs devices; the broker never needs it.
+    # The CA keys sign devices and the operator; the broker never needs them.
     assert "ca.key" not in mosquitto_conf(s)
     # Listener options only bind to a listener when they come after its line.
     conf = mosquitto_conf(s).splitlines()
     listener = next(i for i, line in enumerate(conf) if line.startswith("listener "))
     for option in ("cafile", "certfile", "keyfile", "require_certificate"):
         assert next(i for i, line in enumerate(conf) if line.startswith(option)) > listener
+    operator = conf.index("listener 8885 10.0.0.5")
+    assert conf.index("use_username_as_clientid true") < operator
+    assert conf.index(f"cafile {s.directory / 'operator-ca.pem'}") > operator
 
 
 def test_config_has_every_setting_the_protocol_doc_asks_for(tmp_path: Path) -> None:
@@ -125,7 +132,7 @@ def test_url_and_listen_address_forms(tmp_path: Path) -> None:
 def test_export_line_names_every_operator_variable(tmp_path: Path) -> None:
     s = make_settings(tmp_path / "my broker", fleet="f2")
     line = export_line(s)
-    assert line.startswith("export EDGE_SDK_BROKER=mqtts://localhost:8883 ")
+    assert line.startswith("export EDGE_SDK_BROKER=mqtts://localhost:8884 ")  # the operator's
     for name in ("CA", "CERT", "KEY", "DIR"):
         assert f"EDGE_SDK_BROKER_{name}=" in line
     assert "EDGE_SDK_FLEET=f2" in line
@@ -203,3 +210,29 @@ def test_agent_toml_text(tmp_path: Path) -> None:
     }
     assert [m["name"] for m in document["models"]] == ["digits", "kws"]
     assert document["report"] == {"interval_s": 1.0}
+
+
+@pytest.mark.parametrize(
+    ("listen", "operator_listen", "phrase"),
+    [
+        ("0.0.0.0:65535", None, "pass --operator-listen"),
+        ("0.0.0.0:8883", "127.0.0.1:8883", "a listener of its own"),
+        ("0.0.0.0:8883", "nowhere", "--operator-listen 'nowhere': expected ADDR:PORT"),
+    ],
+)
+def test_the_operators_listener_needs_a_port_of_its_own(
+    tmp_path: Path, listen: str, operator_listen: str | None, phrase: str
+) -> None:
+    with pytest.raises(InputError, match=re.escape(phrase)):
+        make_settings(tmp_path, listen=listen, operator_listen=operator_listen)
+
+
+def test_the_operator_dials_its_own_listener(tmp_path: Path) -> None:
+    s = make_settings(tmp_path, listen="[::]:9000", hostnames=("b.lan",), operator_listen="[::1]:7")
+    assert (s.url, s.operator_url, s.operator_listen) == (
+        "mqtts://b.lan:9000",
+        "mqtts://b.lan:7",
+        "[::1]:7",
+    )
+    assert broker_info(s)["operator_url"] == "mqtts://b.lan:7"
+    assert "listener 7 ::1\n" in mosquitto_conf(s)

@@ -48,7 +48,7 @@ class FleetOperator(Operator):
         assert self.fleet_broker is not None
         b = self.fleet_broker
         cert, key = b.operator_cert
-        address = BrokerAddress(b.host, b.port, True, b.ca_path, cert, key)
+        address = BrokerAddress(b.host, b.operator_port, True, b.ca_path, cert, key)
         return OperatorLink(address, f"operator-{time.monotonic_ns()}")
 
 
@@ -69,7 +69,7 @@ class Fleet:
         cert, key = self.broker.operator_cert
         return [
             "--broker",
-            self.broker.url,
+            self.broker.operator_url,
             "--ca",
             self.broker.ca_path,
             "--cert",

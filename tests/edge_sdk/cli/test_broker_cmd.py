@@ -47,16 +47,18 @@ def test_init_writes_the_broker_directory(cli: Cli, tmp_path: Path) -> None:
     code, out, err = cli("broker", "init", d, "--hostname", "broker.lan", "--listen", "[::]:8884")
     assert code == 0, err
     assert f"mosquitto -c {d / 'mosquitto.conf'}" in out
-    assert "export EDGE_SDK_BROKER=mqtts://broker.lan:8884 " in out
+    # Devices dial --listen; the operator its own listener, the next port.
+    assert "export EDGE_SDK_BROKER=mqtts://broker.lan:8885 " in out
     assert f"EDGE_SDK_BROKER_CERT={d / 'operator.pem'}" in out
     assert f"EDGE_SDK_BROKER_DIR={d}" in out
     for name in ("mosquitto.conf", "acl", "ca.pem", "server.pem", "operator.pem", "broker.json"):
         assert (d / name).is_file(), name
-    for name in ("ca.key", "server.key", "operator.key"):
+    for name in ("ca.key", "server.key", "operator.key", "operator-ca.key"):
         assert stat.S_IMODE((d / name).stat().st_mode) == 0o600, name
     assert (d / "data").is_dir()
     info = json.loads((d / "broker.json").read_text())
     assert info["url"] == "mqtts://broker.lan:8884"
+    assert info["operator_url"] == "mqtts://broker.lan:8885"
     assert (info["fleet"], info["topic_prefix"], info["listen"]) == ("default", "edge", "[::]:8884")
     server = x509.load_pem_x509_certificate((d / "server.pem").read_bytes())
     sans = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -151,10 +153,11 @@ def test_init_as_root_hands_the_files_to_mosquitto_and_the_broker_serves_tls(
     cli: Cli, world_traversable_dir: Path, keyring: Path
 ) -> None:
     d = world_traversable_dir / "broker"
-    port = free_port()
+    port, operator_port = free_port(), free_port()
     code, _, err = cli(
-        "broker", "init", d, "--listen", f"127.0.0.1:{port}", "--hostname", "127.0.0.1"
-    )
+        "broker", "init", d, "--listen", f"127.0.0.1:{port}", "--hostname", "127.0.0.1",
+        "--operator-listen", f"127.0.0.1:{operator_port}",
+    )  # fmt: skip
     assert code == 0, err
     assert "warning" not in err
     mosquitto = pwd.getpwnam("mosquitto").pw_uid
@@ -169,14 +172,15 @@ def test_init_as_root_hands_the_files_to_mosquitto_and_the_broker_serves_tls(
     assert code == 0, err
     for name in ("server.key", "server.pem", "ca.pem", "crl.pem", "acl", "data", "mosquitto.log"):
         assert (d / name).stat().st_uid == mosquitto, name
-    for name in ("ca.key", "operator.key"):
+    assert (d / "operator-ca.pem").stat().st_uid == mosquitto
+    for name in ("ca.key", "operator.key", "operator-ca.key"):
         assert (d / name).stat().st_uid == 0, name
         assert stat.S_IMODE((d / name).stat().st_mode) == 0o600
     proc, log = launch(d / "mosquitto.conf", d.parent / "stderr.log", port, d.parent)
     try:
         client = connect_client(
             "127.0.0.1",
-            port,
+            operator_port,
             "operator",
             ca_path=d / "ca.pem",
             cert=(d / "operator.pem", d / "operator.key"),
@@ -326,7 +330,8 @@ def test_an_enrolled_agent_installs_what_the_operator_publishes(
 ) -> None:
     config = fleet_broker.enroll("dev-1", broker_toml=FAST_BROKER_TOML, extra_toml=FAST_EXTRA_TOML)
     cert, key = fleet_broker.operator_cert
-    address = BrokerAddress("127.0.0.1", fleet_broker.port, True, fleet_broker.ca_path, cert, key)
+    port = fleet_broker.operator_port
+    address = BrokerAddress("127.0.0.1", port, True, fleet_broker.ca_path, cert, key)
     topics = Topics("edge", "default")
     repo = Repository.create(tmp_path / "repo", keyring)
     with OperatorLink(address, "test-operator") as link:
