@@ -13,7 +13,7 @@ import numpy as np
 
 from agent.sysinfo import rss_bytes
 from edge_sdk.bundle import Bundle, read_bundle
-from edge_sdk.golden import GoldenCheck, check
+from edge_sdk.golden import GoldenCheck, check_bundle
 from edge_sdk.keys import load_trust_root
 from edge_sdk.runtime import Model, load_bundle, named_outputs
 from edge_sdk.trust import verify_bundle
@@ -34,9 +34,7 @@ def self_test(bundle_path: Path, trust_path: Path, threads: int = 1) -> SelfTest
     verify_bundle(root, bundle, str(bundle_path))
     m = bundle.manifest
     run = named_outputs(load_bundle(bundle, threads=threads), m.outputs)
-    return SelfTestResult(
-        m.name, m.version, m.precision, check(bundle.golden, run, m.golden.atol, m.golden.rtol)
-    )
+    return SelfTestResult(m.name, m.version, m.precision, check_bundle(bundle, run))
 
 
 @dataclass(frozen=True)
@@ -72,7 +70,7 @@ def golden_run(bundle: Bundle, model: Model) -> tuple[GoldenCheck, list[float]]:
         times.append((time.perf_counter() - start) * 1e3)
         return result
 
-    return check(bundle.golden, timed, m.golden.atol, m.golden.rtol), times
+    return check_bundle(bundle, timed), times
 
 
 def gate(

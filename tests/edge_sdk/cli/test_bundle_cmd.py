@@ -386,3 +386,114 @@ def test_inspect_notes_a_build_report_it_cannot_show(cli: Cli, bundle: Path) -> 
     code, out, err = cli("inspect", bundle)
     assert code == 0 and "int8_static" in out
     assert "build report" in err and len(err.strip().splitlines()) == 1
+
+
+def _npz(arrays: dict[str, Any], deflate: bool = False) -> bytes:
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    (np.savez_compressed if deflate else np.savez)(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def _npy_bomb(shape: tuple[int, ...], data_bytes: int) -> bytes:
+    """An .npz whose input/input.npy (deflated) declares ``shape`` (float32) and inflates to a
+    header plus ``data_bytes`` zero bytes."""
+    import io
+
+    import numpy as np
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f4", "fortran_order": False, "shape": shape}
+    )
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        info = zipfile.ZipInfo("input/input.npy")
+        info.compress_type = zipfile.ZIP_DEFLATED
+        with zf.open(info, "w", force_zip64=True) as out:
+            out.write(header.getvalue())
+            for _ in range(data_bytes >> 20):
+                out.write(bytes(1 << 20))
+        zf.writestr("output/logits.npy", b"")
+    return buffer.getvalue()
+
+
+def _broken_golden(kind: str, golden: bytes) -> bytes:
+    import io
+
+    import numpy as np
+
+    with np.load(io.BytesIO(golden)) as npz:
+        arrays = {key: npz[key] for key in npz.files}
+    x, y = arrays["input/input"], arrays["output/logits"]
+    if kind == "not-an-npz":
+        return b"PK\x03\x04 this is not an npz"
+    if kind == "truncated":
+        return golden[: len(golden) // 2]
+    if kind == "pickled-objects":
+        return _npz({"input/input": np.array([{"a": 1}] * 8, dtype=object), "output/logits": y})
+    if kind == "wrong-dtype":
+        return _npz({"input/input": x.astype(np.float64), "output/logits": y})
+    if kind == "wrong-shape":
+        return _npz({"input/input": x[:, :, :4, :4].copy(), "output/logits": y})
+    if kind == "wrong-count":
+        return _npz({"input/input": x[:3], "output/logits": y[:3]})
+    if kind == "wrong-name":
+        return _npz({"input/image": x, "output/logits": y})
+    if kind == "no-outputs":
+        return _npz({"input/input": x})
+    if kind == "nan-reference":
+        return _npz({"input/input": x, "output/logits": y * np.nan})
+    if kind == "strings":
+        return _npz({"input/input": x.astype(str), "output/logits": y})
+    if kind == "scalar":
+        return _npz({"input/input": np.float32(1), "output/logits": y})
+    if kind == "header-claims-a-terabyte":
+        return _npy_bomb((1 << 38,), 1 << 20)
+    if kind == "inflates-to-256-MiB":
+        return _npy_bomb((64 << 20,), 256 << 20)
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "not-an-npz",
+        "truncated",
+        "pickled-objects",
+        "wrong-dtype",
+        "wrong-shape",
+        "wrong-count",
+        "wrong-name",
+        "no-outputs",
+        "nan-reference",
+        "strings",
+        "scalar",
+        "header-claims-a-terabyte",
+        "inflates-to-256-MiB",
+    ],
+)
+def test_signed_bundle_with_broken_golden_vectors_is_one_line(
+    bundle: Path, signing_keys: Path, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    """Signed by a trusted key, so trust passes; the device's selftest then refuses the golden
+    file with exit 5 and one line, reading at most the caps."""
+    import tracemalloc
+
+    from agent.cli import run as agent_run
+
+    _resign(bundle, signing_keys, golden=_broken_golden(kind, read_bundle(bundle).golden))
+    capsys.readouterr()
+    tracemalloc.start()
+    try:
+        code = agent_run(["selftest", str(bundle), "--trust", str(signing_keys / "root.json")])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    err = capsys.readouterr().err
+    assert code == 5, err
+    assert len(err.strip().splitlines()) == 1 and "golden" in err, err
+    assert peak < 96 << 20, f"peak {peak >> 20} MiB"
