@@ -253,6 +253,36 @@ def test_one_hostile_device_never_hides_the_rest_of_the_fleet(
     assert "bad-deep: status nests deeper than" in out
 
 
+def test_a_parser_that_raises_costs_one_device_not_the_command(
+    cli: Cli, tmp_path: Path, broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defence in depth at paho's callback: an exception there ended the network thread, and
+    sync() waited out its 30 s for a SUBACK that thread would never read."""
+    from edge_sdk import inventory
+
+    real = inventory.parse_status
+
+    def flaky(device: str, payload: bytes | bytearray) -> inventory.DeviceView:
+        if device == "cam-2":
+            raise RecursionError("a bug in a parser")
+        return real(device, payload)
+
+    monkeypatch.setattr(inventory, "parse_status", flaky)
+    raw_publish(
+        broker,
+        {
+            TOPICS.status(n): json.dumps(agent_status()).encode()
+            for n in ("cam-1", "cam-2", "cam-3")
+        },
+    )
+    started = time.monotonic()
+    devices = by_device(status_json(cli, broker, "--broker-dir", tmp_path / "none"))
+    assert time.monotonic() - started < 10
+    assert devices["cam-2"]["problem"] == "status could not be read (RecursionError)"
+    assert devices["cam-1"]["models"]["digits"]["version"] == 3
+    assert devices["cam-3"]["models"]["digits"]["version"] == 3
+
+
 @pytest.mark.parametrize(
     ("args", "phrase"),
     [
