@@ -16,6 +16,7 @@ type it must have. Anything else is one ``BundleError`` line.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
@@ -466,7 +467,12 @@ def _check_directory(source: str, infos: list[zipfile.ZipInfo]) -> dict[str, zip
             )
         if info.flag_bits & 0x1:
             raise BundleError(f"{source}: member {name} is encrypted; bundles are not")
-        if info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size:
+        if info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size:
+            raise BundleError(
+                f"{source}: member {name}'s header gives two sizes ({info.compress_size} and "
+                f"{info.file_size} bytes); the zip archive is damaged"
+            )
+        if info.compress_type != zipfile.ZIP_STORED:
             raise BundleError(
                 f"{source}: member {name} is compressed (zip method {info.compress_type}); "
                 "bundle members are stored uncompressed, rebuild or re-sign it with edge-sdk"
@@ -521,6 +527,12 @@ _ZIP_ERRORS = (
 )
 
 
+def _os_error(source: str, error: OSError) -> BundleError:
+    if error.errno == errno.EINVAL:  # a seek to an offset a damaged directory gave
+        return BundleError(f"{source} is not a bundle (a damaged zip archive: {_short(error)})")
+    return BundleError(f"cannot read bundle {source}: {_short(error)}")
+
+
 def read_bundle(path: Path) -> Bundle:
     """Every file of the bundle, for commands that verify or run it."""
     source = str(path)
@@ -533,7 +545,7 @@ def read_bundle(path: Path) -> Bundle:
             f"{source} is not a bundle (not a zip archive, or a damaged one: {_short(e)})"
         ) from e
     except OSError as e:
-        raise BundleError(f"cannot read bundle {source}: {_short(e)}") from e
+        raise _os_error(source, e) from e
     _refuse_stray_artifact(source, names, bundle.manifest)
     return bundle
 
@@ -563,7 +575,7 @@ def read_header(path: Path) -> BundleHeader:
             f"{source} is not a bundle (not a zip archive, or a damaged one: {_short(e)})"
         ) from e
     except OSError as e:
-        raise BundleError(f"cannot read bundle {source}: {_short(e)}") from e
+        raise _os_error(source, e) from e
     _refuse_stray_artifact(source, names, manifest)
     return BundleHeader(manifest, manifest_bytes, SIGNATURES in names)
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from edge_sdk.bundle import (
+    MAX_MANIFEST_BYTES,
     Bundle,
     GoldenInfo,
     Manifest,
@@ -106,5 +107,43 @@ def test_unpacked_directory_round_trip_and_refusal(tmp_path: Path) -> None:
         zf.extractall(installed)
     assert read_unpacked(installed).manifest == _bundle().manifest
     (installed / "manifest.json").unlink()
+    with pytest.raises(BundleError, match="is it an installed model version"):
+        read_unpacked(installed)
+
+
+def test_a_header_that_lies_about_a_size_is_refused(tmp_path: Path) -> None:
+    """golden.npz's central directory claims more bytes than the member holds: the read is
+    bounded by the claim and the bytes read fail their check, one BundleError."""
+    path = tmp_path / "m.edgebundle"
+    write_bundle(path, _bundle())
+    data = bytearray(path.read_bytes())
+    at = data.find(b"PK\x01\x02")
+    while data[at + 46 : at + 56] != b"golden.npz":
+        at = data.find(b"PK\x01\x02", at + 1)
+    for field in (20, 24):  # compressed and uncompressed size
+        data[at + field : at + field + 4] = (1000).to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="not a bundle"):
+        read_bundle(path)
+
+
+def test_an_oversized_manifest_is_refused_from_its_header(tmp_path: Path) -> None:
+    path = tmp_path / "m.edgebundle"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("manifest.json", b" " * (MAX_MANIFEST_BYTES + 1))
+    with pytest.raises(BundleError, match="over its 1048576-byte cap"):
+        read_bundle(path)
+
+
+def test_installed_files_are_read_with_the_same_caps(tmp_path: Path) -> None:
+    from edge_sdk.bundle import read_unpacked
+
+    installed = tmp_path / "v3"
+    installed.mkdir()
+    (installed / "manifest.json").write_bytes(b" " * (MAX_MANIFEST_BYTES + 1))
+    with pytest.raises(BundleError, match="cap"):
+        read_unpacked(installed)
+    (installed / "manifest.json").unlink()
+    (installed / "manifest.json").mkdir()
     with pytest.raises(BundleError, match="is it an installed model version"):
         read_unpacked(installed)
