@@ -252,10 +252,15 @@ class ModelStore:
     def complete(self, version: int) -> bool:
         """Whether ``versions/<version>`` holds every file its chunk index lists, each at its
         full length: never true of a half-deleted or half-written directory."""
-        if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        if isinstance(version, bool) or not isinstance(version, int):
+            return False
+        if not 0 <= version <= MAX_VERSION:
             return False
         directory = self.version_dir(version)
-        if directory.is_symlink() or not directory.is_dir():
+        try:
+            if directory.is_symlink() or not directory.is_dir():
+                return False
+        except OSError:
             return False
         index = self.chunk_index(version)
         if not index:
@@ -405,6 +410,7 @@ def journal_problem(journal: Journal) -> str:
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _VERSION = re.compile(r"0|[1-9][0-9]{0,17}")
+MAX_VERSION = 10**18 - 1  # what a version directory's name can spell (_VERSION)
 _REMOVING = ".removing-"
 _REPLACING = ".replacing-"
 VERIFIED_RECORD = "verified.json"
