@@ -5,9 +5,14 @@ retained messages (how TUF metadata and chunks are fetched).
 A retained read subscribes to the exact topic and unsubscribes as soon as the SUBACK arrives.
 The broker queues a topic's retained message while it handles the SUBSCRIBE, so on the same
 ordered connection it reaches us before the UNSUBACK; an UNSUBACK with no message before it
-means the topic holds nothing (the "404" TUF's client needs to stop walking root versions).
+means the topic holds nothing (the "404" TUF's client needs to stop walking root versions), or
+holds a message bigger than our Maximum Packet Size, which the broker drops rather than send.
 Reads subscribe at QoS 0 so the broker's in-flight window for QoS 1 cannot hold a retained
 message back behind the UNSUBACK.
+
+A read is answered the moment its message arrives (a connection lost before the UNSUBACK does
+not take it back), and waiting for one times out on *silence*: ``timeout`` seconds in which
+not one byte came from the broker. A slow link that keeps delivering is never cut short.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import random
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +50,23 @@ class _Read:
     done: threading.Event = field(default_factory=threading.Event)
     payload: bytes | None = None
     error: str = ""
+    started: float = field(default_factory=time.monotonic)
+
+
+_POLL_S = 0.25  # how often a waiting read looks at the link's last activity
+
+
+class _Client(mqtt.Client):
+    """paho's client, noting when the last byte arrived (even mid-packet): how a read tells
+    a slow link that is still delivering from a silent one."""
+
+    last_rx = 0.0
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        data = super()._sock_recv(bufsize)
+        if data:
+            self.last_rx = time.monotonic()
+        return data
 
 
 def _no_delay(client: mqtt.Client) -> None:
@@ -100,8 +123,8 @@ class MqttLink:
         self._thread: threading.Thread | None = None
         self._client = self._make_client(client_id)
 
-    def _make_client(self, client_id: str) -> mqtt.Client:
-        client = mqtt.Client(
+    def _make_client(self, client_id: str) -> _Client:
+        client = _Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=MQTTProtocolVersion.MQTTv5,
@@ -224,6 +247,7 @@ class MqttLink:
             ]
         if read is not None and msg.retain:
             read.payload = bytes(msg.payload)
+            self._finish(read)  # answered: a loss before the UNSUBACK cannot take it back
         for handler in handlers:
             handler(msg.topic, bytes(msg.payload), bool(msg.retain))
 
@@ -296,17 +320,38 @@ class MqttLink:
     def start_read(self, topic: str) -> _Read:
         return self.start_reads([topic])[0]
 
+    @property
+    def max_packet_bytes(self) -> int:
+        """The Maximum Packet Size this link announces: the broker drops anything bigger."""
+        return self._max_packet
+
     def finish_read(self, read: _Read, timeout: float) -> bytes | None:
-        """The retained payload, ``None`` when the topic holds none, or ``TransferError``
-        when the broker is away or too slow (the caller retries later)."""
-        if not read.done.wait(timeout):
-            with self._lock:
-                if self._reads.get(read.topic) is read:
-                    del self._reads[read.topic]
-            raise TransferError(f"no answer from the broker for {read.topic} in {timeout:g} s")
-        if read.error:
+        """The retained payload, ``None`` when the topic holds none (or one the broker would
+        not send us), or ``TransferError`` when the broker is away or sent nothing at all for
+        ``timeout`` seconds (the caller retries later)."""
+        while not read.done.wait(_POLL_S):
+            heard = max(read.started, self._client.last_rx)
+            if time.monotonic() - heard >= timeout:
+                with self._lock:
+                    if self._reads.get(read.topic) is read:
+                        del self._reads[read.topic]
+                raise TransferError(
+                    f"no answer from the broker for {read.topic}: nothing received for "
+                    f"{timeout:g} s"
+                )
+        if read.error and read.payload is None:
             raise TransferError(f"reading {read.topic} failed: {read.error}")
         return read.payload
+
+    def cancel(self, read: _Read) -> None:
+        """Stop waiting for ``read``: a later read of its topic may start at once."""
+        with self._lock:
+            if self._reads.get(read.topic) is read:
+                del self._reads[read.topic]
+
+    def answered(self, read: _Read) -> bool:
+        """Whether ``read`` already has its answer (its message, or that there is none)."""
+        return read.done.is_set() and not (read.error and read.payload is None)
 
     def read_retained(self, topic: str, timeout: float) -> bytes | None:
         return self.finish_read(self.start_read(topic), timeout)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,8 @@ from agent.tuf_mqtt import TufSession
 from edge_sdk.atomic import atomic_writer
 from edge_sdk.bundle import ARTIFACT_NAMES, GOLDEN, MANIFEST, MAX_METADATA_BYTES, SIGNATURES
 from edge_sdk.errors import (
+    EdgeSdkError,
+    NotDeliveredError,
     OutputError,
     OversizeError,
     TamperedError,
@@ -34,6 +37,8 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}\Z")
 ALLOWED_FILES = frozenset({MANIFEST, GOLDEN, SIGNATURES, *ARTIFACT_NAMES.values()})
 BATCH = 16  # chunks read with one SUBSCRIBE / UNSUBSCRIBE pair
 BATCHES_IN_FLIGHT = 2  # keeps the link busy while the previous batch is checked and stored
+MAX_CHUNK_TRIES = 3  # a chunk that fails its check is fetched at most this often per attempt
+_PUBLISH_OVERHEAD = 64  # PUBLISH fixed header, topic length and properties, beyond the topic
 
 
 def target_path(model: str, version: int, file: str) -> str:
@@ -184,36 +189,87 @@ def fetch_chunks(
 
     Each chunk is checked against its signed sha256 and length before it is stored, and a
     resumed download checks what the cache holds again (it is not fsynced), so only whole,
-    verified chunks are ever assembled. ``on_chunk(n)`` is called after the n-th stored chunk
-    (progress, and the test crash hook).
+    verified chunks are ever assembled. Progress counts: every verified chunk that arrived is
+    stored, even when another read of the same batches fails, and a chunk that fails its
+    check is fetched again (``MAX_CHUNK_TRIES`` in all) while the verified ones are kept.
+    ``timeout`` is the silence a read tolerates (see ``MqttLink.finish_read``), not a budget
+    for a batch. ``on_chunk(n)`` is called after the n-th stored chunk (progress, and the test
+    crash hook).
+
+    Raises ``TransferError`` (broker away or silent: retry), ``NotDeliveredError`` (the
+    broker answered without a chunk the metadata names: bounded retries, agent.updater) or
+    ``TamperedError`` / ``OversizeError`` (final).
     """
     wanted = unique_chunks(release)
     cached = [s for s, n in wanted.items() if cache.has(s) and cache.verified(s, n)]
     reused = [s for s in wanted if s not in cached and s in local]
     missing = [s for s in wanted if s not in cached and s not in local]
-    batches = [missing[i : i + BATCH] for i in range(0, len(missing), BATCH)]
-    batches.reverse()
-    in_flight: list[list[tuple[str, Any]]] = []
+    for sha in missing:
+        check_deliverable(topics.chunk(sha), wanted[sha], link.max_packet_bytes)
+    to_read = list(missing)
+    tries: dict[str, int] = {}
+    in_flight: deque[list[tuple[str, Any]]] = deque()
+    failure: EdgeSdkError | None = None
     fetched_bytes = stored = 0
-    while batches or in_flight:
-        while batches and len(in_flight) < BATCHES_IN_FLIGHT:
-            batch = batches.pop()
+    while in_flight or (to_read and failure is None):
+        while failure is None and to_read and len(in_flight) < BATCHES_IN_FLIGHT:
+            batch, to_read = to_read[:BATCH], to_read[BATCH:]
             reads = link.start_reads([topics.chunk(sha) for sha in batch])
             in_flight.append(list(zip(batch, reads, strict=True)))
-        for sha, read in in_flight.pop(0):
-            payload = link.finish_read(read, timeout)
-            if payload is None:
-                raise TransferError(f"chunk {sha[:12]} is not on the broker yet; will retry")
-            if len(payload) != wanted[sha] or hashlib.sha256(payload).hexdigest() != sha:
-                raise TamperedError(
-                    f"chunk {sha[:12]} does not match its signed sha256 and length: it was "
-                    "changed in transit or on the broker; not installed"
-                )
+        for sha, read in in_flight.popleft():
+            if failure is not None and not link.answered(read):
+                link.cancel(read)  # keep what already arrived, wait for nothing more
+                continue
+            try:
+                payload = link.finish_read(read, timeout)
+            except TransferError as e:
+                failure = failure or e
+                continue
+            problem = chunk_problem(sha, wanted[sha], payload, link.max_packet_bytes)
+            if problem is not None:
+                tries[sha] = tries.get(sha, 0) + 1
+                if payload is None:
+                    failure = failure or NotDeliveredError(problem)
+                elif tries[sha] >= MAX_CHUNK_TRIES:
+                    failure = failure or TamperedError(f"{problem} ({tries[sha]} tries)")
+                else:
+                    to_read.append(sha)  # fetch it again in a later batch
+                continue
+            assert payload is not None
             cache.put(sha, payload)
             fetched_bytes += len(payload)
             stored += 1
             on_chunk(stored)
+    if failure is not None:
+        raise failure
     return TransferStats(len(wanted), len(missing), fetched_bytes, len(cached), len(reused))
+
+
+def check_deliverable(topic: str, length: int, max_packet: int) -> None:
+    """Refuse, before reading, a chunk whose message could never pass this link's Maximum
+    Packet Size: the broker would drop it and the read would wait for nothing."""
+    if length + len(topic.encode()) + _PUBLISH_OVERHEAD > max_packet:
+        raise OversizeError(
+            f"a {length}-byte chunk cannot reach this device: its message is over the "
+            f"{max_packet}-byte maximum packet size the agent announces; raise "
+            "limits.max_chunk_bytes or publish with smaller chunks"
+        )
+
+
+def chunk_problem(sha: str, length: int, payload: bytes | None, max_packet: int) -> str | None:
+    """Why ``payload`` is not the chunk the signed metadata names (``None``: it is). Pure:
+    what a broker or anyone who can publish to the chunk topic sends ends here."""
+    if payload is None:
+        return (
+            f"chunk {sha[:12]} was not delivered: the broker holds no message for it, or one "
+            f"over this device's {max_packet}-byte maximum packet size, which it drops"
+        )
+    if len(payload) != length or hashlib.sha256(payload).hexdigest() != sha:
+        return (
+            f"chunk {sha[:12]} does not match its signed sha256 and length: it was "
+            "changed in transit or on the broker; not installed"
+        )
+    return None
 
 
 def chunk_source(cache: ChunkCache, local: Mapping[str, ChunkRef]) -> Callable[[str], bytes]:

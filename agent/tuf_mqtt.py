@@ -8,6 +8,7 @@ bytes. A metadata URL is ``mqtt:<topic>``; a topic with no retained message answ
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig  # type: ignor
 from agent.mqtt_link import MqttLink
 from edge_sdk.errors import (
     ExpiredError,
+    NotDeliveredError,
+    OversizeError,
     ReplayError,
     TamperedError,
     TransferError,
@@ -26,6 +29,39 @@ from edge_sdk.errors import (
 from edge_sdk.trust import TrustRoot
 
 SCHEME = "mqtt:"
+
+
+@contextlib.contextmanager
+def _mapped() -> Iterator[None]:
+    """python-tuf's errors mapped once, by what the caller does, most specific first.
+
+    A length or hash violation is tampering and final, even though python-tuf raises the
+    length one as a ``DownloadError``; metadata the broker holds but never delivers (over
+    this device's maximum packet size, or missing) is ``NotDeliveredError``, retried a
+    bounded number of times; any other download problem is a ``TransferError``, retried.
+    """
+    try:
+        yield
+    except tuf_errors.DownloadLengthMismatchError as e:
+        raise OversizeError(
+            f"fleet metadata is longer than its signed length or this device's cap: {e}; "
+            "refused as tampering"
+        ) from e
+    except tuf_errors.LengthOrHashMismatchError as e:
+        raise TamperedError(f"fleet metadata does not match its signed hash: {e}") from e
+    except tuf_errors.DownloadHTTPError as e:
+        raise NotDeliveredError(f"fleet metadata not delivered: {e}") from e
+    except tuf_errors.DownloadError as e:
+        raise TransferError(f"fetching fleet metadata failed: {e}") from e
+    except tuf_errors.ExpiredMetadataError as e:
+        raise ExpiredError(f"fleet metadata expired: {e}; the operator must re-sign it") from e
+    except tuf_errors.BadVersionNumberError as e:
+        raise ReplayError(f"fleet metadata rolled back: {e}") from e
+    except tuf_errors.RepositoryError as e:
+        raise TrustError(f"fleet metadata refused: {e}") from e
+    except (ValueError, TypeError, KeyError, RuntimeError, RecursionError) as e:
+        # Hostile bytes that python-tuf's parsers do not wrap in their own errors.
+        raise TrustError(f"fleet metadata refused: {type(e).__name__}: {e}") from e
 
 
 class MqttFetcher(FetcherInterface):
@@ -86,26 +122,12 @@ class TufSession:
     def refresh(self) -> None:
         """Walk root versions, then timestamp, snapshot and targets, mapping python-tuf's
         errors to ours (a transfer problem is retried later; a trust problem is reported)."""
-        try:
+        with _mapped():
             self._updater.refresh()
-        except tuf_errors.DownloadError as e:
-            raise TransferError(f"fetching fleet metadata failed: {e}") from e
-        except tuf_errors.ExpiredMetadataError as e:
-            raise ExpiredError(f"fleet metadata expired: {e}; the operator must re-sign it") from e
-        except tuf_errors.BadVersionNumberError as e:
-            raise ReplayError(f"fleet metadata rolled back: {e}") from e
-        except (tuf_errors.LengthOrHashMismatchError, tuf_errors.DownloadLengthMismatchError) as e:
-            raise TamperedError(f"fleet metadata does not match its signed hash: {e}") from e
-        except tuf_errors.RepositoryError as e:
-            raise TrustError(f"fleet metadata refused: {e}") from e
 
     def target(self, path: str) -> TargetFile | None:
-        try:
+        with _mapped():
             return self._updater.get_targetinfo(path)
-        except tuf_errors.DownloadError as e:
-            raise TransferError(f"fetching fleet metadata failed: {e}") from e
-        except tuf_errors.RepositoryError as e:
-            raise TrustError(f"fleet metadata refused: {e}") from e
 
     def trusted_root(self) -> TrustRoot:
         """The root this refresh ended on (after any rotation): what bundle signatures and

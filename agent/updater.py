@@ -40,15 +40,22 @@ from edge_sdk.errors import (
     DiskSpaceError,
     EdgeSdkError,
     ExpiredError,
+    NotDeliveredError,
     ReplayError,
     ThresholdError,
     TransferError,
     UnknownKeyError,
+    UpdateError,
     WrongTargetError,
 )
 from edge_sdk.trust import TrustRoot, verify_bundle
 
 log = logging.getLogger(__name__)
+# Attempts in a row, without a chunk stored between them, in which the broker answered but did
+# not deliver a message the signed metadata names (missing, or over the maximum packet size)
+# before the update fails, reported: the daemon's backoff spaces them 1, 2, 4 s apart.
+MAX_UNDELIVERED = 4
+WAITING = "waiting: "  # the journal's reason while a download is paused, for the status
 
 
 class Environment(Protocol):
@@ -107,6 +114,7 @@ class ModelUpdater:
         # Versions served on the strength of their verification at install, as the current
         # trust root no longer verifies them: version -> (signed by a revoked key, why).
         self.trust_notes: dict[int, tuple[bool, str]] = {}
+        self.undelivered = 0  # NotDeliveredError attempts in a row (MAX_UNDELIVERED)
 
     # -- journal ----------------------------------------------------------------------------
 
@@ -233,6 +241,10 @@ class ModelUpdater:
             )
             self._refuse(assignment.serial, assignment.version, reason)
             return
+        if j.state is State.FAILED and j.version != assignment.version:
+            # Verified chunks of a failed update stay for a retry of that version; a new
+            # version starts from an empty cache.
+            self.env.cache.clear()
         if assignment.rollback and assignment.version in installed:
             target, problem = self._checked(assignment.version)
             if target is None:
@@ -261,6 +273,7 @@ class ModelUpdater:
             allow_downgrade=assignment.rollback,
             rollback_to=None,
         )
+        self.undelivered = 0
         self.continue_update()
 
     def _refuse(self, serial: int, version: int, reason: str) -> None:
@@ -295,12 +308,46 @@ class ModelUpdater:
             if j.state is State.DOWNLOADING:
                 self._download(release)
             self._verify_and_install(session, release)
-        except TransferError:
+        except NotDeliveredError as e:
+            self.undelivered += 1
+            if self.undelivered >= MAX_UNDELIVERED:
+                self._fail_before_switch(
+                    f"{e}; gave up after {self.undelivered} tries with the broker up; publish "
+                    "the release again (or with smaller chunks) and assign it again",
+                    keep_chunks=self.journal.state is State.DOWNLOADING,
+                )
+                return
+            self._waiting(str(e))
+            raise
+        except TransferError as e:
+            self._waiting(str(e))
             raise
         except EdgeSdkError as e:
-            self._fail_before_switch(str(e))
+            # A download that failed keeps its verified chunks for a retry, unless the disk
+            # is full; a release refused after it was assembled leaves nothing behind.
+            downloading = self.journal.state is State.DOWNLOADING
+            keep = downloading and not isinstance(e, DiskSpaceError)
+            self._fail_before_switch(str(e), keep_chunks=keep)
             return
         self._selftest_and_switch()
+
+    def _waiting(self, why: str) -> None:
+        """Note in the journal why the update is paused, so the status says it."""
+        reason = WAITING + why
+        if self.journal.reason == reason or self.journal.state in RESTING:
+            return
+        journal = replace(self.journal, reason=reason)
+        try:
+            self.store.save_journal(journal)
+        except UpdateError as e:
+            log.warning("%s", e)
+            return
+        self.journal = journal
+
+    def _not_waiting(self) -> None:
+        """A step went through: drop the pause reason before the next event carries it."""
+        if self.journal.reason.startswith(WAITING):
+            self.journal = replace(self.journal, reason="")
 
     def _download(self, release: Release) -> None:
         local = self.env.local_chunks()
@@ -316,6 +363,7 @@ class ModelUpdater:
         test = self.env.config.test
 
         def on_chunk(n: int) -> None:
+            self.undelivered = 0  # progress: the broker does deliver
             if test.crash_after_chunks and n == test.crash_after_chunks:
                 self.env.crash_point("download")
             if test.chunk_delay_s:
@@ -324,6 +372,7 @@ class ModelUpdater:
         stats = self.env.fetch(release, local, on_chunk)
         self.last_transfer = stats
         log.info("%s v%s: %s", release.name, release.version, stats)
+        self._not_waiting()
         self._fire(Event.DOWNLOADED)
 
     def _verify_and_install(self, session: TufSession, release: Release) -> None:
@@ -350,6 +399,7 @@ class ModelUpdater:
         )
         self.env.crash_point("installed")
         self.env.cache.discard(unique_chunks(release))
+        self._not_waiting()
         self._fire(Event.VERIFIED)
 
     def _selftest_and_switch(self) -> None:
@@ -548,14 +598,18 @@ class ModelUpdater:
         self.env.crash_point("rolled_back_switch")
         self._fire(Event.ROLLED_BACK, reason, version=served)
 
-    def _fail_before_switch(self, reason: str) -> None:
-        self._discard_unswitched()
+    def _fail_before_switch(self, reason: str, *, keep_chunks: bool = False) -> None:
+        """Fail the update; with ``keep_chunks`` the verified chunks stay, so the operator's
+        retry of the same version resumes from them."""
+        self._discard_unswitched(keep_chunks=keep_chunks)
         self._fire(Event.ERROR, reason)
 
-    def _discard_unswitched(self) -> None:
-        """Remove what a failed update left, never what `current` or `previous` name."""
+    def _discard_unswitched(self, *, keep_chunks: bool = False) -> None:
+        """Remove what a failed update left, never what `current` or `previous` name (nor,
+        with ``keep_chunks``, the verified chunks a retry resumes from)."""
         j = self.journal
-        self.env.cache.clear()
+        if not keep_chunks:
+            self.env.cache.clear()
         if j.version is not None and j.version != self.store.current() and j.version != j.previous:
             self.store.remove(j.version)
         shutil.rmtree(self.store.staging, ignore_errors=True)

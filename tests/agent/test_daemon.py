@@ -71,8 +71,11 @@ def running_v1(
         yield operator, path, agent
 
 
-def refused(agent: Agent, path: Path, broker: Broker, phrase: str) -> None:
-    """The update ended without touching v1, and the status on the broker says why."""
+def refused(
+    agent: Agent, path: Path, broker: Broker, phrase: str, *, chunks_kept: bool = False
+) -> None:
+    """The update ended without touching v1, and the status on the broker says why. With
+    ``chunks_kept``, the verified chunks stay in the cache for a retry."""
     digits = agent.updaters["digits"]
     wait_for(lambda: digits.outcome is not None and digits.outcome.result != "committed")
     assert digits.outcome is not None
@@ -82,7 +85,8 @@ def refused(agent: Agent, path: Path, broker: Broker, phrase: str) -> None:
     s = store(path)
     assert s.current() == 1 and digits.slot.version == 1
     assert s.installed() == [1]
-    assert list(s.staging.iterdir()) == [] and list(agent.cache.directory.iterdir()) == []
+    assert list(s.staging.iterdir()) == []
+    assert bool(list(agent.cache.directory.iterdir())) == chunks_kept
 
 
 def new_chunk(operator: Operator, bundle: Bundle) -> tuple[str, bytes]:
@@ -158,7 +162,8 @@ def test_a_changed_byte_in_one_chunk_is_refused(
         sha, data = new_chunk(operator, bundle)
         operator.raw(operator.topics.chunk(sha), data[:100] + bytes([data[100] ^ 1]) + data[101:])
         operator.assign(2)
-        refused(agent, path, broker, "does not match its signed sha256")
+        refused(agent, path, broker, "does not match its signed sha256", chunks_kept=True)
+        assert not agent.cache.has(sha)
 
 
 def test_a_truncated_chunk_is_refused(tmp_path: Path, broker: Broker, keyring: Path) -> None:
@@ -168,7 +173,8 @@ def test_a_truncated_chunk_is_refused(tmp_path: Path, broker: Broker, keyring: P
         sha, data = new_chunk(operator, bundle)
         operator.raw(operator.topics.chunk(sha), data[: len(data) // 2])
         operator.assign(2)
-        refused(agent, path, broker, "does not match its signed sha256")
+        refused(agent, path, broker, "does not match its signed sha256", chunks_kept=True)
+        assert not agent.cache.has(sha)
 
 
 def test_a_bundle_signed_by_an_unknown_key_is_refused(
