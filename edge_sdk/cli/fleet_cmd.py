@@ -20,6 +20,7 @@ from edge_sdk.cli._fleet_options import (
     PrefixOpt,
     RepoOpt,
     connect,
+    session_id,
 )
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ fleet_app = new_app("Operate the fleet: publish bundles and assign versions over
 
 
 def _connect(broker: str, ca: Path | None, cert: Path | None, key: Path | None) -> OperatorLink:
-    return connect(broker, ca, cert, key, "edge-sdk-operator")
+    return connect(broker, ca, cert, key, session_id("operator"))
 
 
 @fleet_app.command("publish")
@@ -76,7 +77,7 @@ def publish_command(
         stderr_console.print(
             f"signed {bundle} with the fleet's {signed_now} online key(s)", highlight=False
         )
-    operator_link = OperatorLink(address, "edge-sdk-operator")
+    operator_link = OperatorLink(address, session_id("publish"))
     repository = open_or_create(repo, keys)
     # Keyed by the normalised address, so mqtt://h and mqtt://h:1883 share one ledger.
     scheme = "mqtts" if address.tls else "mqtt"

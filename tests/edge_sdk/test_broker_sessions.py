@@ -16,6 +16,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 
+from edge_sdk.bundle import write_bundle
+from tests.agent.support import make_bundle
 from tests.edge_sdk.test_broker_acl import ACCEPTED, _publish
 from tests.fleet_broker import FleetBroker
 from tests.mosquitto import BrokerRefused
@@ -91,3 +93,23 @@ def test_operator_commands_at_once_keep_their_own_sessions(
     assert drops == [[], []]
     assert watch.is_connected() and link.is_connected()
     assert _publish(link, f"{ROOT}/desired/devices/dev-a/digits", b"", True) in ACCEPTED
+
+
+def test_fleet_publish_beside_another_operator_command_disconnects_nothing(
+    fleet: FleetBroker, cli: Any, tmp_path: Path, keyring: Path
+) -> None:
+    """`fleet publish` and `fleet assign` connected as "edge-sdk-operator", each run taking
+    over the session of any other running with that id."""
+    other = fleet.client("operator", client_id="edge-sdk-operator")
+    drops = _watch_disconnects(other)
+    cert, key = fleet.operator_cert
+    bundle = tmp_path / "digits-1.edgebundle"
+    write_bundle(bundle, make_bundle(keyring, 1))
+    code, _out, err = cli(
+        "fleet", "publish", bundle, "--repo", tmp_path / "repo", "--keys",
+        keyring, "--broker", fleet.operator_url, "--ca", fleet.ca_path, "--cert", cert,
+        "--key", key,
+    )  # fmt: skip
+    assert code == 0, err
+    time.sleep(SETTLE_S)
+    assert drops == [] and other.is_connected()
