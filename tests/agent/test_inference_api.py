@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,12 @@ import onnxruntime as ort
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from agent.config import load_config
+from agent.inference_api import ApiServer, InferenceApi
+from agent.metrics import Metrics
 from edge_sdk.client import InferenceClient
-from edge_sdk.errors import PredictError
-from tests.agent.support import DIGITS, SAMPLES, serving_v1
+from edge_sdk.errors import ConfigError, PredictError
+from tests.agent.support import DIGITS, SAMPLES, serving_v1, write_config
 from tests.mosquitto import Broker
 
 
@@ -81,9 +85,9 @@ def test_predict_over_a_unix_socket(tmp_path: Path, broker: Broker, keyring: Pat
     assert answer.version == 1 and answer.outputs["logits"].shape == (1, 10)
 
 
-def npz(**arrays: np.ndarray) -> bytes:
+def npz(compressed: bool = False, **arrays: np.ndarray) -> bytes:
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)  # type: ignore[arg-type]
+    (np.savez_compressed if compressed else np.savez)(buffer, **arrays)  # type: ignore[operator]
     return buffer.getvalue()
 
 
@@ -103,6 +107,31 @@ BAD_REQUESTS = {
     "truncated npz": (npz(input=SAMPLES)[:100], "application/x-npz", 400, "not a readable .npz"),
     "oversized body": (b"x" * 300_000, "application/x-npz", 413, "200000-byte cap"),
     "unsupported type": (b"abc", "text/plain", 415, "not supported"),
+    # Issue 11: each of these was a 500 with a traceback, or a memory bomb.
+    "npz sent as npy": (
+        npz(input=SAMPLES),
+        "application/x-npy",
+        400,
+        "send it as application/x-npz",
+    ),
+    "JSON nested 5000 deep": (
+        b'{"inputs": {"input": ' + b"[" * 5000 + b"]" * 5000 + b"}}",
+        "application/json",
+        400,
+        "nested too deep",
+    ),
+    "400-digit integer": (
+        b'{"inputs": {"input": [[[[' + b"9" * 400 + b"]]]]}}",
+        "application/json",
+        422,
+        "rectangular",
+    ),
+    "100,000 samples": (
+        npz(True, input=np.zeros((100_000, 1, 8, 8), np.float32)),  # 25 kB deflated
+        "application/x-npz",
+        413,
+        "serving.max_samples",
+    ),
 }
 
 
@@ -166,11 +195,6 @@ def test_metrics_parse_and_carry_model_and_version(
 def test_the_tcp_listener_turns_nagle_off() -> None:
     """With Nagle on, each response waits ~40 ms for the client's delayed ACK; asyncio only
     disables it on sockets created as TCP, so the listener must say it is one."""
-    import socket
-
-    from agent.inference_api import ApiServer, InferenceApi
-    from agent.metrics import Metrics
-
     server = ApiServer(InferenceApi({}, Metrics(), max_body_bytes=1, threads=1), "127.0.0.1", 0)
     sock = server._bind()
     try:
@@ -178,3 +202,83 @@ def test_the_tcp_listener_turns_nagle_off() -> None:
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
     finally:
         sock.close()
+
+
+def _api(unix_socket: Path) -> ApiServer:
+    return ApiServer(
+        InferenceApi({}, Metrics(), max_body_bytes=1, threads=1), "", 0, str(unix_socket)
+    )
+
+
+@pytest.mark.parametrize("kind", ["regular file", "directory", "symbolic link"])
+def test_a_unix_socket_path_that_is_not_a_socket_is_never_replaced(
+    tmp_path: Path, broker: Broker, keyring: Path, kind: str
+) -> None:
+    """Issue 11, class 9: the agent used to unlink whatever was at serving.unix_socket. A file,
+    a directory or a link there is a one-line config error, and it is left as it was."""
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me")
+    path = tmp_path / "api.sock"
+    if kind == "regular file":
+        path.write_text("keep me")
+    elif kind == "directory":
+        path.mkdir()
+        (path / "inside").write_text("keep me")
+    else:
+        path.symlink_to(target)
+    config = write_config(
+        tmp_path / "dev", broker, keyring / "root.json", serving={"unix_socket": str(path)}
+    )
+    with pytest.raises(ConfigError) as refused:
+        load_config(config)
+    message = str(refused.value)
+    assert "serving.unix_socket" in message and "not a socket" in message
+    assert "\n" not in message
+    # The server refuses it too (a file put there after the config was read).
+    server = _api(path)
+    with pytest.raises(OSError, match=f"is a {kind}, not a socket"):
+        server.start()
+    server.app.close()
+    if kind == "directory":
+        assert (path / "inside").read_text() == "keep me"
+    else:
+        assert path.read_text() == "keep me"
+    assert target.read_text() == "keep me"
+
+
+def test_a_stale_socket_is_replaced_and_a_live_one_is_not(tmp_path: Path) -> None:
+    path = tmp_path / "api.sock"
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(path))
+    stale.close()  # a killed agent's socket: still there, no one listening
+    first = _api(path)
+    first.start()
+    try:
+        assert first.started
+        second = _api(path)
+        with pytest.raises(OSError, match="in use"):
+            second.start()
+        second.app.close()
+        with InferenceClient(unix_socket=str(path)) as client:
+            assert client.models() == []  # the first server still answers on it
+    finally:
+        first.stop()
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "phrase"),
+    [
+        ("max_samples", 0, "between 1 and"),
+        ("max_decoded_bytes", -1, "between 1 and"),
+        ("max_header_bytes", 100, "between 1024 and"),
+        ("max_samples", "many", "expected an integer"),
+    ],
+)
+def test_request_limits_are_checked_in_the_config(
+    tmp_path: Path, broker: Broker, keyring: Path, key: str, value: object, phrase: str
+) -> None:
+    config = write_config(tmp_path, broker, keyring / "root.json", serving={key: value})
+    with pytest.raises(ConfigError, match=f"serving.{key}.*{phrase}"):
+        load_config(config)
+    good = write_config(tmp_path, broker, keyring / "root.json", serving={key: 2048})
+    assert getattr(load_config(good).serving, key) == 2048
