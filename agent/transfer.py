@@ -111,7 +111,7 @@ def _file_spec(
             and len(entry) == 2
             and isinstance(entry[0], str)
             and _SHA256.match(entry[0])
-            and isinstance(entry[1], int)
+            and type(entry[1]) is int  # not a bool, which JSON's true would give
         ):
             raise TamperedError(f"{name} of {model} v{version} has a malformed chunk entry")
         if not 0 < entry[1] <= limits.max_chunk_bytes:
@@ -143,7 +143,7 @@ def read_release(
     doc = custom.get("release")
     if not isinstance(doc, dict):
         raise TamperedError(f"{model} v{version}: the manifest target carries no release record")
-    if doc.get("name") != model or doc.get("version") != version:
+    if doc.get("name") != model or type(doc.get("version")) is not int or doc["version"] != version:
         raise WrongTargetError(
             f"release record names {doc.get('name')} v{doc.get('version')}, not {model} v{version}"
         )
