@@ -43,9 +43,12 @@ from tuf.api.serialization.json import JSONSerializer
 from edge_sdk.atomic import write_bytes_atomic
 from edge_sdk.errors import InputError, KeyFileError, OutputError, TrustError
 from edge_sdk.trust import TrustRoot
+from edge_sdk.userfile import read_user_file
 
 PASSPHRASE_ENV = "EDGE_SDK_KEY_PASSPHRASE"
 ROOT_JSON = "root.json"
+# A root lists a handful of keys: a few KiB. Far more is not a root, and is not read whole.
+MAX_ROOT_BYTES = 1 << 20
 ROOT_KEY = "root.key"
 ONLINE_ROLES = ("targets", "snapshot", "timestamp")
 ROLE_ORDER = ("root", *ONLINE_ROLES)
@@ -224,14 +227,24 @@ def _write_key(path: Path, private_key: Ed25519PrivateKey) -> list[Path]:
 
 
 def load_trust_root(path: Path) -> TrustRoot:
-    """Read and check a root.json (a file, or a keyring directory holding one)."""
+    """Read and check a root.json (a file, or a keyring directory holding one).
+
+    Anything that is not self-signed TUF root metadata (a public key, targets metadata, an
+    empty or garbled file, one over ``MAX_ROOT_BYTES``, a FIFO) is a one-line ``KeyFileError``
+    naming the file.
+    """
     if path.is_dir():
         path = path / ROOT_JSON
         if not path.exists():
             raise KeyFileError(
                 f"{path.parent} has no {ROOT_JSON}; create a keyring with `edge-sdk keys init`"
             )
-    return TrustRoot.from_bytes(_read(path, "trust root"), str(path))
+    data = read_user_file(path, "trust root", MAX_ROOT_BYTES, KeyFileError)
+    if not data.strip():
+        raise KeyFileError(
+            f"{path} is empty, not a trust root; pass the root.json written by `edge-sdk keys init`"
+        )
+    return TrustRoot.from_bytes(data, str(path))
 
 
 # --- keyring ---------------------------------------------------------------------------------
