@@ -6,7 +6,13 @@ batch dimension removed. Mismatches are reported before any conversion work star
 
 from __future__ import annotations
 
+import io
+import lzma
+import math
+import struct
+import warnings
 import zipfile
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,9 +22,31 @@ import numpy as np
 from edge_sdk.errors import DataError
 from edge_sdk.profiles import ImagePreprocess
 from edge_sdk.tensors import TensorSpec, format_shape
+from edge_sdk.userfile import MIB, check_regular_file, read_user_file
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 LABELS_KEY = "labels"
+
+# Limits on what a data file may make us allocate, checked from headers before any array is
+# read: an .npz of a few KiB can declare (or inflate to) gigabytes.
+MAX_DATA_BYTES = 2 << 30  # all arrays of one .npz, or one image folder after resizing
+MAX_ARRAYS = 256  # members of one .npz
+MAX_IMAGE_BYTES = 64 * MIB  # one image file
+MAX_IMAGE_PIXELS = 64_000_000  # one decoded image (Pillow's own bomb limit is 89 million)
+
+# What a broken .npz or zip member can raise from zipfile, zlib, lzma and numpy's reader.
+_NPZ_ERRORS = (
+    OSError,
+    ValueError,
+    EOFError,
+    zipfile.BadZipFile,
+    zlib.error,
+    lzma.LZMAError,
+    NotImplementedError,  # an unsupported compression method
+    RuntimeError,  # an encrypted member
+    struct.error,
+    KeyError,
+)
 
 
 @dataclass(frozen=True)
@@ -129,16 +157,96 @@ def check_dataset(dataset: Dataset, specs: Sequence[TensorSpec]) -> None:
         )
 
 
+def _size(n: int) -> str:
+    return f"{n / (1 << 30):.1f} GiB" if n >= 1 << 30 else f"{n / MIB:.1f} MiB"
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an .npz, each checked from its header (dtype, size against the file and
+    against ``MAX_DATA_BYTES``) before it is read; pickled objects are never loaded."""
+    check_regular_file(path, "data file", DataError)
+    arrays: dict[str, np.ndarray] = {}
+    total = 0
+    with zipfile.ZipFile(path) as zf:
+        members = zf.infolist()
+        if len(members) > MAX_ARRAYS:
+            raise DataError(f"{path} holds {len(members)} members, more than {MAX_ARRAYS}")
+        for info in members:
+            key = info.filename.removesuffix(".npy")
+            if info.is_dir() or key == info.filename:
+                raise DataError(
+                    f"{path} holds {info.filename!r}, which is not an .npy array; save the "
+                    "file with np.savez"
+                )
+            if key in arrays:
+                raise DataError(f"{path} holds the array {key!r} twice")
+            with zf.open(info) as stream:
+                version = np.lib.format.read_magic(stream)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
+                elif version == (2, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
+                else:
+                    raise ValueError(f"array {key!r} is .npy format {version}, not 1.0 or 2.0")
+                header = stream.tell()
+            if dtype.hasobject:
+                raise DataError(
+                    f"{path}: array {key!r} holds Python objects ({dtype}), which are never "
+                    "loaded; save numbers (e.g. float32, int64)"
+                )
+            nbytes = math.prod(shape) * dtype.itemsize
+            total += nbytes
+            if total > MAX_DATA_BYTES:
+                raise DataError(
+                    f"{path}: array {key!r} {tuple(shape)} {dtype} brings the data to "
+                    f"{_size(total)}, more than the {_size(MAX_DATA_BYTES)} allowed; pass fewer "
+                    "samples"
+                )
+            if info.file_size < header + nbytes:
+                raise DataError(f"{path}: array {key!r} is truncated (shorter than its header)")
+            with zf.open(info) as stream:
+                arrays[key] = np.lib.format.read_array(stream, allow_pickle=False)
+    return arrays
+
+
+def _check_array(path: Path, key: str, array: np.ndarray) -> None:
+    """Numbers, with a sample axis, and (for floats) no NaN or infinity."""
+    if array.dtype.kind not in "biuf":
+        kind = "strings" if array.dtype.kind in "US" else f"{array.dtype} values"
+        rule = (
+            "labels must be integer class indices (0, 1, ...)"
+            if key == LABELS_KEY
+            else "model inputs must be numbers"
+        )
+        raise DataError(f"{path}: array {key!r} holds {kind}; {rule}")
+    if array.ndim == 0:
+        raise DataError(f"{path}: array {key!r} is a scalar; its first axis must count samples")
+    if array.dtype.kind == "f":
+        finite = np.isfinite(array).reshape(len(array), -1).all(axis=1)
+        if not finite.all():
+            first = int(np.argmin(finite))
+            raise DataError(
+                f"{path}: array {key!r} holds NaN or infinite values ({int((~finite).sum())} "
+                f"samples, the first is sample {first}); fix or drop those samples"
+            )
+
+
 def load_npz(path: Path) -> Dataset:
-    if not path.is_file():
-        raise DataError(f"data file {path} does not exist")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        arrays = _read_npz(path)
+    except DataError:
+        raise
+    except _NPZ_ERRORS as e:
         raise DataError(f"{path} is not a readable .npz file: {e}") from e
+    for key, array in arrays.items():
+        _check_array(path, key, array)
     labels = arrays.pop(LABELS_KEY, None)
     if labels is not None:
+        if labels.dtype.kind == "f" and not np.array_equal(labels, np.round(labels)):
+            raise DataError(
+                f"{path}: array '{LABELS_KEY}' holds fractions; labels must be integer class "
+                "indices"
+            )
         labels = labels.reshape(-1).astype(np.int64)
     if not arrays:
         raise DataError(f"{path} holds no input arrays (only '{LABELS_KEY}')")
@@ -147,9 +255,9 @@ def load_npz(path: Path) -> Dataset:
 
 def load_image_folder(path: Path, spec: TensorSpec, image: ImagePreprocess) -> Dataset:
     """A folder of images for a single-image-input model; sub-folders are class labels."""
-    from PIL import Image, UnidentifiedImageError
-
-    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(
+        p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir()
+    )
     if not files:
         raise DataError(f"{path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     layout = spec.layout
@@ -165,15 +273,22 @@ def load_image_folder(path: Path, spec: TensorSpec, image: ImagePreprocess) -> D
             f"input '{spec.name}' has dynamic image size {format_shape(spec.shape)}; pass "
             f"--input-shape {spec.name}=1,..."
         )
+    for key, values in (("mean", image.mean), ("std", image.std)):
+        if len(values) not in (1, channels):
+            raise DataError(
+                f"image {key} has {len(values)} values but input '{spec.name}' has {channels} "
+                f"channels; give 1 or {channels} (--image-{key})"
+            )
+    need = len(files) * int(channels) * int(height) * int(width) * 4
+    if need > MAX_DATA_BYTES:
+        raise DataError(
+            f"{path}: {len(files)} images at {height}x{width} need {_size(need)}, more than the "
+            f"{_size(MAX_DATA_BYTES)} allowed; pass a folder with fewer images"
+        )
     classes = sorted({p.parent.name for p in files if p.parent != path})
     samples, labels = [], []
     for file in files:
-        try:
-            with Image.open(file) as img:
-                mode = "L" if channels == 1 else "RGB"
-                pixels = np.asarray(img.convert(mode).resize((int(width), int(height))), np.float32)
-        except (UnidentifiedImageError, OSError) as e:
-            raise DataError(f"{file} is not a readable image: {e}") from e
+        pixels = _read_image(file, "L" if channels == 1 else "RGB", (int(width), int(height)))
         if pixels.ndim == 2:
             pixels = pixels[:, :, None]
         samples.append(pixels)
@@ -190,7 +305,36 @@ def load_image_folder(path: Path, spec: TensorSpec, image: ImagePreprocess) -> D
     return Dataset({spec.name: batch.astype(spec.dtype)}, str(path), label_array, notes=notes)
 
 
+def _read_image(file: Path, mode: str, size: tuple[int, int]) -> np.ndarray:
+    """One image file as float pixels of ``size``; a bomb, a FIFO or garbage is one line."""
+    from PIL import Image
+
+    data = read_user_file(file, "image", MAX_IMAGE_BYTES, DataError)
+    try:
+        with warnings.catch_warnings():
+            # Pillow only warns between its limit and twice it; both are a refusal here.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                width, height = img.size
+                if width * height > MAX_IMAGE_PIXELS:
+                    raise DataError(
+                        f"{file} is {width}x{height} pixels, more than the "
+                        f"{MAX_IMAGE_PIXELS:,} allowed (a decompression bomb?); resize it"
+                    )
+                return np.asarray(img.convert(mode).resize(size), np.float32)
+    except DataError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise DataError(f"{file} is a decompression bomb ({e}); resize it") from e
+    except MemoryError as e:
+        raise DataError(f"{file} needs more memory to decode than there is") from e
+    except Exception as e:  # Pillow's decoders raise many types (OSError, SyntaxError, ...)
+        raise DataError(f"{file} is not a readable image: {type(e).__name__}: {e}") from e
+
+
 def load_data(path: Path, specs: Sequence[TensorSpec], image: ImagePreprocess) -> Dataset:
+    if not path.exists():
+        raise DataError(f"data {path} does not exist; pass an .npz file or a folder of images")
     if path.is_dir():
         if len(specs) != 1:
             raise DataError(

@@ -49,6 +49,7 @@ PASSPHRASE_ENV = "EDGE_SDK_KEY_PASSPHRASE"
 ROOT_JSON = "root.json"
 # A root lists a handful of keys: a few KiB. Far more is not a root, and is not read whole.
 MAX_ROOT_BYTES = 1 << 20
+MAX_KEY_FILE_BYTES = 64 << 10  # a PEM key is under 1 KiB
 ROOT_KEY = "root.key"
 ONLINE_ROLES = ("targets", "snapshot", "timestamp")
 ROLE_ORDER = ("root", *ONLINE_ROLES)
@@ -151,14 +152,8 @@ def _signer(private_key: Ed25519PrivateKey) -> CryptoSigner:
 
 
 def _read(path: Path, what: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError as e:
-        raise KeyFileError(f"{path}: no such {what} file") from e
-    except IsADirectoryError as e:
-        raise KeyFileError(f"{path} is a directory, not a {what} file") from e
-    except OSError as e:
-        raise KeyFileError(f"cannot read {what} file {path}: {e.strerror}") from e
+    # A key is a few hundred bytes: a FIFO, a device (/dev/zero) or a huge file is refused.
+    return read_user_file(path, f"{what} file", MAX_KEY_FILE_BYTES, KeyFileError)
 
 
 def load_signer(path: Path) -> CryptoSigner:

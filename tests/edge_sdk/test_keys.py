@@ -175,10 +175,23 @@ def test_not_a_key_is_key_file_error(tmp_path: Path, content: bytes, words: str)
 
 
 def test_missing_key_and_directory(tmp_path: Path) -> None:
-    with pytest.raises(KeyFileError, match="no such key file"):
+    with pytest.raises(KeyFileError, match=r"key file .*nope\.key does not exist"):
         load_signer(tmp_path / "nope.key")
     with pytest.raises(KeyFileError, match="is a directory"):
         load_signer(tmp_path)
+
+
+def test_a_key_that_is_a_device_or_fifo_is_refused_unread(tmp_path: Path) -> None:
+    import os
+
+    os.mkfifo(tmp_path / "pipe.key")  # reading it would block forever
+    with pytest.raises(KeyFileError, match="is a FIFO"):
+        load_signer(tmp_path / "pipe.key")
+    with pytest.raises(KeyFileError, match="is a device"):
+        load_signer(Path("/dev/zero"))  # reading it would never end
+    (tmp_path / "big.key").write_bytes(b"-----BEGIN PRIVATE KEY-----\n" + b"A" * (1 << 20))
+    with pytest.raises(KeyFileError, match="more than the 64 KiB allowed"):
+        load_signer(tmp_path / "big.key")
 
 
 def test_passphrase_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
