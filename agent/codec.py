@@ -130,8 +130,9 @@ def _from_json(body: bytes, specs: Sequence[TensorSpec], limits: Limits) -> dict
         if isinstance(value, list) and len(value) > limits.max_samples:
             raise _too_many(name, len(value), limits)
         try:
-            arrays[name] = np.asarray(value, dtype=spec.dtype)
-        except (ValueError, TypeError, OverflowError, RecursionError) as e:
+            with np.errstate(over="raise"):  # 1e300 as float32 is a 422, not a silent inf
+                arrays[name] = np.asarray(value, dtype=spec.dtype)
+        except (ValueError, TypeError, ArithmeticError, RecursionError) as e:
             raise RequestError(
                 422,
                 f"input '{name}' is not a rectangular array of {spec.dtype} numbers: {one_line(e)}",

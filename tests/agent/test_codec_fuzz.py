@@ -235,6 +235,7 @@ def test_many_samples_are_refused_from_the_header() -> None:
             422,
             "rectangular",
         ),
+        (b'{"inputs": {"input": [[[[1e300]]]]}}', codec.JSON, 422, "overflow"),
         (npz(input=X), codec.NPY, 400, f"send it as {codec.NPZ}"),
         (npy.dumps(X), codec.NPZ, 400, f"send it as {codec.NPY}"),
         (b"\xff\xfe garbage", codec.JSON, 400, "not valid JSON"),
