@@ -1,15 +1,14 @@
-"""``edge-agent`` command line."""
+"""``edge-agent``'s commands (``agent.cli`` is the cheap-to-import entry point)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from edge_sdk import __version__
-from edge_sdk.cli._common import JsonFlag, emit_json, new_app, run_app, stdout_console
+from edge_sdk.cli._common import JsonFlag, emit_json, new_app, stdout_console
 
 app = new_app("edge-agent: keeps verified models running on this device.")
 
@@ -103,11 +102,3 @@ def status_command(config: ConfigOption, json_output: JsonFlag = False) -> None:
 def version_command() -> None:
     """Print the agent version."""
     stdout_console.print(__version__)
-
-
-def run(argv: list[str]) -> int:
-    return run_app(app, argv, "edge-agent")
-
-
-def main() -> None:
-    sys.exit(run(sys.argv[1:]))
