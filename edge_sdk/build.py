@@ -8,12 +8,13 @@ Everything is made in a temporary directory; only the finished bundle is renamed
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import io
 import os
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,7 +28,7 @@ from converters.sensitivity import rank_sensitive_nodes
 from edge_sdk import bundle as bundle_format
 from edge_sdk import golden, runtime
 from edge_sdk.data import Dataset, check_dataset, load_data, resolve_specs, synthetic
-from edge_sdk.errors import EdgeSdkError, OutputError, UnsupportedError
+from edge_sdk.errors import EdgeSdkError, InputError, OutputError, UnsupportedError
 from edge_sdk.fidelity import accuracy as top1_accuracy
 from edge_sdk.fidelity import compare
 from edge_sdk.keras_source import is_tensorflow_source
@@ -42,6 +43,9 @@ Progress = Callable[[str], None]
 SYNTHETIC_SAMPLES = 64
 GOLDEN_VECTORS = 8
 SIGNATURE_LIFETIME = timedelta(days=365)
+# Versions travel as JSON numbers; past 2**53 - 1 a JSON reader may round them.
+MAX_VERSION = 2**53 - 1
+MAX_LABEL = 64
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,83 @@ def _check_out_dir(out: Path) -> None:
         raise OutputError(f"cannot create --out {out}: {e.strerror}") from e
     if not out.is_dir() or not os.access(out, os.W_OK | os.X_OK):
         raise OutputError(f"--out {out} is not a writable directory")
+
+
+@dataclass(frozen=True)
+class _Identity:
+    """What the bundle will be called, decided (and validated) before any work starts."""
+
+    name: str
+    version: int
+    label: str
+    target: Path
+
+
+def _identity(request: BuildRequest) -> _Identity:
+    """--name, --version and --label checked as given: an empty value is a mistake, not "use the
+    default"; version 0 (or 0.0.0) is below every device's floor."""
+    name = bundle_format.check_name(request.model.stem if request.name is None else request.name)
+    if request.version is None:
+        version = _next_version(request.out, name)
+        label = f"v{version}"
+    else:
+        if not request.version.isascii() or len(request.version) > 32:
+            # "²".isdigit() is true and int() of 5,000 digits raises: stop both here.
+            raise InputError(
+                f"--version {request.version[:40]!r} must be a positive integer (e.g. 7) or "
+                "MAJOR.MINOR.PATCH (e.g. 1.2.0)"
+            )
+        version, label = bundle_format.parse_version(request.version)
+        if not 0 < version <= MAX_VERSION:
+            raise InputError(
+                f"--version {request.version!r} must be above 0 and at most {MAX_VERSION} "
+                "(e.g. 7 or 1.2.0)"
+            )
+    if request.label is not None:
+        if not request.label.strip() or len(request.label) > MAX_LABEL:
+            raise InputError(
+                f"--label {request.label!r} must be 1-{MAX_LABEL} characters, not blank; "
+                "leave it out to use the version"
+            )
+        if not request.label.isprintable():
+            raise InputError(f"--label {request.label!r} must hold printable characters only")
+        label = request.label
+    target = request.out / f"{name}-v{version}-{request.profile.id}{bundle_format.SUFFIX}"
+    return _Identity(name, version, label, target)
+
+
+@contextlib.contextmanager
+def _claim(target: Path) -> Iterator[None]:
+    """Hold ``target`` for this build: a second build of the same bundle into the same --out
+    fails at once instead of both succeeding and one replacing the other. The lock is an
+    advisory ``flock`` on a hidden file beside it, released by the kernel if we die."""
+    lock = target.with_name(f".{target.name}.lock")
+    busy = OutputError(
+        f"another build is writing {target} right now; wait for it, or pass another --version"
+    )
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        raise OutputError(
+            f"cannot write to {target.parent}: {e.strerror}; choose a writable --out"
+        ) from e
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise busy from None
+        try:
+            same = os.stat(lock).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if not same:  # the build that held it finished and removed it while we waited
+            raise busy
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)  # still holding the lock: no one else can be inside
+    finally:
+        os.close(fd)
 
 
 def _next_version(out: Path, name: str) -> int:
@@ -281,6 +362,7 @@ def build(request: BuildRequest, progress: Progress = lambda _: None) -> BuildRe
     if profile.runtime == "tflite":
         _require_tflite_toolchain(profile)
     _check_out_dir(request.out)
+    identity = _identity(request)
     if request.keys:
         from edge_sdk.keys import load_signer
 
@@ -296,14 +378,20 @@ def build(request: BuildRequest, progress: Progress = lambda _: None) -> BuildRe
     # report (--json); the temporary directory holds every intermediate, so nothing half-made
     # can reach --out.
     with (
+        _claim(identity.target),
         tempfile.TemporaryDirectory(prefix="edge-sdk-build-") as tmp,
         contextlib.redirect_stdout(io.StringIO()),
     ):
-        return _build_in(request, Path(tmp), tensorflow_source, started, progress)
+        if identity.target.exists() and not request.force:
+            raise OutputError(
+                f"{identity.target} already exists; pass a higher --version or --force"
+            )
+        return _build_in(request, identity, Path(tmp), tensorflow_source, started, progress)
 
 
 def _build_in(
     request: BuildRequest,
+    identity: _Identity,
     workdir: Path,
     tensorflow_source: bool,
     started: float,
@@ -317,16 +405,12 @@ def _build_in(
         source_model, source = load_tensorflow_source(request.model, workdir / "saved_model")
     else:
         _, source = load_source(request.model)
-    name = bundle_format.check_name(request.name or request.model.stem)
-    if request.version:
-        version, label = bundle_format.parse_version(request.version)
-    else:
-        version = _next_version(request.out, name)
-        label = f"v{version}"
-    label = request.label or label
-    target = request.out / f"{name}-v{version}-{profile.id}{bundle_format.SUFFIX}"
-    if target.exists() and not request.force:
-        raise OutputError(f"{target} already exists; pass a higher --version or --force")
+    name, version, label, target = (
+        identity.name,
+        identity.version,
+        identity.label,
+        identity.target,
+    )
     specs, calib, valid, notes = _datasets(request, source.inputs, progress)
 
     shop = _Workshop(request, workdir, (specs, source.outputs), calib, valid, progress)

@@ -1,41 +1,70 @@
-"""``edge-sdk`` command line: one Typer group per module, errors as one line on stderr."""
+"""``edge-sdk`` command line: one Typer group per module, errors as one line on stderr.
+
+Importing this package is cheap on purpose: the console script imports it before ``main``
+runs, and Ctrl-C during a heavy import (typer, rich, numpy) would otherwise end in a
+KeyboardInterrupt traceback. ``app`` is built on first use.
+"""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from edge_sdk.cli._common import new_app, run_app
+if TYPE_CHECKING:
+    import typer
 
-app = new_app("Build, sign and ship models to edge devices.")
-
-
-def _register() -> None:
-    # Imported here so each module only registers itself; heavy imports stay inside commands.
-    from edge_sdk.cli import (
-        broker_cmd,
-        build_cmd,
-        bundle_cmd,
-        fleet_cmd,
-        keys_cmd,
-        profiles_cmd,
-    )
-
-    profiles_cmd.register(app)
-    build_cmd.register(app)
-    bundle_cmd.register(app)
-    keys_cmd.register(app)
-    fleet_cmd.register(app)
-    broker_cmd.register(app)
+_APP: list[typer.Typer] = []
 
 
-_register()
+def _build_app() -> typer.Typer:
+    if not _APP:
+        from edge_sdk.cli._common import new_app
+
+        app = new_app("Build, sign and ship models to edge devices.")
+        # Each module only registers itself; heavy imports stay inside commands.
+        from edge_sdk.cli import (
+            broker_cmd,
+            build_cmd,
+            bundle_cmd,
+            fleet_cmd,
+            keys_cmd,
+            profiles_cmd,
+        )
+
+        profiles_cmd.register(app)
+        build_cmd.register(app)
+        bundle_cmd.register(app)
+        keys_cmd.register(app)
+        fleet_cmd.register(app)
+        broker_cmd.register(app)
+        _APP.append(app)
+    return _APP[0]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        return _build_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def run(argv: Sequence[str]) -> int:
     """Run ``edge-sdk`` on ``argv`` and return the exit code instead of exiting."""
-    return run_app(app, argv, "edge-sdk")
+    from edge_sdk.cli._common import run_app
+
+    return run_app(_build_app(), argv, "edge-sdk")
+
+
+def guarded_main(run_argv: Any) -> None:
+    """Exit with ``run_argv(argv)``; Ctrl-C before the command starts (while importing) is the
+    same one line and exit 130 as during it."""
+    try:
+        code = run_argv(sys.argv[1:])
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        code = 130
+    sys.exit(code)
 
 
 def main() -> None:
-    sys.exit(run(sys.argv[1:]))
+    guarded_main(run)

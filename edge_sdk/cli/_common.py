@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -39,12 +43,57 @@ def new_app(help_text: str) -> typer.Typer:
     )
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so every ``with`` block (temporary build folders,
+    atomic writes, locks) unwinds. A BaseException, like KeyboardInterrupt, so that no
+    ``except Exception`` on the way can swallow it."""
+
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _terminate_by_unwinding() -> Iterator[None]:
+    """While a command runs, SIGTERM unwinds like Ctrl-C instead of killing the process where
+    it stands; the previous handler comes back afterwards (tests run commands in-process)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def interrupted(code: int) -> int:
+    """The one line for Ctrl-C or SIGTERM; the exit code to return."""
+    _one_line("interrupted" if code == EXIT_INTERRUPTED else "terminated")
+    return code
+
+
 def run_app(typer_app: typer.Typer, argv: Sequence[str], prog_name: str) -> int:
     """Run a Typer app on ``argv`` and return the exit code instead of exiting.
 
     Errors we raise on purpose become one line on stderr. Anything else is a bug: it also gets
-    one line, and the traceback only with EDGE_SDK_DEBUG=1.
+    one line, and the traceback only with EDGE_SDK_DEBUG=1. Ctrl-C at any moment is one line
+    and exit 130; SIGTERM unwinds (temporary folders removed) and exits 143.
     """
+    try:
+        with _terminate_by_unwinding():
+            return _run_app(typer_app, argv, prog_name)
+    except KeyboardInterrupt:
+        return interrupted(EXIT_INTERRUPTED)
+    except Terminated:
+        return interrupted(EXIT_TERMINATED)
+
+
+def _run_app(typer_app: typer.Typer, argv: Sequence[str], prog_name: str) -> int:
     # onnxruntime's tools log chatty warnings to the root logger (per-channel axes, pre-processing
     # hints); what matters reaches the user through the report. EDGE_SDK_LOG=INFO shows them.
     level = os.environ.get("EDGE_SDK_LOG", "ERROR").upper()
@@ -60,8 +109,9 @@ def run_app(typer_app: typer.Typer, argv: Sequence[str], prog_name: str) -> int:
     except typer.Exit as e:
         return e.exit_code
     except typer.Abort:
-        stderr_console.print("aborted", markup=False)
-        return 130
+        # Click turns Ctrl-C inside a command (and a declined confirmation) into Abort.
+        _one_line("aborted")
+        return EXIT_INTERRUPTED
     except typer.TyperException as e:
         # Usage errors: one line too, with where to look instead of the whole usage block.
         _one_line(f"error: {e.format_message()} (see {prog_name} --help)")

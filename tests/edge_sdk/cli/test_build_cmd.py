@@ -99,6 +99,97 @@ def _not_a_key(tmp_path: Path) -> Path:
     return tmp_path / "signing.key"
 
 
+def _npz(tmp_path: Path, **arrays: object) -> Path:
+    np.savez(tmp_path / "data.npz", **arrays)  # type: ignore[arg-type]
+    return tmp_path / "data.npz"
+
+
+def _images(n: int, value: float = 0.5) -> np.ndarray:
+    return np.full((n, 1, 8, 8), value, np.float32)
+
+
+def _string_labels(tmp_path: Path) -> Path:
+    return _npz(tmp_path, input=_images(4), labels=np.array(["cat", "dog", "cat", "dog"]))
+
+
+def _nan_calibration(tmp_path: Path) -> Path:
+    data = _images(4)
+    data[2, 0, 3, 3] = np.nan
+    return _npz(tmp_path, input=data)
+
+
+def _inf_validation(tmp_path: Path) -> Path:
+    data = _images(4)
+    data[1] = np.inf
+    return _npz(tmp_path, input=data, labels=np.arange(4))
+
+
+def _object_array(tmp_path: Path) -> Path:
+    return _npz(tmp_path, input=np.array([{"a": 1}, None], dtype=object))
+
+
+def _npz_declaring_a_terabyte(tmp_path: Path) -> Path:
+    import io
+    import zipfile
+
+    body = io.BytesIO()
+    np.save(body, np.zeros((2, 1, 8, 8), np.float32))
+    header = body.getvalue().replace(b"(2, 1, 8, 8)", b"(2000000000000, 1, 8, 8)", 1)
+    with zipfile.ZipFile(tmp_path / "huge.npz", "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("input.npy", header)
+    return tmp_path / "huge.npz"
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that only declares its size: what Pillow reads before it decodes anything."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    idat = zlib.compress(b"\0" * 64)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def _image_bomb(size: int) -> Callable[[Path], Path]:
+    def make(tmp_path: Path) -> Path:
+        from PIL import Image
+
+        folder = tmp_path / "images"
+        folder.mkdir()
+        Image.new("L", (8, 8), 3).save(folder / "fine.png")
+        (folder / "bomb.png").write_bytes(_png_header(size, size))
+        return folder
+
+    return make
+
+
+def _fifo_image(tmp_path: Path) -> Path:
+    import os
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    os.mkfifo(folder / "stuck.png")  # opening it would block forever
+    return folder
+
+
+def _unsafe_profile_id(tmp_path: Path) -> Path:
+    text = (builtin_profile_dir() / "x86-64.toml").read_text()
+    text = text.replace('id = "x86-64"', 'id = "../../x"')
+    (tmp_path / "board.toml").write_text(text)
+    return tmp_path / "board.toml"
+
+
+def _infinite_scale_profile(tmp_path: Path) -> Path:
+    text = (builtin_profile_dir() / "x86-64.toml").read_text() + "\n[image]\nscale = inf\n"
+    (tmp_path / "board.toml").write_text(text)
+    return tmp_path / "board.toml"
+
+
 DIGITS = Path(__file__).parents[3] / "examples" / "digits"
 MODEL = DIGITS / "model.onnx"
 
@@ -126,6 +217,66 @@ BAD_INPUTS: dict[str, tuple[Callable[[Path], list[str | Path]], str]] = {
     ),
     "not a key": (lambda t: [MODEL, "-p", "x86-64", "--key", _not_a_key(t)], "signing.key"),
     "bad version": (lambda t: [MODEL, "-p", "x86-64", "--version", "latest"], "--version"),
+    # Hostile and unlucky inputs (issue 11, class 15): each is one line, exit 2, nothing written.
+    "string labels": (
+        lambda t: [MODEL, "-p", "x86-64", "--validation", _string_labels(t)],
+        "array 'labels' holds strings; labels must be integer class indices",
+    ),
+    "NaN calibration": (
+        lambda t: [MODEL, "-p", "x86-64", "--calibration", _nan_calibration(t)],
+        "array 'input' holds NaN or infinite values (1 samples, the first is sample 2)",
+    ),
+    "inf validation": (
+        lambda t: [MODEL, "-p", "x86-64", "--validation", _inf_validation(t)],
+        "array 'input' holds NaN or infinite values",
+    ),
+    "object array": (
+        lambda t: [MODEL, "-p", "x86-64", "--calibration", _object_array(t)],
+        "holds Python objects",
+    ),
+    "npz declaring a terabyte": (
+        lambda t: [MODEL, "-p", "x86-64", "--calibration", _npz_declaring_a_terabyte(t)],
+        "more than the 2.0 GiB allowed",
+    ),
+    "decompression bomb image": (
+        lambda t: [MODEL, "-p", "x86-64", "--calibration", _image_bomb(20_000)(t)],
+        "decompression bomb",
+    ),
+    "image over the pixel limit": (
+        lambda t: [MODEL, "-p", "x86-64", "--calibration", _image_bomb(9_000)(t)],
+        "bomb.png is 9000x9000 pixels",
+    ),
+    "FIFO in an image folder": (
+        lambda t: [MODEL, "-p", "x86-64", "--calibration", _fifo_image(t)],
+        "stuck.png is a FIFO",
+    ),
+    "FIFO as data": (
+        lambda t: [MODEL, "-p", "x86-64", "--calibration", _fifo_image(t) / "stuck.png"],
+        "neither an .npz file nor a folder",
+    ),
+    "unsafe profile id": (lambda t: [MODEL, "-p", _unsafe_profile_id(t)], "key 'id'"),
+    "infinite image scale": (
+        lambda t: [MODEL, "-p", _infinite_scale_profile(t)],
+        "key 'scale' must be a finite number > 0",
+    ),
+    "image scale flag inf": (
+        lambda t: [MODEL, "-p", "x86-64", "--image-scale", "inf"],
+        "--image-scale must be a finite number > 0",
+    ),
+    "/dev/zero as key": (lambda t: [MODEL, "-p", "x86-64", "--key", "/dev/zero"], "device"),
+    "empty name": (lambda t: [MODEL, "-p", "x86-64", "--name", ""], "model name ''"),
+    "empty version": (lambda t: [MODEL, "-p", "x86-64", "--version", ""], "--version ''"),
+    "version 0.0.0": (lambda t: [MODEL, "-p", "x86-64", "--version", "0.0.0"], "--version '0.0.0'"),
+    "version 0": (lambda t: [MODEL, "-p", "x86-64", "--version", "0"], "--version '0'"),
+    "empty label": (lambda t: [MODEL, "-p", "x86-64", "--label", ""], "--label"),
+    "version in superscript": (
+        lambda t: [MODEL, "-p", "x86-64", "--version", "\u00b2"],
+        "--version",
+    ),
+    "version of 5000 digits": (
+        lambda t: [MODEL, "-p", "x86-64", "--version", "9" * 5000],
+        "--version",
+    ),
 }
 
 
