@@ -115,6 +115,9 @@ class MqttLink:
         self._lock = threading.Lock()
         self._reads: dict[str, _Read] = {}
         self._batch_by_mid: dict[int, list[_Read]] = {}  # SUBSCRIBE/UNSUBSCRIBE id -> reads
+        # Read topics a lost connection left subscribed in our persistent session: dropped
+        # with one UNSUBSCRIBE on the next connection.
+        self._stale: set[str] = set()
         self._subscriptions: dict[str, Handler] = {}
         self._stopping = threading.Event()
         self._down = threading.Event()  # paho's network thread has lost the connection
@@ -221,8 +224,11 @@ class MqttLink:
         client.publish(self._online.topic, self._online.payload, qos=1, retain=True)
         with self._lock:
             filters = list(self._subscriptions)
+            stale, self._stale = sorted(self._stale - set(filters)), set()
         for topic_filter in filters:
             client.subscribe(topic_filter, qos=1)
+        if stale:
+            client.unsubscribe(stale)
         self.connected.set()
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
@@ -233,6 +239,8 @@ class MqttLink:
         self.connected.clear()
         with self._lock:
             pending = list(self._reads.values())
+            self._stale.update(r.topic for r in pending)
+            self._stale.update(r.topic for batch in self._batch_by_mid.values() for r in batch)
             self._reads.clear()
             self._batch_by_mid.clear()
         for read in pending:

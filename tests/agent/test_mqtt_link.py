@@ -75,3 +75,41 @@ def test_a_read_times_out_on_silence_not_while_bytes_arrive(link: MqttLink) -> N
         link.finish_read(read, 0.6)
     feeder.join()
     assert time.monotonic() - started >= 1.5 + 0.5  # only the silence after the trickle counted
+
+
+def test_reads_cut_by_a_lost_connection_are_unsubscribed_on_the_next(broker: Broker) -> None:
+    """The session is persistent: a read's subscription that a loss left behind (cut before
+    its SUBACK, so before its UNSUBSCRIBE) would deliver every later message on that topic for
+    a week. It is dropped when the link is back."""
+    from tests.agent.throttle import ThrottledProxy
+
+    publish(broker, "t/cut", b"y" * 1000)
+    with ThrottledProxy(broker.port, rate=1_000_000) as proxy:
+        config = BrokerConfig("127.0.0.1", proxy.port, False, None, None, None, reconnect_min_s=0.1)
+        link = MqttLink(
+            config,
+            "link-cut",
+            will=Will("t/presence", b"off"),
+            online=Will("t/presence", b"on"),
+            max_packet_bytes=64 * 1024,
+        )
+        link.start()
+        try:
+            wait_for(link.connected.is_set, what="connected")
+            proxy.hold_down.set()  # the SUBACK will not reach the link
+            (read,) = link.start_reads(["t/cut"])
+            time.sleep(0.3)  # the SUBSCRIBE is at the broker
+            proxy.cut()
+            proxy.hold_down.clear()
+            with pytest.raises(TransferError):
+                link.finish_read(read, 5.0)
+            wait_for(lambda: link.connections >= 2 and link.connected.is_set())
+            got: list[str] = []
+            handler = link._client.on_message
+            link._client.on_message = lambda c, u, m: (got.append(m.topic), handler(c, u, m))
+            time.sleep(0.5)  # the UNSUBSCRIBE sent on connect is through
+            publish(broker, "t/cut", b"later")
+            time.sleep(1.0)
+            assert "t/cut" not in got
+        finally:
+            link.stop()

@@ -26,6 +26,7 @@ class ThrottledProxy:
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         self.bytes_down = 0  # broker -> client
+        self.hold_down = threading.Event()  # set: nothing more reaches the client until cleared
         self._thread = threading.Thread(target=self._accept, name="throttle", daemon=True)
         self._thread.start()
 
@@ -63,6 +64,8 @@ class ThrottledProxy:
                 delay = next_at - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
+                while down and self.hold_down.is_set() and not self._stop.is_set():
+                    time.sleep(0.01)
                 dst.sendall(data)
                 if down:
                     self.bytes_down += len(data)
