@@ -12,6 +12,7 @@ import fcntl
 import functools
 import io
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -31,6 +32,7 @@ from edge_sdk.data import Dataset, check_dataset, load_data, resolve_specs, synt
 from edge_sdk.errors import EdgeSdkError, InputError, OutputError, UnsupportedError
 from edge_sdk.fidelity import accuracy as top1_accuracy
 from edge_sdk.fidelity import compare
+from edge_sdk.interrupt import on_abrupt_exit
 from edge_sdk.keras_source import is_tensorflow_source
 from edge_sdk.onnx_model import load_source
 from edge_sdk.ort_runtime import graph_level_for, host_threads, open_session
@@ -155,6 +157,30 @@ def _claim(target: Path) -> Iterator[None]:
             lock.unlink(missing_ok=True)  # still holding the lock: no one else can be inside
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def _scratch_inside(workdir: Path, target: Path) -> Iterator[None]:
+    """Every temporary file or folder made during the build (ours, onnxruntime's optimizer and
+    calibrators') goes inside ``workdir``, so removing it leaves nothing behind; and if a signal
+    forces an exit without unwinding (see ``edge_sdk.interrupt``), it is removed then too, with
+    the lock and any half-written bundle."""
+    scratch = workdir / "tmp"
+    scratch.mkdir()
+
+    def remove() -> None:
+        shutil.rmtree(workdir, ignore_errors=True)
+        for partial in target.parent.glob(f".{target.name}.*.tmp"):
+            partial.unlink(missing_ok=True)
+        target.with_name(f".{target.name}.lock").unlink(missing_ok=True)
+
+    previous = tempfile.tempdir
+    tempfile.tempdir = str(scratch)
+    try:
+        with on_abrupt_exit(remove):
+            yield
+    finally:
+        tempfile.tempdir = previous
 
 
 def _next_version(out: Path, name: str) -> int:
@@ -380,6 +406,7 @@ def build(request: BuildRequest, progress: Progress = lambda _: None) -> BuildRe
     with (
         _claim(identity.target),
         tempfile.TemporaryDirectory(prefix="edge-sdk-build-") as tmp,
+        _scratch_inside(Path(tmp), identity.target),
         contextlib.redirect_stdout(io.StringIO()),
     ):
         if identity.target.exists() and not request.force:

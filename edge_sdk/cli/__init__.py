@@ -56,13 +56,19 @@ def run(argv: Sequence[str]) -> int:
 
 
 def guarded_main(run_argv: Any) -> None:
-    """Exit with ``run_argv(argv)``; Ctrl-C before the command starts (while importing) is the
-    same one line and exit 130 as during it."""
+    """Exit with ``run_argv(argv)``; Ctrl-C or SIGTERM before the command starts (while
+    importing) is the same one line and exit 130 or 143 as during it."""
+    from edge_sdk.interrupt import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, handled, message
+
     try:
-        code = run_argv(sys.argv[1:])
+        with handled():
+            code = run_argv(sys.argv[1:])
     except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
-        code = 130
+        code = EXIT_INTERRUPTED
+        sys.stderr.write(message(code) + "\n")
+    except Terminated:
+        code = EXIT_TERMINATED
+        sys.stderr.write(message(code) + "\n")
     sys.exit(code)
 
 

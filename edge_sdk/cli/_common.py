@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import signal
 import sys
-import threading
-from collections.abc import Iterator, Sequence
-from types import FrameType
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
 from edge_sdk.errors import EdgeSdkError
+from edge_sdk.interrupt import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, handled, message
 
 # Human output goes to stderr when --json owns stdout; keep both consoles here so every
 # command agrees.
@@ -43,37 +40,9 @@ def new_app(help_text: str) -> typer.Typer:
     )
 
 
-class Terminated(BaseException):
-    """SIGTERM, raised in the main thread so every ``with`` block (temporary build folders,
-    atomic writes, locks) unwinds. A BaseException, like KeyboardInterrupt, so that no
-    ``except Exception`` on the way can swallow it."""
-
-
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
-EXIT_TERMINATED = 143  # 128 + SIGTERM
-
-
-def _raise_terminated(signum: int, frame: FrameType | None) -> None:
-    raise Terminated
-
-
-@contextlib.contextmanager
-def _terminate_by_unwinding() -> Iterator[None]:
-    """While a command runs, SIGTERM unwinds like Ctrl-C instead of killing the process where
-    it stands; the previous handler comes back afterwards (tests run commands in-process)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def interrupted(code: int) -> int:
     """The one line for Ctrl-C or SIGTERM; the exit code to return."""
-    _one_line("interrupted" if code == EXIT_INTERRUPTED else "terminated")
+    _one_line(message(code))
     return code
 
 
@@ -85,7 +54,7 @@ def run_app(typer_app: typer.Typer, argv: Sequence[str], prog_name: str) -> int:
     and exit 130; SIGTERM unwinds (temporary folders removed) and exits 143.
     """
     try:
-        with _terminate_by_unwinding():
+        with handled():
             return _run_app(typer_app, argv, prog_name)
     except KeyboardInterrupt:
         return interrupted(EXIT_INTERRUPTED)
