@@ -8,13 +8,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
+import onnxruntime as ort
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from converters.registry import PassContext, failure, register
 
 log = logging.getLogger(__name__)
+_ORT_LOGGERS = (
+    "onnxruntime.quantization.shape_inference",
+    "onnxruntime.tools.symbolic_shape_infer",
+)
 
 
 @register("optimize")
@@ -30,7 +36,38 @@ def optimize(source: Path, target: Path, context: PassContext) -> None:
         _pre_process(source, target)
 
 
+@contextlib.contextmanager
+def _ort_logs_quiet() -> Iterator[None]:
+    """onnxruntime's pre-processor logs a whole traceback at ERROR (and its C++ core warnings)
+    when its own optimisation fails, then carries on; the user would see it above our one
+    line. Keep those records at DEBUG on our logger (EDGE_SDK_LOG=DEBUG shows them)."""
+    ort.set_default_logger_severity(3)  # C++ core: errors and worse only
+    quiet = [logging.getLogger(name) for name in _ORT_LOGGERS]
+    saved = [(logger.propagate, logger.handlers[:]) for logger in quiet]
+    relay = _Relay()
+    for logger in quiet:
+        logger.propagate = False
+        logger.handlers[:] = [relay]
+    try:
+        yield
+    finally:
+        for logger, (propagate, handlers) in zip(quiet, saved, strict=True):
+            logger.propagate = propagate
+            logger.handlers[:] = handlers
+
+
+class _Relay(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        first = (record.getMessage().splitlines() or [""])[0]
+        log.debug("onnxruntime: %s", first)
+
+
 def _pre_process(source: Path, target: Path) -> None:
+    with _ort_logs_quiet():
+        _pre_process_loud(source, target)
+
+
+def _pre_process_loud(source: Path, target: Path) -> None:
     try:
         quant_pre_process(str(source), str(target))
     except Exception as e:

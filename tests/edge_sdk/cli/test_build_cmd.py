@@ -190,6 +190,20 @@ def _infinite_scale_profile(tmp_path: Path) -> Path:
     return tmp_path / "board.toml"
 
 
+def _custom_op_model(tmp_path: Path) -> Path:
+    """Valid ONNX that onnxruntime cannot load: its optimizer logged a traceback above our line."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    node = helper.make_node("Frobnicate", ["x"], ["y"], domain="com.example")
+    graph = helper.make_graph([node], "g", [x], [y])
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)]
+    onnx.save(helper.make_model(graph, opset_imports=opsets), tmp_path / "custom.onnx")
+    return tmp_path / "custom.onnx"
+
+
 DIGITS = Path(__file__).parents[3] / "examples" / "digits"
 MODEL = DIGITS / "model.onnx"
 
@@ -269,6 +283,10 @@ BAD_INPUTS: dict[str, tuple[Callable[[Path], list[str | Path]], str]] = {
     "version 0.0.0": (lambda t: [MODEL, "-p", "x86-64", "--version", "0.0.0"], "--version '0.0.0'"),
     "version 0": (lambda t: [MODEL, "-p", "x86-64", "--version", "0"], "--version '0'"),
     "empty label": (lambda t: [MODEL, "-p", "x86-64", "--label", ""], "--label"),
+    "op onnxruntime lacks": (
+        lambda t: [_custom_op_model(t), "-p", "x86-64"],
+        "com.example:Frobnicate(-1) is not a registered function/op",
+    ),
     "version in superscript": (
         lambda t: [MODEL, "-p", "x86-64", "--version", "\u00b2"],
         "--version",
