@@ -183,30 +183,44 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
             with zf.open(info) as stream:
                 version = np.lib.format.read_magic(stream)
                 if version == (1, 0):
-                    shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
+                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
                 elif version == (2, 0):
-                    shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
+                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
                 else:
                     raise ValueError(f"array {key!r} is .npy format {version}, not 1.0 or 2.0")
                 header = stream.tell()
-            if dtype.hasobject:
-                raise DataError(
-                    f"{path}: array {key!r} holds Python objects ({dtype}), which are never "
-                    "loaded; save numbers (e.g. float32, int64)"
-                )
-            nbytes = math.prod(shape) * dtype.itemsize
-            total += nbytes
-            if total > MAX_DATA_BYTES:
-                raise DataError(
-                    f"{path}: array {key!r} {tuple(shape)} {dtype} brings the data to "
-                    f"{_size(total)}, more than the {_size(MAX_DATA_BYTES)} allowed; pass fewer "
-                    "samples"
-                )
-            if info.file_size < header + nbytes:
-                raise DataError(f"{path}: array {key!r} is truncated (shorter than its header)")
-            with zf.open(info) as stream:
-                arrays[key] = np.lib.format.read_array(stream, allow_pickle=False)
+                nbytes = _check_header(path, key, shape, dtype, total)
+                total += nbytes
+                if info.file_size < header + nbytes:
+                    raise DataError(f"{path}: array {key!r} is truncated (shorter than its header)")
+                # Read what is really there, chunk by chunk: memory follows the bytes that
+                # inflate, not what a header claims.
+                data = bytearray()
+                while len(data) < nbytes:
+                    chunk = stream.read(min(nbytes - len(data), MIB))
+                    if not chunk:
+                        raise DataError(f"{path}: array {key!r} is truncated")
+                    data += chunk
+            flat = np.frombuffer(data, dtype=dtype, count=math.prod(shape))
+            arrays[key] = flat.reshape(shape, order="F" if fortran else "C")
     return arrays
+
+
+def _check_header(path: Path, key: str, shape: tuple[int, ...], dtype: np.dtype, total: int) -> int:
+    """The bytes an array's header promises, refused before reading if they cannot be right."""
+    if dtype.hasobject:
+        raise DataError(
+            f"{path}: array {key!r} holds Python objects ({dtype}), which are never "
+            "loaded; save numbers (e.g. float32, int64)"
+        )
+    nbytes = math.prod(shape) * dtype.itemsize
+    if total + nbytes > MAX_DATA_BYTES:
+        raise DataError(
+            f"{path}: array {key!r} {tuple(shape)} {dtype} brings the data to "
+            f"{_size(total + nbytes)}, more than the {_size(MAX_DATA_BYTES)} allowed; pass "
+            "fewer samples"
+        )
+    return nbytes
 
 
 def _check_array(path: Path, key: str, array: np.ndarray) -> None:
@@ -350,6 +364,16 @@ def synthetic(specs: Sequence[TensorSpec], count: int, seed: int = 0) -> Dataset
     """Stand-in data when the user gives none: standard normal floats, small non-negative ints."""
     rng = np.random.default_rng(seed)
     inputs: dict[str, np.ndarray] = {}
+    need = sum(
+        count * math.prod(int(d) for d in spec.shape[1:]) * np.dtype(spec.dtype).itemsize
+        for spec in specs
+    )
+    if need > MAX_DATA_BYTES:
+        shapes = ", ".join(f"{s.name} {format_shape(s.shape)}" for s in specs)
+        raise DataError(
+            f"{count} synthetic samples of {shapes} need {_size(need)}, more than the "
+            f"{_size(MAX_DATA_BYTES)} allowed; check --input-shape, or pass real data"
+        )
     for spec in specs:
         shape = (count, *(int(d) for d in spec.shape[1:]))
         if spec.dtype.startswith("float"):

@@ -14,6 +14,7 @@ import pytest
 
 from edge_sdk.profiles import builtin_profile_dir
 from tests.contract import BUILD_REPORT_KEYS
+from tests.factories import make_dynamic_sequence_model
 
 Cli = Callable[..., tuple[int, str, str]]
 
@@ -283,6 +284,16 @@ BAD_INPUTS: dict[str, tuple[Callable[[Path], list[str | Path]], str]] = {
     "version 0.0.0": (lambda t: [MODEL, "-p", "x86-64", "--version", "0.0.0"], "--version '0.0.0'"),
     "version 0": (lambda t: [MODEL, "-p", "x86-64", "--version", "0"], "--version '0'"),
     "empty label": (lambda t: [MODEL, "-p", "x86-64", "--label", ""], "--label"),
+    "huge --input-shape": (
+        lambda t: [
+            make_dynamic_sequence_model(t / "seq.onnx"),
+            "-p",
+            "x86-64",
+            "--input-shape",
+            "x=1,100000000,16",
+        ],
+        "more than the 2.0 GiB allowed; check --input-shape",
+    ),
     "op onnxruntime lacks": (
         lambda t: [_custom_op_model(t), "-p", "x86-64"],
         "com.example:Frobnicate(-1) is not a registered function/op",
