@@ -50,6 +50,12 @@ log = logging.getLogger(__name__)
 _PACKET_OVERHEAD = 4096  # MQTT headers and properties on top of a chunk or metadata file
 _TICK_S = 0.2
 _RETRY_MIN_S, _RETRY_MAX_S = 1.0, 60.0
+_ROOT_REFRESH_MIN_S = 30.0  # between refreshes caused by an assignment from an unknown key
+
+
+class _RootRefreshDue(Exception):
+    """An assignment from a key we do not know, while the root was refreshed only moments ago:
+    it waits for the next refresh (the latest per topic), neither trusted nor refused."""
 
 
 class Agent:
@@ -69,19 +75,23 @@ class Agent:
             m.name: ModelUpdater(self, m, ModelStore(config.state_dir, m.name))
             for m in config.models
         }
-        self._inbox: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        self._inbox: queue.Queue[tuple[str, bytes, bool]] = queue.Queue()
         self._stop = threading.Event()
         self._wakeup = threading.Event()
         self._started = clock()
         self._cpu = CpuMeter()
         self._desired: dict[str, Assignment] = {}
-        self._deferred: list[tuple[str, bytes]] = []  # assignments waiting for the broker
+        # Assignments waiting for the broker, or for the next root refresh: the latest per
+        # desired topic of a model we manage, so however much anyone publishes, this is bounded.
+        self._deferred: dict[str, bytes] = {}
+        self._awaiting_root: dict[str, bytes] = {}
         self._seen_serial: dict[str, int] = {}  # per desired topic: taken in this run
         # Replay defence across restarts: the highest serial accepted, on disk.
         self.serial_floors = SerialFloors(
             config.state_dir, {name: u.journal.serial for name, u in self.updaters.items()}
         )
         self._retry_at = 0.0
+        self._root_refreshed_at = float("-inf")
         self._retry_delay = _RETRY_MIN_S
         self._status_due = 0.0
         self._probation_due = 0.0
@@ -249,38 +259,44 @@ class Agent:
                     "serving.unix_socket) or stop what holds it"
                 ) from e
 
-    def _on_desired(self, topic: str, payload: bytes, _retained: bool) -> None:
-        self._inbox.put((topic, payload))  # network thread: hand over, decide later
+    def _on_desired(self, topic: str, payload: bytes, retained: bool) -> None:
+        # Network thread: hand over, decide later. A message with the retain flag is the copy
+        # a subscription gets; one without it was published while we listened (or queued in
+        # our session while we were away): the operator sending it now.
+        self._inbox.put((topic, payload, not retained))
         self._wakeup.set()
 
     def _drain_inbox(self) -> None:
         while True:
             try:
-                topic, payload = self._inbox.get_nowait()
+                topic, payload, live = self._inbox.get_nowait()
             except queue.Empty:
                 return
-            self._take_assignment(topic, payload)
+            self._take_assignment(topic, payload, live=live)
 
-    def _take_assignment(self, topic: str, payload: bytes) -> None:
+    def _take_assignment(self, topic: str, payload: bytes, *, live: bool = False) -> None:
         """``_accept_assignment`` behind a last-resort guard: a retained message is delivered
         again at every start, so one that raised here would end the daemon on every restart
         and the device would serve nothing. Nothing a remote party sends may do that."""
         try:
-            self._accept_assignment(topic, payload)
+            self._accept_assignment(topic, payload, live=live)
         except Exception as e:  # the guard itself; the trace goes to the log
             log.exception("unexpected error handling the assignment on %s", topic)
             reason = " ".join(f"{type(e).__name__}: {e}".split())[:200]
             self._refused_assignment(topic, f"assignment on {topic} refused: {reason}")
 
-    def _accept_assignment(self, topic: str, payload: bytes) -> None:
+    def _accept_assignment(self, topic: str, payload: bytes, *, live: bool = False) -> None:
         scope = self.topics.desired_scope(topic)
-        if scope is None or not payload:
-            return
+        if scope is None or not payload or scope[1] not in self.updaters:
+            return  # not a desired-state topic of a model this device manages
         try:
             assignment = self._verify(payload)
+        except _RootRefreshDue:
+            self._awaiting_root[topic] = payload  # checked again after the next refresh
+            return
         except TransferError as e:
             self.assignment_error = str(e)
-            self._deferred.append((topic, payload))  # verified again once the broker is back
+            self._deferred[topic] = payload  # verified again once the broker is back
             self._back_off()
             return
         except EdgeSdkError as e:
@@ -303,6 +319,10 @@ class Agent:
                 f"{floor} was already accepted for {expected_scope}/{model}",
             )
             return
+        if verdict is Verdict.SEEN and live:
+            # The same assignment published again by the operator (not the retained copy a
+            # subscription gets): a retry of an update of it that failed, from the chunks held.
+            self.updaters[model].retry_requested = assignment.serial
         if assignment.serial <= self._seen_serial.get(topic, 0):
             return  # taken already in this run (the broker delivered it again)
         if verdict is Verdict.NEW:
@@ -316,7 +336,7 @@ class Agent:
                 )
                 log.warning("%s", self.assignment_error)
                 self._dirty = True
-                self._deferred.append((topic, payload))
+                self._deferred[topic] = payload
                 self._back_off()
                 return
         # SEEN: the retained copy of the assignment accepted before a restart. Not a refusal:
@@ -332,6 +352,11 @@ class Agent:
             return verify_assignment(self.trusted_root(), payload)
         except (UnknownKeyError, ThresholdError):
             # Maybe signed by a key rotated in since our last refresh: walk the root, retry.
+            # At most once per interval: anyone who can publish to our topics could otherwise
+            # make every message cost a full metadata refresh.
+            if self.now() - self._root_refreshed_at < _ROOT_REFRESH_MIN_S:
+                raise _RootRefreshDue() from None
+            self._root_refreshed_at = self.now()
             session = self.tuf_session()
             session.refresh()
             return verify_assignment(session.trusted_root(), payload)
@@ -348,8 +373,11 @@ class Agent:
     def _work(self) -> None:
         """Advance every model: resume an interrupted download, or act on its assignment. A
         transfer problem pauses all of it with backoff; the journal keeps the place."""
-        deferred, self._deferred = self._deferred, []
-        for topic, payload in deferred:
+        deferred, self._deferred = self._deferred, {}
+        if self.now() - self._root_refreshed_at >= _ROOT_REFRESH_MIN_S:
+            deferred.update(self._awaiting_root)
+            self._awaiting_root = {}
+        for topic, payload in deferred.items():
             self._take_assignment(topic, payload)
         try:
             for name, updater in self.updaters.items():

@@ -108,6 +108,8 @@ class ModelUpdater:
         self.journal = store.load_journal()
         self.outcome: Outcome | None = None
         self.pending_refusal: tuple[int, str] | None = None  # (serial, reason) last refused
+        # The serial of a failed assignment the operator published again: run it once more.
+        self.retry_requested: int | None = None
         self.last_transfer: TransferStats | None = None
         self.previous_figures: InferenceFigures | None = None
         self.probation_figures: InferenceFigures | None = None
@@ -226,12 +228,15 @@ class ModelUpdater:
             # (its files no longer verify), or serves only as verified at install (its key
             # revoked since), is installed again: that is how a re-signed release lands.
             return
-        if assignment.serial == j.serial and j.state in (
-            State.FAILED,
-            State.ROLLED_BACK,
-            State.COMMITTED,
+        retry = j.state is State.FAILED and self.retry_requested == assignment.serial
+        if (
+            assignment.serial == j.serial
+            and j.state in (State.FAILED, State.ROLLED_BACK, State.COMMITTED)
+            and not retry
         ):
-            return  # this exact assignment already ran to an end; wait for a new one
+            # This exact assignment already ran to an end; wait for a new one, or for the
+            # operator to publish this one again after a failure (a retry).
+            return
         if self.pending_refusal is not None and self.pending_refusal[0] == assignment.serial:
             return
         if assignment.version < j.floor and not assignment.rollback:
@@ -265,6 +270,7 @@ class ModelUpdater:
             )
             self._roll_back(target)
             return
+        self.retry_requested = None
         self._fire(
             Event.ASSIGNED,
             serial=assignment.serial,

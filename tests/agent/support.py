@@ -315,7 +315,12 @@ def settled(config_path: Path) -> Callable[[], bool]:
 
 def retained_status(broker: Broker, device: str = "dev-1") -> dict[str, Any] | None:
     """The device's retained status message, read as the fleet would."""
-    topic = Topics("edge", "default").status(device)
+    payload = retained_message(broker, Topics("edge", "default").status(device))
+    return json.loads(payload) if payload is not None else None
+
+
+def retained_message(broker: Broker, topic: str) -> bytes | None:
+    """The retained payload on ``topic``, or ``None`` when it holds none (after 2 s)."""
     got: list[bytes] = []
     client = broker.client("operator" if broker.tls else None)
     client.on_message = lambda _c, _u, msg: got.append(msg.payload)
@@ -325,7 +330,7 @@ def retained_status(broker: Broker, device: str = "dev-1") -> dict[str, Any] | N
         time.sleep(0.02)
     client.disconnect()
     client.loop_stop()
-    return json.loads(got[-1]) if got else None
+    return bytes(got[-1]) if got else None
 
 
 def replace_manifest(bundle: Bundle, **changes: Any) -> Bundle:

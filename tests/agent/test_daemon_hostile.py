@@ -267,3 +267,44 @@ def test_edge_agent_run_refuses_a_trust_root_that_is_not_a_root_at_start(
     assert code == 2, err
     assert err.count("\n") == 1 and str(bad) in err, err
     assert "Traceback" not in err
+
+
+def test_a_flood_from_an_unknown_key_costs_one_root_refresh_and_bounded_memory(
+    tmp_path: Path, broker: Broker, keyring: Path
+) -> None:
+    """An assignment signed by a key the device does not know may come from a key rotated in
+    since its last refresh, so it walks the root once; but anyone who can publish could make
+    every message cost that walk, and fill memory with messages waiting for it. One refresh
+    per interval; what waits is the latest per desired topic of a managed model."""
+    from edge_sdk.keys import init_keys
+    from edge_sdk.trust import TrustRoot
+
+    stranger = tmp_path / "stranger"
+    init_keys(stranger, online_keys=1, threshold=1)
+    signer = load_signer(stranger / "online-1.key")
+    agent = Agent(load_config(write_config(tmp_path / "dev", broker, keyring / "root.json")))
+    refreshes: list[float] = []
+    root = TrustRoot.from_bytes((keyring / "root.json").read_bytes(), "root")
+
+    class Session:
+        def refresh(self) -> None:
+            refreshes.append(agent.now())
+
+        def trusted_root(self) -> TrustRoot:
+            return root
+
+    agent.tuf_session = Session  # type: ignore[assignment,method-assign]
+    for serial in range(1, 301):
+        for model in ("digits", f"unmanaged-{serial}"):
+            for scope, topic in (
+                ("devices/dev-1", TOPICS.desired_device("dev-1", model)),
+                ("groups/default", TOPICS.desired_group("default", model)),
+            ):
+                payload = sign_assignment(
+                    Assignment(model, 1, scope, serial), [signer], expires=LATER
+                )
+                agent._on_desired(topic, payload, True)
+        agent._drain_inbox()
+    assert len(refreshes) == 1
+    assert set(agent._awaiting_root) == {DEVICE_TOPIC, GROUP_TOPIC}
+    assert agent.updaters["digits"].journal.state.value == "idle"

@@ -17,6 +17,7 @@ from tests.agent.support import (
     committed,
     make_bundle,
     matmul_model,
+    retained_message,
     retained_status,
     store,
     wait_for,
@@ -130,6 +131,59 @@ def test_a_bad_chunk_is_refetched_then_refused_and_the_retry_resumes(
     assert transfer is not None
     assert (transfer.fetched, transfer.cached) == (1, len(all_chunks) - 1), transfer
     assert cached(agent) == set()  # installed: the cache is emptied
+
+
+def test_the_same_assignment_published_again_retries_a_failed_update_from_what_is_held(
+    tmp_path: Path, broker: Broker, keyring: Path
+) -> None:
+    """The operator's other retry: not a new assignment, the very same signed message sent
+    again. Its serial is the one already accepted, so it is no new order; but it arrives live
+    (no retain flag), which the retained copy at a restart never does: the failed update runs
+    once more, fetching only the chunk that was bad."""
+    operator = Operator(keyring, tmp_path / "repo", broker)
+    bundle = small_bundle(keyring, 1, seed=11)
+    operator.publish(bundle)
+    sha, data = some_chunk(operator, bundle)
+    all_chunks = set(operator.repository().chunks_of(bundle))
+    operator.raw(operator.topics.chunk(sha), data[:50] + bytes([data[50] ^ 1]) + data[51:])
+    config = write_config(tmp_path / "dev", broker, keyring / "root.json")
+    with agent_thread(config) as agent:
+        assignment = operator.assign(1)
+        wait_for(lambda: failed_with(config, "does not match its signed sha256"))
+        desired = operator.topics.desired_device("dev-1", "digits")
+        signed = retained_message(broker, desired)
+        assert signed is not None
+        serial = store(config).load_journal().serial
+        assert serial == assignment.serial
+        operator.raw(operator.topics.chunk(sha), data)
+        operator.raw(desired, signed)  # the same bytes, published again
+        wait_for(committed(config, 1), what="v1 after the same assignment was sent again")
+        transfer = agent.updaters["digits"].last_transfer
+        assert store(config).load_journal().serial == serial
+    assert transfer is not None
+    assert (transfer.fetched, transfer.cached) == (1, len(all_chunks) - 1), transfer
+
+
+def test_the_retained_copy_of_a_failed_assignment_does_not_retry_it_at_a_restart(
+    tmp_path: Path, broker: Broker, keyring: Path
+) -> None:
+    """A failure is final until the operator acts: restarting the agent, which receives the
+    retained assignment again, does not start the failed update over."""
+    operator = Operator(keyring, tmp_path / "repo", broker)
+    bundle = small_bundle(keyring, 1, seed=12)
+    operator.publish(bundle)
+    sha, data = some_chunk(operator, bundle)
+    operator.raw(operator.topics.chunk(sha), data[:50] + bytes([data[50] ^ 1]) + data[51:])
+    config = write_config(tmp_path / "dev", broker, keyring / "root.json")
+    with agent_thread(config):
+        operator.assign(1)
+        wait_for(lambda: failed_with(config, "does not match its signed sha256"))
+    operator.raw(operator.topics.chunk(sha), data)  # fixed, but nobody asked for a retry
+    with agent_thread(config) as agent:
+        wait_for(lambda: agent.link.connected.is_set(), what="the agent connected")
+        time.sleep(2.0)  # the retained assignment arrives and is looked at
+        assert store(config).load_journal().state.value == "failed"
+        assert agent.updaters["digits"].slot.version is None
 
 
 def test_a_chunk_the_broker_never_delivers_fails_after_bounded_retries(
