@@ -28,6 +28,7 @@ from edge_sdk.errors import InputError, OutputError
 from edge_sdk.keys import load_trust_root
 from edge_sdk.profiles import resolve_profile
 from edge_sdk.topics import check_identifier
+from edge_sdk.userfile import read_user_file
 
 DEFAULT_STATE_DIR = "/var/lib/edge-agent"
 # Ids the operator side connects as: a device enrolled under one would get the operator's ACL
@@ -231,10 +232,8 @@ def _profile_file(profile: str) -> Path | None:
 def _copy(source: Path, target: Path) -> None:
     if source.absolute() == target.absolute():
         return
-    try:
-        data = source.read_bytes()
-    except OSError as e:
-        raise InputError(f"cannot read {source}: {e.strerror}") from e
+    # A trust root or a profile: small regular files (a FIFO or device is refused, not read).
+    data = read_user_file(source, "file", 16 << 20, InputError)
     write_bytes_atomic(target, data)
 
 

@@ -35,6 +35,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from edge_sdk.atomic import write_bytes_atomic
 from edge_sdk.errors import InputError, KeyFileError
+from edge_sdk.userfile import read_user_file
 
 # Certificates start a little in the past: a device whose clock lags the host's by a few minutes
 # would otherwise reject a certificate issued just now as "not yet valid".
@@ -261,14 +262,8 @@ def _issued(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> Issued:
 
 
 def _read(path: Path, what: str) -> bytes:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as e:
-        raise KeyFileError(f"{path}: no such {what} file") from e
-    except IsADirectoryError as e:
-        raise KeyFileError(f"{path} is a directory, not a {what} file") from e
-    except OSError as e:
-        raise KeyFileError(f"cannot read {what} file {path}: {e.strerror}") from e
+    # PEM files are a few KiB: a FIFO, a device or a huge file is refused, not read.
+    data = read_user_file(path, f"{what} file", 1 << 20, KeyFileError)
     if not data.strip():
         raise KeyFileError(f"{path} is empty, not a {what} file")
     return data
