@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_sdk.errors import DataError
-from edge_sdk.profiles import ImagePreprocess
+from edge_sdk.profiles import ImagePreprocess, image_problem
 from edge_sdk.tensors import TensorSpec, format_shape
 from edge_sdk.userfile import MIB, check_regular_file, read_user_file
 
@@ -287,6 +287,9 @@ def load_image_folder(path: Path, spec: TensorSpec, image: ImagePreprocess) -> D
             f"input '{spec.name}' has dynamic image size {format_shape(spec.shape)}; pass "
             f"--input-shape {spec.name}=1,..."
         )
+    problem = image_problem(image)  # also for an ImagePreprocess made in code, not a profile
+    if problem is not None:
+        raise DataError(f"image {problem[0]} {problem[1]} (profile [image] or --image-*)")
     for key, values in (("mean", image.mean), ("std", image.std)):
         if len(values) not in (1, channels):
             raise DataError(

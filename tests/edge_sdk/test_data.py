@@ -114,3 +114,32 @@ def test_synthetic_data_says_what_it_costs() -> None:
     ds = synthetic([TensorSpec("input", ("batch", 1, 8, 8), "float32")], 8)
     assert ds.synthetic and ds.inputs["input"].shape == (8, 1, 8, 8)
     assert "synthetic" in ds.notes[0] and "--calibration" in ds.notes[0]
+
+
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        (ImagePreprocess(scale=float("inf")), "image scale must be a finite number > 0"),
+        (ImagePreprocess(std=(0.0,)), "image std must hold numbers > 0"),
+        (ImagePreprocess(mean=(0.1, 0.2)), "image mean has 2 values but input 'input' has 1"),
+    ],
+)
+def test_image_preprocessing_that_would_make_nan_is_refused(
+    tmp_path: Path, image: ImagePreprocess, message: str
+) -> None:
+    Image.new("L", (8, 8), 7).save(tmp_path / "a.png")
+    with pytest.raises(DataError, match=message):
+        load_data(tmp_path, [IMAGE], image)
+
+
+def test_image_files_that_hang_or_explode_are_one_line(tmp_path: Path) -> None:
+    import os
+
+    Image.new("L", (8, 8), 7).save(tmp_path / "a.png")
+    os.mkfifo(tmp_path / "b.png")  # opening it would block forever
+    with pytest.raises(DataError, match=r"b\.png is a FIFO"):
+        load_data(tmp_path, [IMAGE], ImagePreprocess())
+    (tmp_path / "b.png").unlink()
+    (tmp_path / "c.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    with pytest.raises(DataError, match=r"c\.png is not a readable image"):
+        load_data(tmp_path, [IMAGE], ImagePreprocess())
