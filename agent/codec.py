@@ -219,7 +219,7 @@ def _admit(
     """An array's bytes, if its header fits the model and the limits (``used`` bytes already
     taken by the request's other arrays); before any of its data is read."""
     spec = _spec(name, wanted)
-    _fits(name, header.dtype, header.shape, spec, limits)
+    fits(name, header.dtype, header.shape, spec, limits)
     if used + header.nbytes > limits.max_decoded_bytes:
         raise RequestError(
             413,
@@ -229,7 +229,7 @@ def _admit(
     return header.nbytes
 
 
-def _fits(
+def fits(
     name: str, dtype: np.dtype, shape: tuple[int, ...], spec: TensorSpec, limits: Limits
 ) -> None:
     if dtype != np.dtype(spec.dtype):
@@ -276,7 +276,7 @@ def check(
     total = 0
     for name, spec in wanted.items():
         array = arrays[name]
-        _fits(name, array.dtype, array.shape, spec, limits)
+        fits(name, array.dtype, array.shape, spec, limits)
         total += array.nbytes
         if total > limits.max_decoded_bytes:
             raise RequestError(
