@@ -16,11 +16,12 @@ import os
 import re
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from agent.http_fetch import HttpSettings
 from edge_sdk import topics
 from edge_sdk.bundle import check_name
 from edge_sdk.chunking import MAX_CHUNK
@@ -135,6 +136,7 @@ class AgentConfig:
     report: ReportConfig
     test: TestConfig
     serving: ServingConfig = ServingConfig()
+    store: HttpSettings = field(default_factory=HttpSettings)
 
 
 def check_identifier(value: str, what: str) -> str:
@@ -441,6 +443,7 @@ def parse_config(document: Mapping[str, Any], path: Path) -> AgentConfig:
     report = ReportConfig(
         interval_s=r.number("interval_s", ReportConfig().interval_s, positive=True)
     )
+    store = _store(top.table("store", _keys(HttpSettings)), base)
     x = top.table("test", _keys(TestConfig))
     test = TestConfig(
         crash_at=x.string("crash_at", ""),
@@ -463,6 +466,21 @@ def parse_config(document: Mapping[str, Any], path: Path) -> AgentConfig:
         report=report,
         test=test,
         serving=serving,
+        store=store,
+    )
+
+
+def _store(t: _Table, base: Path) -> HttpSettings:
+    """``[store]``: how chunks are fetched from the HTTP(S) mirrors a release names."""
+    d = HttpSettings()
+    fallback = t.get("fallback", bool)
+    return HttpSettings(
+        ca=t.path("ca", base, "store-ca.pem", required=False, must_exist=True),
+        connections=t.integer("connections", d.connections, 1, 16),
+        timeout_s=t.number("timeout_s", d.timeout_s, positive=True),
+        tries=t.integer("tries", d.tries, 1, 10),
+        backoff_s=t.number("backoff_s", d.backoff_s, positive=False),
+        fallback=d.fallback if fallback is None else fallback,
     )
 
 

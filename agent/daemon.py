@@ -29,7 +29,7 @@ from agent.mqtt_link import MqttLink, Will
 from agent.serials import SerialFloors, Verdict, judge
 from agent.store import ChunkCache, ChunkRef, ModelStore
 from agent.sysinfo import CpuMeter, free_disk_bytes, release_memory, rss_bytes
-from agent.transfer import Release, TransferStats, fetch_chunks
+from agent.transfer import Release, TransferStats, fetch_release
 from agent.tuf_mqtt import TufSession
 from agent.updater import ModelUpdater
 from edge_sdk import __version__
@@ -135,13 +135,14 @@ class Agent:
     def fetch(
         self, release: Release, local: Mapping[str, ChunkRef], on_chunk: Callable[[int], None]
     ) -> TransferStats:
-        return fetch_chunks(
+        return fetch_release(
             release,
             self.link,
             self.topics,
             self.cache,
             local,
             timeout=self.config.broker.fetch_timeout_s,
+            http=self.config.store,
             on_chunk=on_chunk,
         )
 
@@ -463,6 +464,8 @@ def model_status(u: ModelUpdater) -> dict[str, Any]:
             "fetched_bytes": t.fetched_bytes,
             "cached": t.cached,
             "reused": t.reused,
+            # Where the fetched chunks came from: each mirror's base URL, or "broker".
+            "sources": {src: {"chunks": n, "bytes": b} for src, n, b in t.sources},
         },
         "inference": u.slot.figures().to_json(),
         # The health gate's view while in probation (and of the last one after it).

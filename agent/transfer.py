@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.http_fetch import HttpFetcher, HttpSettings, parse_mirrors
 from agent.mqtt_link import MqttLink
 from agent.store import ChunkCache, ChunkRef, write_failure
 from agent.tuf_mqtt import TufSession
@@ -39,10 +40,16 @@ BATCH = 16  # chunks read with one SUBSCRIBE / UNSUBSCRIBE pair
 BATCHES_IN_FLIGHT = 2  # keeps the link busy while the previous batch is checked and stored
 MAX_CHUNK_TRIES = 3  # a chunk that fails its check is fetched at most this often per attempt
 _PUBLISH_OVERHEAD = 64  # PUBLISH fixed header, topic length and properties, beyond the topic
+MIRRORS = "mirrors"  # the manifest target's custom key naming the release's HTTP(S) mirrors
+BROKER = "broker"  # the source name of chunks read from the broker, in TransferStats.sources
 
 
-def target_path(model: str, version: int, file: str) -> str:
-    return f"{model}/{version}/{file}"
+def target_path(model: str, version: int, file: str, profile: str | None = None) -> str:
+    """A release file's target: ``<model>/<version>/<file>`` for a release's first variant,
+    ``<model>/<version>/<profile>/<file>`` for each further profile's (edge_sdk.repository)."""
+    if profile is None:
+        return f"{model}/{version}/{file}"
+    return f"{model}/{version}/{profile}/{file}"
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,9 @@ class Release:
     profile: str
     runtime: str
     files: tuple[FileSpec, ...]
+    # HTTP(S) base URLs the signed release names for its chunks, in the order to try them
+    # (agent.http_fetch); empty: the broker is the only source.
+    mirrors: tuple[str, ...] = ()
 
     @property
     def total_bytes(self) -> int:
@@ -82,12 +92,19 @@ class TransferStats:
     fetched_bytes: int
     cached: int  # already in the chunk cache (a resumed download)
     reused: int  # held by an installed version
+    # Where the fetched chunks came from: a mirror's base URL or "broker" -> (chunks, bytes).
+    sources: tuple[tuple[str, int, int], ...] = ()
 
 
 def _file_spec(
-    session: TufSession, model: str, version: int, name: str, limits: Limits
+    session: TufSession,
+    model: str,
+    version: int,
+    name: str,
+    limits: Limits,
+    variant: str | None = None,
 ) -> FileSpec:
-    info = session.target(target_path(model, version, name))
+    info = session.target(target_path(model, version, name, variant))
     if info is None:
         raise TamperedError(
             f"release {model} v{version} lists {name} but the metadata has no such target"
@@ -134,9 +151,17 @@ def read_release(
     runtime: str,
     limits: Limits,
 ) -> Release:
-    """The release's signed description, refused before any download if it is for another
-    model, version, profile or runtime, lists unexpected files, or is bigger than the caps."""
-    info = session.target(target_path(model, version, MANIFEST))
+    """The signed description of this device's variant of the release, refused before any
+    download if it is for another model, version, profile or runtime, lists unexpected files,
+    or is bigger than the caps.
+
+    A release holds a variant per profile: this device's own profile directory is looked up
+    first, then the release's first variant (the only one a release published before variants
+    existed has), whose record must then name this device's profile."""
+    variant: str | None = profile
+    info = session.target(target_path(model, version, MANIFEST, profile))
+    if info is None:
+        variant, info = None, session.target(target_path(model, version, MANIFEST))
     if info is None:
         raise UpdateError(f"{model} v{version} is not published in the fleet repository")
     custom = info.custom if isinstance(info.custom, dict) else {}
@@ -162,8 +187,15 @@ def read_release(
     unexpected = sorted(set(names) - ALLOWED_FILES)
     if unexpected or len(set(names)) != len(names) or MANIFEST not in names or GOLDEN not in names:
         raise TamperedError(f"{model} v{version}: unexpected file list {names}")
-    files = tuple(_file_spec(session, model, version, n, limits) for n in names)
-    return Release(model, version, profile, runtime, files)
+    files = tuple(_file_spec(session, model, version, n, limits, variant) for n in names)
+    try:
+        mirrors = parse_mirrors(custom.get(MIRRORS))
+    except ValueError as e:
+        raise TamperedError(
+            f"{model} v{version}: the signed mirror list is malformed ({e}); publish it again "
+            "with valid --store-url values"
+        ) from e
+    return Release(model, version, profile, runtime, files, mirrors)
 
 
 def unique_chunks(release: Release) -> dict[str, int]:
@@ -242,7 +274,80 @@ def fetch_chunks(
             on_chunk(stored)
     if failure is not None:
         raise failure
-    return TransferStats(len(wanted), len(missing), fetched_bytes, len(cached), len(reused))
+    sources = ((BROKER, len(missing), fetched_bytes),) if missing else ()
+    return TransferStats(
+        len(wanted), len(missing), fetched_bytes, len(cached), len(reused), sources
+    )
+
+
+def fetch_release(
+    release: Release,
+    link: MqttLink,
+    topics: Topics,
+    cache: ChunkCache,
+    local: Mapping[str, ChunkRef],
+    *,
+    timeout: float,
+    http: HttpSettings | None,
+    on_chunk: Callable[[int], None] = lambda _: None,
+) -> TransferStats:
+    """Fetch the chunks the device lacks from the release's signed HTTP(S) mirrors (in
+    order; ``agent.http_fetch``), then from the broker whatever no mirror delivered, when
+    ``http.fallback`` allows it. Without mirrors (or ``http`` None) it is :func:`fetch_chunks`.
+
+    Every chunk from a mirror passes :func:`chunk_problem` before it is stored, as one from
+    the broker does; verified chunks are kept whatever happens next, so a download cut short
+    (a store stopped mid-way) resumes with what is missing. With the fallback off, chunks no
+    mirror delivered raise ``TransferError`` (retried later, nothing installed).
+    """
+    wanted = unique_chunks(release)
+    if not release.mirrors or http is None:
+        return fetch_chunks(release, link, topics, cache, local, timeout=timeout, on_chunk=on_chunk)
+    cached = [s for s, n in wanted.items() if cache.has(s) and cache.verified(s, n)]
+    reused = [s for s in wanted if s not in cached and s in local]
+    missing = [s for s in wanted if s not in cached and s not in local]
+    max_packet = link.max_packet_bytes
+    fetcher = HttpFetcher(
+        release.mirrors, http, lambda sha, n, data: chunk_problem(sha, n, data, max_packet)
+    )
+    per_source: dict[str, list[int]] = {}
+    left: list[str] = []
+    problems: list[str] = []
+    stored = 0
+    for got in fetcher.fetch((sha, wanted[sha]) for sha in missing):
+        if got.data is None:
+            left.append(got.sha)
+            problems.extend(got.problems[-1:])
+            continue
+        cache.put(got.sha, got.data)
+        counts = per_source.setdefault(got.source, [0, 0])
+        counts[0] += 1
+        counts[1] += len(got.data)
+        stored += 1
+        on_chunk(stored)
+    sources = [(src, n, b) for src, (n, b) in per_source.items()]
+    fetched_bytes = sum(b for _, _, b in sources)
+    if left:
+        where = f"{release.name} v{release.version}"
+        if not http.fallback:
+            raise TransferError(
+                f"{len(left)} chunk(s) of {where} came from no mirror ({problems[0]}) and "
+                "store.fallback is off; retrying later"
+            )
+        from_broker = fetch_chunks(
+            release,
+            link,
+            topics,
+            cache,
+            local,
+            timeout=timeout,
+            on_chunk=lambda n: on_chunk(stored + n),
+        )
+        sources.extend(from_broker.sources)
+        fetched_bytes += from_broker.fetched_bytes
+    return TransferStats(
+        len(wanted), len(missing), fetched_bytes, len(cached), len(reused), tuple(sources)
+    )
 
 
 def check_deliverable(topic: str, length: int, max_packet: int) -> None:
