@@ -20,6 +20,7 @@ from edge_sdk.keys import ROOT_JSON, load_trust_root
 from edge_sdk.operator_link import OperatorLink
 from edge_sdk.publish_ledger import PublishLedger
 from edge_sdk.repository import PublishSet, Repository, online_signers
+from edge_sdk.stores import Store, UploadResult
 from edge_sdk.topics import Topics
 from edge_sdk.trust import add_signatures, sign_files, verify_bundle
 
@@ -37,6 +38,12 @@ class PublishResult:
     sent_chunks: int
     skipped_chunks: int
     sent_bytes: int
+    # With a store (fleet publish --store): chunks uploaded / already there, and the mirrors
+    # the signed metadata now names for the release.
+    store_sent_chunks: int = 0
+    store_skipped_chunks: int = 0
+    store_sent_bytes: int = 0
+    mirrors: tuple[str, ...] = ()
 
 
 BUNDLE_SIGNATURE_DAYS = 365
@@ -176,27 +183,46 @@ def publish_bundle(
     expires: datetime | None = None,
     progress: Callable[[SendProgress], None] | None = None,
     ledger: PublishLedger | None = None,
+    store: Store | None = None,
+    mirrors: Sequence[str] = (),
+    broker_chunks: bool = True,
 ) -> PublishResult:
     """Add ``bundle`` to the repository and put it on the broker. Safe to repeat: adding the
     same release again changes nothing, and every message is retained and idempotent. Without
-    a ``ledger`` every chunk is sent; with one, only those this broker has not acknowledged."""
+    a ``ledger`` every chunk is sent; with one, only those this broker has not acknowledged.
+
+    With a ``store``, the chunks go there first, then ``mirrors`` (the public base URLs devices
+    fetch them from, in order) are signed into the release's metadata; the broker still gets
+    the chunks as the devices' fallback source unless ``broker_chunks`` is False. Metadata is
+    sent last, so no device learns of a mirror before its chunks are there."""
     changes = repo.add_bundle(bundle, expires=expires)
+    chunks = changes.chunks or repo.chunks_of(bundle)
+    removed = changes.removed_metadata
+    uploaded = UploadResult(0, 0, 0)
+    m = bundle.manifest
+    if store is not None:
+        uploaded = store.upload(chunks)
+        pruned = repo.set_mirrors(m.name, m.version, list(mirrors), expires=expires)
+        removed = tuple(dict.fromkeys((*removed, *(pruned or ()))))
     everything = PublishSet(
         metadata=repo.metadata_files(),
-        chunks=changes.chunks or repo.chunks_of(bundle),
-        removed_metadata=changes.removed_metadata,
+        chunks=chunks if broker_chunks else {},
+        removed_metadata=removed,
     )
     sent = send(link, topics, everything, progress, ledger=ledger)
-    m = bundle.manifest
     return PublishResult(
         m.name,
         m.version,
-        len(everything.chunks),
-        sum(len(c) for c in everything.chunks.values()),
+        len(chunks),
+        sum(len(c) for c in chunks.values()),
         len(everything.metadata),
         sent.sent_chunks,
         sent.skipped_chunks,
         sent.sent_bytes,
+        uploaded.sent_chunks,
+        uploaded.skipped_chunks,
+        uploaded.sent_bytes,
+        tuple(mirrors) if store is not None else (),
     )
 
 

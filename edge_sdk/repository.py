@@ -12,12 +12,19 @@ There is no state file: timestamp.json -> V.snapshot.json -> V.targets.json *is*
 timestamp.json is written last, so a crash part-way leaves the previous state in force and the
 newer files it left behind are simply overwritten by the next change.
 
-Every file of a bundle is a target ``<model>/<version>/<file>`` with its length, sha256 and
+Every file of a bundle is a target with its length, sha256 and
 ``custom = {"chunks": [[sha256, length], ...]}`` (``edge_sdk.chunking``, in file order): devices
 fetch content-addressed chunks, not files, so the repository stores metadata only and hands the
 chunks to the caller in a :class:`PublishSet`. The manifest's target also carries
 ``custom["release"]`` (name, version, profile, runtime, member files, total bytes) so a device
 can refuse a wrong-profile or oversized release before fetching anything else.
+
+A release (model name and version) holds one *variant* per hardware profile, each a whole
+bundle. The first variant published of a release lives at ``<model>/<version>/<file>`` (the
+layout every agent reads, including those from before variants existed); each further profile's
+at ``<model>/<version>/<profile>/<file>``. A device looks for its own profile's directory first,
+then at the first variant, whose release record must name its profile (see ``agent.transfer``).
+Chunks are content-addressed, so bytes two variants share are stored and sent once.
 
 The decisions (what to re-sign, versions, expiries) are pure functions of the loaded state and
 the clock; :class:`Repository` is the I/O around them. Everything is signed in memory before
@@ -54,6 +61,7 @@ from edge_sdk.atomic import write_bytes_atomic
 from edge_sdk.bundle import MANIFEST, SIGNATURES, Bundle, check_name, sha256
 from edge_sdk.errors import InputError, KeyFileError, OutputError, TamperedError, ThresholdError
 from edge_sdk.keys import load_public_key, load_signer, load_trust_root
+from edge_sdk.profiles import PROFILE_ID
 from edge_sdk.trust import TrustRoot
 
 METADATA_DIR = "metadata"
@@ -120,6 +128,48 @@ def release_prefix(name: str, version: int) -> str:
     return f"{name}/{version}/"
 
 
+def variant_prefix(name: str, version: int, profile: str) -> str:
+    """Where a further profile's variant of a release lives (the first one is at
+    :func:`release_prefix`)."""
+    return f"{name}/{version}/{profile}/"
+
+
+def _under(paths: Iterable[str], prefix: str) -> list[str]:
+    """The paths directly in ``prefix`` (a variant's own files, not those of the variants
+    below a release's first one)."""
+    return [p for p in paths if p.startswith(prefix) and "/" not in p[len(prefix) :]]
+
+
+def _record_of(target: TargetFile | None) -> dict[str, Any] | None:
+    record = (target.unrecognized_fields.get(_CUSTOM) or {}).get(RELEASE) if target else None
+    return dict(record) if isinstance(record, dict) else None
+
+
+def variants(targets: Mapping[str, TargetFile], name: str, version: int) -> dict[str, str]:
+    """profile -> target prefix of every variant of ``name`` v``version`` in ``targets``."""
+    base = release_prefix(name, version)
+    found: dict[str, str] = {}
+    first = _record_of(targets.get(base + MANIFEST))
+    if first is not None:
+        found[str(first.get("profile", ""))] = base
+    suffix = "/" + MANIFEST
+    for path in targets:
+        if path.startswith(base) and path.endswith(suffix):
+            profile = path[len(base) : -len(suffix)]
+            if profile and "/" not in profile and profile not in found:
+                found[profile] = variant_prefix(name, version, profile)
+    return found
+
+
+def placement(targets: Mapping[str, TargetFile], name: str, version: int, profile: str) -> str:
+    """The prefix a ``profile`` variant of the release goes to: where it already is, else the
+    release's own directory for its first variant, else its profile's directory."""
+    existing = variants(targets, name, version)
+    if profile in existing:
+        return existing[profile]
+    return variant_prefix(name, version, profile) if existing else release_prefix(name, version)
+
+
 def release_files(bundle: Bundle) -> dict[str, bytes]:
     """Every file of the bundle by its member name, the build-time signatures included."""
     files = bundle.signed_files()
@@ -137,6 +187,11 @@ def _check_release(bundle: Bundle) -> None:
             f"bundle model name {manifest.name!r} cannot be a repository path; rebuild it "
             "with a valid --name"
         ) from e
+    if not PROFILE_ID.match(manifest.profile):
+        raise InputError(
+            f"bundle {manifest.name} is for profile {manifest.profile[:80]!r}, which cannot be a "
+            "repository path; rebuild it with a profile id of letters, digits, '.', '_' or '-'"
+        )
     if manifest.version < 1:
         raise InputError(
             f"bundle {manifest.name} has version {manifest.version}; rebuild it with a "
@@ -150,11 +205,13 @@ def _check_release(bundle: Bundle) -> None:
 
 
 def release_targets(
-    bundle: Bundle, chunks: Mapping[str, list[chunking.Chunk]]
+    bundle: Bundle, chunks: Mapping[str, list[chunking.Chunk]], prefix: str | None = None
 ) -> dict[str, TargetFile]:
-    """The TUF targets for one bundle; ``chunks`` is ``chunking.split`` of each member file."""
+    """The TUF targets for one bundle under ``prefix`` (default: the release's own directory);
+    ``chunks`` is ``chunking.split`` of each member file."""
     manifest, files = bundle.manifest, release_files(bundle)
-    prefix = release_prefix(manifest.name, manifest.version)
+    if prefix is None:
+        prefix = release_prefix(manifest.name, manifest.version)
     result = {}
     for name, data in sorted(files.items()):
         custom: dict[str, Any] = {CHUNKS: [[c.sha256, c.length] for c in chunks[name]]}
@@ -174,15 +231,21 @@ def _digests(targets: Mapping[str, TargetFile]) -> dict[str, tuple[int, str | No
 
 
 def merge_release(
-    current: Mapping[str, TargetFile], release: Mapping[str, TargetFile], name: str, version: int
+    current: Mapping[str, TargetFile],
+    release: Mapping[str, TargetFile],
+    name: str,
+    version: int,
+    prefix: str | None = None,
 ) -> dict[str, TargetFile] | None:
-    """``current`` with ``release`` added; None if it is already there with the same bytes.
+    """``current`` with ``release`` (one variant, under ``prefix``: see :func:`placement`)
+    added; None if it is already there with the same bytes.
 
     Releases are immutable: devices cache chunks and trust a version number once, so different
-    bytes under a published name/version is refused rather than replaced.
+    bytes under a published name/version and profile is refused rather than replaced. Another
+    profile's variant of a published release is added beside it.
     """
-    prefix = release_prefix(name, version)
-    published = _digests({p: t for p, t in current.items() if p.startswith(prefix)})
+    prefix = release_prefix(name, version) if prefix is None else prefix
+    published = _digests({p: current[p] for p in _under(current, prefix)})
     if not published:
         return {**current, **release}
     wanted = _digests(release)
@@ -197,8 +260,36 @@ def merge_release(
         return {**current, **release}
     raise InputError(
         f"{name} version {version} is already published with a different "
-        f"{differing[0].removeprefix(prefix)}; releases are immutable: bump the version and rebuild"
+        f"{differing[0].removeprefix(prefix)} for this profile; releases are immutable: bump the "
+        "version and rebuild"
     )
+
+
+MIRRORS = "mirrors"  # agent.transfer.MIRRORS
+
+
+def with_mirrors(
+    current: Mapping[str, TargetFile], name: str, version: int, mirrors: list[str]
+) -> dict[str, TargetFile] | None:
+    """``current`` with ``custom["mirrors"] = mirrors`` on every manifest target of the
+    release (each variant's); None when nothing changes. The mirror list is signed with the
+    targets, so a device fetches only from stores the fleet's keys named."""
+    prefix = release_prefix(name, version)
+    result = dict(current)
+    changed = False
+    for path, target in current.items():
+        if not (path.startswith(prefix) and path.rsplit("/", 1)[-1] == MANIFEST):
+            continue
+        custom = dict(target.unrecognized_fields.get(_CUSTOM) or {})
+        if custom.get(MIRRORS, []) == mirrors:
+            continue
+        if mirrors:
+            custom[MIRRORS] = list(mirrors)
+        else:
+            custom.pop(MIRRORS, None)
+        result[path] = TargetFile(target.length, dict(target.hashes), path, {_CUSTOM: custom})
+        changed = True
+    return result if changed else None
 
 
 def chunk_ids(targets: Iterable[TargetFile]) -> set[str]:
@@ -464,13 +555,21 @@ class Repository:
         return sorted(found)
 
     def release_record(self, name: str, version: int) -> dict[str, Any] | None:
-        """The signed release record (profile, runtime, files, bytes) of ``name`` v``version``,
-        or ``None`` when that release is not in the repository."""
-        target = self._state().targets.signed.targets.get(
-            f"{release_prefix(name, version)}{MANIFEST}"
-        )
-        record = (target.unrecognized_fields.get("custom") or {}).get("release") if target else None
-        return dict(record) if isinstance(record, dict) else None
+        """The signed release record (profile, runtime, files, bytes) of the first variant of
+        ``name`` v``version``, or ``None`` when that release is not in the repository."""
+        targets = self._state().targets.signed.targets
+        return _record_of(targets.get(f"{release_prefix(name, version)}{MANIFEST}"))
+
+    def release_variants(self, name: str, version: int) -> dict[str, dict[str, Any]]:
+        """profile -> signed release record of every variant of ``name`` v``version`` (empty
+        when that release is not in the repository)."""
+        targets = self._state().targets.signed.targets
+        found = {}
+        for profile, prefix in variants(targets, name, version).items():
+            record = _record_of(targets.get(prefix + MANIFEST))
+            if record is not None:
+                found[profile] = record
+        return found
 
     def metadata_files(self) -> dict[str, bytes]:
         """Every published file under metadata/, in publish order (see PublishSet)."""
@@ -491,8 +590,9 @@ class Repository:
     # --- changes ---
 
     def add_bundle(self, bundle: Bundle, *, expires: datetime | None = None) -> PublishSet:
-        """Publish a release; adding one already published with identical files changes
-        nothing (the chunks are still returned, to re-publish a broker that lost them)."""
+        """Publish a release, or another profile's variant of one (see :func:`placement`);
+        adding one already published with identical files changes nothing (the chunks are
+        still returned, to re-publish a broker that lost them)."""
         _check_release(bundle)
         files = release_files(bundle)
         split = {name: chunking.split(data) for name, data in files.items()}
@@ -500,11 +600,11 @@ class Repository:
             c.sha256: chunking.chunk_bytes(files[n], c) for n, cs in split.items() for c in cs
         }
         state = self._state()
+        current = state.targets.signed.targets
+        m = bundle.manifest
+        prefix = placement(current, m.name, m.version, m.profile)
         merged = merge_release(
-            state.targets.signed.targets,
-            release_targets(bundle, split),
-            bundle.manifest.name,
-            bundle.manifest.version,
+            current, release_targets(bundle, split, prefix), m.name, m.version, prefix
         )
         if merged is None:
             return PublishSet(self.metadata_files(), chunks)
@@ -527,6 +627,18 @@ class Repository:
         unused = sorted(chunk_ids(gone) - chunk_ids(kept.values()))
         pruned = self._update(state, targets=kept, expires=expires)
         return PublishSet(self.metadata_files(), {}, pruned, tuple(unused))
+
+    def set_mirrors(
+        self, name: str, version: int, mirrors: list[str], *, expires: datetime | None = None
+    ) -> tuple[str, ...] | None:
+        """Sign ``mirrors`` (HTTP(S) base URLs, in the order devices try them) into every
+        variant's manifest target of ``name`` v``version``: the pruned metadata file names,
+        or None when the release already lists exactly these."""
+        state = self._state()
+        changed = with_mirrors(state.targets.signed.targets, name, version, mirrors)
+        if changed is None:
+            return None
+        return self._update(state, targets=changed, expires=expires)
 
     def refresh(self, *, expires: datetime | None = None) -> PublishSet:
         """Always a new timestamp; snapshot and targets when stale or signed by keys the root no

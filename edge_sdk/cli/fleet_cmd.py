@@ -25,6 +25,7 @@ from edge_sdk.cli._fleet_options import (
 
 if TYPE_CHECKING:
     from edge_sdk.operator_link import OperatorLink
+    from edge_sdk.stores import Store
 
 fleet_app = new_app("Operate the fleet: publish bundles and assign versions over MQTT.")
 
@@ -52,13 +53,50 @@ def publish_command(
             "for a broker that lost its retained messages (restarted without persistence).",
         ),
     ] = False,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            envvar="EDGE_SDK_STORE",
+            help="Also upload the chunks to an artifact store: s3://BUCKET/PREFIX (credentials "
+            "and region from the usual AWS_* settings) or file:///PATH (a directory an HTTP "
+            "server serves). Devices then fetch them over HTTP(S) from --store-url.",
+        ),
+    ] = None,
+    store_url: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--store-url",
+            envvar="EDGE_SDK_STORE_URL",
+            help="Public http(s):// base URL devices fetch the store's chunks from; repeat for "
+            "more mirrors, tried in order. Default for s3://: ENDPOINT/BUCKET/PREFIX/.",
+        ),
+    ] = None,
+    store_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            "--store-endpoint",
+            envvar="EDGE_SDK_STORE_ENDPOINT",
+            help="S3 endpoint URL for a non-AWS store (SeaweedFS, MinIO...); AWS_ENDPOINT_URL "
+            "works too.",
+        ),
+    ] = None,
+    broker_chunks: Annotated[
+        bool,
+        typer.Option(
+            "--broker-chunks/--no-broker-chunks",
+            help="With --store: also put the chunks on the broker, the devices' fallback "
+            "source (default). --no-broker-chunks keeps the broker to control messages.",
+        ),
+    ] = True,
     json_output: JsonFlag = False,
 ) -> None:
     """Add a bundle to the fleet repository and publish its chunks and metadata (retained).
 
     Resumable: the chunks the broker acknowledged are recorded under REPO/published/, and a
     re-run (after Ctrl-C or a lost connection, or just again) sends only the rest, then all
-    the metadata. --full sends everything again."""
+    the metadata. --full sends everything again. With --store the chunks go to the store
+    first, and the release's signed metadata names --store-url as its mirrors."""
 
     from edge_sdk.bundle import read_bundle, write_bundle
     from edge_sdk.cli._publish_progress import PublishProgress
@@ -70,6 +108,7 @@ def publish_command(
     # Everything checkable is checked before the repository or the broker is touched.
     topics = Topics(topic_prefix, fleet)
     address = BrokerAddress.parse(broker, ca=ca, cert=cert, key=key)
+    artifact_store, mirrors = _store_options(store, store_url or [], store_endpoint, broker_chunks)
     parsed, signed_now = signed_for_fleet(read_bundle(bundle), keys)
     if signed_now:
         # Written back, so publishing the same file again sends the very same release.
@@ -88,7 +127,17 @@ def publish_command(
         operator_link as link,
         PublishProgress(stderr_console, plain_lines=not json_output) as progress,
     ):
-        result = publish_bundle(parsed, repository, link, topics, progress=progress, ledger=ledger)
+        result = publish_bundle(
+            parsed,
+            repository,
+            link,
+            topics,
+            progress=progress,
+            ledger=ledger,
+            store=artifact_store,
+            mirrors=mirrors,
+            broker_chunks=broker_chunks,
+        )
     summary = {
         "name": result.name,
         "version": result.version,
@@ -101,6 +150,11 @@ def publish_command(
         "metadata_files": result.metadata_files,
         "repo": str(repo),
         "topic": topics.root,
+        "store": store,
+        "store_sent_chunks": result.store_sent_chunks,
+        "store_skipped_chunks": result.store_skipped_chunks,
+        "store_sent_bytes": result.store_sent_bytes,
+        "mirrors": list(result.mirrors),
     }
     if json_output:
         emit_json(summary)
@@ -116,6 +170,40 @@ def publish_command(
         f"{skipped}) and {result.metadata_files} metadata files under {topics.root}/repo",
         highlight=False,
     )
+    if store is not None:
+        stdout_console.print(
+            f"store {store}: uploaded {result.store_sent_chunks} chunks "
+            f"({result.store_sent_bytes} bytes), {result.store_skipped_chunks} already there; "
+            f"devices fetch from {', '.join(result.mirrors)}",
+            highlight=False,
+        )
+
+
+def _store_options(
+    store: str | None, urls: list[str], endpoint: str | None, broker_chunks: bool
+) -> tuple[Store | None, list[str]]:
+    from edge_sdk.errors import InputError
+    from edge_sdk.stores import check_public_url, mirror_list, open_store
+
+    if store is None:
+        if urls or endpoint or not broker_chunks:
+            raise InputError(
+                "--store-url, --store-endpoint and --no-broker-chunks need --store; add "
+                "--store s3://BUCKET/PREFIX or --store file:///PATH"
+            )
+        return None, []
+    if endpoint is not None:
+        check_public_url(endpoint)
+    opened = open_store(store, endpoint=endpoint)
+    if not urls:
+        default = opened.default_public_url()
+        if default is None:
+            raise InputError(
+                f"--store {store}: give --store-url, the public http(s):// base URL devices "
+                "fetch its chunks from"
+            )
+        urls = [default]
+    return opened, mirror_list(urls)
 
 
 @fleet_app.command("assign")
