@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
@@ -113,12 +113,15 @@ class Order:
 
 @dataclass(frozen=True)
 class Rollout:
-    """The persisted record of one rollout (``<repo>/rollouts/<model>.json``)."""
+    """The persisted record of one rollout (``<repo>/rollouts/<model>.json``).
+
+    ``profiles`` are those the release has a variant for: a rollout takes every device of the
+    group whose profile is among them, however many kinds of hardware that is."""
 
     model: str
     version: int
     label: str
-    profile: str
+    profiles: tuple[str, ...]
     group: str | None
     waves: tuple[tuple[str, ...], ...]  # the devices each wave adds
     gate: Gate
@@ -134,6 +137,10 @@ class Rollout:
     skipped: Mapping[str, str] = field(default_factory=dict)  # device: why not in the plan
     rolled_back: tuple[str, ...] = ()  # devices the halt sent back (once that was published)
 
+    def __post_init__(self) -> None:
+        if isinstance(self.profiles, str):  # one profile, as records before variants held
+            object.__setattr__(self, "profiles", (self.profiles,))
+
     @property
     def devices(self) -> tuple[str, ...]:
         return tuple(d for wave in self.waves for d in wave)
@@ -148,7 +155,7 @@ class Rollout:
             "model": self.model,
             "version": self.version,
             "label": self.label,
-            "profile": self.profile,
+            "profiles": list(self.profiles),
             "group": self.group,
             "waves": [list(w) for w in self.waves],
             "gate": self.gate.to_json(),
@@ -173,7 +180,10 @@ class Rollout:
             model=str(doc["model"]),
             version=int(doc["version"]),
             label=str(doc["label"]),
-            profile=str(doc["profile"]),
+            # Records written before releases had variants name one "profile".
+            profiles=tuple(str(p) for p in doc["profiles"])
+            if "profiles" in doc
+            else (str(doc["profile"]),),
             group=None if doc["group"] is None else str(doc["group"]),
             waves=tuple(tuple(str(d) for d in w) for w in doc["waves"]),
             gate=Gate(**{k: gate[k] for k in Gate.__dataclass_fields__}),
@@ -232,54 +242,80 @@ def _order_key(model: str, version: int, device: str) -> str:
     return hashlib.sha256(f"{model}/{version}/{device}".encode()).hexdigest()
 
 
+def _cut(
+    steps: Sequence[str], by_profile: Mapping[str, Sequence[str]]
+) -> tuple[tuple[str, ...], ...]:
+    """Waves across profiles: each step takes its share of *every* profile's devices (``1`` is
+    one device of each, ``10%`` a tenth of each), so the canary wave already tries every
+    variant and a broken one halts the rollout before it reaches the rest of its hardware."""
+    reached = dict.fromkeys(by_profile, 0)
+    waves = []
+    for step in steps:
+        wave: list[str] = []
+        for p, devices in by_profile.items():
+            total = len(devices)
+            n = math.ceil(total * int(step[:-1]) / 100) if step.endswith("%") else int(step)
+            n = min(max(n, reached[p]), total)
+            wave.extend(devices[reached[p] : n])
+            reached[p] = n
+        if wave:
+            waves.append(tuple(wave))
+    return tuple(waves)
+
+
 def plan(
     model: str,
     version: int,
     label: str,
-    profile: str,
+    profiles: str | Iterable[str],
     views: Mapping[str, DeviceView],
     *,
     steps: Sequence[str],
     gate: Gate,
     group: str | None = None,
 ) -> Rollout:
-    """Choose the targets (devices of ``group`` that manage ``model`` on ``profile``) and cut
-    them into waves: online devices first, so canaries are devices that can answer."""
-    targets: list[DeviceView] = []
+    """Choose the targets (devices of ``group`` that manage ``model`` on one of ``profiles``,
+    those the release has a variant for) and cut them into waves across profiles (see
+    :func:`_cut`): online devices first, so canaries are devices that can answer. A device
+    whose profile has no variant is skipped, with the reason in the record."""
+    wanted = (profiles,) if isinstance(profiles, str) else tuple(sorted(set(profiles)))
+    offered = ", ".join(wanted)
+    by_profile: dict[str, list[DeviceView]] = {}
     skipped: dict[str, str] = {}
     for device, view in sorted(views.items()):
         if group is not None and view.group != group:
             continue
         if view.model(model) is None:
             skipped[device] = f"does not manage {model}" if view.at else "has never reported"
-        elif view.profile != profile:
-            skipped[device] = f"profile {view.profile}, the release is for {profile}"
+        elif view.profile not in wanted:
+            has = "a variant" if len(wanted) == 1 else "variants"
+            skipped[device] = f"profile {view.profile or '?'}: the release has {has} for {offered}"
         else:
-            targets.append(view)
-    if not targets:
+            by_profile.setdefault(view.profile, []).append(view)
+    if not by_profile:
         where = f"group {group}" if group else "the fleet"
+        kind = "profile" if len(wanted) == 1 else "any of the profiles"
         raise InputError(
-            f"no device in {where} runs {model} on profile {profile}; check "
+            f"no device in {where} runs {model} on {kind} {offered}; check "
             "`edge-sdk fleet status` (devices appear once their agent has reported)"
         )
-    targets.sort(key=lambda v: (v.online is not True, _order_key(model, version, v.device)))
-    sizes = wave_sizes(steps, len(targets))
-    waves = tuple(
-        tuple(v.device for v in targets[start:end])
-        for start, end in zip((0, *sizes), sizes, strict=False)
-    )
+    for listed in by_profile.values():
+        listed.sort(key=lambda v: (v.online is not True, _order_key(model, version, v.device)))
+    waves = _cut(steps, {p: [v.device for v in by_profile[p]] for p in sorted(by_profile)})
+    targets = [v for listed in by_profile.values() for v in listed]
     incumbents = {v.device: _model(v, model).version for v in targets}
     groups = (group,) if group is not None else tuple(sorted({v.group for v in targets}))
+    reached_all = sum(len(w) for w in waves) == len(targets)
     return Rollout(
         model=model,
         version=version,
         label=label,
-        profile=profile,
+        profiles=wanted,
         group=group,
         waves=waves,
         gate=gate,
         incumbents=incumbents,
-        groups=groups if sizes and sizes[-1] == len(targets) else (),
+        groups=groups if reached_all else (),
         skipped=skipped,
     )
 
@@ -485,6 +521,7 @@ def summary(rollout: Rollout) -> dict[str, Any]:
         "version": rollout.version,
         "label": rollout.label,
         "group": rollout.group,
+        "profiles": list(rollout.profiles),
         "status": str(rollout.phase),
         "reason": rollout.reason,
         "waves": waves,

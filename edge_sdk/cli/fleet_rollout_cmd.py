@@ -84,7 +84,9 @@ def rollout_command(
     topic_prefix: PrefixOpt = "edge",
     json_output: JsonFlag = False,
 ) -> None:
-    """Roll MODEL VERSION out wave by wave. A wave passes when its devices report the version
+    """Roll MODEL VERSION out wave by wave, to every device whose profile the release has a
+    variant for (each wave takes its share of each profile's devices; the others are listed as
+    skipped). A wave passes when its devices report the version
     committed and, after --probation seconds, no worse than the version it replaced; failures
     above --max-failure-rate halt the rollout and roll the reached devices back. Offline
     devices are counted, not waited on. Exit 10 when the rollout halts."""
@@ -127,12 +129,12 @@ def rollout_command(
             raise InputError("give the VERSION to roll out, or --resume a recorded rollout")
         number, label = parse_version(version)
         check_none_active(repo, model)
-        release = Repository.open(repo, keys).release_record(model, number)
-        if release is None:
+        variants = Repository.open(repo, keys).release_variants(model, number)
+        if not variants:
             raise InputError(
                 f"{model} v{label} is not in {repo}; `edge-sdk fleet publish` its bundle first"
             )
-        profile = str(release.get("profile", ""))
+        profiles = tuple(sorted(variants))
         record = None
 
     with (
@@ -146,7 +148,7 @@ def rollout_command(
                 model,
                 number,
                 label,
-                profile,
+                profiles,
                 fleet_watch.devices(),
                 steps=steps,
                 gate=gate,
@@ -155,7 +157,10 @@ def rollout_command(
             for device, why in planned.skipped.items():
                 say(f"  skipping {device}: {why}")
             sizes = " + ".join(str(len(w)) for w in planned.waves)
-            say(f"rollout of {model} v{label}: {len(planned.devices)} devices in waves {sizes}")
+            say(
+                f"rollout of {model} v{label} ({', '.join(profiles)}): "
+                f"{len(planned.devices)} devices in waves {sizes}"
+            )
             record = begin(repo, planned, time.time())
 
         def publish(todo: Sequence[Order], serial: int) -> None:

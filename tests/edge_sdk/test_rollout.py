@@ -115,7 +115,7 @@ def test_plan_puts_online_devices_first_and_skips_what_cannot_take_the_release()
     assert r.waves[-1][-1] == "d00"  # the offline device goes last
     assert r.waves[0][0] != "d00"
     assert r.skipped == {
-        "other": "profile raspberry-pi-4, the release is for x86-64",
+        "other": "profile raspberry-pi-4: the release has a variant for x86-64",
         "bare": "does not manage digits",
     }
     assert r.incumbents == dict.fromkeys(r.devices, 1)
