@@ -90,8 +90,14 @@ class ServingConfig:
     max_samples: int = 256  # samples per request
     max_decoded_bytes: int = 8 << 20  # the inputs' bytes once decoded (and .npz inflated)
     max_header_bytes: int = 16 << 10  # a request's line and headers together
+    # The Open Inference Protocol over gRPC (the grpc extra): loopback HOST:PORT and/or a Unix
+    # socket; off unless one is given.
+    grpc_listen: str = ""
+    grpc_unix_socket: Path | None = None
     host: str = "127.0.0.1"
     port: int = 8470
+    grpc_host: str = ""
+    grpc_port: int = 0
 
 
 @dataclass(frozen=True)
@@ -437,7 +443,10 @@ def parse_config(document: Mapping[str, Any], path: Path) -> AgentConfig:
         max_error_rate=p.number("max_error_rate", dp.max_error_rate, positive=False),
         max_latency_ratio=p.number("max_latency_ratio", dp.max_latency_ratio, positive=True),
     )
-    serving = _serving(top.table("serving", _keys(ServingConfig, ("host", "port"))), base)
+    serving = _serving(
+        top.table("serving", _keys(ServingConfig, ("host", "port", "grpc_host", "grpc_port"))),
+        base,
+    )
     limits = _limits(top.table("limits", _keys(LimitsConfig)))
     r = top.table("report", _keys(ReportConfig))
     report = ReportConfig(
@@ -487,9 +496,9 @@ def _store(t: _Table, base: Path) -> HttpSettings:
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
-def _serving(t: _Table, base: Path) -> ServingConfig:
-    d = ServingConfig()
-    listen = t.string("listen", d.listen)
+def _loopback(t: _Table, key: str, default: str) -> tuple[str, str, int]:
+    """``[serving] key`` as a loopback HOST:PORT: (as written, host, port); "" is off."""
+    listen = t.string(key, default)
     host, port = "", 0
     if listen:
         host, _, port_text = listen.rpartition(":")
@@ -498,26 +507,51 @@ def _serving(t: _Table, base: Path) -> ServingConfig:
         digits = port_text.isascii() and port_text.isdigit() and len(port_text) <= 5
         if host not in _LOOPBACK or not digits or not 0 <= int(port_text) < 65536:
             raise t.fail(
-                "listen",
+                key,
                 f"{listen!r} must be a loopback HOST:PORT (127.0.0.1, [::1] or localhost): the "
                 'API serves applications on this device only; or "" to turn TCP off',
             )
         port = int(port_text)
-    unix_socket = t.path(
-        "unix_socket", base, "/run/edge-agent/api.sock", required=False, must_exist=False
-    )
-    if unix_socket is not None:
+    return listen, host, port
+
+
+def _socket_path(t: _Table, key: str, example: str, base: Path) -> Path | None:
+    path = t.path(key, base, example, required=False, must_exist=False)
+    if path is not None:
         try:
-            mode = unix_socket.lstat().st_mode
+            mode = path.lstat().st_mode
         except OSError:
             mode = stat.S_IFSOCK  # nothing there (or unreadable): the bind says what is wrong
         if not stat.S_ISSOCK(mode):
             raise t.fail(
-                "unix_socket",
-                f"{unix_socket} exists and is not a socket; the agent never replaces it: "
+                key,
+                f"{path} exists and is not a socket; the agent never replaces it: "
                 "give a path where nothing is (or where an old socket of the agent is)",
             )
+    return path
+
+
+def _serving(t: _Table, base: Path) -> ServingConfig:
+    d = ServingConfig()
+    listen, host, port = _loopback(t, "listen", d.listen)
+    unix_socket = _socket_path(t, "unix_socket", "/run/edge-agent/api.sock", base)
+    grpc_listen, grpc_host, grpc_port = _loopback(t, "grpc_listen", d.grpc_listen)
+    grpc_unix_socket = _socket_path(t, "grpc_unix_socket", "/run/edge-agent/grpc.sock", base)
+    if grpc_listen and listen and (grpc_host, grpc_port) == (host, port) and port != 0:
+        raise t.fail(
+            "grpc_listen",
+            f"{grpc_listen!r} is also serving.listen: give HTTP and gRPC a port each",
+        )
+    if grpc_unix_socket is not None and grpc_unix_socket == unix_socket:
+        raise t.fail(
+            "grpc_unix_socket",
+            f"{grpc_unix_socket} is also serving.unix_socket: give HTTP and gRPC a socket each",
+        )
     return ServingConfig(
+        grpc_listen=grpc_listen,
+        grpc_unix_socket=grpc_unix_socket,
+        grpc_host=grpc_host,
+        grpc_port=grpc_port,
         listen=listen,
         unix_socket=unix_socket,
         max_body_bytes=t.integer("max_body_bytes", d.max_body_bytes, 1),

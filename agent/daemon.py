@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.codec import Limits
 from agent.config import AgentConfig
@@ -34,6 +34,9 @@ from agent.tuf_mqtt import TufSession
 from agent.updater import ModelUpdater
 from edge_sdk import __version__
 from edge_sdk.assignment import Assignment, verify_assignment
+
+if TYPE_CHECKING:  # grpcio is the grpc extra: imported only when [serving] asks for gRPC
+    from agent.grpc_server import GrpcServer
 from edge_sdk.errors import (
     ConfigError,
     EdgeSdkError,
@@ -100,6 +103,7 @@ class Agent:
         self.pauses = 0  # updates paused for want of the broker (resumed later)
         self.metrics = Metrics()
         self.api_servers: list[ApiServer] = []
+        self.grpc_servers: list[GrpcServer] = []
         limits = config.limits
         device = config.device_id
         self.link = MqttLink(
@@ -219,11 +223,15 @@ class Agent:
             self.link.stop()
             for server in self.api_servers:
                 server.stop()
+            for grpc_server in self.grpc_servers:
+                grpc_server.stop()
 
     def _start_api(self) -> None:
-        """The inference API on loopback and/or a Unix socket, as ``[serving]`` says."""
+        """The inference API on loopback and/or a Unix socket, as ``[serving]`` says; over
+        HTTP, and over gRPC where ``grpc_listen`` / ``grpc_unix_socket`` ask for it."""
         serving = self.config.serving
-        if not serving.listen and serving.unix_socket is None:
+        wants_grpc = bool(serving.grpc_listen) or serving.grpc_unix_socket is not None
+        if not serving.listen and serving.unix_socket is None and not wants_grpc:
             return
         slots = {name: u.slot for name, u in self.updaters.items()}
         batching = {m.name: (m.batch_window_ms, m.max_batch) for m in self.config.models}
@@ -258,6 +266,51 @@ class Agent:
                 raise ConfigError(
                     f"{self.config.path}: serving: {e}; choose another address (serving.listen, "
                     "serving.unix_socket) or stop what holds it"
+                ) from e
+        if wants_grpc:
+            self._start_grpc(slots, batching, limits)
+
+    def _start_grpc(
+        self,
+        slots: Mapping[str, Any],
+        batching: Mapping[str, tuple[float, int]],
+        limits: Limits,
+    ) -> None:
+        serving = self.config.serving
+        try:
+            from agent.grpc_server import GrpcInference, GrpcServer
+        except ImportError as e:
+            raise ConfigError(
+                f"{self.config.path}: serving.grpc_listen/grpc_unix_socket need grpcio and "
+                f"protobuf ({e.name or e}): pip install 'edge-sdk[grpc]', or remove them"
+            ) from e
+
+        def server(**where: Any) -> GrpcServer:
+            service = GrpcInference(
+                slots, self.metrics, threads=serving.threads, batching=batching, limits=limits
+            )
+            return GrpcServer(
+                service,
+                max_message_bytes=serving.max_body_bytes,
+                max_header_bytes=serving.max_header_bytes,
+                **where,
+            )
+
+        if serving.grpc_listen:
+            self.grpc_servers.append(server(host=serving.grpc_host, port=serving.grpc_port))
+        if serving.grpc_unix_socket is not None:
+            self.grpc_servers.append(server(unix_socket=str(serving.grpc_unix_socket)))
+        for grpc_server in self.grpc_servers:
+            try:
+                grpc_server.start()
+            except OSError as e:
+                for api in self.api_servers:  # nothing left listening behind the error
+                    api.stop()
+                for started in self.grpc_servers:
+                    started.stop()
+                raise ConfigError(
+                    f"{self.config.path}: serving: gRPC: {e}; choose another address "
+                    "(serving.grpc_listen, serving.grpc_unix_socket) or stop what holds it"
                 ) from e
 
     def _on_desired(self, topic: str, payload: bytes, retained: bool) -> None:
