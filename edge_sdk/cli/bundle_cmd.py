@@ -115,11 +115,19 @@ def sign_command(
 
 
 def bench_command(
-    model: Annotated[Path, typer.Argument(help="An .onnx model or a bundle.")],
+    model: Annotated[Path, typer.Argument(help="An .onnx or .tflite model, or a bundle.")],
     threads: Annotated[int | None, typer.Option(help="Threads (default: all cores).")] = None,
     seconds: Annotated[float, typer.Option(help="Seconds of timed runs.")] = 3.0,
     input_shape: Annotated[
         list[str] | None, typer.Option("--input-shape", help="NAME=1,3,224,224 for dynamic inputs.")
+    ] = None,
+    inputs: Annotated[
+        Path | None,
+        typer.Option(
+            "--inputs",
+            help="An .npz with one array per model input, fed as saved (real values: control "
+            "values, states); default: random values (a bundle: its golden sample).",
+        ),
     ] = None,
     json_output: JsonFlag = False,
 ) -> None:
@@ -129,7 +137,11 @@ def bench_command(
     from edge_sdk.report import print_bench
 
     result = bench(
-        model, threads=threads, seconds=seconds, input_shapes=parse_input_shapes(input_shape or [])
+        model,
+        threads=threads,
+        seconds=seconds,
+        input_shapes=parse_input_shapes(input_shape or []),
+        inputs=inputs,
     )
     if json_output:
         emit_json(result)
