@@ -1,0 +1,164 @@
+"""A real nginx serving a directory on loopback, over HTTP or HTTPS with a test CA: the HTTP(S)
+origin of the artifact store tests and benchmarks.
+
+    with Nginx(tmp_path / "www", tmp_path / "nginx") as origin:   # .url: http://127.0.0.1:P/
+        ...
+    with Nginx(root, work, tls=True) as origin:                   # .url: https://..., .ca_path
+
+nginx runs in the foreground (``daemon off``) with a generated config, its pid, logs and temp
+files under ``work``; ``stop()`` ends it (a download cut mid-way), ``start()`` brings it back on
+the same port. Debian's nginx lives in /usr/sbin; .ci/run installs nginx-light when missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Self
+
+from edge_sdk import pki
+from tests.mosquitto import HOST, free_port, terminate
+
+START_TIMEOUT_S = 10.0
+
+
+def nginx_executable() -> str:
+    found = shutil.which("nginx")
+    if found is not None:
+        return found
+    if os.access("/usr/sbin/nginx", os.X_OK):
+        return "/usr/sbin/nginx"
+    raise FileNotFoundError("nginx not found on PATH or in /usr/sbin; apt-get install nginx-light")
+
+
+class Nginx:
+    def __init__(
+        self, root: Path, work: Path, *, tls: bool = False, keepalive_requests: int = 1000
+    ) -> None:
+        self.root = root
+        self.work = work
+        self.tls = tls
+        self.keepalive_requests = keepalive_requests
+        self.port = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+        self.ca: pki.Issued | None = None
+        self.ca_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{HOST}:{self.port}/"
+
+    def _config(self) -> Path:
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True)
+        listen = f"{HOST}:{self.port}"
+        tls = ""
+        if self.tls:
+            if self.ca is None:
+                self.ca = pki.create_ca("edge-sdk test store CA")
+                self.ca_path = self.work / "ca.pem"
+                self.ca_path.write_bytes(self.ca.cert_pem)
+                pki.write_issued(
+                    pki.issue_server(self.ca, [HOST, "localhost"]),
+                    self.work / "server.pem",
+                    self.work / "server.key",
+                )
+            listen += " ssl"
+            tls = (
+                f"ssl_certificate {self.work / 'server.pem'};\n"
+                f"        ssl_certificate_key {self.work / 'server.key'};\n"
+            )
+        temp = self.work / "temp"
+        temp.mkdir(exist_ok=True)
+        conf = self.work / "nginx.conf"
+        conf.write_text(
+            f"""worker_processes 1;
+pid {self.work / "nginx.pid"};
+error_log {self.work / "error.log"} info;
+events {{ worker_connections 1024; }}
+http {{
+    access_log {self.work / "access.log"};
+    client_body_temp_path {temp / "body"};
+    proxy_temp_path {temp / "proxy"};
+    fastcgi_temp_path {temp / "fastcgi"};
+    uwsgi_temp_path {temp / "uwsgi"};
+    scgi_temp_path {temp / "scgi"};
+    default_type application/octet-stream;
+    keepalive_requests {self.keepalive_requests};
+    sendfile on;
+    server {{
+        listen {listen};
+        {tls}
+        root {self.root};
+        location / {{ try_files $uri =404; }}
+    }}
+}}
+"""
+        )
+        return conf
+
+    def start(self) -> None:
+        first = self.port == 0
+        for attempt in range(3 if first else 1):
+            if first:
+                self.port = free_port()
+            conf = self._config()
+            self._log = (self.work / "nginx.out").open("ab")
+            user = ["-g", "daemon off; user root;"] if os.geteuid() == 0 else ["-g", "daemon off;"]
+            self._proc = subprocess.Popen(
+                [
+                    nginx_executable(),
+                    "-p",
+                    str(self.work),
+                    "-e",
+                    str(self.work / "error.log"),
+                    "-c",
+                    str(conf),
+                    *user,
+                ],
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+            )
+            if self._wait_listening():
+                return
+            self.stop()
+            if attempt == 2 or not first:
+                break
+        log = (self.work / "error.log").read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"nginx did not start on {HOST}:{self.port}:\n{log}")
+
+    def _wait_listening(self) -> bool:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self._proc is None or self._proc.poll() is not None:
+                return False
+            try:
+                with socket.create_connection((HOST, self.port), timeout=0.5):
+                    return True
+            except OSError:
+                time.sleep(0.05)
+        return False
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        log, self._log = self._log, None
+        terminate(proc, log)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
