@@ -43,7 +43,7 @@ class Batcher:
         *,
         window_ms: float,
         max_batch: int,
-        observe: Callable[[int, int], None] = lambda _version, _samples: None,
+        observe: Callable[[LoadedVersion, int], None] = lambda _loaded, _samples: None,
     ) -> None:
         self._slot = slot
         self._executor = executor
@@ -84,7 +84,7 @@ class Batcher:
         loaded = group[0].loaded
         names = list(group[0].feeds)
         merged = {n: np.concatenate([p.feeds[n] for p in group]) for n in names}
-        self._observe(loaded.version, int(next(iter(merged.values())).shape[0]))
+        self._observe(loaded, int(next(iter(merged.values())).shape[0]))
         try:
             version, outputs = await loop.run_in_executor(
                 self._executor, self._slot.predict_on, loaded, merged, len(group)

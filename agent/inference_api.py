@@ -32,12 +32,12 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from agent import codec
+from agent import codec, oip
 from agent.batching import Batcher
 from agent.metrics import CONTENT_TYPE, Metrics
 from agent.selftest import LoadedVersion
@@ -49,6 +49,11 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 _PREFIX = "/v1/models"
+_V2_MODELS = "/v2/models/"
+_T = TypeVar("_T")
+# A model whose gate measured a p95 under this (per sample) runs small requests on the event
+# loop: a thread-pool hand-off costs ~50-100 us, more than such a model's run.
+INLINE_RUN_MS = 0.25
 # Bodies up to this size are decoded on the event loop (microseconds); bigger ones in a thread.
 INLINE_DECODE_BYTES = 64 << 10
 MAX_HEADER_BYTES = 16 << 10
@@ -68,11 +73,13 @@ class InferenceApi:
         threads: int,
         batching: Mapping[str, tuple[float, int]] | None = None,
         limits: codec.Limits = codec.DEFAULT_LIMITS,
+        inline_run_ms: float = INLINE_RUN_MS,
     ) -> None:
         self._slots = slots
         self._metrics = metrics
         self._max_body = max_body_bytes
         self._limits = limits
+        self._inline_ms = inline_run_ms
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="inference")
         # One thread: big bodies are decoded one at a time, so decoding holds at most one
         # request's max_decoded_bytes beyond the small ones decoded inline.
@@ -86,14 +93,17 @@ class InferenceApi:
             return
         method, path = scope["method"], scope["path"]
         try:
-            if method == "POST" and path.startswith(_PREFIX) and path.endswith("/predict"):
-                await self._predict(path[len(_PREFIX) + 1 : -len("/predict")], scope, receive, send)
+            if path.startswith(_V2_MODELS):
+                await self._v2_model(method, path[len(_V2_MODELS) :], scope, receive, send)
+            elif method == "POST" and path.startswith(_PREFIX) and path.endswith("/predict"):
+                name = path[len(_PREFIX) + 1 : -len("/predict")]
+                await self._infer(name, "", False, scope, receive, send)
             elif method != "GET":
-                await _json(send, 405, {"error": f"{method} is not allowed on {path}"})
+                await _json(send, 405, {"error": f"{method} is not allowed on {path:.200}"})
             elif path == "/healthz":
                 await _json(send, 200, {"status": "alive"})
             elif path == "/readyz":
-                waiting = [n for n, s in self._slots.items() if s.loaded is None]
+                waiting = self._waiting()
                 status = 503 if waiting else 200
                 await _json(send, status, {"ready": not waiting, "waiting_for": waiting})
             elif path == "/metrics":
@@ -102,6 +112,14 @@ class InferenceApi:
                 await _json(send, 200, {"models": [describe(s) for s in self._slots.values()]})
             elif path.startswith(_PREFIX + "/") and path[len(_PREFIX) + 1 :] in self._slots:
                 await _json(send, 200, describe(self._slots[path[len(_PREFIX) + 1 :]]))
+            elif path == "/v2":
+                await _json(send, 200, oip.server_metadata())
+            elif path == "/v2/health/live":
+                await _json(send, 200, {"live": True})
+            elif path == "/v2/health/ready":
+                # The protocol: 200 is ready, a 4xx is not.
+                waiting = self._waiting()
+                await _json(send, 400 if waiting else 200, {"ready": not waiting})
             else:
                 await _json(send, 404, {"error": f"no such endpoint: {method} {path:.200}"})
         except codec.RequestError as e:
@@ -112,49 +130,135 @@ class InferenceApi:
             log.error("inference API: %s %s failed: %s", method, path[:200], _describe_error(e))
             await _json(send, 500, {"error": f"internal error: {type(e).__name__}"})
 
-    async def _predict(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
+    def _waiting(self) -> list[str]:
+        return [n for n, s in self._slots.items() if s.loaded is None]
+
+    async def _v2_model(
+        self, method: str, rest: str, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """``{name}[/versions/{v}][/ready|/infer]`` under ``/v2/models/``."""
+        name, *tail = rest.split("/")
+        version = ""
+        if tail[:1] == ["versions"] and len(tail) >= 2 and tail[1]:
+            version, tail = tail[1], tail[2:]
+        if not name or tail not in ([], ["ready"], ["infer"]):
+            raise codec.RequestError(404, f"no such endpoint: {method} /v2/models/{rest:.200}")
+        action = tail[0] if tail else ""
+        wanted = "POST" if action == "infer" else "GET"
+        if method != wanted:
+            raise codec.RequestError(405, f"{method} is not allowed on /v2/models/{rest:.200}")
+        if action == "infer":
+            await self._infer(name, version, True, scope, receive, send)
+            return
+        loaded = self._serving(name, version, ready_probe=action == "ready")
+        if action == "ready":
+            ready = loaded is not None
+            await _json(send, 200 if ready else 400, {"name": name, "ready": ready})
+        else:
+            assert loaded is not None
+            await _json(send, 200, oip.model_metadata(name, loaded))
+
+    def _serving(
+        self, name: str, version: str, *, ready_probe: bool = False
+    ) -> LoadedVersion | None:
+        """The version of ``name`` that answers (``version`` "" or the one serving): a 404 for
+        an unknown model or version, a 503 while none is installed (``None`` for a probe)."""
         slot = self._slots.get(name)
         if slot is None:
             known = ", ".join(sorted(self._slots)) or "none"
-            raise codec.RequestError(404, f"no model '{name}' on this device (models: {known})")
+            raise codec.RequestError(404, f"no model '{name:.80}' on this device (models: {known})")
         loaded = slot.loaded
         if loaded is None:
+            if ready_probe:
+                return None
             raise codec.RequestError(503, f"model '{name}' has no version installed yet")
-        version = str(loaded.version)
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if not oip.version_matches(loaded, version):
+            raise codec.RequestError(
+                404,
+                f"model '{name}' version '{version:.40}' is not served here; "
+                f"serving: {oip.version_label(loaded)}",
+            )
+        return loaded
+
+    async def _infer(
+        self, name: str, version: str, v2: bool, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        start = time.perf_counter()
+        loaded = self._serving(name, version)
+        assert loaded is not None
+        slot = self._slots[name]
+        series = self._metrics.series(name, oip.version_label(loaded))
+        headers = _headers(scope["headers"])
         try:
             body = await self._body(headers, receive)
-            arrays = await self._decode(body, headers.get("content-type", ""), loaded)
-        except codec.RequestError:
-            self._metrics.errors.labels(name, version, "input").inc()
-            self._metrics.requests.labels(name, version, "4xx").inc()
-            raise
-        loop = asyncio.get_running_loop()
-        start = time.perf_counter()
+            if v2:
+                request: oip.InferRequest | None = await self._off_loop(
+                    len(body), _decode_v2, body, headers, loaded, self._limits
+                )
+                assert request is not None
+                arrays = request.inputs
+            else:
+                request = None
+                arrays = await self._off_loop(
+                    len(body),
+                    codec.decode,
+                    body,
+                    headers.get("content-type", ""),
+                    loaded.bundle.manifest.inputs,
+                    self._limits,
+                )
+        except codec.RequestError as e:
+            series.error("input")
+            await _json(send, e.status, {"error": e.message})
+            series.answered(e.status, time.perf_counter() - start)
+            return
         batcher = self._batcher(name, slot, loaded)
+        run_start = time.perf_counter()
         try:
             if batcher is not None:
                 answered, outputs = await batcher.predict(loaded, arrays)
+            elif len(body) <= INLINE_DECODE_BYTES and self._cheap(loaded, arrays):
+                # A model that answers in well under a millisecond runs here: handing it to a
+                # thread and back costs more than the run.
+                answered, outputs = slot.predict_on(loaded, arrays)
             else:
+                loop = asyncio.get_running_loop()
                 answered, outputs = await loop.run_in_executor(
                     self._executor, slot.predict_on, loaded, arrays
                 )
         except Exception as e:  # a runtime failure on valid input is the 5xx
-            self._metrics.errors.labels(name, version, "inference").inc()
-            self._metrics.requests.labels(name, version, "5xx").inc()
-            log.warning("inference failed for %s v%s: %s", name, version, e)
+            series.error("inference")
+            log.warning("inference failed for %s v%s: %s", name, oip.version_label(loaded), e)
             await _json(send, 500, {"error": f"inference failed: {type(e).__name__}"})
+            series.answered(500, time.perf_counter() - start)
             return
-        elapsed = time.perf_counter() - start
-        self._metrics.latency.labels(name, version).observe(elapsed)
+        series.latency.observe(time.perf_counter() - run_start)
         if batcher is None:
-            self._metrics.batch.labels(name, version).observe(codec.samples(arrays))
-        self._metrics.requests.labels(name, version, "2xx").inc()
-        payload, media = codec.encode(outputs, headers.get("accept", ""))
-        extra = {"x-model-version": str(answered)}
-        if media == codec.NPY:  # a bare array carries no name: say which output it is
-            extra["x-output-name"] = next(iter(outputs))
+            series.batch.observe(codec.samples(arrays))
+        size = sum(a.nbytes for a in outputs.values())
+        if request is not None:
+            payload, media, extra = await self._off_loop(
+                size, _encode_v2, name, loaded, request, outputs
+            )
+        else:
+            payload, media = await self._off_loop(
+                size, codec.encode, outputs, headers.get("accept", "")
+            )
+            extra = {"x-model-version": str(answered)}
+            if media == codec.NPY:  # a bare array carries no name: say which output it is
+                extra["x-output-name"] = next(iter(outputs))
         await _reply(send, 200, payload, media, extra)
+        series.answered(200, time.perf_counter() - start)
+
+    def _cheap(self, loaded: LoadedVersion, arrays: Mapping[str, Any]) -> bool:
+        return loaded.gate.latency_p95_ms * codec.samples(arrays) <= self._inline_ms
+
+    async def _off_loop(self, size: int, fn: Callable[..., _T], *args: Any) -> _T:
+        """``fn(*args)`` here for small work (microseconds), in the decode thread for big."""
+        if size <= INLINE_DECODE_BYTES:
+            return fn(*args)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._decoder, fn, *args)
 
     def _batcher(self, name: str, slot: ServingSlot, loaded: LoadedVersion) -> Batcher | None:
         """The model's batcher, if batching is on for it and its first dimension is the batch
@@ -172,21 +276,12 @@ class InferenceApi:
                 self._executor,
                 window_ms=window_ms,
                 max_batch=max_batch,
-                observe=lambda v, n: self._metrics.batch.labels(name, str(v)).observe(n),
+                observe=lambda v, n: self._metrics.series(name, oip.version_label(v)).batch.observe(
+                    n
+                ),
             )
             self._batchers[name] = batcher
         return batcher
-
-    async def _decode(
-        self, body: bytes, content_type: str, loaded: LoadedVersion
-    ) -> dict[str, Any]:
-        inputs = loaded.bundle.manifest.inputs
-        if len(body) <= INLINE_DECODE_BYTES:
-            return codec.decode(body, content_type, inputs, self._limits)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._decoder, codec.decode, body, content_type, inputs, self._limits
-        )
 
     async def _body(self, headers: Mapping[str, str], receive: Receive) -> bytes:
         declared = headers.get("content-length", "").strip()
@@ -197,7 +292,8 @@ class InferenceApi:
                 413,
                 f"body of {declared[:40]} bytes is over this device's {self._max_body}-byte cap",
             )
-        chunks, size = [], 0
+        chunks: list[bytes] = []
+        size = 0
         while True:
             message = await receive()
             if message.get("type") == "http.disconnect":
@@ -208,13 +304,70 @@ class InferenceApi:
                 raise codec.RequestError(
                     413, f"body is over this device's {self._max_body}-byte cap"
                 )
-            chunks.append(chunk)
             if not message.get("more_body"):
+                if not chunks:
+                    return bytes(chunk)
+                chunks.append(chunk)
                 return b"".join(chunks)
+            chunks.append(chunk)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._decoder.shutdown(wait=False, cancel_futures=True)
+
+
+_HEADERS = {
+    b"content-type": "content-type",
+    b"content-length": "content-length",
+    b"accept": "accept",
+    b"inference-header-content-length": "inference-header-content-length",
+}
+
+
+def _headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The request headers this API reads (uvicorn gives names in lower case)."""
+    found = {}
+    for key, value in raw:
+        name = _HEADERS.get(key) or _HEADERS.get(key.lower())
+        if name is not None:
+            found[name] = value.decode("latin-1")
+    return found
+
+
+def _decode_v2(
+    body: bytes, headers: Mapping[str, str], loaded: LoadedVersion, limits: codec.Limits
+) -> oip.InferRequest:
+    length = headers.get("inference-header-content-length")
+    if length is None:
+        kind = codec.media_type(headers.get("content-type", ""))
+        if kind not in ("", codec.JSON, codec.OCTET):
+            raise codec.RequestError(
+                415,
+                f"content type {kind[:80]!r} is not supported on /v2; send {codec.JSON}, or "
+                "binary tensors with Inference-Header-Content-Length",
+            )
+        header, binary = body, None
+    else:
+        header, binary = oip.split_binary(body, length)
+    m = loaded.bundle.manifest
+    request = oip.parse_infer(header, binary, m.inputs, limits)
+    oip.check_output_names(request.outputs, m.outputs)
+    return request
+
+
+def _encode_v2(
+    name: str, loaded: LoadedVersion, request: oip.InferRequest, outputs: Mapping[str, Any]
+) -> tuple[bytes, str, dict[str, str]]:
+    chosen = oip.select_outputs(outputs, request.outputs)
+    body, head = oip.infer_response(
+        name, oip.version_label(loaded), request.id, chosen, request.binary_outputs(list(chosen))
+    )
+    # x-model-version: the integer too, for clients that compare versions (not the protocol's).
+    extra = {"x-model-version": str(loaded.version)}
+    if head is None:
+        return body, codec.JSON, extra
+    extra["inference-header-content-length"] = str(head)
+    return body, codec.OCTET, extra
 
 
 def _describe_error(e: BaseException) -> str:

@@ -177,11 +177,21 @@ def test_metrics_parse_and_carry_model_and_version(
         for s in families["edge_agent_requests"].samples
         if s.name.endswith("_total")
     }
-    assert requests[("digits", "1", "2xx")] == 3 and requests[("digits", "1", "4xx")] == 1
+    # The real status code, not its class; the version as its user wrote it (1.0.1), not 1.
+    assert requests[("digits", "1.0.1", "200")] == 3
+    assert requests[("digits", "1.0.1", "422")] == 1
     latency = [
         s for s in families["edge_agent_inference_seconds"].samples if s.name.endswith("_count")
     ]
-    assert latency[0].labels == {"model": "digits", "version": "1"} and latency[0].value == 3
+    assert latency[0].labels == {"model": "digits", "version": "1.0.1"} and latency[0].value == 3
+    whole = [s for s in families["edge_agent_request_seconds"].samples if s.name.endswith("_count")]
+    assert whole[0].labels == {"model": "digits", "version": "1.0.1"} and whole[0].value == 4
+    names = {s.name for f in families.values() for s in f.samples}
+    assert not [n for n in names if n.endswith("_created")]
+    assert {"process_resident_memory_bytes", "process_cpu_seconds_total"} <= names
+    assert "process_open_fds" in names
+    (build,) = families["edge_agent_build_info"].samples
+    assert build.value == 1 and build.labels["version"]
     states = {s.labels["state"]: s.value for s in families["edge_agent_update_state"].samples}
     assert states["committed"] == 1 and states["downloading"] == 0
     results = {
