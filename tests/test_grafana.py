@@ -17,10 +17,11 @@ DASHBOARD = Path(__file__).resolve().parent.parent / "deploy" / "grafana" / "edg
 def exported_series() -> set[str]:
     metrics = Metrics()
     # Touch every labelled metric once so it appears in the exposition.
-    metrics.requests.labels("m", "1", "2xx").inc()
-    metrics.errors.labels("m", "1", "input").inc()
-    metrics.latency.labels("m", "1").observe(0.001)
-    metrics.batch.labels("m", "1").observe(1)
+    series = metrics.series("m", "1.2.0")
+    series.answered(200, 0.002)
+    series.error("input")
+    series.latency.observe(0.001)
+    series.batch.observe(1)
     metrics.updates.labels("m").inc()
     metrics.results.labels("m", "committed").inc()
     metrics.set_state("m", State.COMMITTED)
@@ -32,8 +33,38 @@ def exported_series() -> set[str]:
 def test_every_metric_the_dashboard_queries_is_exported() -> None:
     doc = json.loads(DASHBOARD.read_text())
     exprs = [t["expr"] for p in doc["panels"] for t in p["targets"]]
-    used = {name for e in exprs for name in re.findall(r"\b(edge_agent_[a-z_]+)", e)}
+    used = {n for e in exprs for n in re.findall(r"\b((?:edge_agent|process)_[a-z_]+)", e)}
     assert used, "the dashboard queries nothing"
     assert used <= exported_series(), used - exported_series()
     # Every request panel can tell versions apart: that is what a rollout is judged on.
     assert all("version" in e for e in exprs if "requests_total" in e or "inference_seconds" in e)
+
+
+def test_the_dashboard_charts_what_an_sre_expects() -> None:
+    """Status codes, the whole request's latency beside the runtime's, the process (memory,
+    CPU, file descriptors) and the build."""
+    doc = json.loads(DASHBOARD.read_text())
+    exprs = " ".join(t["expr"] for p in doc["panels"] for t in p["targets"])
+    for needed in (
+        "by (model, version, code)",
+        "edge_agent_request_seconds_bucket",
+        "edge_agent_inference_seconds_bucket",
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+        "edge_agent_build_info",
+    ):
+        assert needed in exprs, needed
+    variables = {v["name"] for v in doc["templating"]["list"]}
+    used = set(re.findall(r"\$([a-z_]+)", exprs)) - {"__rate_interval", "__range"}
+    assert used <= variables, used - variables
+
+
+def test_no_created_series_and_versions_as_their_user_wrote_them() -> None:
+    metrics = Metrics()
+    metrics.series("m", "1.2.0").answered(404, 0.001)
+    text = metrics.exposition().decode()
+    samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
+    assert not [s.name for s in samples if s.name.endswith("_created")]
+    (request,) = [s for s in samples if s.name == "edge_agent_requests_total"]
+    assert request.labels == {"model": "m", "version": "1.2.0", "code": "404"}
