@@ -228,3 +228,40 @@ def test_json_true_is_not_a_number(field: str, value: Any) -> None:
     infos = {f"digits/1/{n}": _info(n, 1, CHUNK_SHA, custom) for n in release["files"]}
     with pytest.raises(TamperedError if field == "chunks" else EdgeSdkError):
         read_release(_Targets(infos), "digits", 1, profile="p", runtime="onnx", limits=LIMITS)  # type: ignore[arg-type]
+
+
+def _release_with_mirrors(mirrors: Any) -> dict[str, TargetFile]:
+    release = {"name": "digits", "version": 1, "profile": "p", "runtime": "onnx"}
+    release["files"] = ["manifest.json", "golden.npz"]
+    custom = {"chunks": [[CHUNK_SHA, 1]], "release": release, "mirrors": mirrors}
+    return {f"digits/1/{n}": _info(n, 1, CHUNK_SHA, custom) for n in release["files"]}
+
+
+@settings(max_examples=300)
+@given(mirrors=json_values | st.lists(st.text(max_size=80), max_size=12))
+def test_any_signed_mirror_list_is_read_or_refused_as_tampered(mirrors: Any) -> None:
+    """The mirror list in the manifest target's custom data: a list of at most 8 distinct
+    http(s) base URLs, or the release is refused (TamperedError) before any download."""
+    infos = _release_with_mirrors(mirrors)
+    try:
+        got = read_release(_Targets(infos), "digits", 1, profile="p", runtime="onnx", limits=LIMITS)  # type: ignore[arg-type]
+    except TamperedError:
+        return
+    assert len(got.mirrors) <= 8 and len(set(got.mirrors)) == len(got.mirrors)
+    assert all(m.startswith(("http://", "https://")) and m.endswith("/") for m in got.mirrors)
+
+
+def test_a_valid_mirror_list_is_kept_in_order_and_a_bad_one_refused() -> None:
+    infos = _release_with_mirrors(["https://b.example/c", "http://127.0.0.1:8080/x/"])
+    got = read_release(_Targets(infos), "digits", 1, profile="p", runtime="onnx", limits=LIMITS)  # type: ignore[arg-type]
+    assert got.mirrors == ("https://b.example/c/", "http://127.0.0.1:8080/x/")
+    for bad in (["ftp://x/"], ["https://u:p@x/"], "https://x/", ["https://x/"] * 2, [1]):
+        with pytest.raises(TamperedError, match="mirror"):
+            read_release(
+                _Targets(_release_with_mirrors(bad)),  # type: ignore[arg-type]
+                "digits",
+                1,
+                profile="p",
+                runtime="onnx",
+                limits=LIMITS,
+            )
