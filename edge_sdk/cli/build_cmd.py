@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -12,7 +12,14 @@ from edge_sdk.cli._common import JsonFlag, emit_json, stderr_console, stdout_con
 
 def build_command(
     model: Annotated[Path, typer.Argument(help="Source model (.onnx).")],
-    profile: Annotated[str, typer.Option("--profile", "-p", help="Profile id or .toml path.")],
+    profile: Annotated[
+        list[str],
+        typer.Option(
+            "--profile",
+            "-p",
+            help="Profile id or .toml path; repeat it for one release with a variant per profile.",
+        ),
+    ],
     calibration: Annotated[
         Path | None, typer.Option(help=".npz of input arrays, or a folder of images.")
     ] = None,
@@ -46,31 +53,79 @@ def build_command(
     ] = False,
     json_output: JsonFlag = False,
 ) -> None:
-    """Convert, quantize, measure and pack a model into one signed bundle for a profile."""
+    """Convert, quantize, measure and pack a model into one signed bundle for a profile; with
+    several --profile, one release: a bundle per profile, all of one name and version (publish
+    each with `fleet publish`; every device installs its own profile's variant)."""
     from edge_sdk.build import BuildRequest, build
     from edge_sdk.data import parse_input_shapes
+    from edge_sdk.errors import InputError
     from edge_sdk.profiles import override_image, resolve_profile
+
+    # Every profile is resolved before the first build starts: a typo in the last one costs
+    # nothing.
+    profiles = [
+        override_image(resolve_profile(p), image_scale, image_mean, image_std) for p in profile
+    ]
+    ids = [p.id for p in profiles]
+    if len(set(ids)) != len(ids):
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        raise InputError(f"--profile {', '.join(twice)} given twice; name each profile once")
+    shapes = parse_input_shapes(input_shape or [])
+    reports = []
+    for hardware in profiles:
+        request = BuildRequest(
+            model=model,
+            profile=hardware,
+            out=out,
+            calibration=calibration,
+            validation=validation,
+            name=name,
+            version=version,
+            label=label,
+            keys=tuple(key or ()),
+            input_shapes=shapes,
+            force=force,
+        )
+        what = "building" if len(profiles) == 1 else f"building for {hardware.id}"
+        with stderr_console.status(what) as status:
+            result = build(request, progress=lambda step: status.update(step))
+        reports.append(result.report)
+        if version is None:  # the first build chose the next version in --out: keep it
+            version, label = str(result.report["version"]), str(result.report["label"])
+    _print_reports(reports, json_output)
+
+
+def _print_reports(reports: list[dict[str, Any]], json_output: bool) -> None:
     from edge_sdk.report import print_build_report
 
-    request = BuildRequest(
-        model=model,
-        profile=override_image(resolve_profile(profile), image_scale, image_mean, image_std),
-        out=out,
-        calibration=calibration,
-        validation=validation,
-        name=name,
-        version=version,
-        label=label,
-        keys=tuple(key or ()),
-        input_shapes=parse_input_shapes(input_shape or []),
-        force=force,
-    )
-    with stderr_console.status("building") as status:
-        result = build(request, progress=lambda step: status.update(step))
+    if len(reports) == 1:
+        if json_output:
+            emit_json(reports[0])
+        else:
+            print_build_report(stdout_console, reports[0])
+        return
+    first = reports[0]
     if json_output:
-        emit_json(result.report)
-    else:
-        print_build_report(stdout_console, result.report)
+        emit_json(
+            {
+                "name": first["name"],
+                "version": first["version"],
+                "label": first["label"],
+                "profiles": [r["profile"] for r in reports],
+                "bundles": [r["bundle"] for r in reports],
+                "variants": reports,
+            }
+        )
+        return
+    for report in reports:
+        print_build_report(stdout_console, report)
+    stdout_console.print(
+        f"release {first['name']} {first['label']}: {len(reports)} variants "
+        f"({', '.join(r['profile'] for r in reports)}); publish each bundle with "
+        "`edge-sdk fleet publish`",
+        highlight=False,
+        markup=False,
+    )
 
 
 def register(app: typer.Typer) -> None:
