@@ -195,13 +195,16 @@ def publish_bundle(
     fetch them from, in order) are signed into the release's metadata; the broker still gets
     the chunks as the devices' fallback source unless ``broker_chunks`` is False. Metadata is
     sent last, so no device learns of a mirror before its chunks are there."""
+    uploaded = UploadResult(0, 0, 0)
+    if store is not None:
+        # Before the repository changes: a store that fails leaves no release behind whose
+        # chunks are nowhere (a later publish would otherwise send its metadata).
+        uploaded = store.upload(repo.chunks_of(bundle))
     changes = repo.add_bundle(bundle, expires=expires)
     chunks = changes.chunks or repo.chunks_of(bundle)
     removed = changes.removed_metadata
-    uploaded = UploadResult(0, 0, 0)
     m = bundle.manifest
     if store is not None:
-        uploaded = store.upload(chunks)
         pruned = repo.set_mirrors(m.name, m.version, list(mirrors), expires=expires)
         removed = tuple(dict.fromkeys((*removed, *(pruned or ()))))
     everything = PublishSet(

@@ -188,7 +188,9 @@ class S3Store:
             retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=10, read_timeout=60
         )
         try:
-            return boto3.client("s3", endpoint_url=self._endpoint(), config=config)
+            # A session of its own: settings (AWS_*) are read now, not cached from an earlier call.
+            session = boto3.session.Session()
+            return session.client("s3", endpoint_url=self._endpoint(), config=config)
         except Exception as e:  # botocore's own errors: bad region or endpoint
             raise StoreError(f"--store {self.url}: {e}") from e
 
