@@ -47,6 +47,7 @@ from edge_sdk.tensors import TensorSpec
 log = logging.getLogger(__name__)
 
 SERVICE = "inference.GRPCInferenceService"
+MAX_DETAILS = 500  # characters of an error's details
 
 # An HTTP status of the shared core (agent.codec, agent.oip) and what a gRPC client gets for it.
 STATUS_CODES = {
@@ -251,10 +252,11 @@ class GrpcInference:
             try:
                 response = await call(data)
             except _Refused as e:
-                await context.abort(e.code, e.message)
+                await context.abort(e.code, codec.one_line(e.message, MAX_DETAILS))
             except codec.RequestError as e:
                 code = STATUS_CODES.get(e.status, grpc.StatusCode.INVALID_ARGUMENT)
-                await context.abort(code, e.message)
+                # A name the client sent may hold a newline: details are one line, always.
+                await context.abort(code, codec.one_line(e.message, MAX_DETAILS))
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # a bug of ours: one line in the log, not a traceback
