@@ -4,6 +4,14 @@ Each tensor's signal-to-quantization-noise ratio (the float model's value agains
 model's) is collected over a few calibration samples; a layer's damage is how many dB of SQNR
 are lost between its input and its output. The most damaging layers are the ones worth keeping
 in float for a mixed-precision candidate.
+
+The QDQ model runs with graph optimisation off, so Q/DQ stay unfused and the figures are the
+quantization's own damage (what every non-saturating target computes). Run fused, on an x86 host
+without VNNI, they measured the host's u8s8 saturation instead, and keeping the "most damaging"
+layers in float made real models less accurate, not more.
+
+Also here: the nodes a "float-ops" candidate keeps in float (op types int8 hurts, depthwise
+convolutions, the first convolution and the output head), read from the graph.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 from onnxruntime.quantization.qdq_loss_debug import (
     collect_activations,
     compute_activation_error,
@@ -41,11 +50,14 @@ def rank_sensitive_nodes(
         augmented_qdq = workdir / "sensitivity_qdq.onnx"
         modify_model_output_intermediate_tensors(str(float_model), str(augmented_float))
         modify_model_output_intermediate_tensors(str(qdq_model), str(augmented_qdq))
+        unfused = ort.SessionOptions()
+        unfused.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        unfused.log_severity_level = 3
         float_acts = collect_activations(
             str(augmented_float), ArrayDataReader(calibration, limit=samples)
         )
         qdq_acts = collect_activations(
-            str(augmented_qdq), ArrayDataReader(calibration, limit=samples)
+            str(augmented_qdq), ArrayDataReader(calibration, limit=samples), unfused
         )
         errors = compute_activation_error(create_activation_matching(qdq_acts, float_acts))
     except Exception as e:
@@ -100,3 +112,53 @@ def _upstream(
             return None
         tensor = node.input[0]
     return sqnr.get(tensor)
+
+
+def _is_depthwise(node: onnx.NodeProto, initializers: Mapping[str, onnx.TensorProto]) -> bool:
+    if node.op_type != "Conv" or len(node.input) < 2:
+        return False
+    group = next((a.i for a in node.attribute if a.name == "group"), 1)
+    weight = initializers.get(node.input[1])
+    return group > 1 and weight is not None and len(weight.dims) >= 2 and weight.dims[1] == 1
+
+
+def float_op_nodes(model: Path, op_types: tuple[str, ...] | list[str]) -> list[str]:
+    """Names of the nodes of these op types ("depthwise" stands for depthwise convolutions)."""
+    graph = onnx.load(str(model), load_external_data=False).graph
+    initializers = {t.name: t for t in graph.initializer}
+    wanted = set(op_types)
+    return [
+        node.name
+        for node in graph.node
+        if node.name
+        and (
+            node.op_type in wanted or ("depthwise" in wanted and _is_depthwise(node, initializers))
+        )
+    ]
+
+
+def head_nodes(model: Path, depth: int = 12) -> list[str]:
+    """The first weighted node and the weighted nodes nearest each graph output (the output
+    head): the layers whose int8 error every later layer inherits, or the user sees directly."""
+    graph = onnx.load(str(model), load_external_data=False).graph
+    weighted = [n for n in graph.node if n.op_type in WEIGHTED_OPS and n.name]
+    if not weighted:
+        return []
+    found = [weighted[0].name]
+    producers = {out: node for node in graph.node for out in node.output}
+    frontier = [o.name for o in graph.output]
+    seen: set[int] = set()
+    for _ in range(depth):
+        following: list[str] = []
+        for tensor in frontier:
+            node = producers.get(tensor)
+            if node is None or id(node) in seen:
+                continue
+            seen.add(id(node))
+            if node.op_type in WEIGHTED_OPS:
+                if node.name and node.name not in found:
+                    found.append(node.name)
+                continue
+            following.extend(node.input)
+        frontier = following
+    return found

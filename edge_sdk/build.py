@@ -25,7 +25,12 @@ import numpy as np
 
 from converters import PassContext, get_pass
 from converters.recipes import ARTIFACT_SUFFIX, PREPARE, RECIPES
-from converters.sensitivity import rank_sensitive_nodes
+from converters.sensitivity import (
+    WEIGHTED_OPS,
+    float_op_nodes,
+    head_nodes,
+    rank_sensitive_nodes,
+)
 from edge_sdk import bundle as bundle_format
 from edge_sdk import golden, runtime
 from edge_sdk.data import Dataset, check_dataset, load_data, resolve_specs, synthetic
@@ -36,8 +41,8 @@ from edge_sdk.interrupt import on_abrupt_exit
 from edge_sdk.keras_source import is_tensorflow_source
 from edge_sdk.onnx_model import load_source
 from edge_sdk.ort_runtime import graph_level_for, host_threads, open_session
-from edge_sdk.profiles import HardwareProfile
-from edge_sdk.search import Candidate, choose, within_budget
+from edge_sdk.profiles import SATURATING_KERNELS, HardwareProfile, host_int8_kernels
+from edge_sdk.search import COSINE_NOISE, Candidate, choose, int8_judge, within_budget
 from edge_sdk.tensors import TensorSpec
 from edge_sdk.timing import LatencyStats, measure_interleaved
 
@@ -65,6 +70,9 @@ class BuildRequest:
     force: bool = False
     # Seconds of interleaved timing per model; the search is only as good as its measurements.
     timing_seconds: float = 1.0
+    # This host's int8 arithmetic (profiles.INT8_KERNELS); None reads it from /proc/cpuinfo.
+    # Tests set it to stand for a host they are not.
+    host_kernels: str | None = None
 
 
 @dataclass(frozen=True)
@@ -250,6 +258,8 @@ class _Workshop:
         self.paths: dict[str, Path] = {}
         self.models: dict[str, runtime.Model] = {}
         self.settings: dict[str, dict[str, Any]] = {}
+        self.host_kernels = request.host_kernels or host_int8_kernels()
+        self.judge = int8_judge(self.profile.int8_kernels, self.host_kernels)
 
     def run_passes(
         self, source: Path, names: Sequence[str], target: Path, options: Mapping[str, Any]
@@ -285,59 +295,171 @@ class _Workshop:
                 settings=settings,
             )
             outputs = runtime.evaluate(model, self.valid.inputs)
+            exact = None
+            if precision == "int8_static" and self.runtime == "onnx":
+                exact = runtime.evaluate(
+                    runtime.load(
+                        path,
+                        runtime="onnx",
+                        threads=self.threads,
+                        inputs=self.specs,
+                        outputs=self.output_specs,
+                        settings={**settings, "graph_optimization_level": "disabled"},
+                    ),
+                    self.valid.inputs,
+                )
         except EdgeSdkError as e:
             return Candidate(name, precision, dict(recipe), error=str(e))
         self.paths[name] = path
         self.models[name] = model
         self.settings[name] = settings
         labels = self.valid.labels
+        host = compare(reference, outputs)
+        if exact is None:
+            return Candidate(
+                name,
+                precision,
+                dict(recipe),
+                artifact_bytes=path.stat().st_size,
+                fidelity=host,
+                accuracy=top1_accuracy(outputs, labels) if labels is not None else None,
+            )
+        # QOperator kernels are the host's integer kernels even unfused: only the host judges.
+        judge = "host" if recipe.get("quant_format") == "qoperator" else self.judge
+        judged = exact if judge == "exact" else outputs
         return Candidate(
             name,
             precision,
             dict(recipe),
             artifact_bytes=path.stat().st_size,
-            fidelity=compare(reference, outputs),
-            accuracy=top1_accuracy(outputs, labels) if labels is not None else None,
+            fidelity=compare(reference, judged),
+            accuracy=top1_accuracy(judged, labels) if labels is not None else None,
+            exact_fidelity=compare(reference, exact),
+            host_fidelity=host,
+            judged_by=judge,
         )
 
     def int8_static(
         self, reference: Sequence[np.ndarray], source_accuracy: float | None
     ) -> list[Candidate]:
-        """Calibration methods in the profile's order, then mixed precision if none fits."""
+        """The int8 search, cheapest first, stopping at the first step inside the budget:
+        1. the profile's calibration methods (with reduce_range first on a saturating target);
+        2. op types int8 hurts (Softmax, sigmoids, hard-swish, Resize), the first convolution
+           and the output head kept in float; then depthwise convolutions too;
+        3. the layers that measure most damaging (exact QDQ simulation) kept in float, each
+           step a superset of the last, stopping when keeping more stops helping;
+        4. on a CPU target judged by this host's kernels, the QOperator form of the winner.
+        """
         budget = self.profile.accuracy_budget
+        q = self.profile.quantization
         tried: list[Candidate] = []
-        for method in self.profile.quantization.calibration_methods:
+
+        def fits(c: Candidate) -> bool:
+            return within_budget(c, source_accuracy, budget)
+
+        base: dict[str, Any] = {}
+        if self.profile.int8_kernels in SATURATING_KERNELS and not q.reduce_range:
+            base["reduce_range"] = True
+        for method in q.calibration_methods:
             c = self.candidate(
                 f"int8_static-{method}",
                 "int8_static",
-                {"calibration_method": method},
+                {**base, "calibration_method": method},
                 reference,
             )
             tried.append(c)
-            if within_budget(c, source_accuracy, budget):
-                return tried
+            if fits(c):
+                return self._qoperator(tried, reference)
         built = [c for c in tried if c.fidelity is not None]
-        steps = self.profile.quantization.mixed_precision_steps
-        if not built or steps <= 0:
+        if not built:
             return tried
-        best = max(built, key=lambda c: c.fidelity.cosine if c.fidelity else 0.0)
-        self.progress("ranking layers by int8 sensitivity")
+        best = max(built, key=_cosine)
+        graph = self.prepared
+        steps: list[tuple[str, list[str], str]] = []
+        keep = float_op_nodes(graph, q.float_op_types) + head_nodes(graph)
+        steps.append(("int8_floatops", keep, "op types int8 hurts, first conv and output head"))
+        keep = keep + [n for n in float_op_nodes(graph, ("depthwise",)) if n not in keep]
+        steps.append(("int8_floatops_dw", keep, "and depthwise convolutions"))
+        # A candidate with every weighted layer in float is the float model with extra steps.
+        weighted = set(float_op_nodes(graph, tuple(WEIGHTED_OPS)))
+        previous: list[str] = []
+        for name, excluded, why in steps:
+            if excluded == previous or weighted <= set(excluded):
+                continue
+            previous = excluded
+            c = self._keep_in_float(name, best, excluded, why, reference)
+            tried.append(c)
+            if fits(c):
+                return self._qoperator(tried, reference)
+            if c.fidelity is not None and _cosine(c) > _cosine(best):
+                best = c
+        if q.mixed_precision_steps <= 0:
+            return tried
+        self.progress("ranking layers by int8 damage (exact QDQ simulation)")
+        plain = max(built, key=_cosine)
         ranked = rank_sensitive_nodes(
-            self.prepared, self.paths[best.name], self.calib.inputs, self.workdir
+            self.prepared, self.paths[plain.name], self.calib.inputs, self.workdir
         )
-        for step in range(steps):
-            keep = min(2**step, len(ranked))
-            excluded = [node for node, _ in ranked[:keep]]
-            c = self.candidate(
-                f"int8_mixed-{keep}",
+        floor = list(best.recipe.get("nodes_to_exclude", ()))
+        order = [node for node, _ in ranked if node not in floor]
+        last = best
+        for step in range(q.mixed_precision_steps):
+            count = min(2**step, len(order))
+            excluded = floor + order[:count]
+            if count == 0 or weighted <= set(excluded):
+                break
+            c = self._keep_in_float(
+                f"int8_mixed-{count}", best, excluded, f"{count} most damaging layers", reference
+            )
+            tried.append(c)
+            if fits(c) or count == len(order):
+                break
+            if c.fidelity is not None and _cosine(c) < _cosine(last) - COSINE_NOISE:
+                # Keeping more in float made it worse: the ranking is not finding the damage;
+                # more steps along it would only cost time.
+                break
+            last = c if c.fidelity is not None else last
+        return self._qoperator(tried, reference)
+
+    def _keep_in_float(
+        self,
+        name: str,
+        base: Candidate,
+        excluded: Sequence[str],
+        why: str,
+        reference: Sequence[np.ndarray],
+    ) -> Candidate:
+        recipe = {**base.recipe, "nodes_to_exclude": list(excluded)}
+        c = self.candidate(name, "int8_static", recipe, reference)
+        more = f" (+{len(excluded) - 8} more)" if len(excluded) > 8 else ""
+        shown = ", ".join(excluded[:8]) + more
+        return replace(c, notes=(f"kept in float ({why}): {shown or 'none'}",))
+
+    def _qoperator(
+        self, tried: list[Candidate], reference: Sequence[np.ndarray]
+    ) -> list[Candidate]:
+        """Where the target is this host's CPU class, the QOperator form of the best QDQ
+        candidate too: the search times both forms rather than assume which is faster."""
+        q = self.profile.quantization
+        if "qoperator" not in q.formats or self.judge != "host":
+            return tried
+        built = [c for c in tried if c.fidelity is not None]
+        if not built:
+            return tried
+        best = max(built, key=_cosine)
+        tried.append(
+            self.candidate(
+                f"{best.name}-qop",
                 "int8_static",
-                {**best.recipe, "nodes_to_exclude": excluded},
+                {**best.recipe, "quant_format": "qoperator"},
                 reference,
             )
-            tried.append(replace(c, notes=(f"kept in float: {', '.join(excluded)}",)))
-            if within_budget(c, source_accuracy, budget) or keep == len(ranked):
-                break
+        )
         return tried
+
+
+def _cosine(c: Candidate) -> float:
+    return c.fidelity.cosine if c.fidelity else 0.0
 
 
 def runtime_settings(profile: HardwareProfile, precision: str) -> dict[str, Any]:

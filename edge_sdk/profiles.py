@@ -28,6 +28,14 @@ TFLITE_PRECISIONS = ("fp32", "fp16", "int8_dynamic", "int8_full")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 QUANT_TYPES = ("int8", "uint8")
 IO_TYPES = ("float", "int8", "uint8")
+QUANT_FORMATS = ("qdq", "qoperator")
+# The int8 arithmetic a target computes with. Only x86 without VNNI saturates: its u8s8 products
+# go through 16-bit intermediate sums (vpmaddubsw), which is what reduce_range exists for. VNNI,
+# Arm's dot-product instructions and TensorRT accumulate in 32 bits, as an exact QDQ simulation.
+INT8_KERNELS = ("x86-vnni", "x86-avx2", "arm-dot", "tensorrt", "edgetpu")
+SATURATING_KERNELS = frozenset({"x86-avx2"})
+# Op types whose int8 form costs fidelity out of proportion to the time it saves.
+FLOAT_OP_TYPES = ("Softmax", "Sigmoid", "HardSigmoid", "HardSwish", "Resize")
 
 ENV_PROFILE_PATH = "EDGE_SDK_PROFILE_PATH"
 
@@ -60,6 +68,10 @@ class Quantization:
     # full int8 breaks the accuracy budget.
     mixed_precision_steps: int = 3
     io_type: str = "float"
+    # Operator forms the search tries: QDQ everywhere; QOperator too where the CPU runs it.
+    formats: tuple[str, ...] = ("qdq",)
+    # Op types a "float-ops" candidate keeps in float (with the first convolution and the head).
+    float_op_types: tuple[str, ...] = FLOAT_OP_TYPES
 
 
 @dataclass(frozen=True)
@@ -103,6 +115,8 @@ class HardwareProfile:
     delegates: tuple[str, ...] = ()
     image: ImagePreprocess = ImagePreprocess()
     source: str = ""
+    # How the target computes int8 (INT8_KERNELS); decides how int8 fidelity is judged.
+    int8_kernels: str = "arm-dot"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -235,7 +249,13 @@ def _quantization(r: _Reader, runtime: str) -> Quantization:
             "mixed_precision_steps", 0, MAX_MIXED_PRECISION_STEPS, d.mixed_precision_steps
         ),
         io_type=r.choice("io_type", IO_TYPES, d.io_type),
+        formats=r.choices("formats", QUANT_FORMATS, d.formats),
+        float_op_types=r.strings("float_op_types", d.float_op_types),
     )
+    if not q.formats:
+        raise r.fail("formats", "must name at least one of qdq, qoperator")
+    if "qoperator" in q.formats and runtime != "onnx":
+        raise r.fail("formats", "'qoperator' is an ONNX form; TFLite profiles leave it out")
     if not q.calibration_methods:
         raise r.fail("calibration_methods", "must name at least one method")
     if q.io_type != "float" and runtime == "onnx":
@@ -294,10 +314,15 @@ def parse_profile(document: Mapping[str, Any], source: str) -> HardwareProfile:
             f"{profile_id!r} must be 1-64 letters, digits, '.', '_' or '-', starting with a letter "
             "or digit (it names bundle files and travels to devices); rename it",
         )
+    arch = r.choice("arch", ("x86_64", "aarch64", "armv7l"))
     profile = HardwareProfile(
         id=profile_id,
         description=r.get("description", str),
-        arch=r.choice("arch", ("x86_64", "aarch64", "armv7l")),
+        arch=arch,
+        # Unsaid, an x86 target is assumed to lack VNNI (the cautious reading: it saturates).
+        int8_kernels=r.choice(
+            "int8_kernels", INT8_KERNELS, "x86-avx2" if arch == "x86_64" else "arm-dot"
+        ),
         runtime=runtime,  # type: ignore[arg-type]
         precisions=r.choices("precisions", allowed, None),
         opset=r.positive("opset"),
@@ -329,6 +354,27 @@ def parse_profile(document: Mapping[str, Any], source: str) -> HardwareProfile:
     if not 7 <= profile.opset <= 23:
         raise r.fail("opset", f"must be an ONNX opset between 7 and 23, got {profile.opset}")
     return profile
+
+
+def host_int8_kernels(cpuinfo: str | None = None, machine: str | None = None) -> str:
+    """The int8 arithmetic of this host's CPU, as onnxruntime's fused kernels compute it: on
+    x86, VNNI (flags avx512_vnni or avx_vnni in /proc/cpuinfo) or not; Arm otherwise."""
+    import platform
+
+    machine = machine if machine is not None else platform.machine()
+    if machine.lower() not in ("x86_64", "amd64", "i686", "i386"):
+        return "arm-dot"
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+                cpuinfo = f.read(1 << 20)
+        except OSError:
+            cpuinfo = ""
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.partition(":")[2].split())
+    return "x86-vnni" if flags & {"avx512_vnni", "avx_vnni"} else "x86-avx2"
 
 
 def load_profile_file(path: Path) -> HardwareProfile:

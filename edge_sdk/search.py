@@ -39,6 +39,12 @@ class Candidate:
     chosen: bool = False
     reason: str = ""
     notes: tuple[str, ...] = field(default=())
+    # int8 candidates are measured twice: an exact QDQ simulation (graph optimisation off, so
+    # Q/DQ stay unfused) and this host's fused kernels; ``fidelity`` is the one ``judged_by``
+    # names ("exact" or "host"), chosen by ``int8_judge``.
+    exact_fidelity: Fidelity | None = None
+    host_fidelity: Fidelity | None = None
+    judged_by: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -52,7 +58,29 @@ class Candidate:
             "error": self.error,
             "chosen": self.chosen,
             "reason": self.reason,
+            "judged_by": self.judged_by,
+            "exact_fidelity": self.exact_fidelity.to_json() if self.exact_fidelity else None,
+            "host_fidelity": self.host_fidelity.to_json() if self.host_fidelity else None,
         }
+
+
+def int8_judge(target_kernels: str, host_kernels: str) -> str:
+    """Whose arithmetic judges an int8 candidate's fidelity: this host's fused kernels only when
+    the host computes int8 the way the target does; otherwise an exact QDQ simulation (what a
+    VNNI, Arm dot-product or TensorRT target computes, none of which saturates)."""
+    return "host" if target_kernels == host_kernels else "exact"
+
+
+# Two fidelity figures closer than this are the same measurement on a finite validation set.
+COSINE_NOISE = 0.002
+
+
+def judged_differently(c: Candidate) -> bool:
+    """Whether the exact and the host figures disagree enough to show both."""
+    e, h = c.exact_fidelity, c.host_fidelity
+    if e is None or h is None:
+        return False
+    return abs(e.cosine - h.cosine) > COSINE_NOISE / 2 or e.top1_agreement != h.top1_agreement
 
 
 def budget_violation(

@@ -118,6 +118,65 @@ def test_int8_static_asymmetric_uint8_for_vnni(
     assert zps and all(z.dtype == np.uint8 for z in zps.values())
 
 
+def test_calibration_methods_give_different_ranges(
+    prepared: Path, tmp_path: Path, calibration: dict[str, np.ndarray]
+) -> None:
+    # onnxruntime's entropy calibrator, left at its defaults (128 bins, 128 quantized bins), has
+    # one threshold to try, the full range: "entropy" was "minmax" byte for byte.
+    artifacts = {}
+    for method in ("minmax", "entropy", "percentile"):
+        out = tmp_path / f"{method}.onnx"
+        get_pass("int8_static")(
+            prepared, out, _ctx(tmp_path, calibration, calibration_method=method)
+        )
+        artifacts[method] = out.read_bytes()
+    assert len(set(artifacts.values())) == 3
+
+
+def test_minmax_ranges_are_onnxruntimes_own(
+    prepared: Path, tmp_path: Path, calibration: dict[str, np.ndarray]
+) -> None:
+    """The ranges we calibrate (once per method per build) are the ones quantize_static would."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    from converters.calibration import ArrayDataReader
+
+    ours = tmp_path / "ours.onnx"
+    get_pass("int8_static")(prepared, ours, _ctx(tmp_path, calibration))
+    stock = tmp_path / "stock.onnx"
+    quantize_static(
+        str(prepared),
+        str(stock),
+        ArrayDataReader(calibration),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+    )
+    assert ours.read_bytes() == stock.read_bytes()
+
+
+def test_int8_static_qoperator_form(
+    prepared: Path, tmp_path: Path, calibration: dict[str, np.ndarray]
+) -> None:
+    out = tmp_path / "qop.onnx"
+    get_pass("int8_static")(prepared, out, _ctx(tmp_path, calibration, quant_format="qoperator"))
+    assert "QLinearConv" in _ops(out) and "DequantizeLinear" in _ops(out)
+
+
+def test_float_op_and_head_nodes(prepared: Path) -> None:
+    from converters.sensitivity import float_op_nodes, head_nodes
+
+    graph = onnx.load(str(prepared)).graph
+    kinds = {n.name: n.op_type for n in graph.node}
+    heads = head_nodes(prepared)
+    weighted = [n.name for n in graph.node if n.op_type in {"Conv", "Gemm", "MatMul"}]
+    assert heads == [weighted[0], weighted[-1]]  # first convolution, then the classifier
+    assert all(kinds[n] == "Relu" for n in float_op_nodes(prepared, ("Relu",)))
+    assert float_op_nodes(prepared, ("depthwise",)) == []  # digits has no depthwise conv
+
+
 def test_sensitivity_ranks_weighted_layers_and_exclusion_keeps_them_float(
     prepared: Path, tmp_path: Path, calibration: dict[str, np.ndarray]
 ) -> None:
