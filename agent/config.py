@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from agent.http_fetch import HttpSettings
+from agent.http_fetch import HttpSettings, ssl_context
 from edge_sdk import topics
 from edge_sdk.bundle import check_name
 from edge_sdk.chunking import MAX_CHUNK
@@ -483,8 +483,14 @@ def _store(t: _Table, base: Path) -> HttpSettings:
     """``[store]``: how chunks are fetched from the HTTP(S) mirrors a release names."""
     d = HttpSettings()
     fallback = t.get("fallback", bool)
+    ca = t.path("ca", base, "store-ca.pem", required=False, must_exist=True)
+    if ca is not None:
+        try:
+            ssl_context(ca)  # a file that holds no certificate fails at start, not mid-update
+        except ConfigError as e:
+            raise t.fail("ca", f"{ca} holds no PEM certificate; give the store's CA") from e
     return HttpSettings(
-        ca=t.path("ca", base, "store-ca.pem", required=False, must_exist=True),
+        ca=ca,
         connections=t.integer("connections", d.connections, 1, 16),
         timeout_s=t.number("timeout_s", d.timeout_s, positive=True),
         tries=t.integer("tries", d.tries, 1, 10),

@@ -84,7 +84,9 @@ pid {self.work / "nginx.pid"};
 error_log {self.work / "error.log"} info;
 events {{ worker_connections 1024; }}
 http {{
-    access_log {self.work / "access.log"};
+    # The connection serial first: tests count the connections a client kept alive.
+    log_format edge '$connection $request_uri $status $body_bytes_sent';
+    access_log {self.work / "access.log"} edge;
     client_body_temp_path {temp / "body"};
     proxy_temp_path {temp / "proxy"};
     fastcgi_temp_path {temp / "fastcgi"};
@@ -162,3 +164,14 @@ http {{
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+    def requests(self) -> list[tuple[int, str, int]]:
+        """(connection serial, path, status) of every request served so far."""
+        path = self.work / "access.log"
+        if not path.exists():
+            return []
+        rows = []
+        for line in path.read_text().splitlines():
+            conn, uri, status, _ = line.split(" ")
+            rows.append((int(conn), uri, int(status)))
+        return rows

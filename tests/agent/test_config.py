@@ -419,3 +419,34 @@ def test_state_dir_that_is_a_file_or_unwritable_is_one_line(conf_dir: Path) -> N
                 prepare_state_dir(config)
         finally:
             config.state_dir.chmod(0o700)
+
+
+def test_store_section_defaults_values_and_one_line_errors(conf_dir: Path) -> None:
+    from agent.http_fetch import HttpSettings
+
+    assert load_config(write(conf_dir, MINIMAL)).store == HttpSettings()
+    from edge_sdk import pki
+
+    (conf_dir / "store-ca.pem").write_bytes(pki.create_ca("store").cert_pem)
+    (conf_dir / "garbage.pem").write_text("x")
+    text = MINIMAL + (
+        '[store]\nca = "store-ca.pem"\nconnections = 8\ntimeout_s = 3\ntries = 5\n'
+        "backoff_s = 0\nfallback = false\n"
+    )
+    store = load_config(write(conf_dir, text)).store
+    assert store == HttpSettings(conf_dir / "store-ca.pem", 8, 3.0, 5, 0.0, False)
+    for body, key, message in (
+        ('ca = "missing.pem"', "store.ca", "does not exist"),
+        ('ca = "garbage.pem"', "store.ca", "holds no PEM certificate"),
+        ("connections = 0", "store.connections", "between 1 and 16"),
+        ("connections = 17", "store.connections", "between 1 and 16"),
+        ("tries = 11", "store.tries", "between 1 and 10"),
+        ("timeout_s = 0", "store.timeout_s", "must be"),
+        ("fallback = 1", "store.fallback", "expected a boolean"),
+        ("mirrors = []", "store.mirrors", "unknown key"),
+    ):
+        path = write(conf_dir, MINIMAL + "[store]\n" + body + "\n")
+        with pytest.raises(ConfigError) as info:
+            load_config(path)
+        assert str(info.value).startswith(f"{path}: {key}") and message in str(info.value), body
+        assert "\n" not in str(info.value)
