@@ -18,6 +18,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import tritonclient.grpc as triton
+from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
 from agent import codec
@@ -48,9 +49,12 @@ def expected(batch: np.ndarray) -> np.ndarray:
 
 
 def make_server(
-    slots: dict[str, ServingSlot], limits: codec.Limits = LIMITS, **kw: Any
+    slots: dict[str, ServingSlot],
+    limits: codec.Limits = LIMITS,
+    metrics: Metrics | None = None,
+    **kw: Any,
 ) -> GrpcServer:
-    service = GrpcInference(slots, Metrics(), threads=1, limits=limits)
+    service = GrpcInference(slots, metrics or Metrics(), threads=1, limits=limits)
     return GrpcServer(service, **{"max_message_bytes": 200_000, **kw})
 
 
@@ -275,3 +279,26 @@ def test_the_committed_protoc_module_matches_the_proto(tmp_path: Path) -> None:
     assert fresh.DESCRIPTOR.serialized_pb == pb.DESCRIPTOR.serialized_pb, (
         "agent/protos/grpc_predict_v2_pb2.py is stale: run python agent/protos/generate.py"
     )
+
+
+def test_answers_are_counted_under_the_http_status_their_code_stands_for(
+    loaded: LoadedVersion,
+) -> None:
+    slot = ServingSlot("digits")
+    slot.swap(loaded)
+    metrics = Metrics()
+    server = make_server({"digits": slot}, metrics=metrics)
+    server.start()
+    try:
+        with triton.InferenceServerClient(f"127.0.0.1:{server.bound_port}") as c:
+            c.infer("digits", [infer_input(SAMPLES)])
+            triton_error(c, infer_input(SAMPLES.reshape(8, 64)))
+    finally:
+        server.stop()
+    counts = {
+        (s.labels["code"], s.labels["version"]): s.value
+        for family in text_string_to_metric_families(metrics.exposition().decode())
+        if family.name == "edge_agent_requests"
+        for s in family.samples
+    }
+    assert counts == {("200", "1.0.1"): 1.0, ("422", "1.0.1"): 1.0}
