@@ -35,6 +35,9 @@ MAX_MIRROR_URL = 512
 # Statuses worth asking the same mirror again (later); any other non-200 moves to the next one.
 _TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 _READ_BLOCK = 64 << 10
+# A chunk's GET may take timeout_s plus its length at this rate: a server trickling a byte
+# now and then (never silent for timeout_s) still cannot hold a worker for ever.
+MIN_BYTES_PER_S = 16 << 10
 
 
 class FetchProblem(Exception):
@@ -51,15 +54,21 @@ class Response(Protocol):
 
     def getheader(self, name: str) -> str | None: ...
 
-    def read(self, amt: int) -> bytes: ...
+    def read1(self, amt: int) -> bytes: ...
 
 
-def read_body(response: Response, length: int) -> bytes:
+def read_body(
+    response: Response,
+    length: int,
+    deadline: float = float("inf"),
+    clock: Callable[[], float] = time.monotonic,
+) -> bytes:
     """The body of a chunk's GET, refused unless it is a 200 of exactly ``length`` bytes.
 
     Reads at most ``length + 1`` bytes whatever the server claims, so an oversized or endless
-    body costs one block of memory, never more. Pure over ``response``: any server's answer
-    ends in bytes or a :class:`FetchProblem`.
+    body costs one block of memory, never more, and gives up at ``deadline`` (``clock()``
+    time). Pure over ``response``: any server's answer ends in bytes or a
+    :class:`FetchProblem`.
     """
     status = response.status
     if status != 200:
@@ -76,7 +85,10 @@ def read_body(response: Response, length: int) -> bytes:
     parts: list[bytes] = []
     got = 0
     while got <= length:
-        block = response.read(min(_READ_BLOCK, length + 1 - got))
+        if clock() > deadline:
+            raise FetchProblem(f"too slow: {got} of {length} bytes in time", transient=True)
+        # read1: one read from the socket at most, so the deadline is checked between reads.
+        block = response.read1(min(_READ_BLOCK, length + 1 - got))
         if not block:
             break
         parts.append(block)
@@ -250,11 +262,17 @@ class HttpFetcher:
         try:
             conn.request("GET", path + sha, headers={"Accept-Encoding": "identity"})
             response = conn.getresponse()
+            deadline = time.monotonic() + self.settings.timeout_s + length / MIN_BYTES_PER_S
             try:
-                data = read_body(response, length)
+                data = read_body(response, length, deadline)
             finally:
                 if response.will_close or response.status != 200:
                     conn.close()  # the next request opens a fresh connection
+            if not response.isclosed():
+                if response.length == 0:
+                    response.read()  # nothing left: marks the response done, keeps the link
+                else:
+                    conn.close()
             return data
         except FetchProblem:
             conn.close()

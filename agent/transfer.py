@@ -9,6 +9,7 @@ match them, and every size is checked against the device's caps *before* a byte 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -34,6 +35,7 @@ from edge_sdk.errors import (
 )
 from edge_sdk.topics import Topics
 
+log = logging.getLogger(__name__)
 _SHA256 = re.compile(r"^[0-9a-f]{64}\Z")
 ALLOWED_FILES = frozenset({MANIFEST, GOLDEN, SIGNATURES, *ARTIFACT_NAMES.values()})
 BATCH = 16  # chunks read with one SUBSCRIBE / UNSUBSCRIBE pair
@@ -334,6 +336,12 @@ def fetch_release(
                 f"{len(left)} chunk(s) of {where} came from no mirror ({problems[0]}) and "
                 "store.fallback is off; retrying later"
             )
+        log.warning(
+            "%s: %d chunk(s) came from no mirror (%s); fetching them from the broker",
+            where,
+            len(left),
+            problems[0],
+        )
         from_broker = fetch_chunks(
             release,
             link,

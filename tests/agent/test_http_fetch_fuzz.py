@@ -118,7 +118,7 @@ def test_an_endless_body_costs_one_chunk_of_memory() -> None:
         def getheader(self, name: str) -> str | None:
             return None
 
-        def read(self, amt: int) -> bytes:
+        def read1(self, amt: int) -> bytes:
             return b"x" * amt
 
     tracemalloc.start()
@@ -161,6 +161,23 @@ def raw_server(replies: list[bytes]) -> Iterator[str]:
         stop.set()
         thread.join(5)
         server.close()
+
+
+def test_a_trickling_body_gives_up_at_its_deadline() -> None:
+    class Trickle:
+        status = 200
+        now = 0.0
+
+        def getheader(self, name: str) -> str | None:
+            return str(len(CHUNK))
+
+        def read1(self, amt: int) -> bytes:
+            Trickle.now += 1.0  # one byte a second: never silent, never done
+            return b"x"
+
+    with pytest.raises(FetchProblem, match="too slow") as caught:
+        read_body(Trickle(), len(CHUNK), deadline=30.0, clock=lambda: Trickle.now)
+    assert caught.value.transient and Trickle.now <= 31
 
 
 def test_raw_bytes_over_a_real_socket_end_in_a_chunk_or_nothing() -> None:
