@@ -84,7 +84,8 @@ class QuietBroker(Broker):
 
     def _config(self) -> str:
         quiet = "log_type error\nlog_type warning\nlog_type notice\nlog_type information"
-        return super()._config().replace("log_type all", quiet)
+        # $SYS/broker/bytes/{sent,received} every second: the broker's own byte counters.
+        return super()._config().replace("log_type all", quiet) + "sys_interval 1\n"
 
 
 # -- process figures --------------------------------------------------------------------------
@@ -253,10 +254,11 @@ class RolloutResult:
     reason: str
 
 
-def run_rollout(operator: Operator, watch: FleetWatch, bundle: Bundle, waves: str) -> RolloutResult:
+def run_rollout(
+    operator: Operator, watch: FleetWatch, version: int, label: str, waves: str
+) -> RolloutResult:
     """``edge-sdk fleet rollout digits <version> --group bench --waves ... --probation 0``,
     in-process: the CLI's wiring of FleetWatch, OperatorLink, plan, begin and drive."""
-    m = bundle.manifest
     gate = Gate(bake_s=0.0, wave_timeout_s=600.0)
     marks: list[float] = []
     start = time.perf_counter()
@@ -269,8 +271,8 @@ def run_rollout(operator: Operator, watch: FleetWatch, bundle: Bundle, waves: st
         watch.sync()
         planned = plan(
             MODEL,
-            m.version,
-            m.label,
+            version,
+            label,
             PROFILE,
             watch.devices(),
             steps=parse_waves(waves),
@@ -524,7 +526,8 @@ def measure(
             for key, version, waves in (("waves", 2, WAVES), ("one", 3, "100%")):
                 pauses0 = sum(a.pauses for a in agents)
                 with timed(row, key, broker_pid, costs, sampler):
-                    result = run_rollout(operator, watch, bundles[version], waves)
+                    m = bundles[version].manifest
+                    result = run_rollout(operator, watch, m.version, m.label, waves)
                 say(f"N={n}: rollout of v{version} in {waves}: {result.seconds:.1f} s")
                 if result.phase != str(Phase.COMPLETED):
                     raise RuntimeError(f"rollout of v{version} {result.phase}: {result.reason}")
@@ -727,6 +730,7 @@ def report(rows: list[Row], solo: dict[str, float], total_s: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", action="store_true", help="the fleet-scale run (see SCALE)")
     parser.add_argument("--devices", default="100,300", help="comma-separated fleet sizes")
     parser.add_argument("--quick", action="store_true", help="one small fleet (N=20)")
     args = parser.parse_args()
@@ -756,5 +760,587 @@ def main() -> None:
     report(rows, solo, time.perf_counter() - run_start)
 
 
+# == fleet scale (``--scale``) ==================================================================
+#
+# 1. Real agents, the same rollouts (v1 -> v2 in waves 1,10%,50%,100%, then v3 in one wave),
+#    chunks once from the broker and once from an HTTP store (nginx serving a ``fleet publish
+#    --store file://`` directory named as the release's mirror). --processes of the N agents
+#    are real ``edge-agent`` processes, the rest threads in this process. Status every
+#    --report-s (the agent's default 60 s: a report on every state change regardless).
+# 2. Raw limits on the same servers: wrk (C) fetching the same chunk files from the same nginx
+#    over N keep-alive connections; N paho subscribers reading the same chunks retained.
+# 3. The broker's CPU, peak RSS and bytes (its own $SYS counters) per device update.
+# 4. A protocol simulator (a separate process: paho connections each carrying many simulated
+#    devices that verify each signed assignment, report downloading then committed after a
+#    modelled update time, with the agent's status document) at --simulate sizes, so the
+#    rollout controller (this process: FleetWatch, plan, drive, signing) and the broker are
+#    measured at 1,000 and 10,000 devices.
+
+
+def broker_bytes(broker: Broker) -> tuple[int, int]:
+    """(received, sent) by the broker so far, from its $SYS counters (published every 1 s)."""
+    time.sleep(1.3)  # past one sys_interval: the counters then include everything before
+    got: dict[str, int] = {}
+    done = threading.Event()
+    client = connect_client(broker.host, broker.port, None, ca_path=None)
+
+    def on_message(_c: Any, _u: Any, msg: Any) -> None:
+        got[msg.topic.rsplit("/", 1)[-1]] = int(msg.payload)
+        if len(got) == 2:
+            done.set()
+
+    client.on_message = on_message
+    client.subscribe([("$SYS/broker/bytes/received", 0), ("$SYS/broker/bytes/sent", 0)])
+    done.wait(10)
+    close_clients([client])
+    return got.get("received", 0), got.get("sent", 0)
+
+
+def publish_release(
+    operator: Operator, bundle: Bundle, store: Any | None, mirrors: Sequence[str]
+) -> None:
+    from edge_sdk.fleet import publish_bundle
+
+    with operator_link(operator.broker) as link:
+        publish_bundle(
+            bundle, operator.repository(), link, TOPICS, store=store, mirrors=list(mirrors)
+        )
+
+
+def raw_http(url: str, paths: Sequence[str], connections: int, seconds: float) -> float:
+    """Bytes per second wrk (C, keep-alive) gets from ``url`` fetching ``paths`` round robin
+    over ``connections`` connections for ``seconds``."""
+    import subprocess
+
+    script = Path(tempfile.mkdtemp(prefix="wrk-")) / "chunks.lua"
+    listed = ", ".join(f'"/{p}"' for p in paths)
+    script.write_text(
+        f"local paths = {{{listed}}}\n"
+        "local i = 0\n"
+        "request = function()\n"
+        "  i = i + 1\n"
+        '  return wrk.format("GET", paths[(i % #paths) + 1])\n'
+        "end\n"
+        "done = function(summary, latency, requests)\n"
+        '  io.write(string.format("BYTES %d USEC %d ERRORS %d\\n", summary.bytes, '
+        "summary.duration, summary.errors.status + summary.errors.read + summary.errors.connect"
+        " + summary.errors.timeout))\n"
+        "end\n"
+    )
+    threads = min(2, connections)
+    out = subprocess.run(
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{seconds:g}s",
+            "--timeout",
+            "30s",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 60,
+    ).stdout
+    shutil.rmtree(script.parent, ignore_errors=True)
+    line = next(x for x in out.splitlines() if x.startswith("BYTES "))
+    _, total, _, usec, _, errors = line.split()
+    if int(errors):
+        raise RuntimeError(f"wrk saw {errors} errors fetching chunks: {out}")
+    return int(total) / (int(usec) / 1e6)
+
+
+@dataclass
+class ScaleRow:
+    source: str
+    n: int
+    processes: int
+    chunk_count: int = 0
+    chunk_bytes: int = 0
+    setup_s: float = 0.0
+    waves: RolloutResult | None = None
+    one_wave: RolloutResult | None = None
+    raw_rate: float = 0.0  # bytes/s over N connections, from the same server
+    bytes: dict[str, tuple[int, int]] = field(default_factory=dict)  # phase: received, sent
+    broker_cpu: dict[str, float] = field(default_factory=dict)
+    broker_peak_mb: float = 0.0
+    process_rss_mb: float = 0.0  # one agent process, idle, v1
+    process_cpu_pct: float = 0.0
+    host_available_mb: float = 0.0
+
+    def raw_s(self, devices: int) -> float:
+        return devices * self.chunk_bytes / self.raw_rate if self.raw_rate else 0.0
+
+
+def measure_scale(
+    work: Path,
+    keyring: Path,
+    n: int,
+    processes: int,
+    bundles: dict[int, Bundle],
+    source: str,
+    report_s: float,
+) -> ScaleRow:
+    from edge_sdk.stores import DirStore
+    from tests.agent.support import start_process
+    from tests.nginx import Nginx
+
+    row = ScaleRow(source, n, min(processes, n))
+    broker = QuietBroker(work / "broker")
+    operator = Operator(keyring, work / "repo", broker)
+    with ExitStack() as stack:
+        broker.start()
+        stack.callback(broker.close)
+        assert broker._proc is not None
+        broker_pid = broker._proc.pid
+        sampler = stack.enter_context(Sampler(broker_pid))
+        store, mirrors, nginx = None, [], None
+        if source == "http":
+            nginx = Nginx(work / "www", work / "nginx", keepalive_requests=100_000)
+            nginx.start()
+            stack.callback(nginx.stop)
+            store, mirrors = DirStore(f"file://{work / 'www'}", work / "www"), [nginx.url]
+        publish_release(operator, bundles[1], store, mirrors)
+        row.host_available_mb = mem_available_mb()
+        say(f"{source} N={n}: starting {row.processes} agent processes and the rest as threads")
+        start = time.perf_counter()
+        configs, procs, agents = [], [], []
+        with ExitStack() as fleet:
+            for i in range(n):
+                config = write_config(
+                    work / "agents" / f"dev-{i:03d}",
+                    broker,
+                    keyring / "root.json",
+                    device=f"dev-{i:03d}",
+                    group=GROUP,
+                    probation_s=PROBATION_S,
+                )
+                text = config.read_text().replace("interval_s = 1.0", f"interval_s = {report_s}")
+                config.write_text(text)
+                configs.append(config)
+                if i < row.processes:
+                    proc = start_process(config, config.parent / "agent.log")
+                    procs.append(proc)
+                    fleet.callback(_stop_process, proc)
+                else:
+                    agents.append(fleet.enter_context(agent_thread(config)))
+
+            def stop_threads() -> None:
+                for a in agents:
+                    a.stop()
+
+            def on(version: int) -> Callable[[], bool]:
+                return lambda: (
+                    on_version(agents, version) and all(committed(c, version)() for c in configs)
+                )
+
+            fleet.callback(stop_threads)
+            assign_group(operator, 1)
+            wait_until(
+                broker,
+                on(1),
+                900,
+                "every agent on v1",
+            )
+            row.setup_s = time.perf_counter() - start
+            if procs:
+                time.sleep(2.0)
+                idle0 = [cpu_seconds(p.pid) for p in procs]
+                t0 = time.monotonic()
+                time.sleep(3.0)
+                wall = time.monotonic() - t0
+                used = sum(cpu_seconds(p.pid) - c for p, c in zip(procs, idle0, strict=True))
+                row.process_cpu_pct = 100 * used / wall / len(procs)
+                row.process_rss_mb = sum(rss_mb(p.pid) for p in procs) / len(procs)
+            say(f"{source} N={n}: all on v1 after {row.setup_s:.1f} s")
+            publish_release(operator, bundles[2], store, mirrors)
+            chunks = operator.repository().chunks_of(bundles[2])
+            row.chunk_count, row.chunk_bytes = len(chunks), sum(len(c) for c in chunks.values())
+            publish_release(operator, bundles[3], store, mirrors)
+            watch = fleet.enter_context(
+                FleetWatch(
+                    BrokerAddress(broker.host, broker.port, False),
+                    TOPICS,
+                    f"bench-watch-{time.monotonic_ns()}",
+                )
+            )
+            for key, version, waves in (("waves", 2, WAVES), ("one", 3, "100%")):
+                before, cpu0 = broker_bytes(broker), cpu_seconds(broker_pid)
+                m = bundles[version].manifest
+                result = run_rollout(operator, watch, m.version, m.label, waves)
+                if result.phase != str(Phase.COMPLETED):
+                    raise RuntimeError(f"rollout of v{version} {result.phase}: {result.reason}")
+                wait_until(
+                    broker,
+                    on(version),
+                    300,
+                    f"every agent on v{version}",
+                )
+                after = broker_bytes(broker)
+                row.broker_cpu[key] = cpu_seconds(broker_pid) - cpu0
+                row.bytes[key] = (after[0] - before[0], after[1] - before[1])
+                say(f"{source} N={n}: rollout of v{version} in {waves}: {result.seconds:.1f} s")
+                if key == "waves":
+                    row.waves = result
+                else:
+                    row.one_wave = result
+            row.broker_peak_mb = sampler.peaks(0, time.monotonic())[0]
+        agents.clear()
+        release_memory()
+        paths = sorted(chunks)
+        if nginx is not None:
+            row.raw_rate = raw_http(nginx.url, paths, n, 10.0)
+        else:
+            clients = subscribers(broker, n, f"scale{n}")
+            try:
+                raw = raw_retained(broker, clients, list(chunks.values()), f"scale{n}")
+            finally:
+                close_clients(clients)
+            row.raw_rate = n * row.chunk_bytes / raw
+        say(f"{source} N={n}: raw {row.raw_rate / 1e6:.0f} MB/s")
+    shutil.rmtree(work, ignore_errors=True)
+    return row
+
+
+def _stop_process(proc: Any) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except Exception:  # a stuck agent must not keep the benchmark alive
+        proc.kill()
+
+
+# -- the protocol simulator ---------------------------------------------------------------------
+
+
+def simulator_main(argv: Sequence[str]) -> None:
+    """Simulated devices (run as ``bench_fleet.py --simulator ...`` by ``simulate``): each
+    connection carries many devices, each verifying its signed assignments as the agent does and
+    reporting ``downloading`` then ``committed`` after a modelled update time, with a status
+    document of the agent's shape and size."""
+    import heapq
+    import json
+    import random
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from edge_sdk.assignment import verify_assignment
+    from edge_sdk.keys import load_trust_root
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--devices", type=int, required=True)
+    parser.add_argument("--connections", type=int, required=True)
+    parser.add_argument("--keyring", type=Path, required=True)
+    parser.add_argument("--update-s", type=float, required=True)
+    args = parser.parse_args(list(argv))
+    root = load_trust_root(args.keyring / "root.json")
+    rng = random.Random(15)
+    names = [f"sim-{i:05d}" for i in range(args.devices)]
+    version = dict.fromkeys(names, 1)
+    due: list[tuple[float, str, int, int, Any]] = []
+    wake = threading.Condition()
+    per = -(-len(names) // args.connections)
+
+    def status(device: str, v: int, state: str, serial: int, target: int) -> bytes:
+        figures = {"count": 0, "errors": 0, "error_rate": 0.0, "p50_ms": 0.0, "p95_ms": 0.0}
+        model = {
+            "version": v,
+            "signed_by_revoked_key": False,
+            "trust_note": "",
+            "state": state,
+            "target_version": target,
+            "serial": serial,
+            "floor": v,
+            "reason": "",
+            "last_result": {"result": "installed", "version": v, "reason": "", "at": 0.0},
+            "last_transfer": {
+                "chunks": 81,
+                "fetched": 81,
+                "fetched_bytes": 5_330_000,
+                "cached": 0,
+                "reused": 0,
+                "sources": {"http://127.0.0.1:8080/": {"chunks": 81, "bytes": 5_330_000}},
+            },
+            "inference": figures,
+            "probation": None,
+        }
+        doc = {
+            "device": device,
+            "fleet": "default",
+            "group": GROUP,
+            "profile": PROFILE,
+            "agent_version": "0.1.0",
+            "uptime_s": 100.0,
+            "cpu_percent": 0.5,
+            "memory_rss_bytes": 107_000_000,
+            "disk_free_bytes": 10_000_000_000,
+            "assignment_error": "",
+            "models": {MODEL: model},
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        return json.dumps(doc, sort_keys=True).encode()
+
+    def handler(mine: list[str]) -> Callable[[Any, Any, Any], None]:
+        own = set(mine)
+
+        def on_message(client: Any, _u: Any, msg: Any) -> None:
+            try:
+                a = verify_assignment(root, bytes(msg.payload))
+            except Exception:  # a device refuses what does not verify
+                return
+            kind, _, name = a.scope.partition("/")
+            targets = [name] if kind == "devices" and name in own else mine
+            if kind == "devices" and name not in own:
+                return
+            now = time.monotonic()
+            for device in targets:
+                if version[device] == a.version:
+                    continue
+                body = status(device, version[device], "downloading", a.serial, a.version)
+                client.publish(TOPICS.status(device), body, qos=1, retain=True)
+                delay = args.update_s * rng.uniform(0.5, 1.5)
+                with wake:
+                    heapq.heappush(due, (now + delay, device, a.version, a.serial, client))
+                    wake.notify()
+
+        return on_message
+
+    clients = []
+    for k in range(args.connections):
+        mine = names[k * per : (k + 1) * per]
+        if not mine:
+            break
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"sim-conn-{k}", protocol=mqtt.MQTTv5
+        )
+        client.max_queued_messages_set(0)
+        client.on_message = handler(mine)
+        client.connect(HOST_SIM, args.port, keepalive=60)
+        client.loop_start()
+        topics = [(TOPICS.desired_device(d, MODEL), 1) for d in mine]
+        topics.append((TOPICS.desired_group(GROUP, MODEL), 1))
+        for start in range(0, len(topics), 100):
+            client.subscribe(topics[start : start + 100])
+        for device in mine:
+            client.publish(TOPICS.presence(device), b'{"online": true}', qos=1, retain=True)
+            body = status(device, 1, "committed", 0, 1)
+            client.publish(TOPICS.status(device), body, qos=1, retain=True)
+        clients.append(client)
+    time.sleep(1.0)
+    print("ready", flush=True)
+    while True:
+        with wake:
+            while not due or due[0][0] > time.monotonic():
+                wake.wait(None if not due else max(0.0, due[0][0] - time.monotonic()))
+            _, device, v, serial, client = heapq.heappop(due)
+        version[device] = v
+        client.publish(
+            TOPICS.status(device), status(device, v, "committed", serial, v), qos=1, retain=True
+        )
+
+
+HOST_SIM = "127.0.0.1"
+
+
+@dataclass
+class SimRow:
+    n: int
+    connections: int
+    update_s: float
+    waves: RolloutResult | None = None
+    controller_cpu_s: float = 0.0
+    controller_rss_mb: float = 0.0
+    broker_cpu_s: float = 0.0
+    broker_idle_mb: float = 0.0
+    broker_peak_mb: float = 0.0
+    bytes: tuple[int, int] = (0, 0)
+
+
+def simulate(work: Path, keyring: Path, n: int, update_s: float) -> SimRow:
+    import subprocess
+
+    from edge_sdk.repository import Repository
+
+    connections = max(1, min(100, n // 50))
+    row = SimRow(n, connections, update_s)
+    broker = QuietBroker(work / "broker")
+    operator = Operator(keyring, work / "repo", broker)
+    Repository.create(operator.repo_dir, keyring)
+    with ExitStack() as stack:
+        broker.start()
+        stack.callback(broker.close)
+        assert broker._proc is not None
+        broker_pid = broker._proc.pid
+        sampler = stack.enter_context(Sampler(broker_pid))
+        time.sleep(0.5)
+        row.broker_idle_mb = rss_mb(broker_pid)
+        sim = subprocess.Popen(
+            [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--simulator",
+                "--port",
+                str(broker.port),
+                "--devices",
+                str(n),
+                "--connections",
+                str(connections),
+                "--keyring",
+                str(keyring),
+                "--update-s",
+                str(update_s),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        stack.callback(_stop_process, sim)
+        assert sim.stdout is not None
+        if sim.stdout.readline().strip() != "ready":
+            raise RuntimeError("the simulator did not start")
+        watch = stack.enter_context(
+            FleetWatch(
+                BrokerAddress(broker.host, broker.port, False),
+                TOPICS,
+                f"bench-watch-{time.monotonic_ns()}",
+            )
+        )
+        wait_until(broker, lambda: len(watch.devices()) >= n, 300, f"{n} simulated devices")
+        say(f"simulated N={n}: {connections} connections, every device reported")
+        before, cpu0, bcpu0 = broker_bytes(broker), cpu_seconds(), cpu_seconds(broker_pid)
+        row.waves = run_rollout(operator, watch, 2, "2", WAVES)
+        if row.waves.phase != str(Phase.COMPLETED):
+            raise RuntimeError(f"simulated rollout {row.waves.phase}: {row.waves.reason}")
+        row.controller_cpu_s = cpu_seconds() - cpu0
+        row.broker_cpu_s = cpu_seconds(broker_pid) - bcpu0
+        after = broker_bytes(broker)
+        row.bytes = (after[0] - before[0], after[1] - before[1])
+        row.controller_rss_mb = rss_mb()
+        row.broker_peak_mb = sampler.peaks(0, time.monotonic())[0]
+        say(f"simulated N={n}: rollout {row.waves.seconds:.1f} s")
+    shutil.rmtree(work, ignore_errors=True)
+    return row
+
+
+def scale_report(rows: list[ScaleRow], sims: list[SimRow], total_s: float) -> None:
+    print(f"# Fleet scale ({os.cpu_count()} CPUs, one plain Mosquitto on loopback)\n")
+    if rows:
+        r0 = rows[0]
+        print(
+            f"Release: {r0.chunk_bytes / 1e6:.2f} MB in {r0.chunk_count} chunks. Agents: "
+            f"{r0.processes} real `edge-agent` processes + {r0.n - r0.processes} threads in "
+            f"the benchmark process; probation {PROBATION_S} s; status on every state change "
+            "and every --report-s. Raw: wrk (C, keep-alive, N connections) from the same nginx; "
+            "N paho subscribers reading the same chunks retained from the same broker.\n"
+        )
+        print(
+            "| chunks from | N | rollout s, waves 1,10%,50%,100% | rollout s, one wave "
+            "| raw s (N x release at the raw rate) | one wave / raw | worst wave / its raw "
+            "| broker KB per device update (in + out), waves / one wave | broker CPU s "
+            "(one wave) | broker RSS peak MB |"
+        )
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for r in rows:
+            assert r.waves is not None and r.one_wave is not None
+            raw = r.raw_s(r.n)
+            worst = 0.0
+            previous = 0.0
+            for size, mark in zip(r.waves.waves, r.waves.wave_s, strict=False):
+                worst = max(worst, (mark - previous) / max(r.raw_s(size), 1e-9))
+                previous = mark
+            per = {k: (rec + sent) / r.n / 1e3 for k, (rec, sent) in r.bytes.items()}
+            print(
+                f"| {r.source} | {r.n} | {r.waves.seconds:.1f} | {r.one_wave.seconds:.1f} "
+                f"| {raw:.1f} | {r.one_wave.seconds / raw:.1f}x | {worst:.1f}x "
+                f"| {per['waves']:.1f} / {per['one']:.1f} | {r.broker_cpu['one']:.1f} "
+                f"| {r.broker_peak_mb:.0f} |"
+            )
+        for r in rows:
+            if r.process_rss_mb:
+                by_mem = r.host_available_mb / r.process_rss_mb
+                by_cpu = (os.cpu_count() or 1) * 100 / max(r.process_cpu_pct, 1e-3)
+                print(
+                    f"\nOne agent process idle on v1 ({r.source} run): RSS {r.process_rss_mb:.0f}"
+                    f" MB, CPU {r.process_cpu_pct:.2f}% of a core. This host "
+                    f"({r.host_available_mb / 1024:.1f} GB available at the start) holds about "
+                    f"{by_mem:.0f} such processes by memory and {by_cpu:.0f} by idle CPU; each "
+                    "update costs a process its own interpreter's CPU on top."
+                )
+                break
+    if sims:
+        print(
+            "\n| simulated devices | connections | rollout s (waves 1,10%,50%,100%) "
+            "| controller CPU s | controller CPU ms per device | controller RSS MB "
+            "| broker CPU s | broker CPU ms per device | broker RSS MB idle / peak "
+            "| broker KB per device update (in + out) |"
+        )
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+        for s in sims:
+            assert s.waves is not None
+            print(
+                f"| {s.n} | {s.connections} | {s.waves.seconds:.1f} | {s.controller_cpu_s:.1f} "
+                f"| {1e3 * s.controller_cpu_s / s.n:.2f} | {s.controller_rss_mb:.0f} "
+                f"| {s.broker_cpu_s:.1f} | {1e3 * s.broker_cpu_s / s.n:.2f} "
+                f"| {s.broker_idle_mb:.0f} / {s.broker_peak_mb:.0f} "
+                f"| {sum(s.bytes) / s.n / 1e3:.1f} |"
+            )
+    print(f"\nWhole run: {total_s / 60:.1f} min.")
+
+
+def scale_main() -> None:
+    parser = argparse.ArgumentParser(description="fleet-scale benchmark")
+    parser.add_argument("--scale", action="store_true")
+    parser.add_argument("--devices", type=int, default=300, help="real agents per source")
+    parser.add_argument("--processes", type=int, default=40, help="of them, real processes")
+    parser.add_argument("--sources", default="http,broker", help="http, broker or both")
+    parser.add_argument("--simulate", default="1000,10000", help="simulated fleet sizes")
+    parser.add_argument("--sim-update-s", type=float, default=2.0, help="modelled update time")
+    parser.add_argument("--report-s", type=float, default=60.0, help="agents' status interval")
+    parser.add_argument("--quick", action="store_true", help="20 agents (4 processes), 200 sim")
+    args = parser.parse_args()
+    if args.quick:
+        args.devices, args.processes, args.simulate = 20, 4, "200"
+    run_start = time.perf_counter()
+    serialize_ast_parse()
+    root = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    rows: list[ScaleRow] = []
+    sims: list[SimRow] = []
+    try:
+        keyring = root / "keys"
+        init_keys(keyring, online_keys=1, threshold=1)
+        outputs = V2_BYTES // (4 * FEATURES)
+        bundles = {
+            1: make_bundle(keyring, 1),
+            2: make_bundle(keyring, 2, artifact=matmul_model(FEATURES, outputs, seed=2)),
+            3: make_bundle(keyring, 3, artifact=matmul_model(FEATURES, outputs, seed=3)),
+        }
+        for n in [int(x) for x in args.simulate.split(",") if x]:
+            sims.append(simulate(root / f"sim{n}", keyring, n, args.sim_update_s))
+        for source in [x for x in args.sources.split(",") if x]:
+            rows.append(
+                measure_scale(
+                    root / f"{source}{args.devices}",
+                    keyring,
+                    args.devices,
+                    args.processes,
+                    bundles,
+                    source,
+                    args.report_s,
+                )
+            )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    scale_report(rows, sims, time.perf_counter() - run_start)
+
+
 if __name__ == "__main__":
-    main()
+    if "--simulator" in sys.argv:
+        simulator_main(sys.argv[sys.argv.index("--simulator") + 1 :])
+    elif "--scale" in sys.argv:
+        scale_main()
+    else:
+        main()
