@@ -59,12 +59,12 @@ class Store(Protocol):
     def default_public_url(self) -> str | None: ...
 
 
-def check_public_url(url: str) -> str:
+def check_public_url(url: str, option: str = "--store-url") -> str:
     """A base URL devices fetch chunks from, as the signed metadata will name it (ends in '/').
     Mirrors the agent's own check (agent.http_fetch.check_mirror), so a publish never signs a
     list every device would refuse."""
     bad = InputError(
-        f"--store-url {url[:80]!r} must be an http:// or https:// base URL of at most "
+        f"{option} {url[:80]!r} must be an http:// or https:// base URL of at most "
         f"{MAX_MIRROR_URL} characters, without credentials, query or fragment"
     )
     if not 0 < len(url) <= MAX_MIRROR_URL or not url.isascii() or any(c in url for c in " \\"):

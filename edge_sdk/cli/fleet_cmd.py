@@ -193,7 +193,7 @@ def _store_options(
             )
         return None, []
     if endpoint is not None:
-        check_public_url(endpoint)
+        check_public_url(endpoint, "--store-endpoint")
     opened = open_store(store, endpoint=endpoint)
     if not urls:
         default = opened.default_public_url()

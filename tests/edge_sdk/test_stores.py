@@ -122,6 +122,7 @@ def test_publish_to_a_directory_and_option_errors(
         (("--store", "s3://B_/x", "--store-url", "https://x/"), "expected s3://"),
         (("--store", f"file://{www}", "--store-url", "ftp://x/"), "must be an http"),
         (("--store", f"file://{www}", "--store-url", "https://u:p@x/"), "must be an http"),
+        (("--store", "s3://bucket/x", "--store-endpoint", "localhost:9000"), "--store-endpoint"),
     ):
         code, _, err = cli(*common, *args)
         assert code == 2 and err.count("\n") == 1 and phrase in err, (args, err)
