@@ -1,14 +1,23 @@
-"""Serving benchmark on the digits model, in one run:
+"""Serving benchmark: the agent against the Python serving stacks a user would pick, driven by
+load generators written in C (wrk for HTTP/1.1, h2load for gRPC), in one run, rounds
+interleaved, on a cheap model (a 64x10 linear layer: serving dominates) and on the digits CNN.
 
-1. The agent's binary predict path (a real agent process; .npz in and out, keep-alive).
-2. The common tutorial way: a Flask app that parses a JSON list into numpy and calls
-   ``InferenceSession.run`` (Flask's threaded server, in its own process).
-3. A bare in-process ``InferenceSession.run``: the floor.
-4. The agent under the same load while it swaps to a new version: failures and p99.
+Servers, each its own process, every model run with one intra-op thread:
 
-Both HTTP servers face the same load generator (the same threads and connections), rounds
-alternate between them, and every figure is also given as a ratio, because this machine is
-shared. Run: ``python bench/bench_serving.py`` (needs mosquitto; about a minute).
+- bare ASGI: uvicorn + httptools, read the body, ``frombuffer``, ``run``, write bytes (the
+  limit of Python serving);
+- the agent (a real ``edge-agent run`` process): ``/v1`` with an ``.npy`` body, Open Inference
+  Protocol v2 over HTTP with the binary extension and with JSON, and v2 over gRPC;
+- KServe's Python ModelServer (v2 JSON) and LitServe (JSON), installed in the benchmark's own
+  virtual environment (``--venv``, made by ``--setup``), never as product dependencies;
+- the tutorial Flask + JSON app.
+
+Each (server, connections) cell runs ``--rounds`` times for ``--seconds``, cells interleaved
+within a round; the table shows medians and ratios, because this machine is shared.
+
+    apt-get install -y wrk nghttp2-client mosquitto         # the load generators, the broker
+    python bench/bench_serving.py --setup                   # once: /tmp/bench-serving-venv
+    python bench/bench_serving.py                           # ~6 minutes
 """
 
 from __future__ import annotations
@@ -16,264 +25,546 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import re
+import shutil
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from edge_sdk.client import InferenceClient  # noqa: E402
+from agent.protos import grpc_predict_v2_pb2 as pb  # noqa: E402
+from edge_sdk import npy  # noqa: E402
 from edge_sdk.keys import init_keys  # noqa: E402
 from tests.agent.support import (  # noqa: E402
     DIGITS,
     Operator,
     committed,
     make_bundle,
-    padded_model,
+    matmul_model,
     start_process,
     wait_for,
     write_config,
 )
 from tests.mosquitto import Broker, free_port  # noqa: E402
 
-SAMPLE = np.load(DIGITS / "validation.npz")["input"][:1].astype(np.float32)
+VENV = Path("/tmp/bench-serving-venv")
+VENV_PACKAGES = ["kserve", "litserve", "onnxruntime", "numpy"]
+READY = ".bench-ready"  # written once the packages are in
+
+BARE_APP = """
+import sys
+import numpy as np, onnxruntime as ort, uvicorn
+path, name, shape, port = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+shape = tuple(int(d) for d in shape.split(","))
+options = ort.SessionOptions()
+options.intra_op_num_threads = 1
+session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+HEADERS = [(b"content-type", b"application/octet-stream")]
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    body, more = b"", True
+    while more:
+        message = await receive()
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+    y = session.run(None, {name: np.frombuffer(body, np.float32).reshape(shape)})[0]
+    await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+    await send({"type": "http.response.body", "body": y.tobytes()})
+
+uvicorn.run(app, host="127.0.0.1", port=port, http="httptools", access_log=False,
+            log_level="warning", lifespan="off")
+"""
 
 FLASK_APP = """
 import sys
 import numpy as np, onnxruntime as ort
 from flask import Flask, jsonify, request
+path, name, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
 app = Flask(__name__)
 options = ort.SessionOptions()
 options.intra_op_num_threads = 1
-session = ort.InferenceSession(sys.argv[1], options, providers=["CPUExecutionProvider"])
+session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 @app.post("/predict")
 def predict():
     x = np.array(request.get_json()["input"], dtype=np.float32)
-    return jsonify({"logits": session.run(None, {"input": x})[0].tolist()})
-app.run(host="127.0.0.1", port=int(sys.argv[2]), threaded=True)
+    return jsonify({"output": session.run(None, {name: x})[0].tolist()})
+app.run(host="127.0.0.1", port=port, threaded=True)
 """
 
-Call = Callable[[], None]
-BATCHED = "agent, binary, dynamic batching (1 ms)"
+KSERVE_APP = """
+import sys
+import onnxruntime as ort
+from kserve import InferOutput, InferRequest, InferResponse, Model, ModelServer
+path, name, port, grpc_port = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+
+class Onnx(Model):
+    def __init__(self):
+        super().__init__("m")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        self.ready = True
+
+    def predict(self, payload: InferRequest, headers=None):
+        y = self.session.run(None, {name: payload.inputs[0].as_numpy()})[0]
+        out = InferOutput(name="output", shape=list(y.shape), datatype="FP32")
+        out.set_data_from_numpy(y, binary_data=False)
+        return InferResponse(model_name="m", infer_outputs=[out], response_id=payload.id)
+
+if __name__ == "__main__":
+    ModelServer(http_port=port, grpc_port=grpc_port, workers=1, enable_grpc=False).start(
+        [Onnx()]
+    )
+"""
+
+LITSERVE_APP = """
+import sys
+import numpy as np, onnxruntime as ort
+import litserve as ls
+path, name, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+
+class Api(ls.LitAPI):
+    def setup(self, device):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+    def decode_request(self, request):
+        return np.asarray(request["input"], dtype=np.float32)
+
+    def predict(self, x):
+        return self.session.run(None, {name: x})[0]
+
+    def encode_response(self, y):
+        return {"output": y.tolist()}
+
+if __name__ == "__main__":
+    ls.LitServer(Api(), accelerator="cpu", workers_per_device=1).run(host="127.0.0.1", port=port)
+"""
 
 
-def agent_caller() -> Callable[[str], Call]:
-    def make(url: str) -> Call:
-        client = InferenceClient(url)
-        return lambda: _check(
-            next(iter(client.predict("digits", {"input": SAMPLE}).outputs.values()))
-        )
+@dataclass
+class Target:
+    """One way to ask for one inference: where, with what body, and how."""
 
-    return make
-
-
-def flask_caller(port: int) -> Call:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    body = json.dumps({"input": SAMPLE.tolist()})
-
-    def call() -> None:
-        connection.request("POST", "/predict", body, {"Content-Type": "application/json"})
-        response = connection.getresponse()
-        data = response.read()
-        if response.status != 200:
-            raise RuntimeError(f"flask answered {response.status}")
-        _check(np.asarray(json.loads(data)["logits"]))
-
-    return call
+    name: str
+    url: str
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    grpc: bool = False
 
 
-def _check(logits: np.ndarray) -> None:
-    if logits.shape != (1, 10):
-        raise RuntimeError(f"bad answer shape {logits.shape}")
+@dataclass
+class Model:
+    key: str
+    title: str
+    path: Path
+    sample: np.ndarray
+    input: str = "input"
+    output: str = "output"
 
 
-def run_load(callers: list[Call], seconds: float) -> tuple[float, list[float], int]:
-    """Requests per second, every latency (ms), failures: one thread per caller."""
-    latencies: list[float] = []
-    failures = [0]
-    lock = threading.Lock()
-    stop = threading.Event()
-
-    def worker(call: Call) -> None:
-        mine: list[float] = []
-        while not stop.is_set():
-            start = time.perf_counter()
-            try:
-                call()
-            except Exception:  # a failure is a figure here
-                with lock:
-                    failures[0] += 1
-                continue
-            mine.append((time.perf_counter() - start) * 1e3)
-        with lock:
-            latencies.extend(mine)
-
-    threads = [threading.Thread(target=worker, args=(c,)) for c in callers]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    time.sleep(seconds)
-    stop.set()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - start
-    return len(latencies) / elapsed, latencies, failures[0]
+def setup_venv() -> None:
+    subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    pip = [str(VENV / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+    subprocess.run([*pip, *VENV_PACKAGES], check=True)
+    (VENV / READY).write_text("ok\n")
+    print(f"benchmark environment ready: {VENV}")
 
 
-def pct(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q)) if values else float("nan")
-
-
-def wait_port(port: int, timeout: float = 30.0) -> None:
+def wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server for port {port} exited with {process.returncode}")
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
-        time.sleep(0.05)
+        time.sleep(0.1)
     raise TimeoutError(f"nothing listens on {port}")
+
+
+def v2_binary(model: Model) -> tuple[bytes, dict[str, str]]:
+    raw = model.sample.tobytes()
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": model.input,
+                    "shape": list(model.sample.shape),
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": len(raw)},
+                }
+            ],
+            "outputs": [{"name": model.output, "parameters": {"binary_data": True}}],
+        }
+    ).encode()
+    return header + raw, {
+        "Content-Type": "application/octet-stream",
+        "Inference-Header-Content-Length": str(len(header)),
+    }
+
+
+def v2_json(model: Model, name: str) -> bytes:
+    tensor = {
+        "name": name,
+        "shape": list(model.sample.shape),
+        "datatype": "FP32",
+        "data": model.sample.ravel().tolist(),
+    }
+    return json.dumps({"inputs": [tensor]}).encode()
+
+
+def grpc_frame(model: Model) -> bytes:
+    request = pb.ModelInferRequest(model_name="digits", raw_input_contents=[model.sample.tobytes()])
+    request.inputs.add(name=model.input, datatype="FP32", shape=list(model.sample.shape))
+    message = request.SerializeToString()
+    return b"\0" + struct.pack(">I", len(message)) + message
+
+
+def check(target: Target) -> str:
+    """ "" if the target answers its body with a success, else why not."""
+    if target.grpc:
+        import grpc
+
+        host = target.url.removeprefix("http://").split("/")[0]
+        with grpc.insecure_channel(host) as channel:
+            call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+            try:
+                call(target.body[5:], timeout=30)
+            except grpc.RpcError as e:
+                return f"gRPC {e}"
+        return ""
+    host, _, path = target.url.removeprefix("http://").partition("/")
+    address, port = host.split(":")
+    connection = http.client.HTTPConnection(address, int(port), timeout=30)
+    try:
+        connection.request("POST", "/" + path, target.body, target.headers)
+        response = connection.getresponse()
+        data = response.read()
+    finally:
+        connection.close()
+    return "" if response.status == 200 else f"HTTP {response.status}: {data[:200]!r}"
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def run_wrk(target: Target, connections: int, seconds: float, work: Path) -> tuple[float, float]:
+    body = work / f"{abs(hash(target.name))}.body"
+    body.write_bytes(target.body)
+    script = work / f"{abs(hash(target.name))}.lua"
+    lines = ['wrk.method = "POST"', f'local f = io.open("{body}", "rb")']
+    lines += ["wrk.body = f:read('*a')", "f:close()"]
+    lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in target.headers.items()]
+    script.write_text("\n".join(lines) + "\n")
+    out = subprocess.run(
+        [
+            *("wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency"),
+            *("-s", str(script), target.url),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    if "Non-2xx" in out:
+        raise RuntimeError(f"{target.name}: failed requests under load:\n{out}")
+    rps = float(_find(r"Requests/sec:\s+([\d.]+)", out)[0])
+    value, unit = _find(r"\s50%\s+([\d.]+)(us|ms|s)", out)
+    return rps, float(value) * _UNITS[unit]
+
+
+def _find(pattern: str, text: str) -> tuple[str, ...]:
+    found = re.search(pattern, text)
+    if found is None:
+        raise RuntimeError(f"no {pattern!r} in the load generator's output:\n{text}")
+    return found.groups()
+
+
+def run_h2load(target: Target, connections: int, seconds: float, work: Path) -> tuple[float, float]:
+    body, log = work / "grpc.body", work / "h2load.log"
+    body.write_bytes(target.body)
+    log.unlink(missing_ok=True)
+    out = subprocess.run(
+        [
+            *("h2load", f"-c{connections}", "-m1", "-t1", "-D", f"{seconds:g}", "-d", str(body)),
+            *("-H", "content-type: application/grpc", "-H", "te: trailers"),
+            *(f"--log-file={log}", target.url),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", out)
+    if done is None or done.group(1) != done.group(2):
+        raise RuntimeError(f"{target.name}: failed requests under load:\n{out}")
+    rps = float(_find(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)[0])
+    times = [int(line.split("\t")[2]) / 1e3 for line in log.read_text().splitlines() if line]
+    return rps, float(np.percentile(times, 50))
+
+
+def start(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+    handle = log.open("ab")
+    return subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO)
+
+
+def serve(
+    model: Model, work: Path, keyring: Path, operator: Operator, broker: Broker, version: int
+) -> tuple[list[subprocess.Popen[bytes]], list[Target]]:
+    """Start every server for ``model``; the processes and the targets that reach them."""
+    processes: list[subprocess.Popen[bytes]] = []
+    targets: list[Target] = []
+    shape = ",".join(str(d) for d in model.sample.shape)
+    py = sys.executable
+    venv_py = str(VENV / "bin" / "python")
+    scripts = work / "scripts"
+    scripts.mkdir(exist_ok=True)
+    for name, text in (("kserve_app.py", KSERVE_APP), ("litserve_app.py", LITSERVE_APP)):
+        (scripts / name).write_text(text)
+    ports = {k: free_port() for k in ("bare", "http", "grpc", "kserve", "kgrpc", "lit", "flask")}
+    m = str(model.path)
+    processes.append(
+        start([py, "-c", BARE_APP, m, model.input, shape, str(ports["bare"])], work / "bare.log")
+    )
+    processes.append(
+        start([py, "-c", FLASK_APP, m, model.input, str(ports["flask"])], work / "flask.log")
+    )
+    have_venv = (VENV / READY).exists()
+    if have_venv:
+        kserve_args = [m, model.input, str(ports["kserve"]), str(ports["kgrpc"])]
+        processes.append(
+            start([venv_py, str(scripts / "kserve_app.py"), *kserve_args], work / "kserve.log")
+        )
+        lit_args = [m, model.input, str(ports["lit"])]
+        processes.append(
+            start([venv_py, str(scripts / "litserve_app.py"), *lit_args], work / "litserve.log")
+        )
+    else:
+        print(f"(no {VENV}: KServe and LitServe skipped; run with --setup first)")
+    device = f"dev-{model.key}"
+    config = write_config(
+        work / device,
+        broker,
+        keyring / "root.json",
+        device=device,
+        probation_s=1.0,
+        serving={
+            "listen": f"127.0.0.1:{ports['http']}",
+            "grpc_listen": f"127.0.0.1:{ports['grpc']}",
+            "threads": 2,
+        },
+    )
+    agent = start_process(config, work / f"{device}.log")
+    processes.append(agent)
+    operator.assign(version, device=device)
+    wait_for(committed(config, version), timeout=120)
+    for process, port in zip(processes, [ports["bare"], ports["flask"]], strict=False):
+        wait_port(port, process)
+    if have_venv:
+        wait_port(ports["kserve"], processes[2])
+        wait_port(ports["lit"], processes[3])
+    wait_port(ports["grpc"], agent)
+
+    base = f"http://127.0.0.1:{ports['http']}"
+    binary, binary_headers = v2_binary(model)
+    json_headers = {"Content-Type": "application/json"}
+    lit_body = json.dumps({"input": model.sample.tolist()}).encode()
+    targets = [
+        Target(
+            "bare ASGI app",
+            f"http://127.0.0.1:{ports['bare']}/",
+            model.sample.tobytes(),
+            {"Content-Type": "application/octet-stream"},
+        ),
+        Target(
+            "agent /v1 (.npy)",
+            f"{base}/v1/models/digits/predict",
+            npy.dumps(model.sample),
+            {"Content-Type": npy_type(), "Accept": npy_type()},
+        ),
+        Target("agent v2 binary", f"{base}/v2/models/digits/infer", binary, binary_headers),
+        Target(
+            "agent v2 JSON",
+            f"{base}/v2/models/digits/infer",
+            v2_json(model, model.input),
+            json_headers,
+        ),
+        Target(
+            "agent gRPC",
+            f"http://127.0.0.1:{ports['grpc']}/inference.GRPCInferenceService/ModelInfer",
+            grpc_frame(model),
+            grpc=True,
+        ),
+    ]
+    if have_venv:
+        targets += [
+            Target(
+                "KServe ModelServer (v2 JSON)",
+                f"http://127.0.0.1:{ports['kserve']}/v2/models/m/infer",
+                v2_json(model, model.input),
+                json_headers,
+            ),
+            Target(
+                "LitServe (JSON)",
+                f"http://127.0.0.1:{ports['lit']}/predict",
+                lit_body,
+                json_headers,
+            ),
+        ]
+    targets.append(
+        Target("Flask + JSON", f"http://127.0.0.1:{ports['flask']}/predict", lit_body, json_headers)
+    )
+    return processes, targets
+
+
+def npy_type() -> str:
+    from agent.codec import NPY
+
+    return NPY
+
+
+def stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--connections", type=int, nargs="+", default=[8, 1])
+    parser.add_argument("--models", nargs="+", default=["cheap", "digits"])
+    parser.add_argument("--setup", action="store_true", help=f"make {VENV} and exit")
     args = parser.parse_args()
+    if args.setup:
+        setup_venv()
+        return
+    for tool in ("wrk", "h2load"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is not installed: apt-get install -y wrk nghttp2-client")
     work = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     keyring = work / "keys"
     init_keys(keyring, online_keys=1, threshold=1)
     broker = Broker(work / "broker")
     broker.start()
     operator = Operator(keyring, work / "repo", broker)
-    operator.publish(make_bundle(keyring, 1))
-    api_port, batch_port, flask_port = free_port(), free_port(), free_port()
-    config = write_config(
-        work / "dev",
-        broker,
-        keyring / "root.json",
-        probation_s=1.0,
-        serving={"listen": f"127.0.0.1:{api_port}", "threads": 2},
-    )
-    batching_config = write_config(
-        work / "dev-2",
-        broker,
-        keyring / "root.json",
-        device="dev-2",
-        probation_s=1.0,
-        serving={"listen": f"127.0.0.1:{batch_port}", "threads": 2},
-        models={"batch_window_ms": 1.0, "max_batch": 32},
-    )
-    agent = start_process(config, work / "agent.log")
-    batching_agent = start_process(batching_config, work / "agent-2.log")
-    flask = subprocess.Popen(
-        [sys.executable, "-c", FLASK_APP, str(DIGITS / "model.onnx"), str(flask_port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{api_port}"
-    rows: dict[str, dict[str, list[float]]] = {}
+    cheap_path = work / "cheap.onnx"
+    cheap_path.write_bytes(matmul_model(64, 10, seed=1))
+    rng = np.random.default_rng(0)
+    models = {
+        "cheap": Model(
+            "cheap",
+            "cheap model (64x10 linear)",
+            cheap_path,
+            rng.standard_normal((1, 64)).astype(np.float32),
+        ),
+        "digits": Model(
+            "digits",
+            "digits CNN (examples/digits)",
+            DIGITS / "model.onnx",
+            np.load(DIGITS / "validation.npz")["input"][:1].astype(np.float32),
+            output="logits",
+        ),
+    }
+    operator.publish(make_bundle(keyring, 1, artifact=cheap_path.read_bytes()))
+    operator.publish(make_bundle(keyring, 2))
+    versions = {"cheap": 1, "digits": 2}
+    results: dict[str, dict[tuple[str, int], list[tuple[float, float]]]] = {}
     try:
-        for port in (api_port, batch_port, flask_port):
-            wait_port(port)
-        operator.assign(1)
-        operator.assign(1, device="dev-2")
-        wait_for(committed(config, 1), timeout=60)
-        wait_for(committed(batching_config, 1), timeout=60)
-        batch_url = f"http://127.0.0.1:{batch_port}"
-        # Every path runs the model with one intra-op thread, as the agent's [[models]] default.
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        session = ort.InferenceSession(
-            str(DIGITS / "model.onnx"), options, providers=["CPUExecutionProvider"]
-        )
-
-        def bare() -> None:
-            _check(session.run(None, {"input": SAMPLE})[0])
-
-        make_agent = agent_caller()
-        for _ in range(args.rounds):
-            for name, callers_of in (
-                ("agent, binary (.npy)", lambda n: [make_agent(url) for _ in range(n)]),
-                (BATCHED, lambda n: [make_agent(batch_url) for _ in range(n)]),
-                ("Flask + JSON", lambda n: [flask_caller(flask_port) for _ in range(n)]),
-                ("bare InferenceSession.run", lambda n: [bare for _ in range(n)]),
-            ):
-                for mode, n in (("load", args.clients), ("one client", 1)):
-                    rps, lat, fail = run_load(callers_of(n), args.seconds)
-                    row = rows.setdefault(
-                        f"{name}|{mode}", {"rps": [], "p50": [], "p99": [], "fail": []}
-                    )
-                    row["rps"].append(rps)
-                    row["p50"].append(pct(lat, 50))
-                    row["p99"].append(pct(lat, 99))
-                    row["fail"].append(fail)
-
-        # The agent under load while it installs and swaps to v2 (same weights, new file).
-        operator.publish(make_bundle(keyring, 2, artifact=padded_model(1 << 20, seed=3)))
-        swap: dict[str, float] = {}
-
-        def swap_soon() -> None:
-            time.sleep(1.0)
-            operator.assign(2)
-
-        trigger = threading.Thread(target=swap_soon)
-        trigger.start()
-        rps, lat, fail = run_load([make_agent(url) for _ in range(args.clients)], 6.0)
-        trigger.join()
-        wait_for(committed(config, 2), timeout=60)
-        swap = {"rps": rps, "p50": pct(lat, 50), "p99": pct(lat, 99), "fail": fail, "n": len(lat)}
+        for key in args.models:
+            model = models[key]
+            processes, targets = serve(model, work, keyring, operator, broker, versions[key])
+            try:
+                live = []
+                for target in targets:
+                    problem = check(target)
+                    if problem:
+                        print(f"{model.key}: {target.name} skipped: {problem}")
+                    else:
+                        live.append(target)
+                cells = results.setdefault(model.title, {})
+                for round_ in range(args.rounds):
+                    for target in live:
+                        for connections in args.connections:
+                            run = run_h2load if target.grpc else run_wrk
+                            figures = run(target, connections, args.seconds, work)
+                            cells.setdefault((target.name, connections), []).append(figures)
+                    print(f"{model.key}: round {round_ + 1}/{args.rounds} done", flush=True)
+            finally:
+                stop(processes)
     finally:
-        for process in (agent, batching_agent):
-            process.send_signal(signal.SIGTERM)
-            process.wait(15)
-        flask.terminate()
-        flask.wait(10)
         broker.close()
-    report(rows, swap, args)
+    report(results, args)
 
 
 def report(
-    rows: dict[str, dict[str, list[float]]], swap: dict[str, float], args: argparse.Namespace
+    results: dict[str, dict[tuple[str, int], list[tuple[float, float]]]],
+    args: argparse.Namespace,
 ) -> None:
-    med = {k: {m: statistics.median(v) for m, v in r.items()} for k, r in rows.items()}
-    n = args.clients
-    print(f"# Serving the digits model ({args.rounds} rounds of {args.seconds:g} s, medians)\n")
-    print(f"| path | req/s, {n} clients | p50 ms | p99 ms | req/s, 1 client | p50 ms | failed |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for name in ("agent, binary (.npy)", BATCHED, "Flask + JSON", "bare InferenceSession.run"):
-        a, b = med[f"{name}|load"], med[f"{name}|one client"]
-        fails = int(sum(rows[f"{name}|load"]["fail"]) + sum(rows[f"{name}|one client"]["fail"]))
+    many, one = max(args.connections), min(args.connections)
+    print(f"\n# Serving, {args.rounds} rounds of {args.seconds:g} s (medians), wrk / h2load\n")
+    for title, cells in results.items():
+        med = {
+            k: (statistics.median(r for r, _ in v), statistics.median(p for _, p in v))
+            for k, v in cells.items()
+        }
+        names = list(dict.fromkeys(name for name, _ in cells))
+        bare = med.get(("bare ASGI app", many), (float("nan"), 0.0))[0]
+        bare_p50 = med.get(("bare ASGI app", one), (0.0, float("nan")))[1]
+        print(f"## {title}\n")
         print(
-            f"| {name} | {a['rps']:.0f} | {a['p50']:.3f} | {a['p99']:.3f} | {b['rps']:.0f} "
-            f"| {b['p50']:.3f} | {fails} |"
+            f"| server | req/s ({many} conns) | x bare | req/s ({one} conn) "
+            f"| p50 ms ({one} conn) | p50 over bare |"
         )
-    agent, flask = med["agent, binary (.npy)|load"], med["Flask + JSON|load"]
-    overhead = med["agent, binary (.npy)|one client"]["p50"]
-    overhead -= med["bare InferenceSession.run|one client"]["p50"]
-    print("\n| figure | value |")
-    print("|---|---:|")
-    batched = med[f"{BATCHED}|load"]
-    print(f"| agent throughput vs Flask + JSON, {n} clients | {agent['rps'] / flask['rps']:.2f}x |")
-    print(
-        f"| with dynamic batching vs Flask + JSON, {n} clients "
-        f"| {batched['rps'] / flask['rps']:.2f}x |"
-    )
-    print(f"| agent p50 overhead over the in-process call, 1 client | {overhead:.3f} ms |")
-    print(f"| swap under load: requests / failed | {swap['n']:.0f} / {swap['fail']:.0f} |")
-    print(f"| swap under load: p50 / p99 ms | {swap['p50']:.3f} / {swap['p99']:.3f} |")
-    print(f"| steady load: p99 ms | {agent['p99']:.3f} |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for name in names:
+            rps_many, _ = med.get((name, many), (float("nan"), float("nan")))
+            rps_one, p50 = med.get((name, one), (float("nan"), float("nan")))
+            print(
+                f"| {name} | {rps_many:,.0f} | {rps_many / bare:.2f} | {rps_one:,.0f} "
+                f"| {p50:.3f} | {p50 - bare_p50:+.3f} |"
+            )
+        kserve = med.get(("KServe ModelServer (v2 JSON)", many))
+        binary = med.get(("agent v2 binary", many))
+        grpc = med.get(("agent gRPC", many))
+        print()
+        if binary is not None:
+            print(
+                f"- agent v2 binary / bare ASGI, {many} conns: {binary[0] / bare:.2f}x (goal 0.75x)"
+            )
+            if kserve is not None:
+                print(
+                    f"- agent v2 binary / KServe, {many} conns: "
+                    f"{binary[0] / kserve[0]:.2f}x (goal 3x)"
+                )
+            overhead = med[("agent v2 binary", one)][1] - bare_p50
+            print(f"- agent v2 binary p50 overhead, {one} conn: {overhead:.3f} ms (goal < 0.15)")
+            if grpc is not None:
+                print(
+                    f"- agent gRPC / v2 binary, {many} conns: "
+                    f"{grpc[0] / binary[0]:.2f}x (goal >= 1)"
+                )
+        print()
 
 
 if __name__ == "__main__":
