@@ -21,8 +21,9 @@ import http.client
 import ssl
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -188,21 +189,28 @@ class HttpFetcher:
         self.cancelled = threading.Event()
 
     def fetch(self, wanted: Iterable[tuple[str, int]]) -> Iterator[Got]:
-        """One :class:`Got` per chunk, as they complete; the caller stores the good ones."""
-        items = list(wanted)
-        if not items:
+        """One :class:`Got` per chunk, as they complete; the caller stores the good ones.
+
+        At most ``2 * connections`` chunks are asked for or waiting for the caller at once, so
+        a slow chunk never makes the others pile up in memory."""
+        todo = deque(wanted)
+        if not todo:
             return
-        with ThreadPoolExecutor(
-            max_workers=max(1, min(self.settings.connections, len(items))),
-            thread_name_prefix="chunk-http",
-        ) as pool:
-            try:
-                futures = [pool.submit(self._one, sha, n) for sha, n in items]
-                for future in futures:
+        workers = max(1, min(self.settings.connections, len(todo)))
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chunk-http")
+        pending: set[Future[Got]] = set()
+        try:
+            while todo or pending:
+                while todo and len(pending) < 2 * workers:
+                    sha, n = todo.popleft()
+                    pending.add(pool.submit(self._one, sha, n))
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
                     yield future.result()
-            finally:
-                self.cancelled.set()
-                self.close()
+        finally:
+            self.cancelled.set()  # workers stop between tries; queued chunks are dropped
+            pool.shutdown(wait=True, cancel_futures=True)
+            self.close()
 
     def close(self) -> None:
         with self._lock:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -133,3 +134,35 @@ def test_a_dead_mirror_is_skipped_after_a_few_failures_not_tried_per_chunk() -> 
     assert all(data == wanted[sha] and src == good for sha, (data, src) in got.items())
     # Each worker may hit the dead mirror a few times before it counts as down; never 30 x 2.
     assert len(pauses) <= 2 * 2
+
+
+def test_a_caller_that_stops_reading_holds_only_a_window_of_chunks() -> None:
+    """Chunks are asked for at most ``2 * connections`` ahead of what the caller took: a slow
+    disk or a slow check never makes a whole release pile up in memory."""
+    wanted = chunks(40)
+    served: list[str] = []
+
+    class Serve(_Flaky):
+        def do_GET(self) -> None:
+            sha = self.path.rsplit("/", 1)[-1]
+            served.append(sha)
+            data = wanted[sha]
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = http.server.ThreadingHTTPServer((HOST, 0), Serve)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://{HOST}:{server.server_address[1]}/"
+        fetcher = HttpFetcher([url], HttpSettings(connections=2), check)
+        results = fetcher.fetch((sha, len(data)) for sha, data in wanted.items())
+        first = next(results)
+        time.sleep(0.5)  # the caller is busy: nothing more may be fetched than the window
+        assert first.data is not None and len(served) <= 1 + 2 * 2
+        rest = list(results)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(rest) == 39 and all(got.data == wanted[got.sha] for got in rest)
