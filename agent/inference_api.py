@@ -32,7 +32,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -48,12 +48,30 @@ log = logging.getLogger(__name__)
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+# Every route this API serves (docs/openapi.json describes each; a test holds them equal).
+ROUTES = (
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("GET", "/v1/models"),
+    ("GET", "/v1/models/{model}"),
+    ("POST", "/v1/models/{model}/predict"),
+    ("GET", "/v2"),
+    ("GET", "/v2/health/live"),
+    ("GET", "/v2/health/ready"),
+    ("GET", "/v2/models/{model}"),
+    ("GET", "/v2/models/{model}/ready"),
+    ("POST", "/v2/models/{model}/infer"),
+    ("GET", "/v2/models/{model}/versions/{version}"),
+    ("GET", "/v2/models/{model}/versions/{version}/ready"),
+    ("POST", "/v2/models/{model}/versions/{version}/infer"),
+)
 _PREFIX = "/v1/models"
 _V2_MODELS = "/v2/models/"
-_T = TypeVar("_T")
 # A model whose gate measured a p95 under this (per sample) runs small requests on the event
 # loop: a thread-pool hand-off costs ~50-100 us, more than such a model's run.
 INLINE_RUN_MS = 0.25
+COST_WINDOW = 256  # runs per window of the fastest-run estimate
 # Bodies up to this size are decoded on the event loop (microseconds); bigger ones in a thread.
 INLINE_DECODE_BYTES = 64 << 10
 MAX_HEADER_BYTES = 16 << 10
@@ -80,6 +98,11 @@ class InferenceApi:
         self._max_body = max_body_bytes
         self._limits = limits
         self._inline_ms = inline_run_ms
+        # Per model: [id of the serving version, its fastest run per sample (ms) in this
+        # window of runs, runs in the window, the fastest in the window before], which decides
+        # whether a request runs on the event loop. Only the id: an old version is never kept
+        # alive here.
+        self._costs: dict[str, list[Any]] = {}
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="inference")
         # One thread: big bodies are decoded one at a time, so decoding holds at most one
         # request's max_decoded_bytes beyond the small ones decoded inline.
@@ -191,21 +214,11 @@ class InferenceApi:
         headers = _headers(scope["headers"])
         try:
             body = await self._body(headers, receive)
-            if v2:
-                request: oip.InferRequest | None = await self._off_loop(
-                    len(body), _decode_v2, body, headers, loaded, self._limits
-                )
-                assert request is not None
-                arrays = request.inputs
+            if len(body) <= INLINE_DECODE_BYTES:  # microseconds: here, no hand-off
+                request, arrays = _decode(v2, body, headers, loaded, self._limits)
             else:
-                request = None
-                arrays = await self._off_loop(
-                    len(body),
-                    codec.decode,
-                    body,
-                    headers.get("content-type", ""),
-                    loaded.bundle.manifest.inputs,
-                    self._limits,
+                request, arrays = await asyncio.get_running_loop().run_in_executor(
+                    self._decoder, _decode, v2, body, headers, loaded, self._limits
                 )
         except codec.RequestError as e:
             series.error("input")
@@ -217,7 +230,7 @@ class InferenceApi:
         try:
             if batcher is not None:
                 answered, outputs = await batcher.predict(loaded, arrays)
-            elif len(body) <= INLINE_DECODE_BYTES and self._cheap(loaded, arrays):
+            elif len(body) <= INLINE_DECODE_BYTES and self._cheap(name, loaded, arrays):
                 # A model that answers in well under a millisecond runs here: handing it to a
                 # thread and back costs more than the run.
                 answered, outputs = slot.predict_on(loaded, arrays)
@@ -232,33 +245,40 @@ class InferenceApi:
             await _json(send, 500, {"error": f"inference failed: {type(e).__name__}"})
             series.answered(500, time.perf_counter() - start)
             return
-        series.latency.observe(time.perf_counter() - run_start)
+        ran = time.perf_counter() - run_start
+        series.latency.observe(ran)
         if batcher is None:
-            series.batch.observe(codec.samples(arrays))
-        size = sum(a.nbytes for a in outputs.values())
-        if request is not None:
-            payload, media, extra = await self._off_loop(
-                size, _encode_v2, name, loaded, request, outputs
-            )
+            samples = codec.samples(arrays)
+            series.batch.observe(samples)
+            self._learn(name, loaded, ran * 1e3 / samples)
+        if sum(a.nbytes for a in outputs.values()) <= INLINE_DECODE_BYTES:
+            payload, media, extra = _encode(request, outputs, headers, name, loaded, answered)
         else:
-            payload, media = await self._off_loop(
-                size, codec.encode, outputs, headers.get("accept", "")
+            payload, media, extra = await asyncio.get_running_loop().run_in_executor(
+                self._decoder, _encode, request, outputs, headers, name, loaded, answered
             )
-            extra = {"x-model-version": str(answered)}
-            if media == codec.NPY:  # a bare array carries no name: say which output it is
-                extra["x-output-name"] = next(iter(outputs))
         await _reply(send, 200, payload, media, extra)
         series.answered(200, time.perf_counter() - start)
 
-    def _cheap(self, loaded: LoadedVersion, arrays: Mapping[str, Any]) -> bool:
-        return loaded.gate.latency_p95_ms * codec.samples(arrays) <= self._inline_ms
+    def _cheap(self, name: str, loaded: LoadedVersion, arrays: Mapping[str, Any]) -> bool:
+        """Whether this request's run should take under ``inline_run_ms``: by the serving
+        version's fastest recent run per sample (a busy machine only ever adds to a run's
+        time, so the fastest is what the model costs), its gate's p95 before it has run."""
+        known = self._costs.get(name)
+        cost = min(known[1], known[3]) if known and known[0] == id(loaded) else None
+        if cost is None:
+            cost = loaded.gate.latency_p95_ms
+        return cost * codec.samples(arrays) <= self._inline_ms
 
-    async def _off_loop(self, size: int, fn: Callable[..., _T], *args: Any) -> _T:
-        """``fn(*args)`` here for small work (microseconds), in the decode thread for big."""
-        if size <= INLINE_DECODE_BYTES:
-            return fn(*args)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._decoder, fn, *args)
+    def _learn(self, name: str, loaded: LoadedVersion, ms_per_sample: float) -> None:
+        known = self._costs.get(name)
+        if not known or known[0] != id(loaded):
+            self._costs[name] = [id(loaded), ms_per_sample, 1, ms_per_sample]
+        elif known[2] >= COST_WINDOW:  # a new window: a model that got slower is seen so
+            self._costs[name] = [id(loaded), ms_per_sample, 1, known[1]]
+        else:
+            known[1] = min(known[1], ms_per_sample)
+            known[2] += 1
 
     def _batcher(self, name: str, slot: ServingSlot, loaded: LoadedVersion) -> Batcher | None:
         """The model's batcher, if batching is on for it and its first dimension is the batch
@@ -332,6 +352,33 @@ def _headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
         if name is not None:
             found[name] = value.decode("latin-1")
     return found
+
+
+def _decode(
+    v2: bool, body: bytes, headers: Mapping[str, str], loaded: LoadedVersion, limits: codec.Limits
+) -> tuple[oip.InferRequest | None, dict[str, Any]]:
+    if v2:
+        request = _decode_v2(body, headers, loaded, limits)
+        return request, request.inputs
+    inputs = loaded.bundle.manifest.inputs
+    return None, codec.decode(body, headers.get("content-type", ""), inputs, limits)
+
+
+def _encode(
+    request: oip.InferRequest | None,
+    outputs: Mapping[str, Any],
+    headers: Mapping[str, str],
+    name: str,
+    loaded: LoadedVersion,
+    answered: int,
+) -> tuple[bytes, str, dict[str, str]]:
+    if request is not None:
+        return _encode_v2(name, loaded, request, outputs)
+    payload, media = codec.encode(outputs, headers.get("accept", ""))
+    extra = {"x-model-version": str(answered)}
+    if media == codec.NPY:  # a bare array carries no name: say which output it is
+        extra["x-output-name"] = next(iter(outputs))
+    return payload, media, extra
 
 
 def _decode_v2(

@@ -16,6 +16,8 @@ The hot path never looks labels up: :meth:`Metrics.series` hands out the labelle
 
 from __future__ import annotations
 
+import bisect
+import math
 import platform
 import threading
 
@@ -24,10 +26,12 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
-    Histogram,
     ProcessCollector,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from agent.machine import State
 from edge_sdk import __version__
@@ -45,32 +49,10 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Counter(
-            "edge_agent_requests",
-            "Inference requests answered, by model, version and HTTP status code.",
-            ["model", "version", "code"],
-            registry=r,
-        )
-        self.errors = Counter(
-            "edge_agent_request_errors",
-            "Predict requests that failed: bad input (4xx) or inference (5xx).",
-            ["model", "version", "kind"],
-            registry=r,
-        )
-        self.latency = Histogram(
-            "edge_agent_inference_seconds",
-            "Time in the runtime per predict request.",
-            ["model", "version"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.batch = Histogram(
-            "edge_agent_batch_size",
-            "Samples per runtime call (dynamic batching merges requests).",
-            ["model", "version"],
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
-            registry=r,
-        )
+        # Request metrics: counted in plain Python by Series, exposed by _RequestCollector.
+        self._series: dict[tuple[str, str], Series] = {}
+        self._series_lock = threading.Lock()
+        r.register(_RequestCollector(self._series))
         self.updates = Counter(
             "edge_agent_update_attempts",
             "Updates started, by model.",
@@ -92,13 +74,6 @@ class Metrics:
         self.version = Gauge(
             "edge_agent_model_version", "The version serving, per model.", ["model"], registry=r
         )
-        self.duration = Histogram(
-            "edge_agent_request_seconds",
-            "Whole inference requests as the server sees them: read, decode, run, encode, send.",
-            ["model", "version"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
         Gauge(
             "edge_agent_build_info",
             "The agent's build: always 1, the versions in the labels.",
@@ -106,15 +81,13 @@ class Metrics:
             registry=r,
         ).labels(__version__, platform.python_version()).set(1)
         ProcessCollector(registry=r)
-        self._series: dict[tuple[str, str], Series] = {}
-        self._series_lock = threading.Lock()
 
     def series(self, model: str, version: str) -> Series:
         """The labelled children of one (model, version), made once."""
         found = self._series.get((model, version))
         if found is None:
             with self._series_lock:
-                found = self._series.setdefault((model, version), Series(self, model, version))
+                found = self._series.setdefault((model, version), Series(model, version))
         return found
 
     def set_state(self, model: str, state: State) -> None:
@@ -125,33 +98,122 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-class Series:
-    """A (model, version)'s request metrics with their labels resolved: what a request costs
-    in metrics is a few increments, no label lookup."""
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 
-    def __init__(self, metrics: Metrics, model: str, version: str) -> None:
-        self._metrics, self._model, self._version = metrics, model, version
-        self.latency = metrics.latency.labels(model, version)
-        self.duration = metrics.duration.labels(model, version)
-        self.batch = metrics.batch.labels(model, version)
-        self._codes: dict[int, Counter] = {}
-        self._errors: dict[str, Counter] = {}
+
+class _Histogram:
+    """Bucket counts (not cumulative) and a sum: one bisect and two adds per observation."""
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last: over every bound (+Inf)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1  # le: value <= bound
+        self.total += value
+
+    def family_sample(self) -> tuple[list[tuple[str, float]], float]:
+        buckets, running = [], 0
+        for bound, count in zip((*self.bounds, math.inf), self.counts, strict=True):
+            running += count
+            buckets.append((floatToGoString(bound), float(running)))  # type: ignore[no-untyped-call]
+        return buckets, self.total
+
+
+class Series:
+    """A (model, version)'s request metrics: what a request costs in metrics is a few list
+    and dict updates under one uncontended lock, no label lookup and no prometheus-client
+    object on the hot path; :class:`_RequestCollector` turns them into families when scraped.
+    Safe from any thread (the event loop, gRPC's workers)."""
+
+    def __init__(self, model: str, version: str) -> None:
+        self.labels = (model, version)
+        self.lock = threading.Lock()
+        self.codes: dict[int, int] = {}
+        self.errors: dict[str, int] = {}
+        self.latency_h = _Histogram(LATENCY_BUCKETS)
+        self.duration_h = _Histogram(LATENCY_BUCKETS)
+        self.batch_h = _Histogram(BATCH_BUCKETS)
+        self.latency = _Observer(self, self.latency_h)
+        self.duration = _Observer(self, self.duration_h)
+        self.batch = _Observer(self, self.batch_h)
 
     def answered(self, code: int, seconds: float) -> None:
-        """One request answered with ``code`` after ``seconds``."""
-        counter = self._codes.get(code)
-        if counter is None:
-            counter = self._codes.setdefault(
-                code, self._metrics.requests.labels(self._model, self._version, str(code))
-            )
-        counter.inc()
-        self.duration.observe(seconds)
+        """One request answered with ``code`` after ``seconds`` (the whole request)."""
+        with self.lock:
+            self.codes[code] = self.codes.get(code, 0) + 1
+            self.duration_h.observe(seconds)
 
     def error(self, kind: str) -> None:
         """A failed request: ``input`` (the client's, 4xx) or ``inference`` (the runtime's)."""
-        counter = self._errors.get(kind)
-        if counter is None:
-            counter = self._errors.setdefault(
-                kind, self._metrics.errors.labels(self._model, self._version, kind)
-            )
-        counter.inc()
+        with self.lock:
+            self.errors[kind] = self.errors.get(kind, 0) + 1
+
+
+class _Observer:
+    __slots__ = ("_histogram", "_series")
+
+    def __init__(self, series: Series, histogram: _Histogram) -> None:
+        self._series, self._histogram = series, histogram
+
+    def observe(self, value: float) -> None:
+        with self._series.lock:
+            self._histogram.observe(value)
+
+
+class _RequestCollector(Collector):
+    def __init__(self, series: dict[tuple[str, str], Series]) -> None:
+        self._series = series
+
+    def describe(self) -> list[Metric]:
+        return self._families([])
+
+    def collect(self) -> list[Metric]:
+        return self._families(list(self._series.values()))
+
+    @staticmethod
+    def _families(all_series: list[Series]) -> list[Metric]:
+        requests = CounterMetricFamily(
+            "edge_agent_requests",
+            "Inference requests answered, by model, version and HTTP status code.",
+            labels=["model", "version", "code"],
+        )
+        errors = CounterMetricFamily(
+            "edge_agent_request_errors",
+            "Inference requests that failed: bad input (4xx) or inference (5xx).",
+            labels=["model", "version", "kind"],
+        )
+        histograms = [
+            HistogramMetricFamily(
+                "edge_agent_inference_seconds",
+                "Time in the runtime per inference request.",
+                labels=["model", "version"],
+            ),
+            HistogramMetricFamily(
+                "edge_agent_request_seconds",
+                "Whole inference requests as the server sees them: read, decode, run, encode, "
+                "send.",
+                labels=["model", "version"],
+            ),
+            HistogramMetricFamily(
+                "edge_agent_batch_size",
+                "Samples per runtime call (dynamic batching merges requests).",
+                labels=["model", "version"],
+            ),
+        ]
+        for series in all_series:
+            with series.lock:
+                codes, kinds = dict(series.codes), dict(series.errors)
+                figures = [
+                    h.family_sample() for h in (series.latency_h, series.duration_h, series.batch_h)
+                ]
+            for code, count in sorted(codes.items()):
+                requests.add_metric([*series.labels, str(code)], count)
+            for kind, count in sorted(kinds.items()):
+                errors.add_metric([*series.labels, kind], count)
+            for family, (buckets, total) in zip(histograms, figures, strict=True):
+                family.add_metric(list(series.labels), buckets, total)
+        return [requests, errors, *histograms]

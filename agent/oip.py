@@ -41,8 +41,10 @@ The contract (stable: ``agent.inference_api`` serves it over HTTP, the gRPC serv
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,6 +78,7 @@ SERVER_NAME = "edge-agent"
 _PLATFORMS = {"onnx": "onnxruntime_onnx", "tflite": "tensorflow_lite"}
 MAX_ID_CHARS = 256
 MAX_DIMS = 16
+_LITTLE = sys.byteorder == "little"
 
 
 def datatype(dtype: np.dtype[Any] | str) -> str:
@@ -127,7 +130,7 @@ def error_body(message: str) -> bytes:
     return json.dumps({"error": message}).encode()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class InferRequest:
     """A checked infer request: ``inputs`` are the model's, ``outputs`` the names asked for
     (empty: all) and ``binary`` those of them to send as binary (``binary_all``: every one)."""
@@ -142,16 +145,16 @@ class InferRequest:
         return set(names) if self.binary_all else set(self.binary & set(names))
 
 
-def _shape(name: str, shape: object, spec: TensorSpec) -> tuple[int, ...]:
-    if (
-        not isinstance(shape, list | tuple)
-        or len(shape) > MAX_DIMS
-        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
-    ):
-        raise RequestError(
-            400, f"input '{name}': shape must be a list of at most {MAX_DIMS} integers >= 0"
-        )
-    return tuple(shape)
+def _shape(name: str, shape: object) -> tuple[int, ...]:
+    if type(shape) is list and len(shape) <= MAX_DIMS:
+        for d in shape:
+            if type(d) is not int or d < 0:
+                break
+        else:
+            return tuple(shape)
+    raise RequestError(
+        400, f"input '{name}': shape must be a list of at most {MAX_DIMS} integers >= 0"
+    )
 
 
 def _admit(
@@ -169,11 +172,14 @@ def _admit(
             422, f"unknown input '{name:.80}'; this model takes {', '.join(sorted(specs))}"
         )
     dtype = numpy_dtype(dtype_name)
-    dims = _shape(name, shape, spec)
-    want = np.dtype(spec.dtype)
-    if dtype != want:
-        raise RequestError(422, f"input '{name}' is {dtype_name}, the model takes {datatype(want)}")
-    fits(name, dtype, dims, spec, limits)
+    dims = _shape(name, shape)
+    plan = _plan(spec)
+    if dtype is not plan.dtype and dtype != plan.dtype:
+        raise RequestError(
+            422, f"input '{name}' is {dtype_name}, the model takes {datatype(plan.dtype)}"
+        )
+    if not plan.accepts(dims, limits):
+        fits(name, dtype, dims, spec, limits)  # says what is wrong (or that nothing is)
     nbytes = math.prod(dims) * dtype.itemsize
     if used + nbytes > limits.max_decoded_bytes:
         raise RequestError(
@@ -182,6 +188,30 @@ def _admit(
             f"{limits.max_decoded_bytes} per request (serving.max_decoded_bytes)",
         )
     return dtype, dims, nbytes
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a spec accepts, worked out once: a well-formed tensor is judged in a few compares;
+    anything else goes to ``codec.fits`` for its message."""
+
+    dtype: np.dtype[Any]
+    ndim: int
+    fixed: tuple[tuple[int, int], ...]  # (axis, size) of every fixed dimension
+
+    def accepts(self, dims: tuple[int, ...], limits: Limits) -> bool:
+        if len(dims) != self.ndim:
+            return False
+        for axis, size in self.fixed:
+            if dims[axis] != size:
+                return False
+        return not self.ndim or 0 < dims[0] <= limits.max_samples
+
+
+@functools.lru_cache(maxsize=256)
+def _plan(spec: TensorSpec) -> _Plan:
+    fixed = tuple((a, d) for a, d in enumerate(spec.shape) if isinstance(d, int))
+    return _Plan(np.dtype(spec.dtype), len(spec.shape), fixed)
 
 
 def input_from_raw(
@@ -193,14 +223,15 @@ def input_from_raw(
     limits: Limits,
     used: int = 0,
 ) -> np.ndarray:
-    _, dims, nbytes = _admit(name, dtype_name, shape, specs, limits, used)
+    dtype, dims, nbytes = _admit(name, dtype_name, shape, specs, limits, used)
     if len(raw) != nbytes:
         raise RequestError(
             400, f"input '{name}': {len(raw)} bytes of data for shape {list(dims)} ({nbytes} bytes)"
         )
+    if _LITTLE:
+        return np.frombuffer(raw, dtype=dtype).reshape(dims)
     wire = _WIRE[str(dtype_name)]
-    array = np.frombuffer(raw, dtype=wire).reshape(dims)
-    return array if wire.isnative else array.astype(wire.newbyteorder("="))
+    return np.frombuffer(raw, dtype=wire).reshape(dims).astype(dtype)
 
 
 def input_from_values(
@@ -306,10 +337,8 @@ def parse_infer(
         if size is not None:
             if not isinstance(size, int) or isinstance(size, bool) or size < 0:
                 raise RequestError(400, f"{where}: binary_data_size must be an integer >= 0")
-            if offset + size > len(rest):
-                raise RequestError(
-                    400, f"{where}: binary_data_size {size} runs past the end of the body"
-                )
+            # Past the body's end the slice is short: judged after the declaration (a 413 for a
+            # shape over the caps comes first), then a 400 that says how many bytes came.
             raw = rest[offset : offset + size]
             offset += size
             arrays[name] = input_from_raw(
@@ -326,10 +355,10 @@ def parse_infer(
         raise RequestError(
             400, f"{len(rest) - offset} bytes after the JSON header belong to no input"
         )
+    if len(arrays) != len(specs) or len(arrays) > 1:  # every tensor was judged on its own
+        arrays = check(arrays, specs, limits)  # missing inputs, batch sizes that disagree
     outputs, binary_names = _requested_outputs(doc.get("outputs"))
-    return InferRequest(
-        request_id, check(arrays, specs, limits), outputs, frozenset(binary_names), binary_all
-    )
+    return InferRequest(request_id, arrays, outputs, frozenset(binary_names), binary_all)
 
 
 def _requested_outputs(items: object) -> tuple[tuple[str, ...], set[str]]:
@@ -368,7 +397,19 @@ def select_outputs(
 
 def check_output_names(wanted: Sequence[str], specs: Sequence[TensorSpec]) -> None:
     """A 400 for an output the model does not have, before the model runs."""
-    select_outputs({s.name: np.empty(0) for s in specs}, wanted)
+    if wanted:
+        names = {s.name for s in specs}
+        for name in wanted:
+            if name not in names:
+                raise RequestError(
+                    400,
+                    f"unknown output '{name:.80}'; this model gives {', '.join(sorted(names))}",
+                )
+
+
+@functools.lru_cache(maxsize=1024)
+def _quoted(text: str) -> str:
+    return json.dumps(text)
 
 
 def infer_response(
@@ -378,26 +419,34 @@ def infer_response(
     outputs: Mapping[str, np.ndarray],
     binary: set[str] | frozenset[str] = frozenset(),
 ) -> tuple[bytes, int | None]:
-    entries: list[dict[str, Any]] = []
-    blobs: list[Any] = []
-    for name, array in outputs.items():
-        entry: dict[str, Any] = {
-            "name": name,
-            "datatype": datatype(array.dtype),
-            "shape": list(array.shape),
-        }
-        if name in binary:
-            data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
-            entry["parameters"] = {"binary_data_size": data.nbytes}
-            blobs.append(data.data.cast("B") if data.ndim else data.tobytes())
-        else:
-            entry["data"] = array.ravel().tolist()
-        entries.append(entry)
-    doc: dict[str, Any] = {"model_name": model, "model_version": version}
+    # Written by hand, not json.dumps of a document: this is on every request's path.
+    parts = ['{"model_name":', _quoted(model), ',"model_version":', _quoted(version)]
     if request_id is not None:
-        doc["id"] = request_id
-    doc["outputs"] = entries
-    head = json.dumps(doc, separators=(",", ":")).encode()
+        parts += [',"id":', json.dumps(request_id)]
+    parts.append(',"outputs":[')
+    blobs: list[Any] = []
+    for i, (name, array) in enumerate(outputs.items()):
+        shape = ",".join([str(d) for d in array.shape])
+        parts += [
+            "," if i else "",
+            '{"name":',
+            _quoted(name),
+            ',"datatype":"',
+            datatype(array.dtype),
+            '","shape":[',
+            shape,
+            "]",
+        ]
+        if name in binary:
+            data = array
+            if not (_LITTLE and array.dtype.isnative and array.flags.c_contiguous):
+                data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+            parts += [',"parameters":{"binary_data_size":', str(data.nbytes), "}}"]
+            blobs.append(data)
+        else:
+            parts += [',"data":', json.dumps(array.ravel().tolist()), "}"]
+    parts.append("]}")
+    head = "".join(parts).encode()
     if not blobs:
         return head, None
     return b"".join([head, *blobs]), len(head)

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from agent.selftest import LoadedVersion
-from edge_sdk.runtime import named_outputs
 
 LATENCY_WINDOW = 2048  # recent requests kept for p50/p95
 
@@ -76,7 +75,8 @@ class ServingSlot:
         batch's time as its latency."""
         start = time.perf_counter()
         try:
-            result = named_outputs(loaded.model, loaded.bundle.manifest.outputs)(feeds)
+            names = [o.name for o in loaded.bundle.manifest.outputs]
+            result = dict(zip(names, loaded.model.run(feeds), strict=True))
         except Exception:
             with self._lock:
                 if loaded is self._loaded:
