@@ -88,6 +88,34 @@ uvicorn.run(app, host="127.0.0.1", port=port, http="httptools", access_log=False
             log_level="warning", lifespan="off")
 """
 
+# The limit of Python gRPC serving, as the bare ASGI app is HTTP's: grpcio's asyncio server, a
+# handler that takes the request's bytes (the tensor is their tail), runs, and answers bytes.
+BARE_GRPC_APP = """
+import asyncio, sys
+import grpc, numpy as np, onnxruntime as ort
+path, name, shape, port = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+shape = tuple(int(d) for d in shape.split(","))
+nbytes = 4 * int(np.prod(shape))
+options = ort.SessionOptions()
+options.intra_op_num_threads = 1
+session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+async def infer(data, context):
+    x = np.frombuffer(data[-nbytes:], np.float32).reshape(shape)
+    return session.run(None, {name: x})[0].tobytes()
+
+async def main():
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+        "inference.GRPCInferenceService",
+        {"ModelInfer": grpc.unary_unary_rpc_method_handler(infer)}),))
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    await server.wait_for_termination()
+
+asyncio.run(main())
+"""
+
 FLASK_APP = """
 import sys
 import numpy as np, onnxruntime as ort
@@ -122,7 +150,7 @@ class Onnx(Model):
         y = self.session.run(None, {name: payload.inputs[0].as_numpy()})[0]
         out = InferOutput(name="output", shape=list(y.shape), datatype="FP32")
         out.set_data_from_numpy(y, binary_data=False)
-        return InferResponse(model_name="m", infer_outputs=[out], response_id=payload.id)
+        return InferResponse(model_name="m", infer_outputs=[out], response_id=payload.id or "0")
 
 if __name__ == "__main__":
     ModelServer(http_port=port, grpc_port=grpc_port, workers=1, enable_grpc=False).start(
@@ -334,7 +362,10 @@ def serve(
     scripts.mkdir(exist_ok=True)
     for name, text in (("kserve_app.py", KSERVE_APP), ("litserve_app.py", LITSERVE_APP)):
         (scripts / name).write_text(text)
-    ports = {k: free_port() for k in ("bare", "http", "grpc", "kserve", "kgrpc", "lit", "flask")}
+    ports = {
+        k: free_port()
+        for k in ("bare", "bare_grpc", "http", "grpc", "kserve", "kgrpc", "lit", "flask")
+    }
     m = str(model.path)
     processes.append(
         start([py, "-c", BARE_APP, m, model.input, shape, str(ports["bare"])], work / "bare.log")
@@ -342,6 +373,8 @@ def serve(
     processes.append(
         start([py, "-c", FLASK_APP, m, model.input, str(ports["flask"])], work / "flask.log")
     )
+    bare_grpc = [py, "-c", BARE_GRPC_APP, m, model.input, shape, str(ports["bare_grpc"])]
+    processes.append(start(bare_grpc, work / "bare_grpc.log"))
     have_venv = (VENV / READY).exists()
     if have_venv:
         kserve_args = [m, model.input, str(ports["kserve"]), str(ports["kgrpc"])]
@@ -371,11 +404,13 @@ def serve(
     processes.append(agent)
     operator.assign(version, device=device)
     wait_for(committed(config, version), timeout=120)
-    for process, port in zip(processes, [ports["bare"], ports["flask"]], strict=False):
+    for process, port in zip(
+        processes, [ports["bare"], ports["flask"], ports["bare_grpc"]], strict=False
+    ):
         wait_port(port, process)
     if have_venv:
-        wait_port(ports["kserve"], processes[2])
-        wait_port(ports["lit"], processes[3])
+        wait_port(ports["kserve"], processes[3])
+        wait_port(ports["lit"], processes[4])
     wait_port(ports["grpc"], agent)
 
     base = f"http://127.0.0.1:{ports['http']}"
@@ -401,6 +436,12 @@ def serve(
             f"{base}/v2/models/digits/infer",
             v2_json(model, model.input),
             json_headers,
+        ),
+        Target(
+            "bare grpcio app",
+            f"http://127.0.0.1:{ports['bare_grpc']}/inference.GRPCInferenceService/ModelInfer",
+            grpc_frame(model),
+            grpc=True,
         ),
         Target(
             "agent gRPC",
@@ -547,6 +588,7 @@ def report(
         kserve = med.get(("KServe ModelServer (v2 JSON)", many))
         binary = med.get(("agent v2 binary", many))
         grpc = med.get(("agent gRPC", many))
+        bare_grpc = med.get(("bare grpcio app", many))
         print()
         if binary is not None:
             print(
@@ -563,6 +605,10 @@ def report(
                 print(
                     f"- agent gRPC / v2 binary, {many} conns: "
                     f"{grpc[0] / binary[0]:.2f}x (goal >= 1)"
+                )
+            if grpc is not None and bare_grpc is not None:
+                print(
+                    f"- agent gRPC / bare grpcio app, {many} conns: {grpc[0] / bare_grpc[0]:.2f}x"
                 )
         print()
 
