@@ -5,6 +5,17 @@ quantize without calibration data, and again, even with calibration data, for it
 check on 4-D, 3-channel inputs with a small fixed batch. The build must never touch the
 network, so the download function is replaced for the duration of the conversion by one that
 hands back our calibration samples, and our own quantization is done by TFLiteConverter later.
+
+Routes: when onnx2tf fails on a pattern, the pass tries the next sound route instead of giving
+up, and records one line per route tried (``PassContext.routes``) for the build report:
+1. onnx2tf as is;
+2. shape no-ops folded first: a Flatten of a 2-D tensor and a Reshape to the shape its input
+   already has become Identity. onnx's version converter wraps an opset-11 Softmax that way
+   (Flatten, Softmax, Reshape back to Shape(x)), and onnx2tf's Softmax, handed a reshape
+   whose target shape it can only know at run time, fails ("tf.nn.softmax" TFOpLambda) on
+   MobileNet-style classifiers exported at opset 11;
+3. as 2, with onnx2tf's pseudo-operator replacements (HardSwish, Erf, GeLU, PReLU, LeakyReLU
+   as plain arithmetic) and group convolutions split, its own fallbacks for ops it lowers badly.
 """
 
 from __future__ import annotations
@@ -15,6 +26,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import contextlib
 import io
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from converters.registry import PassContext, failure, register
+from edge_sdk.errors import BuildError
 
 # onnx2tf slices its sample set by batch size; it never needs more than this many.
 SAMPLE_COUNT = 20
@@ -83,14 +96,88 @@ def offline(samples: np.ndarray) -> Iterator[None]:
         common.download_test_image_data = original
 
 
+def fold_shape_noops(path: Path) -> int:
+    """Replace, in place, Flatten and Reshape nodes that leave a statically known shape as it is
+    by Identity; return how many were replaced."""
+    import onnx
+
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
+    graph = model.graph
+    shapes: dict[str, list[int] | None] = {}
+    for info in (*graph.input, *graph.value_info, *graph.output):
+        dims = info.type.tensor_type.shape.dim
+        known = all(d.HasField("dim_value") for d in dims) and info.type.tensor_type.HasField(
+            "shape"
+        )
+        shapes[info.name] = [d.dim_value for d in dims] if known else None
+    for tensor in graph.initializer:
+        shapes[tensor.name] = list(tensor.dims)
+    folded = 0
+    for i, node in enumerate(graph.node):
+        if node.op_type not in ("Flatten", "Reshape") or not node.input or not node.output:
+            continue
+        before, after = shapes.get(node.input[0]), shapes.get(node.output[0])
+        if node.op_type == "Flatten":
+            axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+            noop = before is not None and len(before) == 2 and axis in (1, -1)
+        else:
+            noop = before is not None and after is not None and before == after
+        if noop:
+            graph.node[i].CopyFrom(
+                onnx.helper.make_node("Identity", [node.input[0]], list(node.output), node.name)
+            )
+            folded += 1
+    if folded:
+        onnx.save(model, str(path))
+    return folded
+
+
+PSEUDO_OPERATORS = ["HardSwish", "Erf", "GeLU", "PReLU", "LeakyReLU"]
+# (route name, fold shape no-ops first, onnx2tf keyword arguments)
+ROUTES: tuple[tuple[str, bool, dict[str, Any]], ...] = (
+    ("onnx2tf", False, {}),
+    ("onnx2tf, shape no-ops folded", True, {}),
+    (
+        "onnx2tf, shape no-ops folded, pseudo operators, group convolutions split",
+        True,
+        {"replace_to_pseudo_operators": PSEUDO_OPERATORS, "disable_group_convolution": True},
+    ),
+)
+
+
 @register("onnx2tf")
 def to_saved_model(source: Path, target: Path, context: PassContext) -> None:
+    failures: list[str] = []
+    for name, fold, options in ROUTES:
+        shutil.rmtree(target, ignore_errors=True)
+        try:
+            _convert(source, target, context, fold, options)
+        except BuildError as e:
+            line = str(e).removeprefix("pass 'onnx2tf' failed: ")
+            failures.append(f"{name}: {line}")
+            context.routes.append(f"route {name}: failed: {line}")
+            continue
+        context.routes.append(f"route {name}: converted")
+        return
+    raise BuildError(
+        "pass 'onnx2tf' failed on every route ("
+        + "; ".join(failures)
+        + "); build for an ONNX profile (arm64-generic runs onnxruntime on the same boards), "
+        "or re-export the model at opset 13 or newer"
+    )
+
+
+def _convert(
+    source: Path, target: Path, context: PassContext, fold: bool, options: dict[str, Any]
+) -> None:
     import onnx2tf
 
     with tempfile.TemporaryDirectory(dir=context.workdir) as tmp:
         # onnx2tf rewrites its input file in place in some modes: hand it a copy.
         copy = Path(tmp) / "model.onnx"
         _write_static(source, copy, context.calibration)
+        if fold:
+            fold_shape_noops(copy)
         cwd = Path.cwd()
         try:
             # It also writes stray files to the working directory.
@@ -107,6 +194,7 @@ def to_saved_model(source: Path, target: Path, context: PassContext) -> None:
                     not_use_onnxsim=True,
                     copy_onnx_input_output_names_to_tflite=True,
                     verbosity="error",
+                    **options,
                 )
         except SystemExit as e:  # onnx2tf exits the process on some conversion errors
             raise failure("onnx2tf", RuntimeError(f"onnx2tf stopped (exit {e.code})")) from e

@@ -21,6 +21,8 @@ class PassContext:
     calibration: Mapping[str, np.ndarray]
     # Per-candidate settings a recipe passes down (calibration method, nodes kept in float, ...).
     options: Mapping[str, Any] = field(default_factory=dict)
+    # One line per route a pass tried (and why one failed), for the build report.
+    routes: list[str] = field(default_factory=list)
 
 
 class ConversionPass(Protocol):

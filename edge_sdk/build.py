@@ -258,13 +258,17 @@ class _Workshop:
         self.paths: dict[str, Path] = {}
         self.models: dict[str, runtime.Model] = {}
         self.settings: dict[str, dict[str, Any]] = {}
+        # One line per conversion route tried (onnx2tf's fallbacks), for the report.
+        self.routes: list[str] = []
         self.host_kernels = request.host_kernels or host_int8_kernels()
         self.judge = int8_judge(self.profile.int8_kernels, self.host_kernels)
 
     def run_passes(
         self, source: Path, names: Sequence[str], target: Path, options: Mapping[str, Any]
     ) -> None:
-        context = PassContext(self.profile, self.workdir, self.calib.inputs, options)
+        context = PassContext(
+            self.profile, self.workdir, self.calib.inputs, options, routes=self.routes
+        )
         current = source
         for step, name in enumerate(names):
             last = step == len(names) - 1
@@ -615,6 +619,12 @@ def _build_in(
         timings["source"],
         source_accuracy,
     )
+    report["routes"] = list(shop.routes)
+    report["int8_arithmetic"] = {
+        "target": profile.int8_kernels,
+        "host": shop.host_kernels,
+        "judged_by": shop.judge,
+    }
     manifest = bundle_format.Manifest(
         name=name,
         version=version,

@@ -73,6 +73,10 @@ def print_build_report(console: Console, report: Mapping[str, Any]) -> None:
     for c in report["candidates"]:
         mark = "[bold green]CHOSEN[/]" if c["chosen"] else "      "
         console.print(f"{mark} {c['name']}: {c['reason']}", highlight=False)
+    for line in report.get("routes") or []:
+        console.print(f"[cyan]route:[/] {line}", highlight=False)
+    for line in int8_judging_lines(report):
+        console.print(line, highlight=False)
     for note in report["notes"]:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
     size_ratio = report["source_bytes"] / max(report["artifact_bytes"], 1)
@@ -83,6 +87,33 @@ def print_build_report(console: Console, report: Mapping[str, Any]) -> None:
         f"signed: {'yes' if report.get('signed') else 'no'}",
         highlight=False,
     )
+
+
+JUDGES = {"exact": "exact QDQ simulation", "host": "this host's fused kernels"}
+
+
+def int8_judging_lines(report: Mapping[str, Any]) -> list[str]:
+    """One line per int8 candidate whose exact and host figures differ: both, and which one
+    the choice used. The exact figure is what a VNNI, Arm or TensorRT target computes."""
+    arithmetic = report.get("int8_arithmetic") or {}
+    lines = []
+    for c in report["candidates"]:
+        exact, host = c.get("exact_fidelity"), c.get("host_fidelity")
+        if not exact or not host or c.get("judged_by") not in JUDGES:
+            continue
+        differ = abs(exact["cosine"] - host["cosine"]) > 0.001 or (
+            exact["top1_agreement"] != host["top1_agreement"]
+        )
+        if not differ:
+            continue
+        lines.append(
+            f"int8 {c['name']}: exact QDQ cosine {exact['cosine']:.4f} "
+            f"(top-1 {_pct(exact['top1_agreement'])}), this host's fused kernels "
+            f"({arithmetic.get('host', '?')}) {host['cosine']:.4f} "
+            f"(top-1 {_pct(host['top1_agreement'])}); judged by {JUDGES[c['judged_by']]}, "
+            f"as the target ({arithmetic.get('target', '?')}) computes"
+        )
+    return lines
 
 
 def print_manifest(console: Console, manifest: Mapping[str, Any], extra: Mapping[str, Any]) -> None:

@@ -99,3 +99,45 @@ def test_artifact_over_the_storage_budget_is_out(cpu: HardwareProfile) -> None:
     )
     assert not out[0].chosen
     assert out[0].reason == "artifact 3.0 MB exceeds the profile's storage budget of 1 MB"
+
+
+def test_int8_judged_by_the_host_only_when_it_computes_as_the_target() -> None:
+    from edge_sdk.search import int8_judge
+
+    assert int8_judge("x86-vnni", "x86-vnni") == "host"
+    assert int8_judge("x86-avx2", "x86-avx2") == "host"
+    # A host without VNNI saturates u8s8 sums; a VNNI, Arm or TensorRT target does not.
+    for target in ("x86-vnni", "arm-dot", "tensorrt"):
+        assert int8_judge(target, "x86-avx2") == "exact"
+    assert int8_judge("x86-avx2", "x86-vnni") == "exact"
+
+
+def test_host_int8_kernels_from_cpuinfo_flags() -> None:
+    from edge_sdk.profiles import host_int8_kernels
+
+    avx2 = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n"
+    assert host_int8_kernels(avx2, "x86_64") == "x86-avx2"
+    assert host_int8_kernels(avx2.replace("fma", "fma avx512_vnni"), "x86_64") == "x86-vnni"
+    assert host_int8_kernels(avx2.replace("fma", "avx_vnni"), "x86_64") == "x86-vnni"
+    assert host_int8_kernels("", "aarch64") == "arm-dot"
+    assert host_int8_kernels("", "x86_64") == "x86-avx2"  # unreadable: the cautious answer
+
+
+def test_report_shows_both_figures_and_which_judged() -> None:
+    from edge_sdk.report import int8_judging_lines
+
+    exact, host = Fidelity(0.995, 0.992, 0.1), Fidelity(0.97, 0.94, 0.9)
+    c = replace(
+        cand("int8_static-minmax", "int8_static", 0.5, exact),
+        exact_fidelity=exact,
+        host_fidelity=host,
+        judged_by="exact",
+    )
+    same = replace(c, name="twin", host_fidelity=exact)
+    report = {
+        "candidates": [c.to_json(), same.to_json()],
+        "int8_arithmetic": {"target": "x86-vnni", "host": "x86-avx2", "judged_by": "exact"},
+    }
+    (line,) = int8_judging_lines(report)
+    assert "int8_static-minmax" in line and "0.9920" in line and "0.9400" in line
+    assert "judged by exact QDQ simulation" in line and "x86-avx2" in line
