@@ -185,7 +185,7 @@ class S3Store:
                 f"--store {self.url} needs boto3: pip install 'edge-sdk[stores]'"
             ) from e
         config = Config(
-            retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=10, read_timeout=60
+            retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=10, read_timeout=60
         )
         try:
             # A session of its own: settings (AWS_*) are read now, not cached from an earlier call.

@@ -23,7 +23,6 @@ from tests.agent.support import (
     committed,
     make_bundle,
     matmul_model,
-    padded_model,
     retained_status,
     store,
     wait_for,
@@ -152,7 +151,7 @@ def test_a_store_serving_wrong_truncated_or_oversized_chunks_installs_nothing_fr
     tmp_path: Path, broker: Broker, keyring: Path
 ) -> None:
     operator = Operator(keyring, tmp_path / "repo", broker)
-    bundle = make_bundle(keyring, 1, artifact=padded_model(700_000, seed=13))
+    bundle = make_bundle(keyring, 1, artifact=matmul_model(64, 2000, seed=13))
     good, bad = tmp_path / "good", tmp_path / "bad"
     chunks = publish(
         operator, bundle, DirStore("file://good", good), ["http://x/"], broker_chunks=True
@@ -207,12 +206,18 @@ def test_a_store_serving_wrong_truncated_or_oversized_chunks_installs_nothing_fr
 
 
 def test_the_store_stopped_mid_download_resumes_and_falls_back_to_the_broker(
-    tmp_path: Path, broker: Broker, keyring: Path, seaweed: SeaweedS3
+    tmp_path: Path,
+    broker: Broker,
+    keyring: Path,
+    seaweed: SeaweedS3,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # The daemon's pause between retries doubles up to a minute; the test needs no minute.
+    monkeypatch.setattr("agent.daemon._RETRY_MAX_S", 2.0)
     operator = Operator(keyring, tmp_path / "repo", broker)
-    bundle = make_bundle(keyring, 1, artifact=padded_model(2_000_000, seed=14))
+    bundle = make_bundle(keyring, 1, artifact=matmul_model(64, 2000, seed=14))
     port = int(seaweed.endpoint.rsplit(":", 1)[1])
-    with ThrottledProxy(port, rate=400_000) as proxy:
+    with ThrottledProxy(port, rate=150_000) as proxy:
         mirror = f"http://127.0.0.1:{proxy.port}/chunks/v1/"
         chunks = publish(
             operator,
