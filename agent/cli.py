@@ -6,10 +6,12 @@ are imported inside ``run``, so Ctrl-C at any moment is one line and exit 130.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 from edge_sdk.cli import guarded_main
+
+TYPE_CHECKING = False  # not typing's: see edge_sdk/cli/__init__.py
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
 
 
 def __getattr__(name: str) -> Any:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from types import FrameType
@@ -31,6 +30,13 @@ class Terminated(BaseException):
 
 def message(code: int) -> str:
     return "interrupted" if code == EXIT_INTERRUPTED else "terminated"
+
+
+def say(code: int) -> None:
+    """The one line for Ctrl-C or SIGTERM, straight to fd 2: ``sys.stderr`` may be a proxy
+    (rich's live status) that buffers lines for a render thread that may never run again."""
+    with contextlib.suppress(OSError):
+        os.write(2, (message(code) + "\n").encode())
 
 
 @contextlib.contextmanager
@@ -58,9 +64,7 @@ def _handle(signum: int, frame: FrameType | None) -> None:
     for action in reversed(_CLEANUPS):
         with contextlib.suppress(Exception):
             action()
-    with contextlib.suppress(Exception):
-        sys.stderr.write(message(code) + "\n")
-        sys.stderr.flush()
+    say(code)
     os._exit(code)
 
 

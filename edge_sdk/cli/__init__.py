@@ -8,10 +8,14 @@ KeyboardInterrupt traceback. ``app`` is built on first use.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
 
+# Not typing.TYPE_CHECKING: importing typing takes milliseconds of the window before the
+# handlers are in place (mypy treats any TYPE_CHECKING as true).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
+
     import typer
 
 _APP: list[typer.Typer] = []
@@ -58,17 +62,20 @@ def run(argv: Sequence[str]) -> int:
 def guarded_main(run_argv: Any) -> None:
     """Exit with ``run_argv(argv)``; Ctrl-C or SIGTERM before the command starts (while
     importing) is the same one line and exit 130 or 143 as during it."""
-    from edge_sdk.interrupt import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, handled, message
+    import os
 
     try:
-        with handled():
-            code = run_argv(sys.argv[1:])
-    except KeyboardInterrupt:
-        code = EXIT_INTERRUPTED
-        sys.stderr.write(message(code) + "\n")
-    except Terminated:
-        code = EXIT_TERMINATED
-        sys.stderr.write(message(code) + "\n")
+        from edge_sdk.interrupt import Terminated, handled
+
+        try:
+            with handled():
+                code = run_argv(sys.argv[1:])
+        except Terminated:
+            code = 143
+            os.write(2, b"terminated\n")
+    except KeyboardInterrupt:  # also before the handlers are in place
+        code = 130
+        os.write(2, b"interrupted\n")
     sys.exit(code)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -13,7 +14,7 @@ import typer
 from rich.console import Console
 
 from edge_sdk.errors import EdgeSdkError
-from edge_sdk.interrupt import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, handled, message
+from edge_sdk.interrupt import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, handled, say
 
 # Human output goes to stderr when --json owns stdout; keep both consoles here so every
 # command agrees.
@@ -42,7 +43,9 @@ def new_app(help_text: str) -> typer.Typer:
 
 def interrupted(code: int) -> int:
     """The one line for Ctrl-C or SIGTERM; the exit code to return."""
-    _one_line(message(code))
+    with contextlib.suppress(Exception):
+        sys.stderr.flush()
+    say(code)
     return code
 
 

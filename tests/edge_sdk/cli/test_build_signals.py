@@ -20,6 +20,15 @@ MODEL = DIGITS / "model.onnx"
 Cli = Callable[..., tuple[int, str, str]]
 
 
+def _catches_sigterm(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    caught = next(line for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(caught.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+
+
 def _start_build(tmp_path: Path, out: Path) -> tuple[subprocess.Popen[str], Path]:
     scratch = tmp_path / "scratch"
     scratch.mkdir(exist_ok=True)
@@ -33,6 +42,13 @@ def _start_build(tmp_path: Path, out: Path) -> tuple[subprocess.Popen[str], Path
         text=True,
         env=env,
     )
+    # A signal during the interpreter's own start-up is Python's to handle, not ours: wait
+    # until the entry point has put its handlers in place (SIGTERM caught, in the kernel's view).
+    deadline = time.monotonic() + 60
+    while not _catches_sigterm(process.pid):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the build never started"
+        time.sleep(0.002)
     return process, scratch
 
 
@@ -53,23 +69,21 @@ def test_sigterm_mid_build_removes_its_temporary_folders(tmp_path: Path) -> None
     assert list(out.iterdir()) == []  # no bundle, no temp file, no lock
 
 
-@pytest.mark.parametrize("delay", [0.05, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0, 1.5])
+@pytest.mark.parametrize("delay", [0.0, 0.1, 0.3, 0.7, 1.5])
 def test_ctrl_c_at_any_moment_is_one_line_and_130(tmp_path: Path, delay: float) -> None:
     out = tmp_path / "out"
     process, scratch = _start_build(tmp_path, out)
     time.sleep(delay)  # while importing, parsing, or building
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
-    if process.returncode == -signal.SIGINT:
-        pytest.skip("SIGINT arrived before Python installed its handler")
+    stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
-    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, (stdout, stderr)
     assert [p.name for p in scratch.iterdir() if p.name != ".ses"] == []
     assert not out.exists() or list(out.iterdir()) == []
 
 
 def test_keyboard_interrupt_before_the_command_starts(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
     import edge_sdk.cli
 
@@ -80,7 +94,7 @@ def test_keyboard_interrupt_before_the_command_starts(
     with pytest.raises(SystemExit) as exit_:
         edge_sdk.cli.main()
     assert exit_.value.code == 130
-    assert capsys.readouterr().err == "interrupted\n"
+    assert capfd.readouterr().err == "interrupted\n"  # written to fd 2 directly
 
 
 def test_a_second_build_of_the_same_bundle_fails_while_the_first_runs(
