@@ -47,6 +47,7 @@ import agent.updater  # noqa: E402
 from agent.daemon import Agent  # noqa: E402
 from agent.machine import State  # noqa: E402
 from agent.sysinfo import release_memory  # noqa: E402
+from edge_sdk.broker_setup import MAX_QUEUED_MESSAGES  # noqa: E402
 from edge_sdk.bundle import Bundle  # noqa: E402
 from edge_sdk.fleet import assign, publish_assignments  # noqa: E402
 from edge_sdk.inventory import DeviceView, FleetWatch  # noqa: E402
@@ -84,8 +85,11 @@ class QuietBroker(Broker):
 
     def _config(self) -> str:
         quiet = "log_type error\nlog_type warning\nlog_type notice\nlog_type information"
-        # $SYS/broker/bytes/{sent,received} every second: the broker's own byte counters.
-        return super()._config().replace("log_type all", quiet) + "sys_interval 1\n"
+        # $SYS/broker/bytes/{sent,received} every second: the broker's own byte counters; and
+        # the per-client queue `broker init` configures (Mosquitto's default, 1000, drops the
+        # retained statuses a watcher of thousands of devices is sent at once).
+        extra = f"sys_interval 1\nmax_queued_messages {MAX_QUEUED_MESSAGES}\n"
+        return super()._config().replace("log_type all", quiet) + extra
 
 
 # -- process figures --------------------------------------------------------------------------
@@ -1209,7 +1213,10 @@ def simulate(work: Path, keyring: Path, n: int, update_s: float) -> SimRow:
                 f"bench-watch-{time.monotonic_ns()}",
             )
         )
-        wait_until(broker, lambda: len(watch.devices()) >= n, 300, f"{n} simulated devices")
+        try:
+            wait_until(broker, lambda: len(watch.devices()) >= n, 300, f"{n} simulated devices")
+        except TimeoutError as e:
+            raise TimeoutError(f"{e}: the watch saw {len(watch.devices())}") from None
         say(f"simulated N={n}: {connections} connections, every device reported")
         before, cpu0, bcpu0 = broker_bytes(broker), cpu_seconds(), cpu_seconds(broker_pid)
         row.waves = run_rollout(operator, watch, 2, "2", WAVES)
@@ -1320,6 +1327,7 @@ def scale_main() -> None:
         }
         for n in [int(x) for x in args.simulate.split(",") if x]:
             sims.append(simulate(root / f"sim{n}", keyring, n, args.sim_update_s))
+            scale_report(rows, sims, time.perf_counter() - run_start)  # so far
         for source in [x for x in args.sources.split(",") if x]:
             rows.append(
                 measure_scale(
@@ -1332,9 +1340,9 @@ def scale_main() -> None:
                     args.report_s,
                 )
             )
+            scale_report(rows, sims, time.perf_counter() - run_start)  # so far
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    scale_report(rows, sims, time.perf_counter() - run_start)
 
 
 if __name__ == "__main__":
