@@ -25,6 +25,7 @@ import contextlib
 import logging
 import math
 import os
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -37,7 +38,7 @@ from google.protobuf.message import DecodeError
 
 from agent import codec, oip
 from agent.batching import Batcher
-from agent.inference_api import INLINE_RUN_MS, _remove_stale_socket
+from agent.inference_api import COST_WINDOW, INLINE_RUN_MS, _remove_stale_socket
 from agent.metrics import Metrics
 from agent.protos import grpc_predict_v2_pb2 as pb
 from agent.selftest import LoadedVersion
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 
 SERVICE = "inference.GRPCInferenceService"
 MAX_DETAILS = 500  # characters of an error's details
+_LITTLE = sys.byteorder == "little"
 
 # An HTTP status of the shared core (agent.codec, agent.oip) and what a gRPC client gets for it.
 STATUS_CODES = {
@@ -112,7 +114,9 @@ def decode_infer(
             data = _typed(name, tensor, shape, limits, used)
         arrays[name] = oip.input_from_raw(name, tensor.datatype, shape, data, wanted, limits, used)
         used += arrays[name].nbytes
-    return codec.check(arrays, specs, limits)
+    if len(arrays) != len(specs) or len(arrays) > 1:  # one input was judged whole above
+        arrays = codec.check(arrays, specs, limits)  # missing inputs, batch sizes that disagree
+    return arrays
 
 
 def _typed(
@@ -168,9 +172,9 @@ def encode_infer(
         model_name=request.model_name, model_version=version, id=request.id
     )
     for name, array in outputs.items():
-        data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
-        response.outputs.add(name=name, datatype=oip.datatype(array.dtype), shape=data.shape)
-        response.raw_output_contents.append(data.tobytes())
+        data = array if _LITTLE else array.astype(array.dtype.newbyteorder("<"))
+        response.outputs.add(name=name, datatype=oip.datatype(array.dtype), shape=array.shape)
+        response.raw_output_contents.append(data.tobytes())  # C order, whatever the strides
     return response
 
 
@@ -183,6 +187,14 @@ def model_metadata(name: str, loaded: LoadedVersion) -> pb.ModelMetadataResponse
         for t in doc[key]:
             getattr(response, key).add(name=t["name"], datatype=t["datatype"], shape=t["shape"])
     return response
+
+
+def _timed_run(
+    slot: ServingSlot, loaded: LoadedVersion, arrays: Mapping[str, np.ndarray]
+) -> tuple[int, dict[str, np.ndarray], float]:
+    start = time.perf_counter()
+    answered, outputs = slot.predict_on(loaded, arrays)
+    return answered, outputs, time.perf_counter() - start
 
 
 class _Refused(Exception):
@@ -223,6 +235,9 @@ class GrpcInference:
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="grpc-inference")
         self._batching = {k: v for k, v in (batching or {}).items() if v[0] > 0}
         self._batchers: dict[str, Batcher] = {}
+        # Per model: [id of the version, fastest ms per sample in this window, runs in this
+        # window, fastest in the last one] (as agent.inference_api keeps them).
+        self._costs: dict[str, list[float]] = {}
         meta = oip.server_metadata()
         self._metadata = pb.ServerMetadataResponse(
             name=meta["name"], version=meta["version"], extensions=meta["extensions"]
@@ -302,25 +317,27 @@ class GrpcInference:
         names = [o.name for o in request.outputs]
         try:
             arrays = decode_infer(request, manifest.inputs, self._limits)
-            if len(set(names)) != len(names):
-                raise codec.RequestError(400, "an output is requested twice")
-            oip.check_output_names(names, manifest.outputs)
+            if names:
+                if len(set(names)) != len(names):
+                    raise codec.RequestError(400, "an output is requested twice")
+                oip.check_output_names(names, manifest.outputs)
         except codec.RequestError as e:  # counted under the HTTP status its code stands for
             series.error("input")
             series.answered(e.status, time.perf_counter() - start)
             raise
-        run_start = time.perf_counter()
         batcher = self._batcher(name, slot, loaded)
         try:
             if batcher is not None:
+                run_start = time.perf_counter()
                 _, outputs = await batcher.predict(loaded, arrays)
-            elif self._cheap(loaded, arrays):
+                ran = time.perf_counter() - run_start
+            elif self._cheap(name, loaded, arrays):
                 # As over HTTP: a model that answers in well under a millisecond runs here,
                 # where handing it to a thread and back would cost more than the run.
-                _, outputs = slot.predict_on(loaded, arrays)
+                _, outputs, ran = _timed_run(slot, loaded, arrays)
             else:
-                _, outputs = await asyncio.get_running_loop().run_in_executor(
-                    self._executor, slot.predict_on, loaded, arrays
+                _, outputs, ran = await asyncio.get_running_loop().run_in_executor(
+                    self._executor, _timed_run, slot, loaded, arrays
                 )
         except Exception as e:  # a runtime failure on valid input is the INTERNAL
             series.error("inference")
@@ -329,15 +346,34 @@ class GrpcInference:
             raise _Refused(
                 grpc.StatusCode.INTERNAL, f"inference failed: {type(e).__name__}"
             ) from None
-        series.latency.observe(time.perf_counter() - run_start)
+        series.latency.observe(ran)
         if batcher is None:
-            series.batch.observe(codec.samples(arrays))
+            samples = codec.samples(arrays)
+            series.batch.observe(samples)
+            self._learn(name, loaded, ran * 1e3 / samples)
         response = encode_infer(request, version, oip.select_outputs(outputs, names))
         series.answered(200, time.perf_counter() - start)
         return response
 
-    def _cheap(self, loaded: LoadedVersion, arrays: Mapping[str, Any]) -> bool:
-        return loaded.gate.latency_p95_ms * codec.samples(arrays) <= INLINE_RUN_MS
+    def _cheap(self, name: str, loaded: LoadedVersion, arrays: Mapping[str, Any]) -> bool:
+        """Whether this request's run should take under ``INLINE_RUN_MS``, judged as the HTTP
+        API judges it: by the serving version's fastest recent run per sample (a busy machine
+        only ever adds to a run's time), its gate's p95 before it has run here."""
+        known = self._costs.get(name)
+        cost = min(known[1], known[3]) if known and known[0] == id(loaded) else None
+        if cost is None:
+            cost = loaded.gate.latency_p95_ms
+        return cost * codec.samples(arrays) <= INLINE_RUN_MS
+
+    def _learn(self, name: str, loaded: LoadedVersion, ms_per_sample: float) -> None:
+        known = self._costs.get(name)
+        if not known or known[0] != id(loaded):
+            self._costs[name] = [id(loaded), ms_per_sample, 1, ms_per_sample]
+        elif known[2] >= COST_WINDOW:  # a new window: a model that got slower is seen so
+            self._costs[name] = [id(loaded), ms_per_sample, 1, known[1]]
+        else:
+            known[1] = min(known[1], ms_per_sample)
+            known[2] += 1
 
     def _slot(self, name: str) -> ServingSlot:
         slot = self._slots.get(name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from tritonclient.utils import InferenceServerException
 
 from agent import codec
 from agent.config import load_config
+from agent.daemon import Agent
 from agent.grpc_server import GrpcInference, GrpcServer
 from agent.metrics import Metrics
 from agent.protos import grpc_predict_v2_pb2 as pb
@@ -302,3 +304,16 @@ def test_answers_are_counted_under_the_http_status_their_code_stands_for(
         for s in family.samples
     }
     assert counts == {("200", "1.0.1"): 1.0, ("422", "1.0.1"): 1.0}
+
+
+def test_grpc_keys_without_grpcio_stop_the_agent_with_one_line(
+    tmp_path: Path, broker: Broker, keyring: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "agent.grpc_server", None)  # as if grpcio were missing
+    path = write_config(
+        tmp_path, broker, keyring / "root.json", serving={"grpc_listen": "127.0.0.1:0"}
+    )
+    agent = Agent(load_config(path))
+    with pytest.raises(ConfigError, match=r"pip install 'edge-sdk\[grpc\]'") as info:
+        agent.run()
+    assert "\n" not in str(info.value) and agent.grpc_servers == []
