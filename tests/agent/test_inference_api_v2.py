@@ -7,9 +7,11 @@ swap under load on v2 that fails no request."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import http.client
 import json
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -330,3 +332,51 @@ def test_a_swap_under_load_on_v2_fails_no_request(
     for _, output in answers:
         np.testing.assert_allclose(output, want, rtol=1e-5, atol=1e-5)
     assert labels[-1] == "1.0.2" and agent.updaters["digits"].slot.version == 2
+
+
+def test_cheap_runs_stay_on_the_loop_and_slow_ones_go_to_a_thread(signing_keys: Path) -> None:
+    """A model whose runs take well under ``inline_run_ms`` runs on the event loop (no thread
+    hand-off); one whose fastest recent run is slower runs in the inference threads, so the
+    loop keeps accepting while it works."""
+    from agent.selftest import gate
+    from tests.agent.test_inference_api_fuzz import call
+
+    measured = gate(make_bundle(signing_keys, 1), threads=1, memory_budget_mb=1e6, max_latency_ms=0)
+    # Its gate says 0 ms (a loaded CI host can measure anything): the runs decide from there.
+    loaded = dataclasses.replace(
+        measured, gate=dataclasses.replace(measured.gate, latency_p95_ms=0.0)
+    )
+    body = infer_json(SAMPLES[:1])
+
+    def threads_used(inline_run_ms: float, delay: float) -> list[str]:
+        slot = ServingSlot("digits")
+        slot.swap(loaded)
+        used: list[str] = []
+        real = slot.predict_on
+
+        def recording(*args: Any) -> Any:
+            used.append(threading.current_thread().name)
+            time.sleep(delay)
+            return real(*args)
+
+        slot.predict_on = recording  # type: ignore[method-assign]
+        app = InferenceApi(
+            {"digits": slot},
+            Metrics(),
+            max_body_bytes=100_000,
+            threads=1,
+            inline_run_ms=inline_run_ms,
+        )
+        try:
+            for _ in range(4):
+                assert asyncio.run(call(app, "POST", INFER, body))[0] == 200
+        finally:
+            app.close()
+        return used
+
+    loop_thread = threading.current_thread().name
+    assert threads_used(1e6, 0.0) == [loop_thread] * 4
+    assert all(name.startswith("inference") for name in threads_used(-1.0, 0.0))
+    # Cheap by its gate, then measured at 20 ms a run: the first runs on the loop, the rest not.
+    slow = threads_used(10.0, 0.02)
+    assert slow[0] == loop_thread and all(n.startswith("inference") for n in slow[1:]), slow
