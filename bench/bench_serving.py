@@ -403,7 +403,7 @@ def serve(
     agent = start_process(config, work / f"{device}.log")
     processes.append(agent)
     operator.assign(version, device=device)
-    wait_for(committed(config, version), timeout=120)
+    wait_for(committed(config, version), timeout=600)  # a shared machine can be slow
     for process, port in zip(
         processes, [ports["bare"], ports["flask"], ports["bare_grpc"]], strict=False
     ):
