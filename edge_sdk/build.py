@@ -300,7 +300,15 @@ class _Workshop:
             )
             outputs = runtime.evaluate(model, self.valid.inputs)
             exact = None
-            if precision == "int8_static" and self.runtime == "onnx":
+            # The exact simulation matters only where it judges: where the host computes as the
+            # target does, its fused figure is the target's, and a second pass would double
+            # the search's evaluation time.
+            if (
+                precision == "int8_static"
+                and self.runtime == "onnx"
+                and self.judge == "exact"
+                and recipe.get("quant_format") != "qoperator"
+            ):
                 exact = runtime.evaluate(
                     runtime.load(
                         path,
@@ -320,6 +328,7 @@ class _Workshop:
         labels = self.valid.labels
         host = compare(reference, outputs)
         if exact is None:
+            int8 = precision == "int8_static" and self.runtime == "onnx"
             return Candidate(
                 name,
                 precision,
@@ -327,20 +336,19 @@ class _Workshop:
                 artifact_bytes=path.stat().st_size,
                 fidelity=host,
                 accuracy=top1_accuracy(outputs, labels) if labels is not None else None,
+                host_fidelity=host if int8 else None,
+                judged_by="host" if int8 else None,
             )
-        # QOperator kernels are the host's integer kernels even unfused: only the host judges.
-        judge = "host" if recipe.get("quant_format") == "qoperator" else self.judge
-        judged = exact if judge == "exact" else outputs
         return Candidate(
             name,
             precision,
             dict(recipe),
             artifact_bytes=path.stat().st_size,
-            fidelity=compare(reference, judged),
-            accuracy=top1_accuracy(judged, labels) if labels is not None else None,
+            fidelity=compare(reference, exact),
+            accuracy=top1_accuracy(exact, labels) if labels is not None else None,
             exact_fidelity=compare(reference, exact),
             host_fidelity=host,
-            judged_by=judge,
+            judged_by="exact",
         )
 
     def int8_static(
