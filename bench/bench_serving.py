@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import re
 import shutil
 import signal
@@ -345,8 +346,12 @@ def run_h2load(target: Target, connections: int, seconds: float, work: Path) -> 
 
 
 def start(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+    """A server in a process group of its own, so that ``stop`` ends the workers it spawns
+    too (LitServe's outlive their parent)."""
     handle = log.open("ab")
-    return subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO)
+    return subprocess.Popen(
+        argv, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True
+    )
 
 
 def serve(
@@ -354,7 +359,6 @@ def serve(
 ) -> tuple[list[subprocess.Popen[bytes]], list[Target]]:
     """Start every server for ``model``; the processes and the targets that reach them."""
     processes: list[subprocess.Popen[bytes]] = []
-    targets: list[Target] = []
     shape = ",".join(str(d) for d in model.sample.shape)
     py = sys.executable
     venv_py = str(VENV / "bin" / "python")
@@ -402,6 +406,25 @@ def serve(
     )
     agent = start_process(config, work / f"{device}.log")
     processes.append(agent)
+    try:
+        targets = _ready(model, processes, ports, have_venv, operator, config, version, device)
+    except BaseException:
+        stop(processes)  # nothing left running behind a failed start
+        raise
+    return processes, targets
+
+
+def _ready(
+    model: Model,
+    processes: list[subprocess.Popen[bytes]],
+    ports: dict[str, int],
+    have_venv: bool,
+    operator: Operator,
+    config: Path,
+    version: int,
+    device: str,
+) -> list[Target]:
+    agent = processes[-1]
     operator.assign(version, device=device)
     wait_for(committed(config, version), timeout=600)  # a shared machine can be slow
     for process, port in zip(
@@ -468,7 +491,7 @@ def serve(
     targets.append(
         Target("Flask + JSON", f"http://127.0.0.1:{ports['flask']}/predict", lit_body, json_headers)
     )
-    return processes, targets
+    return targets
 
 
 def npy_type() -> str:
@@ -478,15 +501,26 @@ def npy_type() -> str:
 
 
 def stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM to each server's process group (the agent: to the agent), then SIGKILL."""
     for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
+        _signal_group(process, signal.SIGTERM)
     for process in processes:
         try:
             process.wait(15)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
+        _signal_group(process, signal.SIGKILL)  # what its workers left behind
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        if os.getpgid(process.pid) == process.pid:  # a group start() made
+            os.killpg(process.pid, sig)
+        elif process.poll() is None:
+            process.send_signal(sig)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def main() -> None:
