@@ -6,6 +6,11 @@ check on 4-D, 3-channel inputs with a small fixed batch. The build must never to
 network, so the download function is replaced for the duration of the conversion by one that
 hands back our calibration samples, and our own quantization is done by TFLiteConverter later.
 
+Node names are made TF-safe first on every route: onnx2tf names each Keras layer after its ONNX
+node, and TensorFlow refuses a scope name outside [A-Za-z0-9_.\\/>-]. Paddle exports name nodes
+"Softmax@0", which is what failed as 'Exception encountered when calling layer "tf.nn.softmax"'
+on PP-OCR's MobileNetV3-style classifier.
+
 Routes: when onnx2tf fails on a pattern, the pass tries the next sound route instead of giving
 up, and records one line per route tried (``PassContext.routes``) for the build report:
 1. onnx2tf as is;
@@ -26,6 +31,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import contextlib
 import io
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -94,6 +100,30 @@ def offline(samples: np.ndarray) -> Iterator[None]:
     finally:
         core.download_test_image_data = original
         common.download_test_image_data = original
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_./>-]")
+
+
+def tf_safe_names(path: Path) -> int:
+    """Rename, in place, nodes whose names TensorFlow refuses as scope names; return how many.
+    Tensor names (the model's I/O names among them) are left as they are."""
+    import onnx
+
+    model = onnx.load(str(path))
+    taken = {node.name for node in model.graph.node}
+    renamed = 0
+    for node in model.graph.node:
+        if node.name and (_UNSAFE.search(node.name) or node.name[0] in "_.-/>"):
+            name = "n" + _UNSAFE.sub("_", node.name)
+            while name in taken:
+                name += "_"
+            taken.add(name)
+            node.name = name
+            renamed += 1
+    if renamed:
+        onnx.save(model, str(path))
+    return renamed
 
 
 def fold_shape_noops(path: Path) -> int:
@@ -176,6 +206,7 @@ def _convert(
         # onnx2tf rewrites its input file in place in some modes: hand it a copy.
         copy = Path(tmp) / "model.onnx"
         _write_static(source, copy, context.calibration)
+        tf_safe_names(copy)
         if fold:
             fold_shape_noops(copy)
         cwd = Path.cwd()
