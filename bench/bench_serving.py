@@ -181,7 +181,9 @@ class Api(ls.LitAPI):
         return {"output": y.tolist()}
 
 if __name__ == "__main__":
-    ls.LitServer(Api(), accelerator="cpu", workers_per_device=1).run(host="127.0.0.1", port=port)
+    ls.LitServer(Api(), accelerator="cpu", workers_per_device=1).run(
+        host="127.0.0.1", port=port, generate_client_file=False
+    )
 """
 
 
