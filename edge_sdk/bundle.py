@@ -214,6 +214,9 @@ class Manifest:
 MAX_VERSION = 1 << 53  # integers JSON readers in any language agree on
 MAX_GOLDEN_COUNT = 1024
 MAX_TEXT = 256
+# A symbolic dimension is written as onnx's shape inference names it: an expression such as a
+# detector's anchor count over its strides runs to hundreds of characters.
+MAX_DIM_NAME = 4096
 MAX_TENSORS = 1024
 MAX_RANK = 32
 MAX_DIM = (1 << 31) - 1
@@ -364,7 +367,7 @@ class _Fields:
             for d in shape:
                 if isinstance(d, bool) or not isinstance(d, int | str):
                     raise self._wrong(where, "shape", "a list of integers and names", d)
-                out_of_range = d > MAX_DIM if isinstance(d, int) else len(d) > MAX_TEXT
+                out_of_range = d > MAX_DIM if isinstance(d, int) else len(d) > MAX_DIM_NAME
                 if (isinstance(d, int) and d < 0) or out_of_range:
                     raise BundleError(
                         f"{self.source}: manifest.json field {where}.shape holds a dimension "

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,21 @@ def test_round_trip(tmp_path: Path) -> None:
     assert back.manifest == _bundle().manifest
     assert back.artifact == _bundle().artifact and back.signatures is None
     assert list(tmp_path.iterdir()) == [path]  # no temp file left behind
+
+
+def test_a_long_symbolic_dimension_round_trips(tmp_path: Path) -> None:
+    """YOLOv8's output length as onnx's shape inference names it (about 400 characters): what
+    the build writes, the reader must take back."""
+    anchors = " + ".join(
+        f"(floor(height/{s}) + 1)*(floor(width/{s}) + 1)" + " " * 100 for s in (8, 16, 32)
+    )
+    bundle = _bundle()
+    manifest = replace(
+        bundle.manifest, outputs=(TensorSpec("y", ("batch", 22, anchors), "float32"),)
+    )
+    path = tmp_path / "m.edgebundle"
+    write_bundle(path, replace(bundle, manifest=manifest, manifest_bytes=manifest.to_bytes()))
+    assert read_bundle(path).manifest.outputs[0].shape[2] == anchors
 
 
 def test_failed_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
