@@ -100,3 +100,40 @@ class Batcher:
             if not p.future.done():
                 p.future.set_result((version, {k: v[start:end] for k, v in outputs.items()}))
             start = end
+
+
+class Batchers:
+    """One :class:`Batcher` per model that has batching on, made when first asked for; shared
+    by the HTTP and gRPC front ends' shape of use (each owns one)."""
+
+    def __init__(
+        self,
+        settings: dict[str, tuple[float, int]],
+        executor: Executor,
+        observe: Callable[[str, LoadedVersion, int], None],
+    ) -> None:
+        self._settings = settings
+        self._executor = executor
+        self._observe = observe
+        self._made: dict[str, Batcher] = {}
+
+    def get(self, name: str, slot: ServingSlot, loaded: LoadedVersion) -> Batcher | None:
+        """The model's batcher, if batching is on for it and its first dimension is the batch
+        (a fixed first dimension cannot take merged requests)."""
+        settings = self._settings.get(name)
+        if settings is None or not all(
+            isinstance(t.shape[0], str) for t in loaded.bundle.manifest.inputs
+        ):
+            return None
+        batcher = self._made.get(name)
+        if batcher is None:
+            window_ms, max_batch = settings
+            batcher = Batcher(
+                slot,
+                self._executor,
+                window_ms=window_ms,
+                max_batch=max_batch,
+                observe=lambda v, n: self._observe(name, v, n),
+            )
+            self._made[name] = batcher
+        return batcher

@@ -37,7 +37,7 @@ import numpy as np
 from google.protobuf.message import DecodeError
 
 from agent import codec, oip
-from agent.batching import Batcher
+from agent.batching import Batchers
 from agent.inference_api import COST_WINDOW, INLINE_RUN_MS, _remove_stale_socket
 from agent.metrics import Metrics
 from agent.protos import grpc_predict_v2_pb2 as pb
@@ -233,8 +233,11 @@ class GrpcInference:
         self._metrics = metrics
         self._limits = limits
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="grpc-inference")
-        self._batching = {k: v for k, v in (batching or {}).items() if v[0] > 0}
-        self._batchers: dict[str, Batcher] = {}
+        self._batchers = Batchers(
+            {k: v for k, v in (batching or {}).items() if v[0] > 0},
+            self._executor,
+            lambda name, v, n: self._metrics.series(name, oip.version_label(v)).batch.observe(n),
+        )
         # Per model: [id of the version, fastest ms per sample in this window, runs in this
         # window, fastest in the last one] (as agent.inference_api keeps them).
         self._costs: dict[str, list[float]] = {}
@@ -325,7 +328,7 @@ class GrpcInference:
             series.error("input")
             series.answered(e.status, time.perf_counter() - start)
             raise
-        batcher = self._batcher(name, slot, loaded)
+        batcher = self._batchers.get(name, slot, loaded)
         try:
             if batcher is not None:
                 run_start = time.perf_counter()
@@ -399,27 +402,6 @@ class GrpcInference:
                 f"(serving: {oip.version_label(loaded)}); leave the version empty for it",
             )
         return loaded
-
-    def _batcher(self, name: str, slot: ServingSlot, loaded: LoadedVersion) -> Batcher | None:
-        settings = self._batching.get(name)
-        if settings is None or not all(
-            isinstance(t.shape[0], str) for t in loaded.bundle.manifest.inputs
-        ):
-            return None
-        batcher = self._batchers.get(name)
-        if batcher is None:
-            window_ms, max_batch = settings
-            batcher = Batcher(
-                slot,
-                self._executor,
-                window_ms=window_ms,
-                max_batch=max_batch,
-                observe=lambda v, n: self._metrics.series(name, oip.version_label(v)).batch.observe(
-                    n
-                ),
-            )
-            self._batchers[name] = batcher
-        return batcher
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

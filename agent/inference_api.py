@@ -38,7 +38,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from agent import codec, oip
-from agent.batching import Batcher
+from agent.batching import Batchers
 from agent.metrics import CONTENT_TYPE, Metrics
 from agent.selftest import LoadedVersion
 from agent.serving import ServingSlot
@@ -108,8 +108,11 @@ class InferenceApi:
         # request's max_decoded_bytes beyond the small ones decoded inline.
         self._decoder = ThreadPoolExecutor(1, thread_name_prefix="decode")
         # Per model (window_ms, max_batch); the Batcher itself is made on the event loop.
-        self._batching = {k: v for k, v in (batching or {}).items() if v[0] > 0}
-        self._batchers: dict[str, Batcher] = {}
+        self._batchers = Batchers(
+            {k: v for k, v in (batching or {}).items() if v[0] > 0},
+            self._executor,
+            lambda name, v, n: self._metrics.series(name, oip.version_label(v)).batch.observe(n),
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -225,7 +228,7 @@ class InferenceApi:
             await _json(send, e.status, {"error": e.message})
             series.answered(e.status, time.perf_counter() - start)
             return
-        batcher = self._batcher(name, slot, loaded)
+        batcher = self._batchers.get(name, slot, loaded)
         try:
             if batcher is not None:
                 run_start = time.perf_counter()
@@ -279,29 +282,6 @@ class InferenceApi:
         else:
             known[1] = min(known[1], ms_per_sample)
             known[2] += 1
-
-    def _batcher(self, name: str, slot: ServingSlot, loaded: LoadedVersion) -> Batcher | None:
-        """The model's batcher, if batching is on for it and its first dimension is the batch
-        (a fixed first dimension cannot take merged requests)."""
-        settings = self._batching.get(name)
-        if settings is None or not all(
-            isinstance(t.shape[0], str) for t in loaded.bundle.manifest.inputs
-        ):
-            return None
-        batcher = self._batchers.get(name)
-        if batcher is None:
-            window_ms, max_batch = settings
-            batcher = Batcher(
-                slot,
-                self._executor,
-                window_ms=window_ms,
-                max_batch=max_batch,
-                observe=lambda v, n: self._metrics.series(name, oip.version_label(v)).batch.observe(
-                    n
-                ),
-            )
-            self._batchers[name] = batcher
-        return batcher
 
     async def _body(self, headers: Mapping[str, str], receive: Receive) -> bytes:
         declared = headers.get("content-length", "").strip()
