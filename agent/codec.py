@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from edge_sdk import npy
+from edge_sdk.jsondepth import too_deep
 from edge_sdk.tensors import TensorSpec, format_shape
 
 JSON = "application/json"
@@ -116,6 +117,8 @@ def _from_json(body: bytes, specs: Sequence[TensorSpec], limits: Limits) -> dict
             "(serving.max_decoded_bytes / 32): send .npy or .npz",
         )
     try:
+        if too_deep(body):
+            raise RecursionError
         doc = json.loads(body)
     except RecursionError:
         raise RequestError(400, "body is JSON nested too deep; send at most 32 levels") from None

@@ -54,6 +54,7 @@ import numpy as np
 from agent.codec import JSON_VALUE_BYTES, Limits, RequestError, check, fits, one_line
 from agent.selftest import LoadedVersion
 from edge_sdk import __version__
+from edge_sdk.jsondepth import too_deep
 from edge_sdk.tensors import TensorSpec
 
 DATATYPES: dict[str, np.dtype[Any]] = {
@@ -306,6 +307,8 @@ def parse_infer(
             "(serving.max_decoded_bytes / 32): send tensors with the binary data extension",
         )
     try:
+        if too_deep(header):
+            raise RecursionError
         doc = json.loads(header)
     except RecursionError:
         raise RequestError(400, "request JSON is nested too deep") from None

@@ -31,6 +31,7 @@ from typing import Any
 
 from edge_sdk.atomic import atomic_writer
 from edge_sdk.errors import BundleError, InputError
+from edge_sdk.jsondepth import too_deep
 from edge_sdk.tensors import TensorSpec
 
 FORMAT_VERSION = 1
@@ -241,6 +242,8 @@ def parse_manifest_json(data: bytes, source: str) -> dict[str, Any]:
     """manifest.json as a JSON object: strict JSON (no NaN or Infinity, no number that
     overflows to infinity such as 1e999), nested at most MAX_JSON_DEPTH deep."""
     try:
+        if too_deep(data, MAX_JSON_DEPTH):
+            raise RecursionError
         doc = json.loads(data, parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
     except RecursionError as e:
         raise BundleError(

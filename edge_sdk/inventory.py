@@ -28,6 +28,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_sdk.errors import TransferError
+from edge_sdk.jsondepth import too_deep
 from edge_sdk.operator_link import BrokerAddress, OperatorSession
 from edge_sdk.topics import IDENTIFIER, Topics
 
@@ -152,8 +153,7 @@ def read_document(payload: bytes | bytearray, limit: int) -> tuple[object, str]:
     """
     if len(payload) > limit:
         return None, f"is {len(payload)} bytes, over the {limit} byte limit"
-    depth = _depth(bytes(payload))
-    if depth > MAX_DEPTH:
+    if too_deep(bytes(payload), MAX_DEPTH):
         return None, f"nests deeper than {MAX_DEPTH} levels"
     try:
         return json.loads(bytes(payload).decode(), parse_constant=_no_constant), ""
@@ -166,31 +166,6 @@ def read_document(payload: bytes | bytearray, limit: int) -> tuple[object, str]:
 
 def _no_constant(name: str) -> object:
     raise ValueError(f"{name} is not a JSON number")
-
-
-# An escape pair, a quote, a bracket: one linear pass (a regex for whole strings would
-# backtrack quadratically over an unterminated one full of escaped quotes).
-_TOKEN = re.compile(rb'\\.|["\[\]{}]', re.DOTALL)
-
-
-def _depth(data: bytes) -> int:
-    """The deepest ``[``/``{`` nesting outside strings, counted up to ``MAX_DEPTH + 1``."""
-    depth = deepest = 0
-    in_string = False
-    for match in _TOKEN.finditer(data):
-        token = match.group()
-        if token == b'"':
-            in_string = not in_string
-        elif in_string or len(token) == 2:
-            continue
-        elif token in (b"[", b"{"):
-            depth += 1
-            deepest = max(deepest, depth)
-            if deepest > MAX_DEPTH:
-                break
-        else:
-            depth -= 1
-    return deepest
 
 
 def _parse_model(name: str, m: Mapping[str, Any]) -> ModelView:

@@ -45,6 +45,7 @@ from edge_sdk.errors import (
     UnknownKeyError,
     UnsignedError,
 )
+from edge_sdk.jsondepth import too_deep
 
 # Indented, sorted JSON: bundles and root.json stay readable and diff well. Signatures cover the
 # canonical form of ``signed``, so the layout of these bytes does not affect verification.
@@ -155,6 +156,8 @@ def _malformed(md: Metadata[Any]) -> str:
 
 
 def _parse_root(data: bytes, source: str, hint: str) -> Metadata[Root]:
+    if too_deep(data):
+        raise KeyFileError(f"{source} nests deeper than any TUF root metadata; {hint}")
     try:
         md = Metadata[Root].from_bytes(data)
     except DeserializationError as e:
@@ -240,6 +243,10 @@ class TrustRoot:
 
 
 def _parse_targets(targets_json: bytes, subject: str = "bundle") -> Metadata[Targets]:
+    if too_deep(targets_json):
+        raise BundleError(
+            f"{subject} signatures nest deeper than any TUF targets metadata; rebuild the {subject}"
+        )
     try:
         md = Metadata[Targets].from_bytes(targets_json)
     except DeserializationError as e:
