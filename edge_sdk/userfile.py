@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_sdk.errors import InputError
+from edge_sdk.jsondepth import MAX_DEPTH, too_deep
 
 KIB = 1 << 10
 MIB = 1 << 20
@@ -137,6 +138,13 @@ def load_toml(
         raise error(
             f"{_name(what, path)} has a dotted key nested more than {MAX_KEY_DEPTH} levels "
             f"(line {line}); no config needs that many, fix the key there"
+        )
+    # tomllib recurses once per nested array or inline table, and only the interpreter's
+    # recursion limit (which onnx2tf raises to 2**31-1 on import) stands before the C stack.
+    if too_deep(text):
+        raise error(
+            f"{_name(what, path)} is not valid TOML: arrays or tables nest too deep "
+            f"(more than {MAX_DEPTH} levels)"
         )
     try:
         return tomllib.loads(text)
