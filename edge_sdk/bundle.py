@@ -85,6 +85,20 @@ def parse_version(text: str) -> tuple[int, str]:
     )
 
 
+def format_version(number: int) -> str:
+    """The label a person reads for an integer version when only the integer is at hand.
+
+    The inverse of :func:`parse_version` for semantic versions (1002003 is ``1.2.3``); a plain
+    integer version (below 1000000) reads as itself. Where a manifest is at hand its ``label``
+    is the user's own spelling and wins.
+    """
+    if number >= 1_000_000:
+        major, rest = divmod(number, 1_000_000)
+        minor, patch = divmod(rest, 1_000)
+        return f"{major}.{minor}.{patch}"
+    return str(number)
+
+
 @dataclass(frozen=True)
 class GoldenInfo:
     count: int

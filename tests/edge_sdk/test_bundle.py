@@ -5,12 +5,15 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from edge_sdk.bundle import (
     MAX_MANIFEST_BYTES,
     Bundle,
     GoldenInfo,
     Manifest,
+    format_version,
     parse_version,
     read_bundle,
     sha256,
@@ -163,3 +166,14 @@ def test_installed_files_are_read_with_the_same_caps(tmp_path: Path) -> None:
     (installed / "manifest.json").mkdir()
     with pytest.raises(BundleError, match="is it an installed model version"):
         read_unpacked(installed)
+
+
+@given(st.integers(1, 9999), st.integers(0, 999), st.integers(0, 999))
+def test_format_version_reads_back_a_semantic_version(major: int, minor: int, patch: int) -> None:
+    text = f"{major}.{minor}.{patch}"
+    assert format_version(parse_version(text)[0]) == text
+
+
+def test_format_version_of_a_plain_integer_version_is_the_integer() -> None:
+    assert format_version(7) == "7"
+    assert format_version(999_999) == "999999"
