@@ -282,7 +282,7 @@ class Agent:
         except ImportError as e:
             raise ConfigError(
                 f"{self.config.path}: serving.grpc_listen/grpc_unix_socket need grpcio and "
-                f"protobuf ({e.name or e}): pip install 'edge-sdk[grpc]', or remove them"
+                f"protobuf ({e.name or e}): pip install 'edgesdk-fleet[grpc]', or remove them"
             ) from e
 
         def server(**where: Any) -> GrpcServer:

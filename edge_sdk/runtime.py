@@ -123,7 +123,8 @@ def _interpreter(model: bytes, threads: int) -> Any:
             from tflite_runtime.interpreter import Interpreter
         except ImportError as e:
             raise UnsupportedError(
-                "no TFLite runtime here: pip install ai-edge-litert (or tflite-runtime)"
+                "this bundle runs on TFLite and no TFLite runtime is installed here: "
+                "pip install 'edgesdk-fleet[agent-tflite]' (ai-edge-litert; or tflite-runtime)"
             ) from e
         log.warning("ai-edge-litert is not installed; using tflite-runtime")
     try:
@@ -236,7 +237,16 @@ def load(
     """Open an artifact in the runtime its manifest names, as its runtime settings say."""
     settings = settings or {}
     if runtime == "onnx":
-        from edge_sdk.ort_runtime import open_session
+        try:
+            from edge_sdk.ort_runtime import open_session
+        except ImportError as e:
+            if (e.name or "").partition(".")[0] != "onnxruntime":
+                raise
+            # A device installed with [agent-tflite] only: name the extra, not the module.
+            raise UnsupportedError(
+                "this bundle runs on onnxruntime, which is not installed here: "
+                "pip install 'edgesdk-fleet[agent]'"
+            ) from e
 
         return OnnxModel(
             open_session(

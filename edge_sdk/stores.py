@@ -182,7 +182,7 @@ class S3Store:
             from botocore.config import Config
         except ImportError as e:
             raise StoreError(
-                f"--store {self.url} needs boto3: pip install 'edge-sdk[stores]'"
+                f"--store {self.url} needs boto3: pip install 'edgesdk-fleet[stores]'"
             ) from e
         config = Config(
             retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=10, read_timeout=60

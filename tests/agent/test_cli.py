@@ -94,8 +94,11 @@ def test_status_reads_the_state_directory_without_a_broker(
     digits = json.loads(out)["models"]["digits"]
     assert digits["version"] == 1 and digits["installed"] == [1]
     assert digits["state"] == "committed" and digits["last_event"]["to"] == "committed"
+    # The integers for machines, the label the version was built with for people.
+    assert digits["label"] == "1.0.1" and digits["installed_labels"] == ["1.0.1"]
     code, out, _ = invoke(capsys, "status", "--config", str(config))
-    assert code == 0 and "running v1" in out
+    assert code == 0 and "digits: running 1.0.1, installed 1.0.1, state committed" in out
+    assert "[1]" not in out
 
 
 def presence_watcher(broker: Broker) -> tuple[list[dict[str, object]], Callable[[], None]]:

@@ -314,6 +314,6 @@ def test_grpc_keys_without_grpcio_stop_the_agent_with_one_line(
         tmp_path, broker, keyring / "root.json", serving={"grpc_listen": "127.0.0.1:0"}
     )
     agent = Agent(load_config(path))
-    with pytest.raises(ConfigError, match=r"pip install 'edge-sdk\[grpc\]'") as info:
+    with pytest.raises(ConfigError, match=r"pip install 'edgesdk-fleet\[grpc\]'") as info:
         agent.run()
     assert "\n" not in str(info.value) and agent.grpc_servers == []
