@@ -26,6 +26,7 @@ from agent.machine import RESTING as RESTING_STATES
 from agent.machine import Event, Journal, Resume, State
 from agent.metrics import Metrics
 from agent.mqtt_link import MqttLink, Will
+from agent.oip import version_label
 from agent.serials import SerialFloors, Verdict, judge
 from agent.store import ChunkCache, ChunkRef, ModelStore
 from agent.sysinfo import CpuMeter, free_disk_bytes, release_memory, rss_bytes
@@ -34,6 +35,7 @@ from agent.tuf_mqtt import TufSession
 from agent.updater import ModelUpdater
 from edge_sdk import __version__
 from edge_sdk.assignment import Assignment, verify_assignment
+from edge_sdk.bundle import format_version
 
 if TYPE_CHECKING:  # grpcio is the grpc extra: imported only when [serving] asks for gRPC
     from agent.grpc_server import GrpcServer
@@ -167,7 +169,8 @@ class Agent:
             "reason": journal.reason,
             "at": self.now(),
         }
-        log.info("%s: %s -> %s %s", model, event, journal.state, journal.reason)
+        label = "" if journal.version is None else f" {format_version(journal.version)}"
+        log.info("%s%s: %s -> %s %s", model, label, event, journal.state, journal.reason)
         self._count(model, journal, event)
         if self.link.connected.is_set():
             self.link.publish(
@@ -181,7 +184,7 @@ class Agent:
             m.updates.labels(model).inc()
         elif event is Event.REFUSED:
             m.results.labels(model, "refused").inc()
-        elif journal.state in RESTING_STATES:
+        elif journal.state in RESTING_STATES and event is not Event.ALREADY_SERVING:
             result = {State.COMMITTED: "committed", State.ROLLED_BACK: "rolled_back"}
             m.results.labels(model, result.get(journal.state, "failed")).inc()
 
@@ -267,8 +270,11 @@ class Agent:
                     f"{self.config.path}: serving: {e}; choose another address (serving.listen, "
                     "serving.unix_socket) or stop what holds it"
                 ) from e
+            log.info("serving on %s", _address("http", server.host, server.bound_port, server))
         if wants_grpc:
             self._start_grpc(slots, batching, limits)
+            for g in self.grpc_servers:
+                log.info("serving gRPC on %s", _address("grpc", g.host, g.bound_port, g))
 
     def _start_grpc(
         self,
@@ -468,7 +474,6 @@ class Agent:
         models: dict[str, Any] = {}
         for name, u in self.updaters.items():
             models[name] = model_status(u)
-            self.metrics.version.labels(name).set(u.slot.version or 0)
         return {
             "device": self.config.device_id,
             "fleet": self.config.fleet,
@@ -485,12 +490,23 @@ class Agent:
         }
 
     def _publish_status(self) -> None:
+        for name, u in self.updaters.items():  # scraped locally, connected or not
+            loaded = u.slot.loaded
+            label = None if loaded is None else version_label(loaded)
+            self.metrics.set_serving(name, u.slot.version, label)
         if not self.link.connected.is_set():
             return
         self._dirty = False
         self._status_due = self.now() + self.config.report.interval_s
         body = json.dumps(self.status(), sort_keys=True).encode()
         self.link.publish(self.topics.status(self.config.device_id), body, retain=True)
+
+
+def _address(scheme: str, host: str, port: int, server: ApiServer | GrpcServer) -> str:
+    """Where a front end listens, as a client would name it."""
+    if server.unix_socket:
+        return f"unix:{os.path.abspath(server.unix_socket)}"
+    return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
 
 
 def model_status(u: ModelUpdater) -> dict[str, Any]:

@@ -14,6 +14,8 @@ rule), so whatever moment power is cut, the journal names the step that may be h
     committed ◄──probation_passed── probation ──probation_failed──► rolling_back ──► rolled_back
         │                              ▲  │                              ▲
         └──────rollback_requested──────┘  └───────rollback_requested────┘
+
+    any resting state ──already_serving──► committed (an assignment of the version it serves)
 """
 
 from __future__ import annotations
@@ -52,6 +54,9 @@ class Event(enum.StrEnum):
     # Reported, never fired: an assignment turned down before any update started (older than
     # the anti-rollback floor), so the state does not change.
     REFUSED = "refused"
+    # An assignment of the version already serving (verified): nothing to install, but the
+    # assignment is acknowledged, committed under its serial, so a rollout of it ends at once.
+    ALREADY_SERVING = "already_serving"
 
 
 # States in which no update is in flight: a new assignment may start one.
@@ -62,6 +67,7 @@ SWITCHED = frozenset({State.ACTIVATING, State.PROBATION})
 
 TRANSITIONS: dict[tuple[State, Event], State] = {
     **{(s, Event.ASSIGNED): State.DOWNLOADING for s in RESTING},
+    **{(s, Event.ALREADY_SERVING): State.COMMITTED for s in RESTING},
     (State.DOWNLOADING, Event.DOWNLOADED): State.VERIFYING,
     (State.DOWNLOADING, Event.ERROR): State.FAILED,
     (State.DOWNLOADING, Event.CRASH_LOOP): State.FAILED,

@@ -72,8 +72,20 @@ class Metrics:
             registry=r,
         )
         self.version = Gauge(
-            "edge_agent_model_version", "The version serving, per model.", ["model"], registry=r
+            "edge_agent_model_version",
+            "The version serving, per model, as the integer devices compare.",
+            ["model"],
+            registry=r,
         )
+        # What a person reads: 1 for the version each model serves, labelled as its user wrote
+        # it (the manifest's label, 1.2.0); the series of a replaced version is removed.
+        self.serving = Gauge(
+            "edge_agent_model_serving_info",
+            "1 for the version each model serves, labelled as its user wrote it.",
+            ["model", "version"],
+            registry=r,
+        )
+        self._serving: dict[str, str] = {}
         Gauge(
             "edge_agent_build_info",
             "The agent's build: always 1, the versions in the labels.",
@@ -89,6 +101,19 @@ class Metrics:
             with self._series_lock:
                 found = self._series.setdefault((model, version), Series(model, version))
         return found
+
+    def set_serving(self, model: str, number: int | None, label: str | None) -> None:
+        """The version ``model`` serves now (``None``: nothing)."""
+        self.version.labels(model).set(number or 0)
+        before = self._serving.get(model)
+        if before == label:
+            return
+        if before is not None:
+            self.serving.remove(model, before)
+            del self._serving[model]
+        if label is not None:
+            self.serving.labels(model, label).set(1)
+            self._serving[model] = label
 
     def set_state(self, model: str, state: State) -> None:
         for s in State:

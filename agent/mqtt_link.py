@@ -124,6 +124,10 @@ class MqttLink:
         self.connected = threading.Event()
         self.connections = 0  # successful CONNACKs, for tests and status
         self._thread: threading.Thread | None = None
+        self._client_id = client_id
+        scheme = "mqtts" if config.tls else "mqtt"
+        host = f"[{config.host}]" if ":" in config.host else config.host
+        self._where = f"{scheme}://{host}:{config.port}"
         self._client = self._make_client(client_id)
 
     def _make_client(self, client_id: str) -> _Client:
@@ -230,8 +234,13 @@ class MqttLink:
         if stale:
             client.unsubscribe(stale)
         self.connected.set()
+        # Said at every (re)connection: an operator reading the log sees where the device is
+        # connected, and that it came back after a loss.
+        log.info("connected to %s as %s", self._where, self._client_id)
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
+        if not self._stopping.is_set():
+            log.warning("disconnected from %s (%s); reconnecting", self._where, rc)
         self._lost(f"disconnected ({rc})")
         self._down.set()
 

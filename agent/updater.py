@@ -227,6 +227,18 @@ class ModelUpdater:
             # Already serving it, verified. A version this device holds but does not serve
             # (its files no longer verify), or serves only as verified at install (its key
             # revoked since), is installed again: that is how a re-signed release lands.
+            if assignment.serial > j.serial and not self.in_flight:
+                # Acknowledged under its serial: a rollout waiting on this device's report of
+                # the assignment sees it committed now, not after its wave timeout.
+                self._fire(
+                    Event.ALREADY_SERVING,
+                    serial=assignment.serial,
+                    version=served,
+                    previous=current,
+                    floor=max(j.floor, served),
+                    allow_downgrade=assignment.rollback,
+                    rollback_to=None,
+                )
             return
         retry = j.state is State.FAILED and self.retry_requested == assignment.serial
         if (

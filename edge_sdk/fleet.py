@@ -14,8 +14,8 @@ from pathlib import Path
 
 from edge_sdk.assignment import Assignment, sign_assignment
 from edge_sdk.atomic import write_bytes_atomic
-from edge_sdk.bundle import Bundle
-from edge_sdk.errors import ThresholdError, TrustError
+from edge_sdk.bundle import Bundle, format_version
+from edge_sdk.errors import InputError, ThresholdError, TrustError
 from edge_sdk.keys import ROOT_JSON, load_trust_root
 from edge_sdk.operator_link import OperatorLink
 from edge_sdk.publish_ledger import PublishLedger
@@ -270,6 +270,17 @@ def _desired_topic(topics: Topics, scope: str, model: str) -> str:
     return topics.desired_group(who, model)
 
 
+def check_published(repo: Repository, model: str, version: int) -> None:
+    if repo.release_variants(model, version):
+        return
+    held = [v for name, v in repo.releases() if name == model]
+    listed = ", ".join(format_version(v) for v in held[-5:]) if held else "none"
+    raise InputError(
+        f"{model} {format_version(version)} is not published in {repo.directory} (it holds "
+        f"{listed}); `edge-sdk fleet publish` its bundle first, or check the version"
+    )
+
+
 def assign(
     keyring: Path,
     repo_dir: Path,
@@ -282,11 +293,15 @@ def assign(
     rollback: bool = False,
     expires: datetime | None = None,
 ) -> Assignment:
-    """Sign and publish (retained) the desired version of ``model`` for ``scope``."""
+    """Sign and publish (retained) the desired version of ``model`` for ``scope``.
+
+    Only a version the repository holds: a device assigned any other would fail its update
+    later, far from the operator who mistyped it."""
+    check_published(Repository.open(repo_dir, keyring), model, version)
     assignment = Assignment(model, version, scope, next_serial(repo_dir), rollback)
-    when = expires or datetime.now(UTC) + timedelta(days=ASSIGNMENT_DAYS)
-    signers = online_signers(keyring, load_trust_root(keyring / ROOT_JSON).root)["targets"]
-    payload = sign_assignment(assignment, signers, expires=when)
-    link.publish(_desired_topic(topics, scope, model), payload)
-    link.wait()
+    orders = [(scope, version, rollback)]
+    serial = assignment.serial
+    publish_assignments(
+        keyring, link, topics, model=model, serial=serial, orders=orders, expires=expires
+    )
     return assignment

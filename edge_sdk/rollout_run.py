@@ -162,6 +162,7 @@ def drive(
     clock: Callable[[], float] = time.time,
     poll_s: float = 0.5,
     coalesce_s: float = JUDGE_EVERY_S_PER_DEVICE,
+    heartbeat_s: float = math.inf,
 ) -> Rollout:
     """Run the rollout to ``completed`` or ``halted``; every step is saved before it acts.
 
@@ -169,10 +170,14 @@ def drive(
     cost O(devices) per report, O(devices²) per wave. Reports arriving together are judged
     together instead: at most once per ``coalesce_s`` x wave size (capped at ``MAX_COALESCE_S``),
     a few milliseconds for small waves, a quarter second for thousands of devices, which keeps
-    the controller's CPU per device flat as fleets grow (bench/bench_fleet.py --scale)."""
+    the controller's CPU per device flat as fleets grow (bench/bench_fleet.py --scale).
+
+    While a wave is waited on, a ``waiting:`` line goes to ``report`` every ``heartbeat_s``
+    (where it stands, how long until the timeout): a log or a pipe is never silent for long."""
     seen: dict[str, DeviceResult] = {}
     record_stamp = -1
     judged_at = -math.inf
+    beat_at = time.monotonic()
     while rollout.phase in ACTIVE:
         if rollout.phase != Phase.WATCHING:
             todo = orders(rollout)
@@ -185,7 +190,11 @@ def drive(
             time.sleep(wait)  # let the reports of a busy wave gather
         judged_at = time.monotonic()
         judgement = judge_wave(rollout, fleet.devices(), clock())
-        live(wave_progress(rollout, judgement, clock()))
+        progress = wave_progress(rollout, judgement, clock())
+        live(progress)
+        if judged_at - beat_at >= heartbeat_s:
+            beat_at = judged_at
+            report(f"  waiting: {progress}")
         for device, result in judgement.results.items():
             if seen.get(device) != result:
                 seen[device] = result

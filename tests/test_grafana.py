@@ -25,7 +25,7 @@ def exported_series() -> set[str]:
     metrics.updates.labels("m").inc()
     metrics.results.labels("m", "committed").inc()
     metrics.set_state("m", State.COMMITTED)
-    metrics.version.labels("m").set(1)
+    metrics.set_serving("m", 1_002_000, "1.2.0")
     text = metrics.exposition().decode()
     return {s.name for f in text_string_to_metric_families(text) for s in f.samples}
 
@@ -68,3 +68,25 @@ def test_no_created_series_and_versions_as_their_user_wrote_them() -> None:
     assert not [s.name for s in samples if s.name.endswith("_created")]
     (request,) = [s for s in samples if s.name == "edge_agent_requests_total"]
     assert request.labels == {"model": "m", "version": "1.2.0", "code": "404"}
+
+
+def test_the_serving_version_reads_as_its_user_wrote_it() -> None:
+    """The dashboard names the version each device serves by its label (``1.2.0``, not
+    1002000); a replaced version's series goes, so only one version shows per model."""
+    metrics = Metrics()
+    metrics.set_serving("m", 1_002_000, "1.2.0")
+    metrics.set_serving("m", 1_003_000, "1.3.0")
+    text = metrics.exposition().decode()
+    samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
+    info = [s for s in samples if s.name == "edge_agent_model_serving_info"]
+    assert [(s.labels, s.value) for s in info] == [({"model": "m", "version": "1.3.0"}, 1.0)]
+    (number,) = [s for s in samples if s.name == "edge_agent_model_version"]
+    assert number.value == 1_003_000  # the integer stays, for alerts that compare
+    metrics.set_serving("m", None, None)
+    text = metrics.exposition().decode()
+    assert "edge_agent_model_serving_info{" not in text
+    doc = json.loads(DASHBOARD.read_text())
+    (panel,) = [p for p in doc["panels"] if p["title"] == "Version serving"]
+    (target,) = panel["targets"]
+    assert "edge_agent_model_serving_info" in target["expr"]
+    assert "{{version}}" in target["legendFormat"] and panel["options"]["textMode"] == "name"

@@ -235,7 +235,8 @@ def assign_command(
     """Sign and publish the version a device or group should run (retained desired state)."""
     from edge_sdk.bundle import check_name, parse_version
     from edge_sdk.errors import InputError
-    from edge_sdk.fleet import assign
+    from edge_sdk.fleet import assign, check_published
+    from edge_sdk.repository import Repository
     from edge_sdk.topics import Topics, check_identifier
 
     if (device is None) == (group is None):
@@ -249,7 +250,9 @@ def assign_command(
         check_identifier(str(group), "--group")
     scope = f"devices/{device}" if device is not None else f"groups/{group}"
     topics = Topics(topic_prefix, fleet)
-    with _connect(broker, ca, cert, key) as link:
+    session = _connect(broker, ca, cert, key)
+    check_published(Repository.open(repo, keys), model, number)  # before connecting, too
+    with session as link:
         a = assign(
             keys, repo, link, topics, model=model, version=number, scope=scope, rollback=rollback
         )

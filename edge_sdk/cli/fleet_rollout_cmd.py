@@ -74,6 +74,14 @@ def rollout_command(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the rollout of MODEL recorded in --repo.")
     ] = False,
+    heartbeat: Annotated[
+        float,
+        typer.Option(
+            "--heartbeat",
+            help="Seconds between progress lines while a wave is waited on (when stderr is "
+            "not a terminal; 0: none).",
+        ),
+    ] = 10.0,
     repo: RepoOpt = Path("fleet-repo"),
     keys: KeysOpt = Path("keys"),
     broker: BrokerOpt = "mqtt://127.0.0.1:1883",
@@ -103,6 +111,8 @@ def rollout_command(
     if group is not None:
         check_identifier(group, "--group")
     steps = parse_waves(waves)
+    if not heartbeat >= 0 or heartbeat == float("inf"):
+        raise InputError(f"--heartbeat {heartbeat:g} must be a number of seconds >= 0 (0: none)")
     gate = Gate(
         max_failure_rate=max_failure_rate,
         bake_s=probation,
@@ -174,7 +184,8 @@ def rollout_command(
                     record, repo, fleet_watch, publish, report=say, live=lambda t: status.update(t)
                 )
         else:
-            final = drive(record, repo, fleet_watch, publish, report=say)
+            beat = heartbeat or float("inf")
+            final = drive(record, repo, fleet_watch, publish, report=say, heartbeat_s=beat)
 
     result = summary(final)
     if json_output:

@@ -25,7 +25,7 @@ from agent.store import ModelStore
 from edge_sdk import golden
 from edge_sdk.assignment import Assignment
 from edge_sdk.bundle import Bundle, GoldenInfo, Manifest, sha256
-from edge_sdk.fleet import assign, publish_bundle
+from edge_sdk.fleet import next_serial, publish_assignments, publish_bundle
 from edge_sdk.keys import load_signer
 from edge_sdk.operator_link import BrokerAddress, OperatorLink
 from edge_sdk.repository import Repository
@@ -176,17 +176,17 @@ class Operator:
     def assign(
         self, version: int, *, device: str = "dev-1", rollback: bool = False, model: str = "digits"
     ) -> Assignment:
+        """Signed and published as ``fleet.assign`` does, without its check that the repository
+        holds the version: the device's own defences are what these tests try."""
+        scope = f"devices/{device}"
+        assignment = Assignment(model, version, scope, next_serial(self.repo_dir), rollback)
         with self.link() as link:
-            return assign(
-                self.keyring,
-                self.repo_dir,
-                link,
-                self.topics,
-                model=model,
-                version=version,
-                scope=f"devices/{device}",
-                rollback=rollback,
+            orders = [(scope, version, rollback)]
+            serial = assignment.serial
+            publish_assignments(
+                self.keyring, link, self.topics, model=model, serial=serial, orders=orders
             )
+        return assignment
 
     def raw(self, topic: str, payload: bytes, *, retain: bool = True) -> None:
         with self.link() as link:

@@ -200,6 +200,11 @@ def test_metrics_parse_and_carry_model_and_version(
         if s.name.endswith("_total")
     }
     assert results["committed"] == 1
+    # The version serving: by its label for people, the integer for alerts that compare.
+    (serving,) = families["edge_agent_model_serving_info"].samples
+    assert serving.labels == {"model": "digits", "version": "1.0.1"} and serving.value == 1
+    (number,) = families["edge_agent_model_version"].samples
+    assert number.value == 1
 
 
 def test_the_tcp_listener_turns_nagle_off() -> None:

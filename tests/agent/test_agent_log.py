@@ -1,0 +1,34 @@
+"""``edge-agent run --verbose`` says where it serves and whether it reaches its broker, before any
+assignment arrives: the agent as a real process, its log read as an operator would."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tests.agent.support import start_process, wait_for, write_config
+from tests.mosquitto import Broker
+
+
+def test_the_log_says_where_the_agent_serves_and_when_it_is_connected(
+    tmp_path: Path, broker: Broker, keyring: Path
+) -> None:
+    config = write_config(
+        tmp_path / "dev", broker, keyring / "root.json", serving={"listen": "127.0.0.1:0"}
+    )
+    log = tmp_path / "agent.log"
+    process = start_process(config, log)
+    try:
+        connected = f"connected to mqtt://127.0.0.1:{broker.port} as dev-1"
+        wait_for(lambda: connected in log.read_text(), 30, "the connection in the log")
+        text = log.read_text()
+        serving = re.search(r"serving on http://127\.0\.0\.1:(\d+)", text)
+        assert serving is not None and int(serving.group(1)) > 0, text
+        # A lost broker is said, and so is the reconnection once it is back.
+        broker.stop()
+        wait_for(lambda: "disconnected from mqtt://" in log.read_text(), 30, "the loss")
+        broker.start()
+        wait_for(lambda: log.read_text().count(connected) == 2, 30, "the reconnection")
+    finally:
+        process.terminate()
+        process.wait(15)
