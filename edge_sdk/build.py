@@ -106,7 +106,7 @@ def _identity(request: BuildRequest) -> _Identity:
     name = bundle_format.check_name(request.model.stem if request.name is None else request.name)
     if request.version is None:
         version = _next_version(request.out, name)
-        label = f"v{version}"
+        label = f"v{bundle_format.format_version(version)}"
     else:
         if not request.version.isascii() or len(request.version) > 32:
             # "²".isdigit() is true and int() of 5,000 digits raises: stop both here.
@@ -129,7 +129,9 @@ def _identity(request: BuildRequest) -> _Identity:
         if not request.label.isprintable():
             raise InputError(f"--label {request.label!r} must hold printable characters only")
         label = request.label
-    target = request.out / f"{name}-v{version}-{request.profile.id}{bundle_format.SUFFIX}"
+    # Named as the user wrote the version (digits-v1.2.0-...), not by the integer devices compare.
+    shown = bundle_format.format_version(version)
+    target = request.out / f"{name}-v{shown}-{request.profile.id}{bundle_format.SUFFIX}"
     return _Identity(name, version, label, target)
 
 
@@ -195,8 +197,8 @@ def _next_version(out: Path, name: str) -> int:
     versions = []
     for path in out.glob(f"{name}-v*-*{bundle_format.SUFFIX}"):
         number = path.name[len(name) + 2 :].split("-", 1)[0]
-        if number.isdigit():
-            versions.append(int(number))
+        with contextlib.suppress(InputError):  # not a version: someone else's file
+            versions.append(bundle_format.parse_version(number)[0])
     return max(versions, default=0) + 1
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from edge_sdk.bundle import check_name
+from edge_sdk.bundle import check_name, format_version
 from edge_sdk.errors import InputError
 from edge_sdk.inventory import DeviceView, Figures, ModelView, clean_text, read_document
 from edge_sdk.topics import IDENTIFIER, check_identifier
@@ -255,7 +255,9 @@ def summary_line(summary: Mapping[str, Any]) -> str:
     if summary["by_state"]:
         parts.append(", ".join(f"{n} {s}" for s, n in summary["by_state"].items()))
     for model, versions in summary["by_version"].items():
-        parts.append(f"{model} " + ", ".join(f"v{v} x{n}" for v, n in versions.items()))
+        parts.append(
+            f"{model} " + ", ".join(f"v{format_version(int(v))} x{n}" for v, n in versions.items())
+        )
     return "; ".join(parts)
 
 
@@ -294,13 +296,20 @@ def _model_json(m: ModelView) -> dict[str, Any]:
     )
     return {
         "version": m.version,
+        # What a person reads; the integers are what devices and scripts compare.
+        "version_label": _label(m.version),
         "state": m.state,
         "target_version": m.target_version,
+        "target_version_label": _label(m.target_version),
         "serial": m.serial,
         "reason": m.reason,
         "last_result": last,
         "inference": _figures_json(m.inference),
     }
+
+
+def _label(version: int | None) -> str | None:
+    return None if version is None else format_version(version)
 
 
 def _figures_json(f: Figures | None) -> dict[str, Any] | None:
@@ -338,7 +347,7 @@ def table(rows: Iterable[Row], now: datetime) -> Table:
             escape(v.group or "-"),
             escape(v.profile or "-"),
             escape(m.name) if m is not None else "-",
-            str(m.version) if m is not None and m.version is not None else "-",
+            format_version(m.version) if m is not None and m.version is not None else "-",
             f"[{_STATE_STYLE.get(state, 'default')}]{state}[/]",
             str(figures.count) if figures is not None else "-",
             f"{figures.error_rate:.1%}" if figures is not None else "-",
@@ -370,5 +379,5 @@ def note(row: Row) -> str:
     if m is not None and m.reason and m.state in ("failed", "rolled_back", "rolling_back"):
         return m.reason
     if m is not None and m.target_version not in (None, m.version) and not m.resting:
-        return f"updating to {m.target_version}"
+        return f"updating to {format_version(m.target_version)}"
     return v.assignment_error

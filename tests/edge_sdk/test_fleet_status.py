@@ -4,6 +4,7 @@ broker and a fixed clock."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -183,3 +184,20 @@ def test_notes_carry_problems_and_failure_reasons() -> None:
     found = fs.notes(fs.select(entries(), fs.Filters()))
     assert found[0].startswith("bad-1: status is not JSON")
     assert found[1:] == ["cam-2 digits: self-test failed"]
+
+
+def test_semantic_versions_read_as_their_user_wrote_them() -> None:
+    """``1.0.0`` is stored as 1000000: the table, the summary and the notes say ``1.0.0``; the
+    JSON keeps the integer and adds the label."""
+    updating = replace(model(version=1_000_000), state="downloading", target_version=1_001_000)
+    fleet = {"cam-1": device("cam-1", model(version=1_000_000)), "cam-2": device("cam-2", updating)}
+    rows = fs.select(fs.merge(fleet, {}), fs.Filters())
+    console = Console(width=200, record=True)
+    console.print(fs.table(rows, NOW))
+    text = console.export_text()
+    assert "1.0.0" in text and "1000000" not in text
+    assert "digits v1.0.0 x2" in fs.summary_line(fs.summarize(rows))
+    assert fs.notes(rows) == ["cam-2 digits: updating to 1.1.0"]
+    digits = fs.to_json(rows)["devices"][1]["models"]["digits"]
+    assert digits["version"] == 1_000_000 and digits["version_label"] == "1.0.0"
+    assert digits["target_version"] == 1_001_000 and digits["target_version_label"] == "1.1.0"

@@ -235,8 +235,10 @@ def test_one_hostile_device_never_hides_the_rest_of_the_fleet(
     assert typed["models"] == {
         "digits": {
             "version": None,
+            "version_label": None,
             "state": "unknown",
             "target_version": None,
+            "target_version_label": None,
             "serial": 0,
             "reason": "",
             "last_result": None,
