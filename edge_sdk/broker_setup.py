@@ -82,6 +82,11 @@ class BrokerSettings:
     run_as: str = DEFAULT_RUN_AS
     operator_host: str = ""  # the operator's listener; "" and 0: listen_host and port + 1
     operator_port: int = 0
+    # The operator's fleet repository and keyring, for the export line (absolute, so the line
+    # works from any directory): without them `fleet publish` would make a new repository
+    # wherever it runs.
+    repo: Path = Path("fleet-repo")
+    keys: Path = Path("keys")
 
     def __post_init__(self) -> None:
         if not self.operator_host:
@@ -142,6 +147,8 @@ def make_settings(
     topic_prefix: str = "edge",
     run_as: str = DEFAULT_RUN_AS,
     operator_listen: str | None = None,
+    repo: Path = Path("fleet-repo"),
+    keys: Path = Path("keys"),
 ) -> BrokerSettings:
     """Check every input (nothing is written here) and resolve ``directory``.
 
@@ -187,6 +194,8 @@ def make_settings(
         run_as,
         operator_host,
         operator_port,
+        repo.expanduser().absolute(),
+        keys.expanduser().absolute(),
     )
 
 
@@ -308,6 +317,8 @@ def export_line(s: BrokerSettings) -> str:
         "EDGE_SDK_BROKER_CERT": str(s.path("operator.pem")),
         "EDGE_SDK_BROKER_KEY": str(s.path("operator.key")),
         "EDGE_SDK_BROKER_DIR": str(s.directory),
+        "EDGE_SDK_REPO": str(s.repo),
+        "EDGE_SDK_KEYS": str(s.keys),
     }
     if s.fleet != "default":
         values["EDGE_SDK_FLEET"] = s.fleet

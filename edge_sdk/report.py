@@ -8,6 +8,7 @@ from typing import Any
 from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 
 def _mb(n: int) -> str:
@@ -22,52 +23,91 @@ def _num(x: float | None, fmt: str = ".4f") -> str:
     return "-" if x is None else format(x, fmt)
 
 
-def print_build_report(console: Console, report: Mapping[str, Any]) -> None:
-    table = Table(
-        title=f"candidates for {report['profile']} ({report['selection']} within budget)",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-    )
-    columns = (
-        "candidate",
-        "size",
-        "p50 ms",
-        "p95 ms",
-        "speed",
-        "top-1",
-        "cosine",
-        "max err",
-        "acc",
-    )
-    for column in columns:
-        table.add_column(column, no_wrap=True)
+def _size(n: int) -> str:
+    """Three significant digits at most: the table's widest column stays narrow."""
+    if n < 100_000:
+        return f"{n / 1e3:.1f}kB"
+    if n < 1e9:
+        mb = n / 1e6
+        return f"{mb:.2f}MB" if mb < 10 else f"{mb:.1f}MB" if mb < 100 else f"{mb:.0f}MB"
+    return f"{n / 1e9:.2f}GB"
+
+
+def _ms(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return format(x, ".3f" if x < 10 else ".2f" if x < 100 else ".1f" if x < 1000 else ".0f")
+
+
+BUILD_COLUMNS = ("size", "p50 ms", "p95 ms", "speed", "top-1", "cosine", "max err", "acc")
+
+
+def build_rows(report: Mapping[str, Any]) -> list[tuple[str, bool, list[str]]]:
+    """(candidate, chosen, figures) per row of the build table, the source model first."""
     source = report["source_latency_ms"]
-    table.add_row(
-        "source",
-        _mb(report["source_bytes"]),
-        _num(source["p50"], ".3f"),
-        _num(source["p95"], ".3f"),
-        "1.00x",
-        "-",
-        "-",
-        "-",
-        _pct(report["source_accuracy"]),
-    )
+    rows = [
+        (
+            "source",
+            False,
+            [
+                _size(report["source_bytes"]),
+                _ms(source["p50"]),
+                _ms(source["p95"]),
+                "1.00x",
+                "-",
+                "-",
+                "-",
+                _pct(report["source_accuracy"]),
+            ],
+        )
+    ]
     for c in report["candidates"]:
         latency = c["latency_ms"] or {}
         fidelity = c["fidelity"] or {}
         speed = f"{source['p50'] / latency['p50']:.2f}x" if latency.get("p50") else "-"
-        table.add_row(
-            ("[bold green]* [/]" if c["chosen"] else "  ") + c["name"],
-            _mb(c["artifact_bytes"]) if c["artifact_bytes"] else "-",
-            _num(latency.get("p50"), ".3f"),
-            _num(latency.get("p95"), ".3f"),
+        figures = [
+            _size(c["artifact_bytes"]) if c["artifact_bytes"] else "-",
+            _ms(latency.get("p50")),
+            _ms(latency.get("p95")),
             speed,
             _pct(fidelity.get("top1_agreement")),
             _num(fidelity.get("cosine")),
             _num(fidelity.get("max_abs_error"), ".3g"),
             _pct(c["accuracy"]),
-        )
+        ]
+        rows.append((c["name"], bool(c["chosen"]), figures))
+    return rows
+
+
+def print_build_report(console: Console, report: Mapping[str, Any]) -> None:
+    rows = build_rows(report)
+    # The figures are never cut, at 80 columns too: the gap narrows to one space, then the
+    # candidate's name folds (under its mark) when the figures leave it too little room.
+    widths = [
+        max(len(header), *(len(figures[i]) for _, _, figures in rows))
+        for i, header in enumerate(BUILD_COLUMNS)
+    ]
+    longest = max(len(name) for name, _, _ in rows) + 2
+    gap = 2 if console.width - sum(widths) - 2 * len(widths) >= longest else 1
+    room = max(console.width - sum(widths) - gap * len(widths), 8)
+    table = Table(
+        title=f"candidates for {report['profile']} ({report['selection']} within budget)",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        padding=(0, 1) if gap == 2 else 0,
+        collapse_padding=True,
+    )
+    table.add_column("candidate", no_wrap=True, min_width=min(longest, room))
+    for header, width in zip(BUILD_COLUMNS, widths, strict=True):
+        table.add_column(header, no_wrap=True, min_width=width, justify="right")
+    for name, chosen, figures in rows:
+        if name == "source":
+            cell = Text(name)
+        else:
+            folded = "\n  ".join(name[i : i + room - 2] for i in range(0, len(name), room - 2))
+            cell = Text.assemble(("* ", "bold green") if chosen else "  ", folded)
+        table.add_row(cell, *figures)
     console.print(table)
     # Reasons are sentences: below the table they stay readable at any terminal width.
     for c in report["candidates"]:

@@ -23,9 +23,11 @@ _APP: list[typer.Typer] = []
 
 def _build_app() -> typer.Typer:
     if not _APP:
+        from edge_sdk.cli import _conventions
         from edge_sdk.cli._common import new_app
 
         app = new_app("Build, sign and ship models to edge devices.")
+        _conventions.install(app)
         # Each module only registers itself; heavy imports stay inside commands.
         from edge_sdk.cli import (
             broker_cmd,
@@ -54,9 +56,20 @@ def __getattr__(name: str) -> Any:
 
 def run(argv: Sequence[str]) -> int:
     """Run ``edge-sdk`` on ``argv`` and return the exit code instead of exiting."""
-    from edge_sdk.cli._common import run_app
+    try:
+        from edge_sdk.cli._common import run_app
 
-    return run_app(_build_app(), argv, "edge-sdk")
+        app = _build_app()
+    except ImportError as e:
+        # typer or rich missing (a device install): one line naming the extra, exit 3.
+        from edge_sdk.cli._extras import missing_extra_line
+
+        line = missing_extra_line(e, "edge-sdk")
+        if line is None:
+            raise
+        sys.stderr.write(line + "\n")
+        return 3
+    return run_app(app, argv, "edge-sdk")
 
 
 def guarded_main(run_argv: Any) -> None:

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from edge_sdk.errors import EdgeSdkError
+from edge_sdk.errors import EdgeSdkError, UnsupportedError
 from edge_sdk.interrupt import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, handled, say
 
 # Human output goes to stderr when --json owns stdout; keep both consoles here so every
@@ -32,12 +32,14 @@ def emit_json(payload: Any) -> None:
 
 def new_app(help_text: str) -> typer.Typer:
     """A Typer group configured the way every edge-sdk group must be: no locals in tracebacks
-    (keys must never reach a terminal), no shell-completion noise."""
+    (keys must never reach a terminal); completion is the `completion` command, not typer's
+    --install-completion; help is Markdown, where a "[default: ...]" is text, not a Rich tag."""
     return typer.Typer(
         help=help_text,
         no_args_is_help=True,
         add_completion=False,
         pretty_exceptions_show_locals=False,
+        rich_markup_mode="markdown",
     )
 
 
@@ -72,7 +74,11 @@ def _run_app(typer_app: typer.Typer, argv: Sequence[str], prog_name: str) -> int
     logging.basicConfig(
         level=level if level in logging.getLevelNamesMapping() else "ERROR", force=True
     )
+    from edge_sdk.cli._conventions import apply, prepare_completion
+
     command = typer.main.get_command(typer_app)
+    apply(command)
+    prepare_completion(prog_name)
     try:
         result = command.main(list(argv), prog_name=prog_name, standalone_mode=False)
     except EdgeSdkError as e:
@@ -89,6 +95,10 @@ def _run_app(typer_app: typer.Typer, argv: Sequence[str], prog_name: str) -> int
         _one_line(f"error: {e.format_message()} (see {prog_name} --help)")
         return e.exit_code
     except Exception as e:
+        missing = _missing_extra(e, prog_name)
+        if missing is not None:
+            _one_line(missing)
+            return UnsupportedError.exit_code
         if os.environ.get("EDGE_SDK_DEBUG"):
             raise
         _one_line(
@@ -97,6 +107,16 @@ def _run_app(typer_app: typer.Typer, argv: Sequence[str], prog_name: str) -> int
         )
         return 70
     return result if isinstance(result, int) else 0
+
+
+def _missing_extra(error: Exception, prog_name: str) -> str | None:
+    # An optional dependency that is not installed is the user's setup, not our bug: name the
+    # extra that installs it (exit 3, as any valid request this installation cannot do).
+    if not isinstance(error, ImportError):
+        return None
+    from edge_sdk.cli._extras import missing_extra_line
+
+    return missing_extra_line(error, prog_name)
 
 
 def _one_line(message: str) -> None:

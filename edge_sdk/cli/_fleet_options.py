@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -26,22 +27,63 @@ KeysOpt = Annotated[
     Path,
     typer.Option("--keys", envvar="EDGE_SDK_KEYS", help="Keyring directory (online keys sign)."),
 ]
+DEFAULT_BROKER = "mqtt://127.0.0.1:1883"
+
+
+class _DefaultBroker:
+    """Whether this run's --broker fell back to its default; the warning is said once, just
+    before connecting (a run that stops at bad input says only that)."""
+
+    pending: str | None = None
+
+
+def _note_broker_source(ctx: typer.Context, param: typer.CallbackParam, value: str) -> str:
+    source = ctx.get_parameter_source(param.name or "broker")
+    _DefaultBroker.pending = value if getattr(source, "name", "") == "DEFAULT" else None
+    return value
+
+
+def warn_if_default_broker() -> None:
+    """One line when nothing named the broker: Debian's Mosquitto package already listens on
+    1883, so a forgotten `export` would otherwise talk to the wrong broker without a word."""
+    if _DefaultBroker.pending is None:
+        return
+    url, _DefaultBroker.pending = _DefaultBroker.pending, None
+    sys.stderr.write(
+        f"warning: no --broker or EDGE_SDK_BROKER given: talking to the default {url}, "
+        "whatever broker listens there; run the export line `edge-sdk broker init` printed, "
+        "or pass --broker\n"
+    )
+    sys.stderr.flush()
+
+
 BrokerOpt = Annotated[
     str,
     typer.Option(
-        "--broker", envvar="EDGE_SDK_BROKER", help="mqtt://HOST:PORT or mqtts://HOST:PORT"
+        "--broker",
+        envvar="EDGE_SDK_BROKER",
+        callback=_note_broker_source,
+        help="mqtt://HOST:PORT or mqtts://HOST:PORT",
     ),
 ]
 CaOpt = Annotated[
     Path | None, typer.Option("--ca", envvar="EDGE_SDK_BROKER_CA", help="Fleet CA (mqtts).")
 ]
+# --client-cert/--client-key, as curl and kubectl say: in `build` and `sign`, --key is a signing
+# key. The old --cert/--key still work here (hidden, with a warning: edge_sdk.cli._conventions).
 CertOpt = Annotated[
     Path | None,
-    typer.Option("--cert", envvar="EDGE_SDK_BROKER_CERT", help="Operator client certificate."),
+    typer.Option(
+        "--client-cert",
+        envvar="EDGE_SDK_BROKER_CERT",
+        help="The operator's TLS client certificate (mqtts).",
+    ),
 ]
 KeyOpt = Annotated[
     Path | None,
-    typer.Option("--key", envvar="EDGE_SDK_BROKER_KEY", help="Operator client key."),
+    typer.Option(
+        "--client-key", envvar="EDGE_SDK_BROKER_KEY", help="The operator's TLS client key (mqtts)."
+    ),
 ]
 FleetOpt = Annotated[str, typer.Option("--fleet", envvar="EDGE_SDK_FLEET", help="Fleet name.")]
 PrefixOpt = Annotated[
@@ -63,7 +105,9 @@ def connect(
     """An operator session; every input is checked here, before any connection is tried."""
     from edge_sdk.operator_link import BrokerAddress, OperatorLink
 
-    return OperatorLink(BrokerAddress.parse(broker, ca=ca, cert=cert, key=key), client_id)
+    address = BrokerAddress.parse(broker, ca=ca, cert=cert, key=key)
+    warn_if_default_broker()
+    return OperatorLink(address, client_id)
 
 
 def session_id(kind: str) -> str:
@@ -81,4 +125,5 @@ def watch(
     from edge_sdk.operator_link import BrokerAddress
 
     address = BrokerAddress.parse(broker, ca=ca, cert=cert, key=key)
+    warn_if_default_broker()
     return FleetWatch(address, topics, session_id(kind))

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from edge_sdk.cli._common import JsonFlag, emit_json, new_app, stderr_console, stdout_console
-from edge_sdk.cli._fleet_options import FleetOpt, PrefixOpt
+from edge_sdk.cli._fleet_options import FleetOpt, KeysOpt, PrefixOpt, RepoOpt
 
 broker_app = new_app("Set up the fleet's MQTT broker (Mosquitto 2, mutual TLS).")
 
@@ -48,6 +48,8 @@ def init_command(
     ] = None,
     fleet: FleetOpt = "default",
     topic_prefix: PrefixOpt = "edge",
+    repo: RepoOpt = Path("fleet-repo"),
+    keys: KeysOpt = Path("keys"),
     run_as: Annotated[
         str, typer.Option("--run-as", help="User Mosquitto switches to when started as root.")
     ] = "mosquitto",
@@ -72,6 +74,8 @@ def init_command(
         topic_prefix=topic_prefix,
         run_as=run_as,
         operator_listen=operator_listen,
+        repo=repo,
+        keys=keys,
     )
     result = init_broker(settings, force=force)
     for note in result.notes:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -86,13 +90,32 @@ def build_command(
             input_shapes=shapes,
             force=force,
         )
-        what = "building" if len(profiles) == 1 else f"building for {hardware.id}"
-        with stderr_console.status(what) as status:
-            result = build(request, progress=lambda step: status.update(step))
+        with _progress(None if len(profiles) == 1 else hardware.id) as progress:
+            result = build(request, progress=progress)
         reports.append(result.report)
         if version is None:  # the first build chose the next version in --out: keep it
             version, label = str(result.report["version"]), str(result.report["label"])
     _print_reports(reports, json_output)
+
+
+@contextlib.contextmanager
+def _progress(profile: str | None) -> Iterator[Callable[[str], None]]:
+    """A spinner on a terminal; elsewhere (CI, a log, a pipe) one plain line per stage and
+    candidate, with the time since the build started, so a long build is not silent."""
+    prefix = "" if profile is None else f"{profile}: "
+    if stderr_console.is_terminal:
+        with stderr_console.status(f"building {prefix}".strip()) as status:
+            yield lambda step: status.update(prefix + step)
+        return
+    started = time.monotonic()
+
+    def line(step: str) -> None:
+        elapsed = time.monotonic() - started
+        # "[   3.2s] building candidate fp16": the bracket tells it from the one error line.
+        sys.stderr.write(f"[{elapsed:6.1f}s] {prefix}{step}\n")
+        sys.stderr.flush()
+
+    yield line
 
 
 def _print_reports(reports: list[dict[str, Any]], json_output: bool) -> None:

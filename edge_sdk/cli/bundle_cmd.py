@@ -56,7 +56,7 @@ def _print_report(report: dict[str, Any]) -> None:
 
 def verify_command(
     bundle: BundleArg,
-    trust: Annotated[Path, typer.Option("--trust", help="Pinned trust root (root.json).")],
+    trust: Annotated[Path, typer.Option("--trust-root", help="Pinned trust root (root.json).")],
     json_output: JsonFlag = False,
 ) -> None:
     """Check a bundle's signatures against a trust root and every file against its signed hash."""

@@ -21,6 +21,7 @@ from edge_sdk.cli._fleet_options import (
     RepoOpt,
     connect,
     session_id,
+    warn_if_default_broker,
 )
 
 if TYPE_CHECKING:
@@ -116,6 +117,7 @@ def publish_command(
         stderr_console.print(
             f"signed {bundle} with the fleet's {signed_now} online key(s)", highlight=False
         )
+    warn_if_default_broker()
     operator_link = OperatorLink(address, session_id("publish"))
     repository = open_or_create(repo, keys)
     # Keyed by the normalised address, so mqtt://h and mqtt://h:1883 share one ledger.

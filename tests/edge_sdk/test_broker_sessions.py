@@ -85,7 +85,7 @@ def test_operator_commands_at_once_keep_their_own_sessions(
     for _ in range(2):
         code, out, err = cli(
             "fleet", "status", "--json", "--broker", fleet.operator_url, "--ca", fleet.ca_path,
-            "--cert", cert, "--key", key, "--broker-dir", tmp_path / "none",
+            "--client-cert", cert, "--client-key", key, "--broker-dir", tmp_path / "none",
         )  # fmt: skip
         assert code == 0, err
         assert '"device": "dev-a"' in out
@@ -107,8 +107,8 @@ def test_fleet_publish_beside_another_operator_command_disconnects_nothing(
     write_bundle(bundle, make_bundle(keyring, 1))
     code, _out, err = cli(
         "fleet", "publish", bundle, "--repo", tmp_path / "repo", "--keys",
-        keyring, "--broker", fleet.operator_url, "--ca", fleet.ca_path, "--cert", cert,
-        "--key", key,
+        keyring, "--broker", fleet.operator_url, "--ca", fleet.ca_path, "--client-cert", cert,
+        "--client-key", key,
     )  # fmt: skip
     assert code == 0, err
     time.sleep(SETTLE_S)

@@ -14,6 +14,7 @@ import pytest
 
 from edge_sdk.profiles import builtin_profile_dir
 from tests.contract import BUILD_REPORT_KEYS
+from tests.edge_sdk.cli.progress import messages
 from tests.factories import make_dynamic_sequence_model
 
 Cli = Callable[..., tuple[int, str, str]]
@@ -318,8 +319,8 @@ def test_bad_input_is_one_line_and_leaves_nothing(cli: Cli, tmp_path: Path, case
     out.mkdir()
     code, stdout, stderr = cli("build", *make_args(inputs), "--out", out)
     assert code != 0
-    assert len(stderr.strip().splitlines()) == 1, stderr
-    assert stderr.startswith("error: ") and expected in stderr
+    assert len(messages(stderr)) == 1, stderr
+    assert messages(stderr)[0].startswith("error: ") and expected in stderr
     assert "Traceback" not in stderr + stdout
     assert list(out.iterdir()) == []
 
@@ -329,7 +330,7 @@ def test_unwritable_out_is_one_line(cli: Cli, tmp_path: Path) -> None:
     blocker.write_text("x")
     code, _, stderr = cli("build", MODEL, "-p", "x86-64", "--out", blocker / "sub")
     assert code == 2
-    assert len(stderr.strip().splitlines()) == 1 and "--out" in stderr
+    assert len(messages(stderr)) == 1 and "--out" in stderr
 
 
 def test_existing_version_is_not_overwritten(cli: Cli, tmp_path: Path) -> None:
@@ -434,7 +435,7 @@ def test_late_failure_leaves_nothing_in_out(cli: Cli, tmp_path: Path) -> None:
         out,
     )
     assert code == 4
-    assert len(err.strip().splitlines()) == 1 and "no candidate" in err and "int8_mixed-1" in err
+    assert len(messages(err)) == 1 and "no candidate" in err and "int8_mixed-1" in err
     assert list(out.iterdir()) == []
 
 

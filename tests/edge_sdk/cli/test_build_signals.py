@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.edge_sdk.cli.progress import messages
+
 DIGITS = Path(__file__).parents[3] / "examples" / "digits"
 MODEL = DIGITS / "model.onnx"
 
@@ -63,7 +65,7 @@ def test_sigterm_mid_build_removes_its_temporary_folders(tmp_path: Path) -> None
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 143, stderr
-    assert stderr.strip() == "terminated", stderr
+    assert messages(stderr) == ["terminated"], stderr
     # No edge-sdk-build-*, no optimizer scratch (onnxruntime's own .ses session file may stay).
     assert [p.name for p in scratch.iterdir() if p.name != ".ses"] == []
     assert list(out.iterdir()) == []  # no bundle, no temp file, no lock
@@ -77,7 +79,7 @@ def test_ctrl_c_at_any_moment_is_one_line_and_130(tmp_path: Path, delay: float) 
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
-    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, (stdout, stderr)
+    assert "Traceback" not in stderr and len(messages(stderr)) == 1, (stdout, stderr)
     assert [p.name for p in scratch.iterdir() if p.name != ".ses"] == []
     assert not out.exists() or list(out.iterdir()) == []
 
@@ -108,7 +110,7 @@ def test_a_second_build_of_the_same_bundle_fails_while_the_first_runs(
     with _claim(target):  # what the first build holds from start to finish
         code, _, err = cli("build", MODEL, "-p", "x86-64", "--out", out, "--version", "4")
         assert code == 2, err
-        assert "another build is writing" in err and len(err.strip().splitlines()) == 1
+        assert "another build is writing" in err and len(messages(err)) == 1
         assert not target.exists()
     assert list(out.iterdir()) == []
     # Without a version both would pick the same next one: the same rule applies.

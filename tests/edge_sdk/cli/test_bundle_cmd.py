@@ -39,14 +39,14 @@ def _flip(data: bytes, at: int | None = None) -> bytes:
 
 
 def _verify(cli: Cli, bundle: Path, root: Path) -> tuple[int, str]:
-    code, _, err = cli("verify", bundle, "--trust", root)
+    code, _, err = cli("verify", bundle, "--trust-root", root)
     if code != 0:
         assert len(err.strip().splitlines()) == 1, err
     return code, err
 
 
 def test_good_bundle_verifies(cli: Cli, bundle: Path, signing_keys: Path) -> None:
-    code, out, _ = cli("verify", bundle, "--trust", signing_keys / "root.json", "--json")
+    code, out, _ = cli("verify", bundle, "--trust-root", signing_keys / "root.json", "--json")
     assert code == 0 and json.loads(out)["verified"] is True
 
 
@@ -220,7 +220,7 @@ def _all_commands(cli: Cli, bundle: Path, keys: Path) -> dict[str, tuple[int, st
     root = keys / "root.json"
     results = {
         "inspect": cli("inspect", bundle),
-        "verify": cli("verify", bundle, "--trust", root),
+        "verify": cli("verify", bundle, "--trust-root", root),
     }
     code = agent_run(["selftest", str(bundle), "--trust", str(root)])
     results["selftest"] = (code, "", "")

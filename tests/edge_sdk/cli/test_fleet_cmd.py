@@ -63,9 +63,9 @@ def test_publish_over_mutual_tls(
         tls_broker.url,
         "--ca",
         tls_broker.ca_path,
-        "--cert",
+        "--client-cert",
         cert,
-        "--key",
+        "--client-key",
         key,
     )
     assert code == 0, err
