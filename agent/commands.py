@@ -156,7 +156,9 @@ def version(json_output: bool) -> int:
     if json_output:
         _emit_json(
             {
-                "edge_agent": __version__,
+                # The keys edge-sdk version --json has, and the runtimes a bundle may need.
+                "command": "edge-agent",
+                "version": __version__,
                 "distribution": DISTRIBUTION,
                 "python": platform.python_version(),
                 "runtimes": runtimes,

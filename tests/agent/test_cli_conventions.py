@@ -92,7 +92,7 @@ def test_version_flag_and_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0 and out == f"edge-agent {__version__}\n"
     code, out, _ = invoke(capsys, "version", "--json")
     report = json.loads(out)
-    assert code == 0 and report["edge_agent"] == __version__
+    assert code == 0 and report["version"] == __version__ and report["command"] == "edge-agent"
     assert report["distribution"] == "edgesdk-fleet"
     assert report["runtimes"]["onnxruntime"]  # this environment has it; read from metadata
     code, out, _ = invoke(capsys, "version")
