@@ -428,7 +428,14 @@ def _ready(
 ) -> list[Target]:
     agent = processes[-1]
     operator.assign(version, device=device)
-    wait_for(committed(config, version), timeout=600)  # a shared machine can be slow
+    done = committed(config, version)
+
+    def installed() -> bool:  # an agent that died says so at once, not after the timeout
+        if agent.poll() is not None:
+            raise RuntimeError(f"the agent exited with {agent.returncode}: see its log in {config}")
+        return done()
+
+    wait_for(installed, timeout=600)  # a shared machine can be slow
     for process, port in zip(
         processes, [ports["bare"], ports["flask"], ports["bare_grpc"]], strict=False
     ):
