@@ -22,7 +22,14 @@ from agent.mqtt_link import MqttLink
 from agent.store import ChunkCache, ChunkRef, write_failure
 from agent.tuf_mqtt import TufSession
 from edge_sdk.atomic import atomic_writer
-from edge_sdk.bundle import ARTIFACT_NAMES, GOLDEN, MANIFEST, MAX_METADATA_BYTES, SIGNATURES
+from edge_sdk.bundle import (
+    ARTIFACT_NAMES,
+    GOLDEN,
+    MANIFEST,
+    MAX_METADATA_BYTES,
+    SIGNATURES,
+    format_version,
+)
 from edge_sdk.errors import (
     EdgeSdkError,
     NotDeliveredError,
@@ -109,19 +116,20 @@ def _file_spec(
     info = session.target(target_path(model, version, name, variant))
     if info is None:
         raise TamperedError(
-            f"release {model} v{version} lists {name} but the metadata has no such target"
+            f"release {model} {_v(version)} lists {name} but the metadata has no such target"
         )
     cap = limits.max_artifact_bytes if name in ARTIFACT_NAMES.values() else MAX_METADATA_BYTES
     if info.length > cap:
         raise OversizeError(
-            f"{name} of {model} v{version} is {info.length} bytes, over this device's cap of {cap}"
+            f"{name} of {model} {_v(version)} is {info.length} bytes, over this device's cap "
+            f"of {cap}"
         )
     sha = info.hashes.get("sha256", "")
     custom = info.custom if isinstance(info.custom, dict) else {}
     raw = custom.get("chunks")
     if not _SHA256.match(sha) or not isinstance(raw, list):
         raise TamperedError(
-            f"{name} of {model} v{version} has no sha256 or chunk list in its metadata"
+            f"{name} of {model} {_v(version)} has no sha256 or chunk list in its metadata"
         )
     chunks: list[tuple[str, int]] = []
     for entry in raw:
@@ -132,7 +140,7 @@ def _file_spec(
             and _SHA256.match(entry[0])
             and type(entry[1]) is int  # not a bool, which JSON's true would give
         ):
-            raise TamperedError(f"{name} of {model} v{version} has a malformed chunk entry")
+            raise TamperedError(f"{name} of {model} {_v(version)} has a malformed chunk entry")
         if not 0 < entry[1] <= limits.max_chunk_bytes:
             raise OversizeError(
                 f"a chunk of {name} is {entry[1]} bytes, over this device's cap of "
@@ -165,36 +173,38 @@ def read_release(
     if info is None:
         variant, info = None, session.target(target_path(model, version, MANIFEST))
     if info is None:
-        raise UpdateError(f"{model} v{version} is not published in the fleet repository")
+        raise UpdateError(f"{model} {_v(version)} is not published in the fleet repository")
     custom = info.custom if isinstance(info.custom, dict) else {}
     doc = custom.get("release")
     if not isinstance(doc, dict):
-        raise TamperedError(f"{model} v{version}: the manifest target carries no release record")
+        raise TamperedError(f"{model} {_v(version)}: the manifest target carries no release record")
     if doc.get("name") != model or type(doc.get("version")) is not int or doc["version"] != version:
         raise WrongTargetError(
-            f"release record names {doc.get('name')} v{doc.get('version')}, not {model} v{version}"
+            f"release record names {doc.get('name')} v{doc.get('version')}, not "
+            f"{model} {_v(version)}"
         )
     if doc.get("profile") != profile:
         raise WrongTargetError(
-            f"{model} v{version} is built for profile {doc.get('profile')!r}, this device is "
+            f"{model} {_v(version)} is built for profile {doc.get('profile')!r}, this device is "
             f"{profile!r}; publish a build for {profile}"
         )
     if doc.get("runtime") != runtime:
         raise WrongTargetError(
-            f"{model} v{version} needs runtime {doc.get('runtime')!r}, this device runs {runtime!r}"
+            f"{model} {_v(version)} needs runtime {doc.get('runtime')!r}, this device runs "
+            f"{runtime!r}"
         )
     names = doc.get("files")
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise TamperedError(f"{model} v{version}: the release record has no file list")
+        raise TamperedError(f"{model} {_v(version)}: the release record has no file list")
     unexpected = sorted(set(names) - ALLOWED_FILES)
     if unexpected or len(set(names)) != len(names) or MANIFEST not in names or GOLDEN not in names:
-        raise TamperedError(f"{model} v{version}: unexpected file list {names}")
+        raise TamperedError(f"{model} {_v(version)}: unexpected file list {names}")
     files = tuple(_file_spec(session, model, version, n, limits, variant) for n in names)
     try:
         mirrors = parse_mirrors(custom.get(MIRRORS))
     except ValueError as e:
         raise TamperedError(
-            f"{model} v{version}: the signed mirror list is malformed ({e}); publish it again "
+            f"{model} {_v(version)}: the signed mirror list is malformed ({e}); publish it again "
             "with valid --store-url values"
         ) from e
     return Release(model, version, profile, runtime, files, mirrors)
@@ -330,7 +340,7 @@ def fetch_release(
     sources = [(src, n, b) for src, (n, b) in per_source.items()]
     fetched_bytes = sum(b for _, _, b in sources)
     if left:
-        where = f"{release.name} v{release.version}"
+        where = f"{release.name} {_v(release.version)}"
         if not http.fallback:
             raise TransferError(
                 f"{len(left)} chunk(s) of {where} came from no mirror ({problems[0]}) and "
@@ -424,3 +434,8 @@ def bytes_needed(release: Release, have: Iterable[str]) -> int:
     return (
         sum(n for sha, n in unique_chunks(release).items() if sha not in held) + release.total_bytes
     )
+
+
+def _v(version: int) -> str:
+    """A version as its user wrote it (v1.2.0), from the integer a message has at hand."""
+    return f"v{format_version(version)}"

@@ -34,7 +34,7 @@ from agent.transfer import (
 )
 from agent.tuf_mqtt import TufSession
 from edge_sdk.assignment import Assignment
-from edge_sdk.bundle import SIGNATURES, Bundle, read_unpacked
+from edge_sdk.bundle import SIGNATURES, Bundle, format_version, read_unpacked
 from edge_sdk.errors import (
     BundleError,
     DiskSpaceError,
@@ -253,7 +253,7 @@ class ModelUpdater:
             return
         if assignment.version < j.floor and not assignment.rollback:
             reason = (
-                f"refused {self.model.name} v{assignment.version}: older than v{j.floor}, "
+                f"refused {self.model.name} {_v(assignment.version)}: older than {_v(j.floor)}, "
                 "already committed here (anti-rollback); send a signed rollback to go back"
             )
             self._refuse(assignment.serial, assignment.version, reason)
@@ -266,7 +266,7 @@ class ModelUpdater:
             target, problem = self._checked(assignment.version)
             if target is None:
                 reason = (
-                    f"refused rollback of {self.model.name} to v{assignment.version}: it no "
+                    f"refused rollback of {self.model.name} to {_v(assignment.version)}: it no "
                     f"longer verifies or passes its self-test here ({problem}); still serving "
                     f"{_named(served)}; assign a version the repository holds"
                 )
@@ -274,7 +274,7 @@ class ModelUpdater:
                 return
             self._fire(
                 Event.ROLLBACK_REQUESTED,
-                f"rollback to v{assignment.version} requested by the fleet",
+                f"rollback to {_v(assignment.version)} requested by the fleet",
                 serial=assignment.serial,
                 version=assignment.version,
                 previous=current,
@@ -322,7 +322,7 @@ class ModelUpdater:
                 limits=limits,
             )
             if j.version < j.floor and not j.allow_downgrade:
-                raise ReplayError(f"v{j.version} is older than the committed v{j.floor}")
+                raise ReplayError(f"{_v(j.version)} is older than the committed {_v(j.floor)}")
             if j.state is State.DOWNLOADING:
                 self._download(release)
             self._verify_and_install(session, release)
@@ -375,7 +375,7 @@ class ModelUpdater:
         reserve = self.env.config.limits.min_free_bytes
         if free - need < reserve:
             raise DiskSpaceError(
-                f"not enough disk for {release.name} v{release.version}: needs {need} bytes and "
+                f"not enough disk for {release.name} {_v(release.version)}: needs {need} bytes and "
                 f"{reserve} kept free, {free} available; free space or raise limits.min_free_bytes"
             )
         test = self.env.config.test
@@ -389,7 +389,7 @@ class ModelUpdater:
 
         stats = self.env.fetch(release, local, on_chunk)
         self.last_transfer = stats
-        log.info("%s v%s: %s", release.name, release.version, stats)
+        log.info("%s %s: %s", release.name, _v(release.version), stats)
         self._not_waiting()
         self._fire(Event.DOWNLOADED)
 
@@ -398,7 +398,7 @@ class ModelUpdater:
         staging = self.store.fresh_staging(version)
         assemble(release, staging, chunk_source(self.env.cache, self.env.local_chunks()))
         bundle = read_unpacked(staging)
-        verify_bundle(session.trusted_root(), bundle, f"{release.name} v{version}")
+        verify_bundle(session.trusted_root(), bundle, f"{release.name} {_v(version)}")
         m = bundle.manifest
         if (m.name, m.version, m.profile, m.runtime) != (
             release.name,
@@ -407,8 +407,8 @@ class ModelUpdater:
             release.runtime,
         ):
             raise WrongTargetError(
-                f"the signed manifest says {m.name} v{m.version} for {m.profile}/{m.runtime}, "
-                f"but the fleet published it as {release.name} v{version}"
+                f"the signed manifest says {m.name} {_v(m.version)} for {m.profile}/{m.runtime}, "
+                f"but the fleet published it as {release.name} {_v(version)}"
             )
         self.store.install(
             version,
@@ -425,7 +425,7 @@ class ModelUpdater:
         assert j.version is not None
         loaded, problem = self._checked(j.version)
         if loaded is None:
-            reason = f"self-test of {self.model.name} v{j.version} failed: {problem}"
+            reason = f"self-test of {self.model.name} {_v(j.version)} failed: {problem}"
             if j.state is State.STAGED:
                 self._fire(Event.SELFTEST_FAILED, reason)
                 if j.version != self.store.current():  # not a re-signed copy of what serves
@@ -458,7 +458,7 @@ class ModelUpdater:
         directory = self.store.version_dir(version)
         if not self.store.complete(version):
             raise BundleError(
-                f"v{version} of {self.model.name} is not completely installed in {directory}"
+                f"{_v(version)} of {self.model.name} is not completely installed in {directory}"
             )
         try:
             bundle = read_unpacked(directory)
@@ -466,8 +466,8 @@ class ModelUpdater:
             raise BundleError(f"cannot read {directory}: {e}") from e
         if (bundle.manifest.name, bundle.manifest.version) != (self.model.name, version):
             raise WrongTargetError(
-                f"{directory} holds {bundle.manifest.name} v{bundle.manifest.version}, not "
-                f"{self.model.name} v{version}"
+                f"{directory} holds {bundle.manifest.name} {_v(bundle.manifest.version)}, not "
+                f"{self.model.name} {_v(version)}"
             )
         try:
             verify_bundle(self.env.trusted_root(), bundle, str(directory))
@@ -479,7 +479,7 @@ class ModelUpdater:
             revoked = not isinstance(e, ExpiredError)
             why = "signed by a key the trust root no longer lists" if revoked else str(e)
             note = (
-                f"v{version} was verified at install ({VERIFIED_RECORD}) and its files are "
+                f"{_v(version)} was verified at install ({VERIFIED_RECORD}) and its files are "
                 f"unchanged, so it keeps serving, but it is {why}; publish it re-signed and "
                 "assign it again"
             )
@@ -563,7 +563,7 @@ class ModelUpdater:
         if failure is not None:
             self._fire(
                 Event.PROBATION_FAILED,
-                f"probation of v{j.version} failed: {failure}",
+                f"probation of {_v(j.version)} failed: {failure}",
                 rollback_to=j.previous,
             )
             self._roll_back()
@@ -595,7 +595,7 @@ class ModelUpdater:
             self.env.crash_point("rolled_back_switch")
             self._fire(Event.ROLLED_BACK, j.reason)
             return
-        problem = f"v{target} is not installed completely"
+        problem = f"{_v(target)} is not installed completely"
         if target in self.store.installed():
             if loaded is None or loaded.version != target:
                 loaded, problem = self._checked(target)
@@ -609,7 +609,7 @@ class ModelUpdater:
             self.load_current()  # after a restart: what `current` names, if it verifies
         served = self.slot.version
         reason = (
-            f"{j.reason + '; ' if j.reason else ''}rollback to v{target} refused: {problem}; "
+            f"{j.reason + '; ' if j.reason else ''}rollback to {_v(target)} refused: {problem}; "
             f"staying on {_named(served)}"
         )
         log.error("%s: %s", self.model.name, reason)
@@ -635,4 +635,9 @@ class ModelUpdater:
 
 
 def _named(version: int | None) -> str:
-    return "nothing" if version is None else f"v{version}"
+    return "nothing" if version is None else _v(version)
+
+
+def _v(version: int) -> str:
+    """A version as its user wrote it (v1.2.0), from the integer a message has at hand."""
+    return f"v{format_version(version)}"

@@ -99,6 +99,12 @@ def format_version(number: int) -> str:
     return str(number)
 
 
+def shown_label(label: str) -> str:
+    """How a message names a version by its manifest label: ``v1.2.0`` for a number, a label of
+    the user's own words as written (``--label 2026-06-rc1``), and never ``vv1``."""
+    return f"v{label}" if label[:1].isdigit() else label
+
+
 @dataclass(frozen=True)
 class GoldenInfo:
     count: int

@@ -7,8 +7,11 @@ from typing import Any
 
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
+
+from edge_sdk.bundle import shown_label
 
 
 def _mb(n: int) -> str:
@@ -157,7 +160,8 @@ def int8_judging_lines(report: Mapping[str, Any]) -> list[str]:
 
 
 def print_manifest(console: Console, manifest: Mapping[str, Any], extra: Mapping[str, Any]) -> None:
-    table = Table(show_header=False, title=f"{manifest['name']} v{manifest['version']}")
+    shown = escape(shown_label(str(manifest["label"])))  # a label is the user's text, not markup
+    table = Table(show_header=False, title=f"{manifest['name']} {shown}")
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
     rows = {

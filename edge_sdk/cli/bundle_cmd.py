@@ -60,7 +60,9 @@ def verify_command(
     json_output: JsonFlag = False,
 ) -> None:
     """Check a bundle's signatures against a trust root and every file against its signed hash."""
-    from edge_sdk.bundle import read_bundle
+    from rich.markup import escape
+
+    from edge_sdk.bundle import read_bundle, shown_label
     from edge_sdk.keys import load_trust_root
     from edge_sdk.trust import verify_bundle
 
@@ -71,6 +73,7 @@ def verify_command(
         "verified": True,
         "name": b.manifest.name,
         "version": b.manifest.version,
+        "version_label": b.manifest.label,
         "profile": b.manifest.profile,
         "expires": targets.expires.isoformat(),
     }
@@ -78,7 +81,8 @@ def verify_command(
         emit_json(result)
     else:
         stdout_console.print(
-            f"[green]verified[/] {b.manifest.name} v{b.manifest.version} ({b.manifest.profile}), "
+            f"[green]verified[/] {b.manifest.name} {escape(shown_label(b.manifest.label))} "
+            f"({b.manifest.profile}), "
             f"signatures valid until {targets.expires:%Y-%m-%d}"
         )
 

@@ -99,7 +99,7 @@ def publish_command(
     the metadata. --full sends everything again. With --store the chunks go to the store
     first, and the release's signed metadata names --store-url as its mirrors."""
 
-    from edge_sdk.bundle import read_bundle, write_bundle
+    from edge_sdk.bundle import read_bundle, shown_label, write_bundle
     from edge_sdk.cli._publish_progress import PublishProgress
     from edge_sdk.fleet import open_or_create, publish_bundle, signed_for_fleet
     from edge_sdk.operator_link import BrokerAddress, OperatorLink
@@ -143,6 +143,7 @@ def publish_command(
     summary = {
         "name": result.name,
         "version": result.version,
+        "version_label": parsed.manifest.label,
         "chunks": result.chunks,
         "chunk_bytes": result.chunk_bytes,
         "sent_chunks": result.sent_chunks,
@@ -167,7 +168,7 @@ def publish_command(
         else ""
     )
     stdout_console.print(
-        f"published {result.name} v{result.version}: {result.chunks} chunks "
+        f"published {result.name} {shown_label(parsed.manifest.label)}: {result.chunks} chunks "
         f"({result.chunk_bytes} bytes; sent {result.sent_chunks}, {result.sent_bytes} bytes"
         f"{skipped}) and {result.metadata_files} metadata files under {topics.root}/repo",
         highlight=False,

@@ -231,7 +231,7 @@ def rollback_command(
 ) -> None:
     """Send MODEL's devices back to an earlier version (a signed rollback assignment per group,
     newer than any wave's), and stop any rollout of MODEL still in progress."""
-    from edge_sdk.bundle import check_name, parse_version
+    from edge_sdk.bundle import check_name, format_version, parse_version
     from edge_sdk.errors import InputError
     from edge_sdk.fleet import next_serial, publish_assignments
     from edge_sdk.rollout_run import groups_running, halt_by_operator, load, usual_incumbent
@@ -249,7 +249,7 @@ def rollback_command(
             raise InputError(
                 f"no rollout of {model} in {repo} says what came before; pass --to VERSION"
             )
-        number, label = incumbent, str(incumbent)
+        number, label = incumbent, format_version(incumbent)
     topics = Topics(topic_prefix, fleet)
     with (
         watch(broker, ca, cert, key, topics, "rollback") as fleet_watch,
@@ -273,6 +273,7 @@ def rollback_command(
     result = {
         "model": model,
         "version": number,
+        "version_label": label,
         "groups": list(groups),
         "serial": serial,
         "stopped_rollout": None if stopped is None else stopped.label,

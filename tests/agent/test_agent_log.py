@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tests.agent.support import start_process, wait_for, write_config
+from tests.agent.support import Operator, make_bundle, start_process, wait_for, write_config
 from tests.mosquitto import Broker
 
 
@@ -29,6 +29,13 @@ def test_the_log_says_where_the_agent_serves_and_when_it_is_connected(
         wait_for(lambda: "disconnected from mqtt://" in log.read_text(), 30, "the loss")
         broker.start()
         wait_for(lambda: log.read_text().count(connected) == 2, 30, "the reconnection")
+        # Each step of an update names the version as its user wrote it: 1.0.0, not 1000000.
+        operator = Operator(keyring, tmp_path / "repo", broker)
+        operator.publish(make_bundle(keyring, 1_000_000))
+        operator.assign(1_000_000)
+        done = "digits 1.0.0: probation_passed -> committed"
+        wait_for(lambda: done in log.read_text(), 60, "the update in the log")
+        assert "1000000" not in log.read_text()
     finally:
         process.terminate()
         process.wait(15)

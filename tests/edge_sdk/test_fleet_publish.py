@@ -100,7 +100,8 @@ def test_plain_output_keeps_progress_on_stderr(
     common = ("--repo", tmp_path / "repo", "--keys", keyring, "--broker", broker.url)
     code, out, err = cli("fleet", "publish", bundle, *common)
     assert code == 0, err
-    assert out.count("\n") == 1 and out.startswith("published digits v1:")
+    # The version as its user wrote it (the manifest label 1.0.1), not the integer 1.
+    assert out.count("\n") == 1 and out.startswith("published digits v1.0.1:")
     assert "chunks acknowledged:" in err
     code, out, err = cli("fleet", "publish", bundle, *common)
     assert code == 0, err
