@@ -42,6 +42,10 @@ def _ms(x: float | None) -> str:
     return format(x, ".3f" if x < 10 else ".2f" if x < 100 else ".1f" if x < 1000 else ".0f")
 
 
+def _ratio(x: float) -> str:
+    return format(x, ".2f" if x < 10 else ".1f" if x < 100 else ".0f") + "x"
+
+
 BUILD_COLUMNS = ("size", "p50 ms", "p95 ms", "speed", "top-1", "cosine", "max err", "acc")
 
 
@@ -67,7 +71,7 @@ def build_rows(report: Mapping[str, Any]) -> list[tuple[str, bool, list[str]]]:
     for c in report["candidates"]:
         latency = c["latency_ms"] or {}
         fidelity = c["fidelity"] or {}
-        speed = f"{source['p50'] / latency['p50']:.2f}x" if latency.get("p50") else "-"
+        speed = _ratio(source["p50"] / latency["p50"]) if latency.get("p50") else "-"
         figures = [
             _size(c["artifact_bytes"]) if c["artifact_bytes"] else "-",
             _ms(latency.get("p50")),
@@ -83,6 +87,13 @@ def build_rows(report: Mapping[str, Any]) -> list[tuple[str, bool, list[str]]]:
 
 
 def print_build_report(console: Console, report: Mapping[str, Any]) -> None:
+    console.print(build_table(report, console.width))
+    _print_build_notes(console, report)
+
+
+def build_table(report: Mapping[str, Any], width: int) -> Table:
+    """The candidates table, ``width`` columns at most while they leave the figures room (80
+    always do)."""
     rows = build_rows(report)
     # The figures are never cut, at 80 columns too: the gap narrows to one space, then the
     # candidate's name folds (under its mark) when the figures leave it too little room.
@@ -91,8 +102,8 @@ def print_build_report(console: Console, report: Mapping[str, Any]) -> None:
         for i, header in enumerate(BUILD_COLUMNS)
     ]
     longest = max(len(name) for name, _, _ in rows) + 2
-    gap = 2 if console.width - sum(widths) - 2 * len(widths) >= longest else 1
-    room = max(console.width - sum(widths) - gap * len(widths), 8)
+    gap = 2 if width - sum(widths) - 2 * len(widths) >= longest else 1
+    room = max(width - sum(widths) - gap * len(widths), 8)
     table = Table(
         title=f"candidates for {report['profile']} ({report['selection']} within budget)",
         box=box.SIMPLE_HEAD,
@@ -102,8 +113,8 @@ def print_build_report(console: Console, report: Mapping[str, Any]) -> None:
         collapse_padding=True,
     )
     table.add_column("candidate", no_wrap=True, min_width=min(longest, room))
-    for header, width in zip(BUILD_COLUMNS, widths, strict=True):
-        table.add_column(header, no_wrap=True, min_width=width, justify="right")
+    for header, column_width in zip(BUILD_COLUMNS, widths, strict=True):
+        table.add_column(header, no_wrap=True, min_width=column_width, justify="right")
     for name, chosen, figures in rows:
         if name == "source":
             cell = Text(name)
@@ -111,7 +122,10 @@ def print_build_report(console: Console, report: Mapping[str, Any]) -> None:
             folded = "\n  ".join(name[i : i + room - 2] for i in range(0, len(name), room - 2))
             cell = Text.assemble(("* ", "bold green") if chosen else "  ", folded)
         table.add_row(cell, *figures)
-    console.print(table)
+    return table
+
+
+def _print_build_notes(console: Console, report: Mapping[str, Any]) -> None:
     # Reasons are sentences: below the table they stay readable at any terminal width.
     for c in report["candidates"]:
         mark = "[bold green]CHOSEN[/]" if c["chosen"] else "      "
@@ -122,6 +136,8 @@ def print_build_report(console: Console, report: Mapping[str, Any]) -> None:
         console.print(line, highlight=False)
     for note in report["notes"]:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
+    if report.get("stand_in_line"):
+        console.print(f"[yellow]host:[/] {report['stand_in_line']}", highlight=False)
     size_ratio = report["source_bytes"] / max(report["artifact_bytes"], 1)
     console.print(
         f"[bold]{report.get('bundle', '')}[/]  {report['precision']} {report['runtime']}, "

@@ -18,8 +18,9 @@ from edge_sdk.interrupt import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, ha
 
 # Human output goes to stderr when --json owns stdout; keep both consoles here so every
 # command agrees.
-# Piped output has no terminal width; 120 columns keeps report tables whole in logs and CI.
-stdout_console = Console(width=None if sys.stdout.isatty() else 120)
+# Piped output has no terminal width; 120 columns keeps report tables whole in logs and CI,
+# unless COLUMNS says otherwise (rich reads it when no width is given).
+stdout_console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 120)
 stderr_console = Console(stderr=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
