@@ -73,6 +73,10 @@ class BuildRequest:
     # This host's int8 arithmetic (profiles.INT8_KERNELS); None reads it from /proc/cpuinfo.
     # Tests set it to stand for a host they are not.
     host_kernels: str | None = None
+    # A source converted to ONNX first (edge_sdk.sources): what the report names as the source,
+    # and what it says about the conversion.
+    source_label: str | None = None
+    source_notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -519,6 +523,13 @@ def _sign(bundle: bundle_format.Bundle, keys: Sequence[Path]) -> bytes | None:
 
 
 def build(request: BuildRequest, progress: Progress = lambda _: None) -> BuildResult:
+    from edge_sdk import sources
+
+    if sources.kind_of(request.model) is not None:
+        # MLflow URIs, scikit-learn pickles and PMML files become ONNX, checked, first.
+        progress(f"converting {request.model} to ONNX")
+        with sources.converted_request(request) as converted:
+            return build(converted, progress)
     started = time.perf_counter()
     profile = request.profile
     if profile.runtime == "tflite":
@@ -575,6 +586,7 @@ def _build_in(
         identity.target,
     )
     specs, calib, valid, notes = _datasets(request, source.inputs, progress)
+    notes = [*request.source_notes, *notes]
 
     shop = _Workshop(request, workdir, (specs, source.outputs), calib, valid, progress)
     if not tensorflow_source:
@@ -692,7 +704,7 @@ def _report(
         "runtime": profile.runtime,
         "precision": chosen.precision,
         "recipe": dict(chosen.recipe),
-        "source": str(request.model),
+        "source": request.source_label or str(request.model),
         "source_bytes": source_bytes,
         "artifact_bytes": chosen.artifact_bytes,
         "latency_ms": chosen.latency.to_json(),
