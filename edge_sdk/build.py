@@ -13,8 +13,10 @@ import functools
 import io
 import os
 import shutil
+import sys
 import tempfile
 import time
+import types
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -735,3 +737,17 @@ def _report(
         "notes": list(notes),
         "candidates": [c.to_json() | {"notes": list(c.notes)} for c in candidates],
     }
+
+
+class _CallableModule(types.ModuleType):
+    """``edge_sdk.build(model, profile=...)``, the Python API (edge_sdk/api.py). Importing this
+    module binds it to the package attribute ``build``, so the module itself takes the call;
+    ``from edge_sdk.build import build, BuildRequest`` stays the pipeline's own entry."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> BuildResult:
+        from edge_sdk.api import build as api_build
+
+        return api_build(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
