@@ -486,11 +486,14 @@ def runtime_settings(profile: HardwareProfile, precision: str) -> dict[str, Any]
     """How the device should open the artifact: providers or delegates in order, threads,
     and, for onnxruntime, the graph optimization level this precision is safe at."""
     if profile.runtime == "onnx":
-        return {
+        settings: dict[str, Any] = {
             "providers": list(profile.providers),
             "threads": profile.threads,
             "graph_optimization_level": graph_level_for(precision),
         }
+        if profile.tensorrt_cache:  # the device keeps it in the version's directory
+            settings["tensorrt_cache"] = True
+        return settings
     return {"delegates": list(profile.delegates), "threads": profile.threads}
 
 

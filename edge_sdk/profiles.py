@@ -113,6 +113,9 @@ class HardwareProfile:
     accuracy_budget: AccuracyBudget
     providers: tuple[str, ...] = ()
     delegates: tuple[str, ...] = ()
+    # TensorRT's engine and timing caches kept in each installed version's directory
+    # (<version dir>/trt-cache) so a device builds an engine once per version, not per start.
+    tensorrt_cache: bool = False
     image: ImagePreprocess = ImagePreprocess()
     source: str = ""
     # How the target computes int8 (INT8_KERNELS); decides how int8 fidelity is judged.
@@ -330,6 +333,7 @@ def parse_profile(document: Mapping[str, Any], source: str) -> HardwareProfile:
         selection=r.choice("selection", ("fastest", "preference")),  # type: ignore[arg-type]
         providers=r.strings("providers", ()),
         delegates=r.strings("delegates", ()),
+        tensorrt_cache=r.get("tensorrt_cache", bool, False),
         quantization=_sub(r, "quantization", lambda q: _quantization(q, runtime), required=True),
         budget=_sub(
             r,
@@ -349,6 +353,8 @@ def parse_profile(document: Mapping[str, Any], source: str) -> HardwareProfile:
         raise r.fail("precisions", "must list at least one precision")
     if runtime == "onnx" and not profile.providers:
         raise r.fail("providers", "must list at least one execution provider for an ONNX profile")
+    if profile.tensorrt_cache and "TensorrtExecutionProvider" not in profile.providers:
+        raise r.fail("tensorrt_cache", "is for profiles whose providers list TensorRT")
     if runtime == "tflite" and profile.providers:
         raise r.fail("providers", "is for ONNX profiles; TFLite profiles list 'delegates'")
     if not 7 <= profile.opset <= 23:

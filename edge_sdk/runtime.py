@@ -233,8 +233,10 @@ def load(
     inputs: Sequence[TensorSpec],
     outputs: Sequence[TensorSpec],
     settings: Mapping[str, Any] | None = None,
+    version_dir: Path | None = None,
 ) -> OnnxModel | TFLiteModel:
-    """Open an artifact in the runtime its manifest names, as its runtime settings say."""
+    """Open an artifact in the runtime its manifest names, as its runtime settings say;
+    ``version_dir``, an installed version's directory, holds what the runtime caches for it."""
     settings = settings or {}
     if runtime == "onnx":
         try:
@@ -254,6 +256,8 @@ def load(
                 threads=threads,
                 providers=settings.get("providers") or ("CPUExecutionProvider",),
                 graph_level=str(settings.get("graph_optimization_level", "all")),
+                settings=settings,
+                version_dir=version_dir,
             )
         )
     if runtime == "tflite":
@@ -276,6 +280,8 @@ def load_bundle(
         inputs=m.inputs,
         outputs=m.outputs,
         settings=m.runtime_settings,
+        # An installed version's artifact sits in its version directory (agent.store).
+        version_dir=artifact_path.parent if artifact_path is not None else None,
     )
 
 
