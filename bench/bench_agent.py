@@ -27,12 +27,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from edge_sdk.keys import init_keys  # noqa: E402
-from edge_sdk.topics import Topics  # noqa: E402
-from tests.agent.support import (  # noqa: E402
+from edge_sdk.keys import init_keys
+from edge_sdk.topics import Topics
+from testing.agents import (
     Operator,
     make_bundle,
     matmul_model,
@@ -42,7 +39,9 @@ from tests.agent.support import (  # noqa: E402
     wait_for,
     write_config,
 )
-from tests.mosquitto import Broker  # noqa: E402
+from testing.mosquitto import Broker
+
+REPO = Path(__file__).resolve().parent.parent
 
 FEATURES = 256
 SIZES = {"1 MB": 1 << 20, "10 MB": 10 << 20}

@@ -27,12 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from bench.bench_agent import BARE, FEATURES, memory_mb  # noqa: E402
-from edge_sdk.keys import init_keys  # noqa: E402
-from tests.agent.support import (  # noqa: E402
+from bench.bench_agent import BARE, FEATURES, memory_mb
+from edge_sdk.keys import init_keys
+from testing.agents import (
     Operator,
     committed,
     make_bundle,
@@ -41,7 +38,9 @@ from tests.agent.support import (  # noqa: E402
     wait_for,
     write_config,
 )
-from tests.mosquitto import Broker  # noqa: E402
+from testing.mosquitto import Broker
+
+REPO = Path(__file__).resolve().parent.parent
 
 MODEL_BYTES = 10 << 20
 GOAL_MB = 20.0

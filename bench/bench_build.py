@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -18,18 +17,17 @@ import numpy as np
 from onnxruntime.quantization import quantize_dynamic, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from converters.calibration import ArrayDataReader
+from edge_sdk.build import BuildRequest, build
+from edge_sdk.bundle import read_bundle
+from edge_sdk.data import load_npz
+from edge_sdk.fidelity import accuracy, compare
+from edge_sdk.ort_runtime import graph_level_for, open_session
+from edge_sdk.profiles import resolve_profile
+from edge_sdk.runtime import OnnxModel, evaluate
+from edge_sdk.timing import measure_interleaved
 
-from converters.calibration import ArrayDataReader  # noqa: E402
-from edge_sdk.build import BuildRequest, build  # noqa: E402
-from edge_sdk.bundle import read_bundle  # noqa: E402
-from edge_sdk.data import load_npz  # noqa: E402
-from edge_sdk.fidelity import accuracy, compare  # noqa: E402
-from edge_sdk.ort_runtime import graph_level_for, open_session  # noqa: E402
-from edge_sdk.profiles import resolve_profile  # noqa: E402
-from edge_sdk.runtime import OnnxModel, evaluate  # noqa: E402
-from edge_sdk.timing import measure_interleaved  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 THREADS = 2  # this machine's cores
 

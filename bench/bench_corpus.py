@@ -24,21 +24,20 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+import corpus
+from converters.calibration import ArrayDataReader
+from edge_sdk.benchmark import bench
+from edge_sdk.build import BuildRequest, build
+from edge_sdk.bundle import read_bundle
+from edge_sdk.data import load_npz
+from edge_sdk.errors import EdgeSdkError
+from edge_sdk.fidelity import accuracy, compare
+from edge_sdk.ort_runtime import open_session
+from edge_sdk.profiles import resolve_profile
+from edge_sdk.runtime import Model, OnnxModel, evaluate, load_bundle
+from edge_sdk.timing import measure_interleaved
 
-import corpus  # noqa: E402
-from converters.calibration import ArrayDataReader  # noqa: E402
-from edge_sdk.benchmark import bench  # noqa: E402
-from edge_sdk.build import BuildRequest, build  # noqa: E402
-from edge_sdk.bundle import read_bundle  # noqa: E402
-from edge_sdk.data import load_npz  # noqa: E402
-from edge_sdk.errors import EdgeSdkError  # noqa: E402
-from edge_sdk.fidelity import accuracy, compare  # noqa: E402
-from edge_sdk.ort_runtime import open_session  # noqa: E402
-from edge_sdk.profiles import resolve_profile  # noqa: E402
-from edge_sdk.runtime import Model, OnnxModel, evaluate, load_bundle  # noqa: E402
-from edge_sdk.timing import measure_interleaved  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 THREADS = 1  # one thread: spinning worker threads on a shared, loaded host distort ratios
 PROFILES = ("x86-64-vnni", "raspberry-pi-4")

@@ -39,24 +39,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-import agent.daemon  # noqa: E402
-import agent.updater  # noqa: E402
-from agent.daemon import Agent  # noqa: E402
-from agent.machine import State  # noqa: E402
-from agent.sysinfo import release_memory  # noqa: E402
-from edge_sdk.broker_setup import MAX_QUEUED_MESSAGES  # noqa: E402
-from edge_sdk.bundle import Bundle  # noqa: E402
-from edge_sdk.fleet import assign, publish_assignments  # noqa: E402
-from edge_sdk.inventory import DeviceView, FleetWatch  # noqa: E402
-from edge_sdk.keys import init_keys  # noqa: E402
-from edge_sdk.operator_link import BrokerAddress, OperatorLink  # noqa: E402
-from edge_sdk.rollout import Gate, Order, Phase, Rollout, parse_waves, plan  # noqa: E402
-from edge_sdk.rollout_run import begin, drive  # noqa: E402
-from edge_sdk.topics import Topics  # noqa: E402
-from tests.agent.support import (  # noqa: E402
+import agent.daemon
+import agent.updater
+from agent.daemon import Agent
+from agent.machine import State
+from agent.sysinfo import release_memory
+from edge_sdk.broker_setup import MAX_QUEUED_MESSAGES
+from edge_sdk.bundle import Bundle
+from edge_sdk.fleet import assign, publish_assignments
+from edge_sdk.inventory import DeviceView, FleetWatch
+from edge_sdk.keys import init_keys
+from edge_sdk.operator_link import BrokerAddress, OperatorLink
+from edge_sdk.rollout import Gate, Order, Phase, Rollout, parse_waves, plan
+from edge_sdk.rollout_run import begin, drive
+from edge_sdk.topics import Topics
+from testing.agents import (
     PROFILE,
     Operator,
     agent_thread,
@@ -66,7 +63,9 @@ from tests.agent.support import (  # noqa: E402
     start_process,
     write_config,
 )
-from tests.mosquitto import Broker, connect_client  # noqa: E402
+from testing.mosquitto import Broker, connect_client
+
+REPO = Path(__file__).resolve().parent.parent
 
 FEATURES = 256
 V2_BYTES = 5 << 20
@@ -889,8 +888,8 @@ def measure_scale(
     report_s: float,
 ) -> ScaleRow:
     from edge_sdk.stores import DirStore
-    from tests.agent.support import start_process
-    from tests.nginx import Nginx
+    from testing.agents import start_process
+    from testing.nginx import Nginx
 
     row = ScaleRow(source, n, min(processes, n))
     broker = QuietBroker(work / "broker")
@@ -1186,7 +1185,8 @@ def simulate(work: Path, keyring: Path, n: int, update_s: float) -> SimRow:
         sim = subprocess.Popen(
             [
                 sys.executable,
-                str(Path(__file__).resolve()),
+                "-m",
+                "bench.bench_fleet",
                 "--simulator",
                 "--port",
                 str(broker.port),
@@ -1201,6 +1201,7 @@ def simulate(work: Path, keyring: Path, n: int, update_s: float) -> SimRow:
             ],
             stdout=subprocess.PIPE,
             text=True,
+            cwd=REPO,
         )
         stack.callback(_stop_process, sim)
         assert sim.stdout is not None

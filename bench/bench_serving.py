@@ -41,13 +41,10 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from agent.protos import grpc_predict_v2_pb2 as pb  # noqa: E402
-from edge_sdk import npy  # noqa: E402
-from edge_sdk.keys import init_keys  # noqa: E402
-from tests.agent.support import (  # noqa: E402
+from agent.protos import grpc_predict_v2_pb2 as pb
+from edge_sdk import npy
+from edge_sdk.keys import init_keys
+from testing.agents import (
     DIGITS,
     Operator,
     committed,
@@ -57,7 +54,9 @@ from tests.agent.support import (  # noqa: E402
     wait_for,
     write_config,
 )
-from tests.mosquitto import Broker, free_port  # noqa: E402
+from testing.mosquitto import Broker, free_port
+
+REPO = Path(__file__).resolve().parent.parent
 
 VENV = Path("/tmp/bench-serving-venv")
 VENV_PACKAGES = ["kserve", "litserve", "onnxruntime", "numpy"]

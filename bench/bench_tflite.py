@@ -7,23 +7,21 @@ machine is shared and noisy). Run: ``python bench/bench_tflite.py``.
 from __future__ import annotations
 
 import functools
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from converters import PassContext, get_pass
+from edge_sdk.data import load_npz
+from edge_sdk.fidelity import accuracy, compare
+from edge_sdk.onnx_model import load_source
+from edge_sdk.ort_runtime import open_session
+from edge_sdk.profiles import resolve_profile
+from edge_sdk.runtime import OnnxModel, TFLiteModel, evaluate
+from edge_sdk.timing import measure_interleaved
 
-from converters import PassContext, get_pass  # noqa: E402
-from edge_sdk.data import load_npz  # noqa: E402
-from edge_sdk.fidelity import accuracy, compare  # noqa: E402
-from edge_sdk.onnx_model import load_source  # noqa: E402
-from edge_sdk.ort_runtime import open_session  # noqa: E402
-from edge_sdk.profiles import resolve_profile  # noqa: E402
-from edge_sdk.runtime import OnnxModel, TFLiteModel, evaluate  # noqa: E402
-from edge_sdk.timing import measure_interleaved  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 THREADS = 2
 VARIANTS = {
@@ -82,7 +80,7 @@ def main() -> None:
     rows = bench_model(
         "digits", digits / "model.onnx", digits / "calibration.npz", digits / "validation.npz", 4.0
     )
-    from tests.factories import photo_crops, yolov8n_path
+    from testing.factories import photo_crops, yolov8n_path
 
     with tempfile.TemporaryDirectory() as tmp:
         cal = photo_crops(Path(tmp) / "cal.npz", 32, seed=0)

@@ -32,9 +32,9 @@ from edge_sdk.repository import Repository
 from edge_sdk.tensors import TensorSpec
 from edge_sdk.topics import Topics
 from edge_sdk.trust import sign_files
-from tests.mosquitto import Broker
+from testing.mosquitto import Broker
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 DIGITS = REPO / "examples" / "digits"
 PROFILE = "x86-64"
 
@@ -56,7 +56,7 @@ def padded_model(extra_bytes: int, seed: int = 0, doc: str = "") -> bytes:
     padding = np.random.default_rng(seed).standard_normal(extra_bytes // 4).astype(np.float32)
     model.graph.initializer.append(numpy_helper.from_array(padding, "edge_sdk_test_padding"))
     model.doc_string = doc
-    return model.SerializeToString()
+    return bytes(model.SerializeToString())
 
 
 def matmul_model(features: int, outputs: int, seed: int = 0, *, change: int = 0) -> bytes:
@@ -79,7 +79,7 @@ def matmul_model(features: int, outputs: int, seed: int = 0, *, change: int = 0)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)
-    return model.SerializeToString()
+    return bytes(model.SerializeToString())
 
 
 def make_bundle(
@@ -323,7 +323,7 @@ def retained_message(broker: Broker, topic: str) -> bytes | None:
     """The retained payload on ``topic``, or ``None`` when it holds none (after 2 s)."""
     got: list[bytes] = []
     client = broker.client("operator" if broker.tls else None)
-    client.on_message = lambda _c, _u, msg: got.append(msg.payload)
+    client.on_message = lambda _c, _u, msg: got.append(bytes(msg.payload))
     client.subscribe(topic, qos=1)
     deadline = time.monotonic() + 2.0
     while not got and time.monotonic() < deadline:

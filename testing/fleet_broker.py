@@ -1,7 +1,7 @@
 """A broker set up the way users set theirs up: ``broker init`` writes it, ``fleet enroll`` adds
 devices, and Mosquitto runs the generated config (mutual TLS, the generated ACL, persistence).
 
-Unlike ``tests.mosquitto.Broker`` (a hand-written config), every test on a ``FleetBroker`` also
+Unlike ``testing.mosquitto.Broker`` (a hand-written config), every test on a ``FleetBroker`` also
 tests what ``edge-sdk broker init`` and ``edge-sdk fleet enroll`` produce.
 
 pytest's temporary directories are root-owned 0700, which the ``mosquitto`` user cannot enter;
@@ -21,7 +21,7 @@ import paho.mqtt.client as mqtt
 
 from edge_sdk.broker_setup import DEFAULT_RUN_AS, BrokerInit, init_broker, make_settings
 from edge_sdk.enroll import EnrollRequest, Enrolment, enroll
-from tests.mosquitto import (
+from testing.mosquitto import (
     HOST,
     MosquittoProcess,
     connect_client,
@@ -31,7 +31,7 @@ from tests.mosquitto import (
 
 __all__ = ["FAST_BROKER_TOML", "FAST_EXTRA_TOML", "FleetBroker"]
 
-# Test timings for enrolled agents (what tests/agent/support.write_config uses): reconnect
+# Test timings for enrolled agents (what testing/agents.write_config uses): reconnect
 # within a second, a short probation, a status report every second.
 FAST_BROKER_TOML = "reconnect_min_s = 0.2\nreconnect_max_s = 1.0\nfetch_timeout_s = 5.0\n"
 FAST_EXTRA_TOML = (
@@ -165,7 +165,7 @@ class FleetBroker(MosquittoProcess):
         client_id: str | None = None,
         port: int | None = None,
     ) -> mqtt.Client:
-        """A connected MQTT v5 client (``tests.mosquitto.Broker.client``'s contract).
+        """A connected MQTT v5 client (``testing.mosquitto.Broker.client``'s contract).
 
         ``identity`` picks the certificate: ``"operator"``, an enrolled device id, or None for
         no certificate at all; ``cert`` overrides it (a certificate from another CA, say).

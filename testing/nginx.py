@@ -22,7 +22,7 @@ from types import TracebackType
 from typing import IO, Self
 
 from edge_sdk import pki
-from tests.mosquitto import HOST, free_port, terminate
+from testing.mosquitto import HOST, free_port, terminate
 
 START_TIMEOUT_S = 10.0
 

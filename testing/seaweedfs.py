@@ -24,7 +24,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
-from tests.mosquitto import HOST, free_port, terminate
+from testing.mosquitto import HOST, free_port, terminate
 
 START_TIMEOUT_S = 30.0
 # Ports weed mini opens beyond the ones we name get fixed defaults; each gets a free one.

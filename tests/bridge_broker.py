@@ -23,8 +23,8 @@ import paho.mqtt.client as mqtt
 
 from edge_sdk import pki
 from edge_sdk.broker_setup import MAX_PACKET_SIZE, MAX_QUEUED_MESSAGES
-from tests.fleet_broker import FleetBroker
-from tests.mosquitto import HOST, MosquittoProcess, connect_client, launch
+from testing.fleet_broker import FleetBroker
+from testing.mosquitto import HOST, MosquittoProcess, connect_client, launch
 
 BRIDGE_CN = "bridge-edge-1"
 

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 if TYPE_CHECKING:
-    from tests.fleet_broker import FleetBroker
-    from tests.mosquitto import Broker
+    from testing.fleet_broker import FleetBroker
+    from testing.mosquitto import Broker
 
 # Property-based and fuzz tests are seeded (derandomize: the same inputs on every run, so a
 # failure in CI reproduces here) and bounded; EDGE_SDK_FUZZ_EXAMPLES raises the count locally.
@@ -121,13 +121,13 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str
     return invoke
 
 
-# -- MQTT: a real Mosquitto per test (tests/mosquitto.py) ------------------------------------
+# -- MQTT: a real Mosquitto per test (testing/mosquitto.py) ------------------------------------
 
 
 @pytest.fixture()
 def broker(tmp_path: Path) -> Iterator[Broker]:
     """A plain, anonymous Mosquitto on its own loopback port."""
-    from tests.mosquitto import Broker
+    from testing.mosquitto import Broker
 
     with Broker(tmp_path / "broker") as started:
         yield started
@@ -136,7 +136,7 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
 @pytest.fixture()
 def tls_broker(tmp_path: Path) -> Iterator[Broker]:
     """A mutual-TLS Mosquitto: clients need a certificate from its CA; the CN is the username."""
-    from tests.mosquitto import Broker
+    from testing.mosquitto import Broker
 
     with Broker(tmp_path / "tls-broker", tls=True) as started:
         yield started
@@ -145,7 +145,7 @@ def tls_broker(tmp_path: Path) -> Iterator[Broker]:
 @pytest.fixture()
 def broker_factory(tmp_path: Path) -> Iterator[Callable[..., Broker]]:
     """Start brokers on demand, ``make(tls=False, acl=None)``; all are stopped at teardown."""
-    from tests.mosquitto import Broker
+    from testing.mosquitto import Broker
 
     brokers: list[Broker] = []
 
@@ -165,7 +165,7 @@ def fleet_broker(tmp_path: Path, keyring: Path) -> Iterator[FleetBroker]:
     """A broker made by ``edge-sdk broker init`` and running its config (mutual TLS, the
     generated ACL); ``fleet_broker.enroll("dev-1")`` runs ``fleet enroll`` and returns the
     device's agent.toml, trusting ``keyring``'s root.json."""
-    from tests.fleet_broker import FleetBroker
+    from testing.fleet_broker import FleetBroker
 
     with FleetBroker(tmp_path / "fleet-broker", trust_root=keyring / "root.json") as started:
         yield started

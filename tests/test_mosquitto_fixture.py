@@ -12,7 +12,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from edge_sdk import pki
-from tests.mosquitto import Broker, BrokerRefused
+from testing.mosquitto import Broker, BrokerRefused
 
 WAIT_S = 5.0
 # How long to wait for a message that must NOT arrive, after a control message that had to

@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tests.agent.support import Operator, make_bundle, start_process, wait_for, write_config
-from tests.mosquitto import Broker
+from testing.agents import Operator, make_bundle, start_process, wait_for, write_config
+from testing.mosquitto import Broker
 
 
 def test_the_log_says_where_the_agent_serves_and_when_it_is_connected(

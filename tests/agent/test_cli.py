@@ -15,7 +15,7 @@ import pytest
 
 from agent.cli import run
 from edge_sdk.topics import Topics
-from tests.agent.support import (
+from testing.agents import (
     Operator,
     agent_thread,
     committed,
@@ -24,7 +24,7 @@ from tests.agent.support import (
     wait_for,
     write_config,
 )
-from tests.mosquitto import Broker
+from testing.mosquitto import Broker
 
 
 def invoke(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

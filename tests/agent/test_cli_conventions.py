@@ -18,8 +18,7 @@ import pytest
 import agent.cli
 from edge_sdk import __version__
 from edge_sdk.bundle import write_bundle
-from tests.agent import test_cli
-from tests.agent.support import (
+from testing.agents import (
     REPO,
     Operator,
     committed,
@@ -27,7 +26,8 @@ from tests.agent.support import (
     wait_for,
     write_config,
 )
-from tests.mosquitto import Broker
+from testing.mosquitto import Broker
+from tests.agent import test_cli
 
 # What a device install does not have, or the daemon must not pay for at run time.
 NOT_ON_THE_RUN_PATH = {"typer", "rich", "pydantic", "onnx", "tensorflow", "torch", "sympy"}

@@ -17,7 +17,7 @@ from agent.daemon import Agent
 from edge_sdk.assignment import Assignment, sign_assignment
 from edge_sdk.bundle import Bundle
 from edge_sdk.keys import init_keys, load_signer, rotate_online_key
-from tests.agent.support import (
+from testing.agents import (
     Operator,
     agent_thread,
     committed,
@@ -28,7 +28,7 @@ from tests.agent.support import (
     wait_for,
     write_config,
 )
-from tests.mosquitto import Broker
+from testing.mosquitto import Broker
 
 # docs/protocol.md's ACL: each device its own subtree, read-only repository and desired state,
 # and only the operator identity writes the rest.

@@ -28,7 +28,7 @@ from edge_sdk.assignment import Assignment, sign_assignment
 from edge_sdk.client import InferenceClient
 from edge_sdk.keys import load_signer
 from edge_sdk.topics import Topics
-from tests.agent.support import (
+from testing.agents import (
     REPO,
     SAMPLES,
     Operator,
@@ -41,8 +41,8 @@ from tests.agent.support import (
     wait_for,
     write_config,
 )
+from testing.mosquitto import Broker
 from tests.fuzz import mutations
-from tests.mosquitto import Broker
 
 TOPICS = Topics("edge", "default")
 DEVICE_TOPIC = TOPICS.desired_device("dev-1", "digits")

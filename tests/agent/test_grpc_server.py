@@ -31,8 +31,8 @@ from agent.protos import grpc_predict_v2_pb2 as pb
 from agent.selftest import LoadedVersion, gate
 from agent.serving import ServingSlot
 from edge_sdk.errors import ConfigError
-from tests.agent.support import DIGITS, SAMPLES, make_bundle, write_config
-from tests.mosquitto import Broker
+from testing.agents import DIGITS, SAMPLES, make_bundle, write_config
+from testing.mosquitto import Broker
 
 LIMITS = codec.Limits(max_samples=64, max_decoded_bytes=1 << 20)
 PROTOS = Path(__file__).resolve().parents[2] / "agent" / "protos"

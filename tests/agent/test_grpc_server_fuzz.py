@@ -24,7 +24,7 @@ from agent.protos import grpc_predict_v2_pb2 as pb
 from agent.selftest import LoadedVersion, gate
 from agent.serving import ServingSlot
 from edge_sdk.tensors import TensorSpec
-from tests.agent.support import SAMPLES, make_bundle
+from testing.agents import SAMPLES, make_bundle
 from tests.agent.test_grpc_server import expected
 from tests.fuzz import mutations
 

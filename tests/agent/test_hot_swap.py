@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from agent.machine import State
 from agent.sysinfo import release_memory, rss_bytes
 from edge_sdk.client import InferenceClient
-from tests.agent.support import (
+from testing.agents import (
     DIGITS,
     SAMPLES,
     committed,
@@ -27,7 +27,7 @@ from tests.agent.support import (
     store,
     wait_for,
 )
-from tests.mosquitto import Broker
+from testing.mosquitto import Broker
 
 Answer = tuple[int, np.ndarray]
 

@@ -15,8 +15,8 @@ from typing import ClassVar
 
 from agent.http_fetch import HttpFetcher, HttpSettings
 from agent.transfer import chunk_problem
-from tests.mosquitto import HOST, free_port
-from tests.nginx import Nginx
+from testing.mosquitto import HOST, free_port
+from testing.nginx import Nginx
 
 
 def chunks(count: int, size: int = 3000) -> dict[str, bytes]:

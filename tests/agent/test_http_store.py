@@ -17,7 +17,7 @@ from agent.daemon import Agent
 from edge_sdk.bundle import Bundle
 from edge_sdk.fleet import publish_bundle
 from edge_sdk.stores import DirStore, S3Store, Store
-from tests.agent.support import (
+from testing.agents import (
     Operator,
     agent_thread,
     committed,
@@ -28,10 +28,10 @@ from tests.agent.support import (
     wait_for,
     write_config,
 )
+from testing.mosquitto import Broker
+from testing.nginx import Nginx
+from testing.seaweedfs import SeaweedS3
 from tests.agent.throttle import ThrottledProxy
-from tests.mosquitto import Broker
-from tests.nginx import Nginx
-from tests.seaweedfs import SeaweedS3
 
 
 def publish(

@@ -20,8 +20,8 @@ from agent.inference_api import ApiServer, InferenceApi
 from agent.metrics import Metrics
 from edge_sdk.client import InferenceClient
 from edge_sdk.errors import ConfigError, PredictError
-from tests.agent.support import DIGITS, SAMPLES, serving_v1, write_config
-from tests.mosquitto import Broker
+from testing.agents import DIGITS, SAMPLES, serving_v1, write_config
+from testing.mosquitto import Broker
 
 
 def expected(batch: np.ndarray) -> np.ndarray:

@@ -29,7 +29,7 @@ from agent.metrics import Metrics
 from agent.selftest import LoadedVersion, gate
 from agent.serving import ServingSlot
 from edge_sdk import npy
-from tests.agent.support import DIGITS, SAMPLES, make_bundle
+from testing.agents import DIGITS, SAMPLES, make_bundle
 from tests.agent.test_codec_fuzz import _inflating_npz
 from tests.fuzz import mutations
 

@@ -25,7 +25,7 @@ from agent.metrics import Metrics
 from agent.serving import ServingSlot
 from edge_sdk.client import InferenceClient
 from edge_sdk.errors import PredictError
-from tests.agent.support import (
+from testing.agents import (
     DIGITS,
     SAMPLES,
     committed,
@@ -34,7 +34,7 @@ from tests.agent.support import (
     serving_v1,
     wait_for,
 )
-from tests.mosquitto import Broker
+from testing.mosquitto import Broker
 
 INFER = "/v2/models/digits/infer"
 

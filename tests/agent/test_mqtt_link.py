@@ -13,8 +13,8 @@ import pytest
 from agent.config import BrokerConfig
 from agent.mqtt_link import MqttLink, Will, _Read
 from edge_sdk.errors import TransferError
-from tests.agent.support import wait_for
-from tests.mosquitto import Broker
+from testing.agents import wait_for
+from testing.mosquitto import Broker
 
 
 @pytest.fixture()

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from agent import codec, oip
 from agent.selftest import LoadedVersion, gate
 from edge_sdk.tensors import TensorSpec
-from tests.agent.support import SAMPLES, make_bundle
+from testing.agents import SAMPLES, make_bundle
 from tests.agent.test_inference_api_fuzz import (
     LIMITS,
     assert_clean,

@@ -12,7 +12,7 @@ import pytest
 
 from agent.inference_api import ROUTES
 from agent.selftest import LoadedVersion, gate
-from tests.agent.support import SAMPLES, make_bundle
+from testing.agents import SAMPLES, make_bundle
 from tests.agent.test_inference_api_fuzz import call, make_app
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from agent.daemon import Agent
-from tests.agent.support import (
+from testing.agents import (
     Operator,
     agent_thread,
     committed,
@@ -15,7 +15,7 @@ from tests.agent.support import (
     wait_for,
     write_config,
 )
-from tests.mosquitto import Broker
+from testing.mosquitto import Broker
 
 
 def cached(agent: Agent) -> list[Path]:

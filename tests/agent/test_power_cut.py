@@ -22,7 +22,7 @@ from agent.machine import RESTING, State
 from edge_sdk.bundle import read_unpacked
 from edge_sdk.keys import load_trust_root
 from edge_sdk.trust import verify_bundle
-from tests.agent.support import (
+from testing.agents import (
     Operator,
     agent_thread,
     committed,
@@ -33,7 +33,7 @@ from tests.agent.support import (
     wait_for,
     write_config,
 )
-from tests.mosquitto import Broker
+from testing.mosquitto import Broker
 
 MAX_RESTARTS = 2
 # Journal states (the kill comes right after the journal entry is on disk, before the step's

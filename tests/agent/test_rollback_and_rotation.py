@@ -16,7 +16,7 @@ from edge_sdk.bundle import Bundle, read_unpacked
 from edge_sdk.fleet import send
 from edge_sdk.keys import load_signer, load_trust_root, rotate_online_key
 from edge_sdk.trust import sign_files, verify_bundle
-from tests.agent.support import (
+from testing.agents import (
     Operator,
     agent_thread,
     committed,
@@ -27,7 +27,7 @@ from tests.agent.support import (
     wait_for,
     write_config,
 )
-from tests.mosquitto import Broker
+from testing.mosquitto import Broker
 
 
 def resigned(bundle: Bundle, key: Path) -> Bundle:

@@ -30,7 +30,7 @@ from edge_sdk.bundle import SIGNATURES
 from edge_sdk.errors import EdgeSdkError, TransferError, UpdateError
 from edge_sdk.keys import load_trust_root
 from edge_sdk.trust import TrustRoot
-from tests.agent.support import make_bundle, write_config
+from testing.agents import make_bundle, write_config
 from tests.fuzz import mutations
 
 VERSIONS = (1, 2)

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 from agent.daemon import Agent
 from agent.store import ModelStore
 from edge_sdk.bundle import Bundle
-from tests.agent.support import (
+from testing.agents import (
     Operator,
     agent_thread,
     committed,
@@ -23,8 +23,8 @@ from tests.agent.support import (
     wait_for,
     write_config,
 )
+from testing.mosquitto import Broker
 from tests.agent.throttle import ThrottledProxy
-from tests.mosquitto import Broker
 
 
 def small_bundle(keyring: Path, version: int, seed: int = 0) -> Bundle:

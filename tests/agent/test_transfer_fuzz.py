@@ -19,7 +19,7 @@ from agent.transfer import MAX_CHUNK_TRIES, Limits, chunk_problem, read_release
 from agent.tuf_mqtt import TufSession
 from edge_sdk.errors import EdgeSdkError, OversizeError, TamperedError, TransferError
 from edge_sdk.repository import Repository
-from tests.agent.support import make_bundle, matmul_model
+from testing.agents import make_bundle, matmul_model
 from tests.fuzz import mutations
 
 CHUNK = bytes(range(256)) * 64

@@ -22,7 +22,7 @@ import tritonclient.http as thttp
 from tritonclient.utils import InferenceServerException
 
 from agent.daemon import Agent
-from tests.agent.support import (
+from testing.agents import (
     SAMPLES,
     Operator,
     committed,
@@ -33,8 +33,8 @@ from tests.agent.support import (
     wait_for,
     write_config,
 )
+from testing.mosquitto import Broker, free_port
 from tests.agent.test_grpc_server import expected
-from tests.mosquitto import Broker, free_port
 
 Client = Any  # tritonclient.http or .grpc InferenceServerClient: the same methods
 

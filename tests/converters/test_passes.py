@@ -14,7 +14,7 @@ from converters.opset import model_opset
 from converters.sensitivity import rank_sensitive_nodes
 from edge_sdk.errors import BuildError
 from edge_sdk.profiles import resolve_profile
-from tests.factories import make_old_opset_cnn
+from testing.factories import make_old_opset_cnn
 
 
 @pytest.fixture(scope="module")

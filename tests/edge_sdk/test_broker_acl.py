@@ -16,8 +16,8 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from edge_sdk import pki
-from tests.fleet_broker import FleetBroker
-from tests.mosquitto import BrokerRefused
+from testing.fleet_broker import FleetBroker
+from testing.mosquitto import BrokerRefused
 
 ROOT = "edge/default"
 WAIT_S = 5.0

@@ -17,10 +17,10 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from edge_sdk.bundle import write_bundle
-from tests.agent.support import make_bundle
+from testing.agents import make_bundle
+from testing.fleet_broker import FleetBroker
+from testing.mosquitto import BrokerRefused
 from tests.edge_sdk.test_broker_acl import ACCEPTED, _publish
-from tests.fleet_broker import FleetBroker
-from tests.mosquitto import BrokerRefused
 
 ROOT = "edge/default"
 # Long enough for a takeover (and paho's automatic reconnect) to have shown up.

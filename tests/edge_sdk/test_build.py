@@ -13,8 +13,8 @@ from onnx import numpy_helper
 from edge_sdk.build import BuildRequest, build
 from edge_sdk.bundle import read_bundle
 from edge_sdk.profiles import builtin_profile_dir, load_profile_file, resolve_profile
+from testing.factories import make_old_opset_cnn
 from tests.contract import BUILD_REPORT_KEYS
-from tests.factories import make_old_opset_cnn
 
 
 def _build(tmp_path: Path, model: Path, profile: str | Path, **kw: Any) -> dict[str, Any]:

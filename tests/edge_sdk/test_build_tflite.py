@@ -113,7 +113,7 @@ def test_coral_refuses_an_op_it_cannot_quantize_naming_it(
     no_network: None, digits: Path, tmp_path: Path
 ) -> None:
     from edge_sdk.errors import BudgetError
-    from tests.factories import make_sin_model
+    from testing.factories import make_sin_model
 
     model = make_sin_model(tmp_path / "sin.onnx")
     out = tmp_path / "out"

@@ -14,7 +14,7 @@ import pytest
 
 from edge_sdk.errors import InputError
 from edge_sdk.fleet import assign
-from tests.agent.support import (
+from testing.agents import (
     Operator,
     agent_thread,
     committed,
@@ -24,7 +24,7 @@ from tests.agent.support import (
     wait_for,
     write_config,
 )
-from tests.mosquitto import Broker, free_port
+from testing.mosquitto import Broker, free_port
 
 Cli = Callable[..., tuple[int, str, str]]
 

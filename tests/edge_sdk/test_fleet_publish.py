@@ -18,7 +18,7 @@ from edge_sdk.fleet import LEDGER_BATCH, SendProgress, publish_bundle
 from edge_sdk.operator_link import BrokerAddress, OperatorLink
 from edge_sdk.publish_ledger import PublishLedger, ledger_path
 from edge_sdk.topics import Topics
-from tests.agent.support import (
+from testing.agents import (
     Operator,
     agent_thread,
     committed,
@@ -27,7 +27,7 @@ from tests.agent.support import (
     wait_for,
     write_config,
 )
-from tests.mosquitto import Broker
+from testing.mosquitto import Broker
 
 Cli = Callable[..., tuple[int, str, str]]
 ROOT = "edge/default"

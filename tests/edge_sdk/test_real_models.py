@@ -11,8 +11,8 @@ import pytest
 from edge_sdk.build import BuildRequest, build
 from edge_sdk.bundle import read_bundle
 from edge_sdk.profiles import resolve_profile
+from testing.factories import photo_crops, yolov8n_path
 from tests.contract import int8_by_the_rule
-from tests.factories import photo_crops, yolov8n_path
 
 
 @pytest.fixture(scope="module")

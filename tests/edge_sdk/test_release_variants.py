@@ -21,7 +21,7 @@ from edge_sdk.errors import EdgeSdkError, InputError, UpdateError, WrongTargetEr
 from edge_sdk.inventory import DeviceView, ModelView
 from edge_sdk.repository import Repository, placement, variants
 from edge_sdk.rollout import Gate, Rollout, parse_waves, plan, summary
-from tests.agent.support import make_bundle, padded_model, replace_manifest
+from testing.agents import make_bundle, padded_model, replace_manifest
 from tests.fuzz import mutations
 
 LIMITS = Limits(max_chunk_bytes=1 << 20, max_artifact_bytes=64 << 20)

@@ -10,8 +10,8 @@ import pytest
 
 from edge_sdk import pki
 from edge_sdk.revoke import revoke
-from tests.fleet_broker import FleetBroker
-from tests.mosquitto import BrokerRefused
+from testing.fleet_broker import FleetBroker
+from testing.mosquitto import BrokerRefused
 
 Cli = Callable[..., tuple[int, str, str]]
 

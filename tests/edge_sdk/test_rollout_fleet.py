@@ -24,7 +24,7 @@ import pytest
 from agent.daemon import Agent
 from edge_sdk.fleet import assign
 from edge_sdk.operator_link import BrokerAddress, OperatorLink
-from tests.agent.support import (
+from testing.agents import (
     Operator,
     agent_thread,
     committed,
@@ -33,7 +33,7 @@ from tests.agent.support import (
     store,
     wait_for,
 )
-from tests.fleet_broker import FAST_BROKER_TOML, FAST_EXTRA_TOML, FleetBroker
+from testing.fleet_broker import FAST_BROKER_TOML, FAST_EXTRA_TOML, FleetBroker
 
 Cli = Callable[..., tuple[int, str, str]]
 DEVICES = 20
@@ -390,7 +390,7 @@ def test_a_version_slower_than_its_incumbent_halts_and_the_canary_is_rolled_back
     import threading
 
     from edge_sdk.client import InferenceClient
-    from tests.agent.support import SAMPLES
+    from testing.agents import SAMPLES
 
     operator = operator_for(fleet_broker, keyring, tmp_path / "repo")
     operator.publish(make_bundle(keyring, 1))

@@ -13,9 +13,9 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from edge_sdk.fleet import assign
-from tests.agent.support import agent_thread, committed, make_bundle, padded_model, store, wait_for
+from testing.agents import agent_thread, committed, make_bundle, padded_model, store, wait_for
+from testing.fleet_broker import FAST_BROKER_TOML, FAST_EXTRA_TOML, FleetBroker
 from tests.edge_sdk.test_rollout_fleet import Fleet, operator_for
-from tests.fleet_broker import FAST_BROKER_TOML, FAST_EXTRA_TOML, FleetBroker
 
 Cli = Callable[..., tuple[int, str, str]]
 PROFILES = {"cam-x86": "x86-64", "cam-arm": "arm64-generic", "cam-vnni": "x86-64-vnni"}

@@ -27,10 +27,10 @@ from edge_sdk.stores import (
     mirror_list,
     open_store,
 )
-from tests.agent.support import make_bundle, matmul_model
+from testing.agents import make_bundle, matmul_model
+from testing.mosquitto import Broker
+from testing.seaweedfs import SeaweedS3
 from tests.fuzz import mutations
-from tests.mosquitto import Broker
-from tests.seaweedfs import SeaweedS3
 
 Cli = Callable[..., tuple[int, str, str]]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from edge_sdk.bundle import shown_label, write_bundle
 from edge_sdk.fleet import signed_for_fleet
-from tests.agent.support import make_bundle, replace_manifest
+from testing.agents import make_bundle, replace_manifest
 
 Cli = Callable[..., tuple[int, str, str]]
 

@@ -21,9 +21,9 @@ from edge_sdk.fleet import assign, publish_bundle
 from edge_sdk.operator_link import BrokerAddress, OperatorLink
 from edge_sdk.repository import Repository
 from edge_sdk.topics import Topics
-from tests.agent.support import agent_thread, committed, make_bundle, wait_for
-from tests.fleet_broker import FAST_BROKER_TOML, FAST_EXTRA_TOML, FleetBroker
-from tests.mosquitto import BrokerRefused, connect_client, free_port, launch, terminate
+from testing.agents import agent_thread, committed, make_bundle, wait_for
+from testing.fleet_broker import FAST_BROKER_TOML, FAST_EXTRA_TOML, FleetBroker
+from testing.mosquitto import BrokerRefused, connect_client, free_port, launch, terminate
 
 Cli = Callable[..., tuple[int, str, str]]
 

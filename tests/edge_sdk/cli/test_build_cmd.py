@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from edge_sdk.profiles import builtin_profile_dir
+from testing.factories import make_dynamic_sequence_model
 from tests.contract import BUILD_REPORT_KEYS
 from tests.edge_sdk.cli.progress import messages
-from tests.factories import make_dynamic_sequence_model
 
 Cli = Callable[..., tuple[int, str, str]]
 
@@ -363,7 +363,7 @@ def test_profiles_list_and_show_json(cli: Cli) -> None:
 
 
 def test_dynamic_sequence_needs_and_takes_input_shape(cli: Cli, tmp_path: Path) -> None:
-    from tests.factories import make_dynamic_sequence_model
+    from testing.factories import make_dynamic_sequence_model
 
     model = make_dynamic_sequence_model(tmp_path / "seq.onnx")
     out = tmp_path / "out"

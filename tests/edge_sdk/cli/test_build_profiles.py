@@ -14,8 +14,8 @@ import pytest
 from edge_sdk import build as build_module
 from edge_sdk.bundle import read_bundle
 from edge_sdk.repository import Repository
+from testing.factories import make_sin_model
 from tests.edge_sdk.cli.progress import messages
-from tests.factories import make_sin_model
 
 Cli = Callable[..., tuple[int, str, str]]
 

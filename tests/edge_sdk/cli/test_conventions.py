@@ -19,8 +19,8 @@ import pytest
 
 import edge_sdk
 from edge_sdk.bundle import write_bundle
-from tests.agent.support import make_bundle
-from tests.mosquitto import Broker
+from testing.agents import make_bundle
+from testing.mosquitto import Broker
 
 Cli = Callable[..., tuple[int, str, str]]
 BIN = Path(sys.executable).parent  # where the console scripts are installed

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from edge_sdk.bundle import write_bundle
-from tests.agent.support import agent_thread, committed, make_bundle, wait_for, write_config
-from tests.mosquitto import Broker, free_port
+from testing.agents import agent_thread, committed, make_bundle, wait_for, write_config
+from testing.mosquitto import Broker, free_port
 
 Cli = Callable[..., tuple[int, str, str]]
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from edge_sdk.fleet import open_or_create
-from tests.agent.support import make_bundle
-from tests.mosquitto import free_port
+from testing.agents import make_bundle
+from testing.mosquitto import free_port
 
 Cli = Callable[..., tuple[int, str, str]]
 

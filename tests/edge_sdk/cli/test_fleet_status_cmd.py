@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from edge_sdk.topics import Topics
-from tests.agent.support import (
+from testing.agents import (
     Operator,
     agent_thread,
     committed,
@@ -21,9 +21,9 @@ from tests.agent.support import (
     wait_for,
     write_config,
 )
+from testing.mosquitto import Broker, free_port
 from tests.edge_sdk.cli.test_fleet_cmd import one_error_line
 from tests.edge_sdk.test_inventory_fuzz import agent_status
-from tests.mosquitto import Broker, free_port
 
 Cli = Callable[..., tuple[int, str, str]]
 TOPICS = Topics("edge", "default")
