@@ -92,8 +92,13 @@ def _run_app(typer_app: typer.Typer, argv: Sequence[str], prog_name: str) -> int
         _one_line("aborted")
         return EXIT_INTERRUPTED
     except typer.TyperException as e:
-        # Usage errors: one line too, with where to look instead of the whole usage block.
-        _one_line(f"error: {e.format_message()} (see {prog_name} --help)")
+        # Usage errors: one line too, with where to look instead of the whole usage block. A
+        # bare group (`edge-sdk fleet`) has printed its help already: no empty error after it.
+        message = e.format_message().strip()
+        context = getattr(e, "ctx", None)
+        where = getattr(context, "command_path", None) or prog_name
+        if message:
+            _one_line(f"error: {message} (see {where} --help)")
         return e.exit_code
     except Exception as e:
         missing = _missing_extra(e, prog_name)

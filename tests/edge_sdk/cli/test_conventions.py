@@ -131,6 +131,13 @@ def test_every_help_shows_placeholders_not_python_types(
     assert re.search(r"--version +VERSION", out) and re.search(r"--out +DIR", out)
 
 
+def test_a_bare_group_shows_its_help_and_a_usage_error_points_at_its_own(cli: Cli) -> None:
+    code, out, err = cli("fleet")
+    assert code == 2 and "publish" in out and err == ""
+    code, _, err = cli("fleet", "nope")
+    assert code == 2 and err == "error: No such command 'nope'. (see edge-sdk fleet --help)\n"
+
+
 # --- log level ------------------------------------------------------------------------------
 
 
