@@ -18,6 +18,7 @@ import pytest
 import agent.cli
 from edge_sdk import __version__
 from edge_sdk.bundle import write_bundle
+from edge_sdk.topics import Topics
 from testing.agents import (
     REPO,
     Operator,
@@ -226,6 +227,39 @@ def test_a_bundle_for_a_runtime_not_installed_is_one_line_naming_the_extra(
     assert done.returncode == 3, done.stderr
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert "pip install 'edgesdk-fleet[agent]'" in done.stderr
+
+
+def test_an_agent_without_the_bundles_runtime_refuses_it_naming_the_extra(
+    tmp_path: Path, broker: Broker, keyring: Path
+) -> None:
+    """The real daemon on a device installed with [agent-tflite] only, handed an ONNX bundle:
+    the update fails its self-test with one line that says what to install."""
+    seen: list[dict[str, object]] = []
+    watcher = broker.client()
+    watcher.on_message = lambda _c, _u, msg: seen.append(json.loads(msg.payload))
+    watcher.subscribe(Topics("edge", "default").events("dev-1"), qos=1)
+    config = write_config(tmp_path / "dev", broker, keyring / "root.json")
+    daemon = (
+        BLOCKED.format(names=["onnxruntime"])
+        + "from agent.cli import run\n"
+        + f"sys.exit(run(['run', '--config', {str(config)!r}]))\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", daemon], cwd=REPO)
+    try:
+        operator = Operator(keyring, tmp_path / "repo", broker)
+        operator.publish(make_bundle(keyring, 1))
+        operator.assign(1)
+        wait_for(lambda: any(e["event"] == "selftest_failed" for e in seen), what="refusal")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(15) == 0
+    finally:
+        watcher.disconnect()
+        watcher.loop_stop()
+        if process.poll() is None:
+            process.kill()
+    (refusal,) = [e for e in seen if e["event"] == "selftest_failed"]
+    reason = str(refusal["reason"])
+    assert "\n" not in reason and "pip install 'edgesdk-fleet[agent]'" in reason
 
 
 def test_a_tflite_bundle_without_a_tflite_runtime_names_the_tflite_extra() -> None:
