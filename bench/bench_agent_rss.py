@@ -11,7 +11,7 @@ a bare Python process holding the same onnxruntime session, in one run.
    session. Resident memory is read from /proc after both have settled.
 
 The goal (issue 17) is an agent within 20 MB of the bare process. Run:
-``python bench/bench_agent_rss.py`` (needs mosquitto and the package index; a few minutes,
+``python -m bench.bench_agent_rss`` (needs mosquitto and the package index; a few minutes,
 most of it pip). ``--venv DIR`` reuses an ``agent`` environment made before.
 """
 
