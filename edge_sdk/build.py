@@ -39,11 +39,13 @@ from edge_sdk.data import Dataset, check_dataset, load_data, resolve_specs, synt
 from edge_sdk.errors import EdgeSdkError, InputError, OutputError, UnsupportedError
 from edge_sdk.fidelity import accuracy as top1_accuracy
 from edge_sdk.fidelity import compare
+from edge_sdk.host import HostDescription, selecting, stand_in_line, verdict_for
+from edge_sdk.host import detect as detect_host
 from edge_sdk.interrupt import on_abrupt_exit
 from edge_sdk.keras_source import is_tensorflow_source
 from edge_sdk.onnx_model import load_source
 from edge_sdk.ort_runtime import graph_level_for, host_threads, open_session
-from edge_sdk.profiles import SATURATING_KERNELS, HardwareProfile, host_int8_kernels
+from edge_sdk.profiles import SATURATING_KERNELS, HardwareProfile
 from edge_sdk.search import COSINE_NOISE, Candidate, choose, int8_judge, within_budget
 from edge_sdk.tensors import TensorSpec
 from edge_sdk.timing import LatencyStats, measure_interleaved
@@ -75,6 +77,8 @@ class BuildRequest:
     # This host's int8 arithmetic (profiles.INT8_KERNELS); None reads it from /proc/cpuinfo.
     # Tests set it to stand for a host they are not.
     host_kernels: str | None = None
+    # This host's CPU and providers (edge_sdk.host); None detects them. Tests inject others.
+    host: HostDescription | None = None
     # A source converted to ONNX first (edge_sdk.sources): what the report names as the source,
     # and what it says about the conversion.
     source_label: str | None = None
@@ -268,7 +272,9 @@ class _Workshop:
         self.settings: dict[str, dict[str, Any]] = {}
         # One line per conversion route tried (onnx2tf's fallbacks), for the report.
         self.routes: list[str] = []
-        self.host_kernels = request.host_kernels or host_int8_kernels()
+        host = request.host or detect_host()
+        self.host = host.with_int8_kernels(request.host_kernels) if request.host_kernels else host
+        self.host_kernels = self.host.int8_kernels
         self.judge = int8_judge(self.profile.int8_kernels, self.host_kernels)
 
     def run_passes(
@@ -618,7 +624,9 @@ def _build_in(
         seconds=request.timing_seconds,
     )
     candidates = [replace(c, latency=timings.get(c.name)) for c in candidates]
-    candidates = choose(candidates, profile, timings["source"], source_accuracy)
+    # Host speed chooses only where this host stands in for the target (edge_sdk.host).
+    verdict = verdict_for(profile, shop.host)
+    candidates = choose(candidates, selecting(profile, verdict), timings["source"], source_accuracy)
     chosen = next(c for c in candidates if c.chosen)
     artifact = shop.paths[chosen.name].read_bytes()
 
@@ -647,6 +655,10 @@ def _build_in(
         source_accuracy,
     )
     report["routes"] = list(shop.routes)
+    report["host"] = shop.host.to_json()
+    report["timed_on_stand_in"] = verdict.ok
+    report["selection"] = selecting(profile, verdict).selection
+    report["stand_in_line"] = None if verdict.ok else stand_in_line(profile.id, verdict)
     report["int8_arithmetic"] = {
         "target": profile.int8_kernels,
         "host": shop.host_kernels,

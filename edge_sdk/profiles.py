@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from edge_sdk.errors import ProfileError
+from edge_sdk.host import CPU_FEATURES
 from edge_sdk.userfile import KIB, load_toml
 
 Runtime = Literal["onnx", "tflite"]
@@ -120,6 +121,9 @@ class HardwareProfile:
     source: str = ""
     # How the target computes int8 (INT8_KERNELS); decides how int8 fidelity is judged.
     int8_kernels: str = "arm-dot"
+    # CPU features the target has (host.CPU_FEATURES); a host lacking one cannot stand in for
+    # it when timing candidates. Empty: those its int8_kernels imply (host.DEFAULT_FEATURES).
+    cpu_features: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -326,6 +330,7 @@ def parse_profile(document: Mapping[str, Any], source: str) -> HardwareProfile:
         int8_kernels=r.choice(
             "int8_kernels", INT8_KERNELS, "x86-avx2" if arch == "x86_64" else "arm-dot"
         ),
+        cpu_features=r.choices("cpu_features", tuple(CPU_FEATURES), ()),
         runtime=runtime,  # type: ignore[arg-type]
         precisions=r.choices("precisions", allowed, None),
         opset=r.positive("opset"),
@@ -365,22 +370,9 @@ def parse_profile(document: Mapping[str, Any], source: str) -> HardwareProfile:
 def host_int8_kernels(cpuinfo: str | None = None, machine: str | None = None) -> str:
     """The int8 arithmetic of this host's CPU, as onnxruntime's fused kernels compute it: on
     x86, VNNI (flags avx512_vnni or avx_vnni in /proc/cpuinfo) or not; Arm otherwise."""
-    import platform
+    from edge_sdk.host import detect
 
-    machine = machine if machine is not None else platform.machine()
-    if machine.lower() not in ("x86_64", "amd64", "i686", "i386"):
-        return "arm-dot"
-    if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-                cpuinfo = f.read(1 << 20)
-        except OSError:
-            cpuinfo = ""
-    flags: set[str] = set()
-    for line in cpuinfo.splitlines():
-        if line.startswith("flags"):
-            flags.update(line.partition(":")[2].split())
-    return "x86-vnni" if flags & {"avx512_vnni", "avx_vnni"} else "x86-avx2"
+    return detect(cpuinfo, machine, providers=()).int8_kernels
 
 
 def load_profile_file(path: Path) -> HardwareProfile:
