@@ -23,16 +23,12 @@ from __future__ import annotations
 import itertools
 import os
 import re
-import shutil
-import signal
-import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any, Self
+from typing import IO, Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -41,7 +37,12 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_sdk import pki
 
-HOST = "127.0.0.1"
+# HOST, free_port and terminate are re-exported ("as"): tests import them from here.
+from testing.servers import HOST as HOST
+from testing.servers import PortTaken, ServerProcess, accepts, executable
+from testing.servers import free_port as free_port
+from testing.servers import terminate as terminate
+
 START_TIMEOUT_S = 10.0
 CONNECT_TIMEOUT_S = 10.0
 _client_ids = itertools.count(1)
@@ -52,73 +53,16 @@ class BrokerRefused(ConnectionError):
 
 
 def mosquitto_executable() -> str:
-    # Debian installs the broker in /usr/sbin, which is not on a non-root user's PATH.
-    found = shutil.which("mosquitto")
-    if found is not None:
-        return found
-    if os.access("/usr/sbin/mosquitto", os.X_OK):
-        return "/usr/sbin/mosquitto"
-    raise FileNotFoundError(
-        "mosquitto not found on PATH or in /usr/sbin; install it (apt-get install mosquitto)"
-    )
+    return executable("mosquitto", "install it (apt-get install mosquitto)")
 
 
-def free_port() -> int:
-    """A loopback port nobody listens on right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class MosquittoProcess:
-    """What every test broker shares once it runs: stop (gracefully, so persistence is saved),
-    restart on the same port, close with the clients it handed out, ``with``, and its log.
-
-    Subclasses set ``_proc``, ``_log`` and ``_clients`` and implement ``start()``;
-    ``_output_path`` is where Mosquitto's own output goes.
+class MosquittoProcess(ServerProcess):
+    """What every test broker shares once it runs (testing/servers.py), and ``close()``
+    disconnects the clients it handed out first. Subclasses set ``_clients`` and implement
+    ``start()``; ``_output_path`` is where Mosquitto's own output goes.
     """
 
-    _proc: subprocess.Popen[bytes] | None
-    _log: IO[bytes] | None
     _clients: list[mqtt.Client]
-
-    @property
-    def _output_path(self) -> Path:
-        raise NotImplementedError
-
-    def start(self) -> None:
-        raise NotImplementedError
-
-    @staticmethod
-    def _launch_on_a_free_port(
-        first: bool, take: Callable[[int, int], None], start: Callable[[], None]
-    ) -> None:
-        """On a first start, ``take(port, attempt)`` a free port, then ``start()``.
-
-        free_port() closes its socket before Mosquitto binds, so another process can take the
-        port in between; on a first start that is worth another try with a new port. Later
-        starts (``restart()``) keep the port, so clients and saved URLs stay valid.
-        """
-        for attempt in range(3 if first else 1):
-            if first:
-                take(free_port(), attempt)
-            try:
-                start()
-                return
-            except _PortTaken:
-                if attempt == 2 or not first:
-                    raise
-
-    def stop(self) -> None:
-        """SIGTERM and wait: Mosquitto saves its persistence database on the way out."""
-        proc, self._proc = self._proc, None
-        log, self._log = self._log, None
-        terminate(proc, log)
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
 
     def close(self) -> None:
         """Disconnect every client this broker handed out, then stop the broker."""
@@ -127,25 +71,6 @@ class MosquittoProcess:
             client.disconnect()
             client.loop_stop()
         self.stop()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            text = self._output_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
 
 
 class Broker(MosquittoProcess):
@@ -329,18 +254,6 @@ class Broker(MosquittoProcess):
         self._proc, self._log = launch(self.config_path, self.log_path, self.port, self.work_dir)
 
 
-class _PortTaken(RuntimeError):
-    pass
-
-
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection((HOST, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 def launch(
     config_path: Path, log_path: Path, port: int, cwd: Path
 ) -> tuple[subprocess.Popen[bytes], IO[bytes]]:
@@ -348,7 +261,7 @@ def launch(
     and wait until it logs "running" and accepts connections on ``port``.
 
     The caller owns the returned process and log handle (``terminate`` ends both). On failure
-    the process is already gone; ``_PortTaken`` says another process had the port.
+    the process is already gone; ``PortTaken`` says another process had the port.
     """
     log = log_path.open("ab")
     started_at = log.tell()
@@ -365,11 +278,11 @@ def launch(
             tail = _read_from(log_path, started_at)
             terminate(proc, log)
             if "Address already in use" in tail:
-                raise _PortTaken(tail)
+                raise PortTaken(tail)
             raise RuntimeError(f"mosquitto exited at start; its log:\n{tail}")
         # "running" is logged once every listener is open; the port test alone could be
         # answered by some other process that took the port first.
-        if " running" in _read_from(log_path, started_at) and _accepts(port):
+        if " running" in _read_from(log_path, started_at) and accepts(port):
             return proc, log
         time.sleep(0.05)
     tail = _read_from(log_path, started_at)
@@ -378,19 +291,6 @@ def launch(
         f"mosquitto did not accept connections on port {port} within "
         f"{START_TIMEOUT_S:.0f} s; its log:\n{tail}"
     )
-
-
-def terminate(proc: subprocess.Popen[bytes] | None, log: IO[bytes] | None) -> None:
-    """SIGTERM and wait: Mosquitto saves its persistence database on the way out."""
-    if proc is not None and proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    if log is not None:
-        log.close()
 
 
 def connect_client(

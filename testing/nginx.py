@@ -13,30 +13,19 @@ the same port. Debian's nginx lives in /usr/sbin; .ci/run installs nginx-light w
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import time
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Self
 
 from edge_sdk import pki
-from testing.mosquitto import HOST, free_port, terminate
+from testing.servers import HOST, PortTaken, ServerProcess, accepts, executable
 
 START_TIMEOUT_S = 10.0
 
 
 def nginx_executable() -> str:
-    found = shutil.which("nginx")
-    if found is not None:
-        return found
-    if os.access("/usr/sbin/nginx", os.X_OK):
-        return "/usr/sbin/nginx"
-    raise FileNotFoundError("nginx not found on PATH or in /usr/sbin; apt-get install nginx-light")
+    return executable("nginx", "apt-get install nginx-light")
 
 
-class Nginx:
+class Nginx(ServerProcess):
     def __init__(
         self, root: Path, work: Path, *, tls: bool = False, keepalive_requests: int = 1000
     ) -> None:
@@ -45,8 +34,6 @@ class Nginx:
         self.tls = tls
         self.keepalive_requests = keepalive_requests
         self.port = 0
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
         self.ca: pki.Issued | None = None
         self.ca_path: Path | None = None
 
@@ -106,64 +93,33 @@ http {{
         )
         return conf
 
+    @property
+    def _output_path(self) -> Path:
+        return self.work / "nginx.out"
+
     def start(self) -> None:
-        first = self.port == 0
-        for attempt in range(3 if first else 1):
-            if first:
-                self.port = free_port()
-            conf = self._config()
-            self._log = (self.work / "nginx.out").open("ab")
-            user = ["-g", "daemon off; user root;"] if os.geteuid() == 0 else ["-g", "daemon off;"]
-            self._proc = subprocess.Popen(
-                [
-                    nginx_executable(),
-                    "-p",
-                    str(self.work),
-                    "-e",
-                    str(self.work / "error.log"),
-                    "-c",
-                    str(conf),
-                    *user,
-                ],
-                stdout=self._log,
-                stderr=subprocess.STDOUT,
-            )
-            if self._wait_listening():
-                return
-            self.stop()
-            if attempt == 2 or not first:
-                break
-        log = (self.work / "error.log").read_text(errors="replace")[-2000:]
-        raise RuntimeError(f"nginx did not start on {HOST}:{self.port}:\n{log}")
+        """Start nginx and wait until its port accepts connections; a first start picks a free
+        port, a later one (``restart()``) keeps it."""
 
-    def _wait_listening(self) -> bool:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self._proc is None or self._proc.poll() is not None:
-                return False
-            try:
-                with socket.create_connection((HOST, self.port), timeout=0.5):
-                    return True
-            except OSError:
-                time.sleep(0.05)
-        return False
+        def take(port: int, _attempt: int) -> None:
+            self.port = port
 
-    def stop(self) -> None:
-        proc, self._proc = self._proc, None
-        log, self._log = self._log, None
-        terminate(proc, log)
+        self._launch_on_a_free_port(self.port == 0, take, self._launch)
 
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def _launch(self) -> None:
+        conf = self._config()
+        user = ["-g", "daemon off; user root;"] if os.geteuid() == 0 else ["-g", "daemon off;"]
+        error_log = self.work / "error.log"
+        self._spawn(
+            [nginx_executable(), "-p", str(self.work), "-e", str(error_log), "-c", str(conf), *user]
+        )
+        if self._wait_ready(lambda: accepts(self.port), START_TIMEOUT_S):
+            return
         self.stop()
+        log = error_log.read_text(errors="replace")[-2000:]
+        if "Address already in use" in log:
+            raise PortTaken(log)
+        raise RuntimeError(f"nginx did not start on {HOST}:{self.port}:\n{log}")
 
     def requests(self) -> list[tuple[int, str, int]]:
         """(connection serial, path, status) of every request served so far."""

