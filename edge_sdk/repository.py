@@ -58,7 +58,7 @@ from tuf.api.serialization.json import JSONSerializer
 
 from edge_sdk import chunking
 from edge_sdk.atomic import write_bytes_atomic
-from edge_sdk.bundle import MANIFEST, SIGNATURES, Bundle, check_name, sha256
+from edge_sdk.bundle import MANIFEST, SIGNATURES, Bundle, check_name, format_version, sha256
 from edge_sdk.errors import InputError, KeyFileError, OutputError, TamperedError, ThresholdError
 from edge_sdk.keys import load_public_key, load_signer, load_trust_root
 from edge_sdk.profiles import PROFILE_ID
@@ -199,7 +199,8 @@ def _check_release(bundle: Bundle) -> None:
         )
     if sha256(bundle.artifact) != manifest.artifact_sha256:
         raise TamperedError(
-            f"bundle {manifest.name} v{manifest.version}: the artifact does not match the sha256 "
+            f"bundle {manifest.name} {format_version(manifest.version)}: the artifact does not "
+            "match the sha256 "
             "in its manifest; do not publish it, rebuild the bundle"
         )
 
@@ -259,7 +260,7 @@ def merge_release(
         # its signatures are new. Devices install it over the copy they hold.
         return {**current, **release}
     raise InputError(
-        f"{name} version {version} is already published with a different "
+        f"{name} version {format_version(version)} is already published with a different "
         f"{differing[0].removeprefix(prefix)} for this profile; releases are immutable: bump the "
         "version and rebuild"
     )
@@ -620,7 +621,7 @@ class Repository:
         kept = {p: t for p, t in current.items() if not p.startswith(prefix)}
         if len(kept) == len(current):
             raise InputError(
-                f"{name} version {version} is not published in {self.directory}; "
+                f"{name} version {format_version(version)} is not published in {self.directory}; "
                 "check the name and version against the repository's releases"
             )
         gone = [t for p, t in current.items() if p.startswith(prefix)]

@@ -260,7 +260,7 @@ def assign_command(
             keys, repo, link, topics, model=model, version=number, scope=scope, rollback=rollback
         )
     if json_output:
-        emit_json(a.to_json())
+        emit_json({**a.to_json(), "version_label": label})
     else:
         verb = "rolled back" if rollback else "assigned"
         stdout_console.print(f"{verb} {model} v{label} to {scope} (serial {a.serial})")

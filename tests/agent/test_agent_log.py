@@ -13,17 +13,18 @@ from testing.mosquitto import Broker
 def test_the_log_says_where_the_agent_serves_and_when_it_is_connected(
     tmp_path: Path, broker: Broker, keyring: Path
 ) -> None:
-    config = write_config(
-        tmp_path / "dev", broker, keyring / "root.json", serving={"listen": "127.0.0.1:0"}
-    )
+    serving = {"listen": "127.0.0.1:0", "grpc_listen": "127.0.0.1:0"}
+    config = write_config(tmp_path / "dev", broker, keyring / "root.json", serving=serving)
     log = tmp_path / "agent.log"
     process = start_process(config, log)
     try:
         connected = f"connected to mqtt://127.0.0.1:{broker.port} as dev-1"
         wait_for(lambda: connected in log.read_text(), 30, "the connection in the log")
         text = log.read_text()
-        serving = re.search(r"serving on http://127\.0\.0\.1:(\d+)", text)
-        assert serving is not None and int(serving.group(1)) > 0, text
+        http = re.search(r"serving on http://127\.0\.0\.1:(\d+)", text)
+        assert http is not None and int(http.group(1)) > 0, text
+        grpc = re.search(r"serving gRPC on grpc://127\.0\.0\.1:(\d+)", text)
+        assert grpc is not None and int(grpc.group(1)) > 0, text
         # A lost broker is said, and so is the reconnection once it is back.
         broker.stop()
         wait_for(lambda: "disconnected from mqtt://" in log.read_text(), 30, "the loss")

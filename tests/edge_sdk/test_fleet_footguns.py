@@ -71,6 +71,18 @@ def test_assign_refuses_a_version_the_repository_does_not_hold(
         "fleet", "assign", "digits", "1", "--device", "dev-1", *options(operator, broker.url)
     )
     assert code == 0 and "assigned digits v1 to devices/dev-1" in out, err
+    code, out, err = cli(
+        "fleet",
+        "assign",
+        "digits",
+        "1",
+        "--group",
+        "lobby",
+        *options(operator, broker.url),
+        "--json",
+    )
+    assert code == 0, err
+    assert json.loads(out)["version"] == 1 and json.loads(out)["version_label"] == "1"
 
 
 @pytest.fixture()
@@ -130,3 +142,15 @@ def test_a_rollout_says_where_it_stands_while_it_waits(
     assert all("wave 1/1:" in b and "timeout in" in b for b in beats), beats
     assert any("1 pending" in b for b in beats), beats
     assert "rollout of digits v3 completed: 1 devices" in out
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf"])
+def test_a_bad_heartbeat_is_one_line_before_connecting(
+    cli: Cli, tmp_path: Path, keyring: Path, value: str
+) -> None:
+    nowhere = f"mqtt://127.0.0.1:{free_port()}"
+    where = ("--repo", tmp_path / "repo", "--keys", keyring, "--broker", nowhere)
+    code, _, err = cli("fleet", "rollout", "digits", "1", "--heartbeat", value, *where)
+    assert code == 2
+    (line,) = err.splitlines()
+    assert "--heartbeat" in line and "seconds >= 0" in line, line
