@@ -141,6 +141,6 @@ def convert_pmml(request: BuildRequest, workdir: Path) -> Converted:
     notes = (
         f"read by sklearn-pmml-model as {type(estimator).__name__}, converted by skl2onnx; "
         f"input columns: {', '.join(columns)}",
-        agreement(SCORER, [expected], [got], request, len(x)),
+        agreement(str(path), SCORER, [expected], [got], request),
     )
     return Converted(onnx, path.stem, str(path), notes)

@@ -147,7 +147,7 @@ def convert_estimator(
 
     notes = (
         f"converted from {type(estimator).__name__} by skl2onnx {skl2onnx.__version__}",
-        agreement(what, [expected], [got], request, len(x)),
+        agreement(source, what, [expected], [got], request),
     )
     return Converted(path, name, source, notes)
 

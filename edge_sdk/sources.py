@@ -32,6 +32,9 @@ PMML_SUFFIXES = (".pmml",)
 # How many validation samples the conversion is checked on: enough to see a wrong mapping,
 # few enough that a JVM-backed PMML scorer answers in a second.
 CHECK_SAMPLES = 1024
+# A faithful conversion differs from its source by float32 rounding, far below this (relative
+# to the largest output value, or absolute below 1).
+MAX_RELATIVE_ERROR = 1e-3
 _DISTRIBUTION = "edgesdk-fleet"
 
 
@@ -88,28 +91,33 @@ def check_data(request: BuildRequest, specs: Sequence[TensorSpec]) -> Dataset:
 
 
 def agreement(
+    source: str,
     what: str,
     reference: Sequence[np.ndarray],
     converted: Sequence[np.ndarray],
     request: BuildRequest,
-    samples: int,
 ) -> str:
-    """Refuse a conversion that changed the model beyond the profile's accuracy budget; the
-    note for the report when it did not."""
+    """Refuse a conversion that changed the model beyond the profile's accuracy budget, or
+    beyond float32 rounding (cosine alone cannot see a scalar output move); the note for the
+    report when it did not."""
     from edge_sdk.fidelity import compare
 
     fidelity = compare(reference, converted)
     budget = request.profile.accuracy_budget
     top1 = fidelity.top1_agreement
+    samples = len(reference[0])
+    scale = max((float(np.max(np.abs(r))) for r in reference if r.size), default=0.0)
     shown = f"cosine {fidelity.cosine:.6f}, max abs error {fidelity.max_abs_error:.2g}"
     if top1 is not None:
         shown = f"top-1 agreement {top1:.4f}, {shown}"
-    if fidelity.cosine < budget.min_cosine or (
-        top1 is not None and 1 - top1 > budget.max_top1_disagreement
+    if (
+        fidelity.cosine < budget.min_cosine
+        or (top1 is not None and 1 - top1 > budget.max_top1_disagreement)
+        or fidelity.max_abs_error > MAX_RELATIVE_ERROR * max(scale, 1.0)
     ):
         raise BuildError(
-            f"the ONNX conversion disagrees with {what} on {samples} samples ({shown}); "
-            "this model type does not convert faithfully"
+            f"{source}: the ONNX conversion disagrees with {what} on {samples} samples "
+            f"({shown}); this model does not convert faithfully"
         )
     return f"ONNX conversion checked against {what} on {samples} samples: {shown}"
 

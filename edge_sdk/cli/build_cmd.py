@@ -15,7 +15,14 @@ from edge_sdk.cli._common import JsonFlag, emit_json, stderr_console, stdout_con
 
 
 def build_command(
-    model: Annotated[Path, typer.Argument(help="Source model (.onnx).")],
+    model: Annotated[
+        Path,
+        typer.Argument(
+            help="Source model: .onnx, .keras/.h5 or SavedModel, .joblib/.pkl (scikit-learn), "
+            ".pmml, or an MLflow URI (models:/NAME/VERSION, runs:/RUN_ID/PATH; server from "
+            "MLFLOW_TRACKING_URI)."
+        ),
+    ],
     profile: Annotated[
         list[str],
         typer.Option(

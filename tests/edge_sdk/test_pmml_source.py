@@ -97,6 +97,21 @@ def test_tree_pmml_builds_faithfully_or_is_refused_in_one_line(cli: Cli, tmp_pat
         assert "skl2onnx cannot convert PMMLTreeClassifier" in error_line(err)
 
 
+def test_a_conversion_the_scorer_disagrees_with_is_refused(cli: Cli, tmp_path: Path) -> None:
+    """sklearn-pmml-model reads a logistic regression's tables but not its normalization; the
+    scorer applies "simplemax", so the converted model must not ship."""
+    x, y, held = _iris(tmp_path)
+    fitted = LogisticRegression(max_iter=1000).fit(x, y)
+    document = pmml_docs.logistic_regression(fitted.coef_, fitted.intercept_, CLASSES)
+    model = tmp_path / "simplemax.pmml"
+    model.write_text(document.replace('"softmax"', '"simplemax"'))
+    code, out, err = cli("build", model, "-p", "x86-64", "--validation", held, "--out", tmp_path)
+    assert code == 4 and out == ""
+    line = error_line(err)
+    assert f"{model}: the ONNX conversion disagrees with the PMML scorer pypmml" in line
+    assert not list(tmp_path.glob("*.edgebundle"))
+
+
 def test_categorical_inputs_are_refused(cli: Cli, tmp_path: Path) -> None:
     document = pmml_docs.linear_regression(np.array([1.0, 2.0]), 0.5).replace(
         '<DataField name="x1" optype="continuous" dataType="double"/>',
