@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ROOT_JSON",
         help="The pinned trust root (root.json), as trust_root in agent.toml. Required.",
     )
-    # The old name, before the trust root had one name everywhere: scripts keep working.
+    # The old name, before the trust root had one name everywhere: scripts keep working. Silent,
+    # unlike edge-sdk's aliases: a failing selftest's stderr stays exactly its one error line.
     selftest.add_argument("--trust", dest="trust_root", type=Path, help=argparse.SUPPRESS)
     _json_flag(selftest)
 

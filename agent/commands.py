@@ -19,7 +19,6 @@ from edge_sdk import __version__
 from edge_sdk.bundle import MANIFEST, MAX_MANIFEST_BYTES, Manifest, format_version
 from edge_sdk.errors import ConfigError, EdgeSdkError
 
-DISTRIBUTION = "edgesdk-fleet"
 # Distribution names of the runtimes a bundle may need (read from metadata, never imported).
 RUNTIMES = ("onnxruntime", "ai-edge-litert", "tflite-runtime")
 
@@ -143,9 +142,10 @@ def selftest(bundle: Path, trust_root: Path, json_output: bool) -> int:
 
 
 def version(json_output: bool) -> int:
-    import platform
     from importlib.metadata import PackageNotFoundError
     from importlib.metadata import version as installed
+
+    from edge_sdk.cli._extras import version_info  # standard library only, as a device needs
 
     runtimes: dict[str, str | None] = {}
     for name in RUNTIMES:
@@ -154,16 +154,8 @@ def version(json_output: bool) -> int:
         except PackageNotFoundError:
             runtimes[name] = None
     if json_output:
-        _emit_json(
-            {
-                # The keys edge-sdk version --json has, and the runtimes a bundle may need.
-                "command": "edge-agent",
-                "version": __version__,
-                "distribution": DISTRIBUTION,
-                "python": platform.python_version(),
-                "runtimes": runtimes,
-            }
-        )
+        # The keys edge-sdk version --json has, and the runtimes a bundle may need.
+        _emit_json({**version_info("edge-agent"), "runtimes": runtimes})
         return 0
     present = ", ".join(f"{n} {v}" for n, v in runtimes.items() if v) or "none installed"
     print(f"edge-agent {__version__}")
