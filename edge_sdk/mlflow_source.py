@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge_sdk.errors import InputError, ModelFileError, UnsupportedError
-from edge_sdk.sources import MLFLOW_SCHEMES, Converted, require
+from edge_sdk.sources import MLFLOW_SCHEMES, Converted, first_line, require
 
 if TYPE_CHECKING:
     from edge_sdk.build import BuildRequest
@@ -37,11 +37,6 @@ def default_name(uri: str) -> str:
     return parts[-1] if len(parts) > 1 else "model"
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
-
-
 def download(uri: str, dst: Path) -> Path:
     """The MLflow model at ``uri`` downloaded into ``dst``; its local folder."""
     # An offline build must not reach for the network on its own, nor draw progress bars over
@@ -59,8 +54,7 @@ def download(uri: str, dst: Path) -> Path:
         import mlflow
 
         raise ModelFileError(
-            f"MLflow cannot fetch {uri} (tracking URI {mlflow.get_tracking_uri()}): "
-            f"{_first_line(e)}"
+            f"MLflow cannot fetch {uri} (tracking URI {mlflow.get_tracking_uri()}): {first_line(e)}"
         ) from e
     if not (local / "MLmodel").is_file():
         raise ModelFileError(f"{uri} is not an MLflow model (no MLmodel file in it)")
@@ -81,7 +75,7 @@ def flavors(local: Path, uri: str) -> dict[str, Any]:
     try:
         document = yaml.safe_load(raw.decode("utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as e:
-        first = _first_line(e).rstrip(":")
+        first = first_line(e).rstrip(":")
         raise ModelFileError(f"{uri}: its MLmodel file is not readable YAML: {first}") from e
     found = document.get("flavors") if isinstance(document, dict) else None
     if not isinstance(found, dict) or not found:
@@ -119,7 +113,7 @@ def _sklearn_model(local: Path, uri: str) -> Any:
             f"{uri} needs the module {e.name!r} to load; pip install {e.name}"
         ) from e
     except (MlflowException, Exception) as e:  # unpickling raises whatever the bytes ask for
-        raise ModelFileError(f"{uri}: MLflow cannot load the model: {_first_line(e)}") from e
+        raise ModelFileError(f"{uri}: MLflow cannot load the model: {first_line(e)}") from e
 
 
 def convert_mlflow(request: BuildRequest, workdir: Path) -> Converted:

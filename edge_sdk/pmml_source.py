@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edge_sdk.errors import BuildError, ModelFileError, UnsupportedError
-from edge_sdk.sources import Converted, agreement, check_data, require
+from edge_sdk.sources import Converted, agreement, check_data, first_line, require
 from edge_sdk.userfile import MIB, read_user_file
 
 if TYPE_CHECKING:
@@ -29,11 +29,6 @@ EXTRA = "pmml"
 WHAT = "PMML sources"
 MAX_PMML = 512 * MIB  # a forest of a few thousand trees is tens of MiB of XML
 SCORER = "the PMML scorer pypmml"
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 def read_pmml(path: Path) -> tuple[Any, list[str], bytes]:
@@ -58,7 +53,7 @@ def read_pmml(path: Path) -> tuple[Any, list[str], bytes]:
     except RecursionError as e:
         raise ModelFileError(f"{path} nests too deep to read") from e
     except Exception as e:  # sklearn-pmml-model raises bare Exception for what it cannot read
-        first = _first_line(e)
+        first = first_line(e)
         if "nsupported" in first:
             raise UnsupportedError(f"{path}: sklearn-pmml-model cannot read it: {first}") from e
         raise ModelFileError(f"{path} is not a PMML model sklearn-pmml-model reads: {first}") from e
@@ -100,12 +95,12 @@ def score(raw: bytes, columns: list[str], x: np.ndarray, estimator: Any) -> np.n
     except Exception as e:  # py4j cannot start the JVM, or the scorer refuses the file
         raise UnsupportedError(
             f"{SCORER} could not score the file (it runs on Java 8+: is `java` installed and "
-            f"on PATH?): {_first_line(e)}"
+            f"on PATH?): {first_line(e)}"
         ) from e
     try:
         frame = model.predict(pandas.DataFrame(x.astype(np.float64), columns=columns))
     except Exception as e:
-        raise BuildError(f"{SCORER} failed on the validation data: {_first_line(e)}") from e
+        raise BuildError(f"{SCORER} failed on the validation data: {first_line(e)}") from e
     if hasattr(estimator, "classes_"):
         wanted = [f"probability_{c}" for c in estimator.classes_]
     else:

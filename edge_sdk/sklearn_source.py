@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edge_sdk.errors import BuildError, ModelFileError, UnsupportedError
-from edge_sdk.sources import Converted, agreement, check_data, require, run_onnx
+from edge_sdk.sources import Converted, agreement, check_data, first_line, require, run_onnx
 from edge_sdk.userfile import check_regular_file
 
 if TYPE_CHECKING:
@@ -24,11 +24,6 @@ if TYPE_CHECKING:
 INPUT = "input"
 EXTRA = "sklearn"
 WHAT = "scikit-learn sources"
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
 
 
 def load_estimator(path: Path) -> Any:
@@ -45,7 +40,7 @@ def load_estimator(path: Path) -> Any:
         ) from e
     except Exception as e:  # pickle raises anything the stream's bytes ask for
         raise ModelFileError(
-            f"{path} is not a readable joblib or pickle file: {_first_line(e)}"
+            f"{path} is not a readable joblib or pickle file: {first_line(e, kind=True)}"
         ) from e
     check_estimator(estimator, str(path))
     return estimator
@@ -99,7 +94,7 @@ def to_onnx(estimator: Any, path: Path, opset: int) -> list[str]:
         )
     except Exception as e:  # MissingShapeCalculator, MissingConverter, NotImplementedError
         raise UnsupportedError(
-            f"skl2onnx cannot convert {type(estimator).__name__}: {_first_line(e)}"
+            f"skl2onnx cannot convert {type(estimator).__name__}: {first_line(e, kind=True)}"
         ) from e
     outputs = list(model.graph.output)
     floats = [o for o in outputs if o.type.tensor_type.elem_type == onnx.TensorProto.FLOAT]

@@ -51,6 +51,17 @@ def kind_of(model: Path | str) -> str | None:
     return None
 
 
+def first_line(e: BaseException, *, kind: bool = False, limit: int = 300) -> str:
+    """A foreign exception as part of one line: its first line, cut at ``limit``; with
+    ``kind``, prefixed by its type (where the message alone says nothing, as pickle's)."""
+    text = str(e).strip()
+    line = text.splitlines()[0] if text else ""
+    line = line if len(line) <= limit else line[: limit - 3] + "..."
+    if not line:
+        return type(e).__name__
+    return f"{type(e).__name__}: {line}" if kind else line
+
+
 def require(module: str, extra: str, what: str) -> Any:
     """Import an optional dependency, or one line naming the extra that installs it (exit 3)."""
     try:

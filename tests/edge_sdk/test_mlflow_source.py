@@ -17,6 +17,7 @@ from edge_sdk.bundle import read_bundle
 from edge_sdk.errors import EdgeSdkError
 from edge_sdk.mlflow_source import default_name, flavors
 from edge_sdk.runtime import evaluate, load_bundle
+from edge_sdk.sources import kind_of
 from tests.edge_sdk.source_helpers import Cli, build_verified, error_line
 
 
@@ -140,6 +141,17 @@ def test_default_names() -> None:
     assert default_name("runs:/abc123/classifier") == "classifier"
     assert default_name("runs:/abc123/nested/deeper") == "deeper"
     assert default_name("runs:/abc123") == "model"
+
+
+@given(st.sampled_from(["models:/", "runs:/", ""]), st.text(max_size=80))
+def test_any_model_argument_is_classified(prefix: str, rest: str) -> None:
+    """Whatever a user types as MODEL: a kind (or None for a file build reads itself), and for
+    an MLflow URI a name to check, never an exception."""
+    text = prefix + rest
+    kind = kind_of(text)
+    assert kind in (None, "mlflow", "sklearn", "pmml")
+    if prefix:
+        assert kind == "mlflow" and isinstance(default_name(text), str)
 
 
 @given(st.binary(max_size=2048) | st.text(max_size=512).map(str.encode))
