@@ -19,11 +19,15 @@ base=docker.io/library/debian:bookworm-slim
 cache=""
 while [ $# -gt 0 ]; do
     case "$1" in
+        --tag|--extras|--base|--debootstrap)
+            if [ $# -lt 2 ]; then echo "build.sh: $1 needs a value; see build.sh --help" >&2; exit 2; fi ;;
+    esac
+    case "$1" in
         --tag) tag=$2; shift 2 ;;
         --extras) extras=$2; shift 2 ;;
         --base) base=$2; shift 2 ;;
         --debootstrap) cache=$2; shift 2 ;;
-        -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
         *) echo "build.sh: unknown argument $1; see build.sh --help" >&2; exit 2 ;;
     esac
 done
@@ -96,9 +100,6 @@ if [ -n "$cache" ]; then
     fi
 fi
 
-# --format docker: the OCI image format has no HEALTHCHECK; --network host: pip reaches the
-# package index the way the host does; --isolation chroot: RUN works where the machine gives
-# the runtime no namespaces to create (a container in a container, CI).
 # The CA bundle the host's pip trusts (PIP_CERT, pip's cert setting, else the system's), as a
 # build secret: pip in the build then gets through the same TLS-inspecting proxy, if any.
 pip_ca=${PIP_CERT:-$("${PYTHON:-python3}" -m pip config get global.cert 2>/dev/null || true)}
@@ -106,7 +107,11 @@ pip_ca=${pip_ca:-/etc/ssl/certs/ca-certificates.crt}
 secret=()
 if [ -s "$pip_ca" ]; then secret=(--secret "id=pip-ca,src=$pip_ca"); fi
 
-build_args=("${secret[@]}" --format docker --network host --isolation chroot
+# --format docker: the OCI image format has no HEALTHCHECK; --network host: pip reaches the
+# package index the way the host does; --isolation chroot: RUN works where the machine gives
+# the runtime no namespaces to create (a container in a container, CI); --force-rm: a failed
+# step leaves no working container behind.
+build_args=("${secret[@]}" --format docker --network host --isolation chroot --force-rm
     --build-arg "BASE=$base" --build-arg "EXTRAS=$extras" --build-arg "VERSION=$version"
     --tag "$tag" --file "$work/context/Containerfile" "$work/context")
 if [ "$builder" = podman ]; then

@@ -90,11 +90,17 @@ class Image:
             self.cli("rm", container)
 
     def remove(self) -> None:
-        self.cli("rmi", "--force", self.tag, BASE)
+        remove(self.tool, self.env, self.tag)
 
 
-def build(storage: Path, tool: str) -> Image:
-    """Build the image with build.sh into ``storage``; the base from debootstrap (cached)."""
+def remove(tool: str, env: dict[str, str], tag: str) -> None:
+    """The image and its base, each if it was made (a failed build leaves neither tagged)."""
+    for name in (tag, BASE):
+        subprocess.run([tool, "rmi", "--force", name], capture_output=True, env=env, timeout=300)
+
+
+def storage_env(storage: Path, tool: str) -> dict[str, str]:
+    """The environment that points podman/buildah (and build.sh) at a storage in ``storage``."""
     storage.mkdir(parents=True, exist_ok=True)
     conf = storage / "storage.conf"
     conf.write_text(
@@ -103,8 +109,16 @@ def build(storage: Path, tool: str) -> Image:
         f'graphroot = "{storage / "root"}"\n'
         f'runroot = "{storage / "run"}"\n'
     )
-    env = {**os.environ, "CONTAINERS_STORAGE_CONF": str(conf), "EDGE_AGENT_BUILDER": tool}
-    tag = f"localhost/edge-agent:test-{os.getpid()}"
+    return {**os.environ, "CONTAINERS_STORAGE_CONF": str(conf), "EDGE_AGENT_BUILDER": tool}
+
+
+TAG = f"localhost/edge-agent:test-{os.getpid()}"
+
+
+def build(env: dict[str, str], tool: str) -> Image:
+    """Build the image with build.sh into the storage ``env`` names; the base from debootstrap
+    (cached between runs)."""
+    tag = TAG
     started = time.monotonic()
     done = subprocess.run(
         [str(BUILD_SH), "--debootstrap", str(cache_dir()), "--tag", tag],

@@ -27,7 +27,7 @@ from agent.cli import CONFIG_ENV, DEFAULT_CONFIG
 from edge_sdk import __version__
 from testing.agents import Operator, make_bundle
 from testing.mosquitto import Broker, free_port
-from tests.deploy.image import Image, build, builder, chroot_argv
+from tests.deploy.image import TAG, Image, build, builder, chroot_argv, remove, storage_env
 
 USER = "10001:10001"
 STATE = "/var/lib/edge-agent"
@@ -51,11 +51,11 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Image]:
             "the base image is made by debootstrap, which needs root and the debootstrap package"
         )
     storage = tmp_path_factory.mktemp("containers")
-    built = build(storage, tool)
+    env = storage_env(storage, tool)
     try:
-        yield built
+        yield build(env, tool)
     finally:
-        built.remove()
+        remove(tool, env, TAG)
         shutil.rmtree(storage, ignore_errors=True)
 
 
