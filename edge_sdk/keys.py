@@ -4,7 +4,7 @@ A keyring directory holds::
 
     root.key, root.pub          offline root key (PKCS#8 PEM, mode 0600) and its public half
     online-N.key, online-N.pub  online signing keys for the targets/snapshot/timestamp roles
-    root.json                   current TUF root metadata: what devices pin (--trust)
+    root.json                   current TUF root metadata: what devices pin (--trust-root)
     N.root.json                 every root version, so a TUF client can walk 1 -> 2 -> ...
 
 The ``.pub`` files are not secret; they let ``keys show`` and ``keys rotate --revoke`` name a

@@ -47,7 +47,7 @@ class BrokerAddress:
         if tls and ca is None:
             raise InputError("--broker is mqtts:// but no --ca was given; pass the fleet CA")
         if (cert is None) != (key is None):
-            raise InputError("--cert and --key go together; pass both or neither")
+            raise InputError("--client-cert and --client-key go together; pass both or neither")
         for path in (ca, cert, key):
             if path is not None and not path.is_file():
                 raise InputError(
@@ -88,7 +88,9 @@ class OperatorSession:
                 client.tls_set(**tls_context_args(address))
             except (ssl.SSLError, OSError) as e:
                 # The files exist (BrokerAddress checked) but OpenSSL cannot use them.
-                raise InputError(f"cannot load the TLS files (--ca/--cert/--key): {e}") from e
+                raise InputError(
+                    f"cannot load the TLS files (--ca/--client-cert/--client-key): {e}"
+                ) from e
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         self._client = client
@@ -123,7 +125,8 @@ class OperatorSession:
             self._client.loop_stop()
             raise TransferError(
                 f"the broker at {a.host}:{a.port} refused the operator connection: "
-                f"{self._refused or 'no CONNACK'}; check --cert/--key and the broker's ACL"
+                f"{self._refused or 'no CONNACK'}; check --client-cert/--client-key and the "
+                "broker's ACL"
             )
 
     def _close(self) -> None:

@@ -360,7 +360,7 @@ def verify_files(
         fix_unsigned="sign it with an online key (`edge-sdk build --key online-1.key`)",
         fix_unknown=(
             "sign it with a current online key, or pass the root.json of the keyring that "
-            "signed it with --trust"
+            "signed it with --trust-root"
         ),
         fix_threshold="add signatures with more of the keyring's online keys",
         fix_tampered=f"do not install it; sign the {subject} again from its source",

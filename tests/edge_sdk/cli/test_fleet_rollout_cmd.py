@@ -108,4 +108,4 @@ def test_unusable_tls_files_are_one_line_before_connecting(
     args = ["digits", "1"] if command == "rollout" else ["digits", "--to", "1"]
     tls = ["--broker", f"mqtts://127.0.0.1:{free_port()}", "--ca", garbage]
     code, _, err = cli("fleet", command, *common, *tls, *args)
-    assert "cannot load the TLS files (--ca/--cert/--key)" in one_error(code, err)
+    assert "cannot load the TLS files (--ca/--client-cert/--client-key)" in one_error(code, err)
