@@ -56,6 +56,12 @@ def __getattr__(name: str) -> Any:
 
 def run(argv: Sequence[str]) -> int:
     """Run ``edge-sdk`` on ``argv`` and return the exit code instead of exiting."""
+    if list(argv) == ["--version"]:
+        # Without typer too (a device install has the command but not the host extra).
+        from edge_sdk.cli._extras import version_line
+
+        sys.stdout.write(version_line("edge-sdk") + "\n")
+        return 0
     try:
         from edge_sdk.cli._common import run_app
 

@@ -22,6 +22,7 @@ import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from edge_sdk.cli._common import JsonFlag, emit_json, stderr_console
+from edge_sdk.cli._extras import version_line
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 SHELLS = ("bash", "zsh", "fish")
@@ -55,16 +56,9 @@ def complete_var(prog: str) -> str:
     return f"_{prog}_COMPLETE".replace("-", "_").upper()
 
 
-def _version_line(prog: str) -> str:
-    from edge_sdk.cli._extras import version_info
-
-    info = version_info(prog)
-    return f"{prog} {info['version']} ({info['distribution']}, Python {info['python']})"
-
-
 def _print_version(ctx: typer.Context, value: bool) -> None:
     if value and not ctx.resilient_parsing:
-        sys.stdout.write(_version_line(ctx.find_root().info_name or "edge-sdk") + "\n")
+        sys.stdout.write(version_line(ctx.find_root().info_name or "edge-sdk") + "\n")
         raise typer.Exit()
 
 
@@ -114,7 +108,7 @@ def install(app: typer.Typer) -> None:
         if json_output:
             emit_json(version_info(prog))
         else:
-            sys.stdout.write(_version_line(prog) + "\n")
+            sys.stdout.write(version_line(prog) + "\n")
 
     @app.command("completion")
     def _completion_command(

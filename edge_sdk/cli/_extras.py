@@ -56,6 +56,12 @@ def version_info(command: str) -> dict[str, str]:
     }
 
 
+def version_line(command: str) -> str:
+    """What ``--version`` prints."""
+    info = version_info(command)
+    return f"{command} {info['version']} ({info['distribution']}, Python {info['python']})"
+
+
 def _canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "_", name).lower()
 

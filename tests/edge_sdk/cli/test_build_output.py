@@ -161,6 +161,12 @@ def test_without_typer_the_command_still_names_the_extra() -> None:
     assert f"pip install '{_distribution()}[host]'" in done.stderr
 
 
+def test_version_needs_no_extra() -> None:
+    done = _edge_sdk("--version", prelude="sys.modules['typer'] = sys.modules['rich'] = None")
+    assert done.returncode == 0 and done.stderr == ""
+    assert done.stdout.startswith("edge-sdk ") and f"({_distribution()}, Python " in done.stdout
+
+
 def test_an_import_error_inside_edge_sdk_stays_a_bug() -> None:
     done = _edge_sdk(
         "inspect", "x.edgebundle", prelude="sys.modules['edge_sdk.report'] = None", COLUMNS="80"
