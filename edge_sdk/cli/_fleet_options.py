@@ -27,9 +27,6 @@ KeysOpt = Annotated[
     Path,
     typer.Option("--keys", envvar="EDGE_SDK_KEYS", help="Keyring directory (online keys sign)."),
 ]
-DEFAULT_BROKER = "mqtt://127.0.0.1:1883"
-
-
 class _DefaultBroker:
     """Whether this run's --broker fell back to its default; the warning is said once, just
     before connecting (a run that stops at bad input says only that)."""
