@@ -124,6 +124,10 @@ class TestConfig:
     crash_after_chunks: int = 0
     disk_full_after_bytes: int = 0  # chunk writes fail with ENOSPC past this many bytes; 0: off
     chunk_delay_s: float = 0.0  # pause after each stored chunk, to cut a download mid-way
+    # Benchmark jobs: each run of a candidate of this precision takes this much longer, a
+    # device on which that precision is slow (agent.bench_job).
+    bench_slow_precision: str = ""
+    bench_slow_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -459,6 +463,8 @@ def parse_config(document: Mapping[str, Any], path: Path) -> AgentConfig:
         crash_after_chunks=x.integer("crash_after_chunks", 0, 0),
         disk_full_after_bytes=x.integer("disk_full_after_bytes", 0, 0),
         chunk_delay_s=x.number("chunk_delay_s", 0.0, positive=False),
+        bench_slow_precision=x.string("bench_slow_precision", ""),
+        bench_slow_ms=x.number("bench_slow_ms", 0.0, positive=False),
     )
     return AgentConfig(
         path=path,

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from agent.bench_job import BenchJobs
 from agent.codec import Limits
 from agent.config import AgentConfig
 from agent.inference_api import ApiServer, InferenceApi
@@ -105,6 +106,11 @@ class Agent:
         self.pauses = 0  # updates paused for want of the broker (resumed later)
         self.metrics = Metrics()
         self.api_servers: list[ApiServer] = []
+        hooks = config.test
+        self.bench = BenchJobs(
+            self,
+            slow=lambda p: hooks.bench_slow_ms if p == hooks.bench_slow_precision else 0.0,
+        )
         self.grpc_servers: list[GrpcServer] = []
         limits = config.limits
         device = config.device_id
@@ -212,6 +218,7 @@ class Agent:
         device, group = self.config.device_id, self.config.group
         for topic_filter in self.topics.desired_filters(device, group):
             self.link.subscribe(topic_filter, self._on_desired)
+        self.bench.subscribe()
         self.link.start()
         try:
             while not self._stop.is_set():
@@ -219,9 +226,11 @@ class Agent:
                 if self.link.connected.is_set() and self.now() >= self._retry_at:
                     self._work()
                 self._tick()
+                self.bench.tick()
                 self._wakeup.wait(_TICK_S)
                 self._wakeup.clear()
         finally:
+            self.bench.stop()
             self._publish_status()
             self.link.stop()
             for server in self.api_servers:
@@ -485,6 +494,7 @@ class Agent:
             "memory_rss_bytes": rss_bytes(),
             "disk_free_bytes": free_disk_bytes(self.config.state_dir),
             "assignment_error": self.assignment_error,
+            "bench_job": self.bench.in_flight,
             "models": models,
             "at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }

@@ -81,10 +81,19 @@ def test_device_cannot_publish_another_devices_status(fleet: FleetBroker) -> Non
     assert _topics(watcher, QUIET_S) == [f"{ROOT}/devices/dev-1/status"]
 
 
+def test_device_publishes_benchmark_answers_only_to_its_own_subtree(fleet: FleetBroker) -> None:
+    watcher = _inbox(fleet.client("operator"), f"{ROOT}/devices/#")
+    device = fleet.client("dev-1")
+    assert _publish(device, f"{ROOT}/devices/dev-2/bench", b"forged", True) == NOT_AUTHORIZED
+    assert _publish(device, f"{ROOT}/devices/dev-1/bench", b"{}", True) in ACCEPTED
+    assert _topics(watcher, QUIET_S) == [f"{ROOT}/devices/dev-1/bench"]
+
+
 @pytest.mark.parametrize(
     "topic",
     [
         "desired/devices/dev-1/digits",  # not even its own desired state
+        "desired/devices/dev-1/jobs/bench",  # nor a benchmark job for itself
         "desired/groups/default/digits",
         "repo/metadata/timestamp.json",
         "repo/chunks/" + "0" * 64,
