@@ -245,6 +245,12 @@ def _await(
         progress(f"measuring on {device}: {answer.done}/{answer.total} candidates")
 
 
+def job_serial() -> int:
+    """Job serials only grow: the wall clock in microseconds (under 2**53 until the year 2255).
+    A device refuses a job below the highest serial it took."""
+    return time.time_ns() // 1000
+
+
 def load_signers(keyring: Path) -> list[Any]:
     """The online keys that sign targets, as assignments are signed."""
     from edge_sdk.keys import ROOT_JSON, load_trust_root

@@ -268,6 +268,11 @@ def assign_command(
 
 def register(app: typer.Typer) -> None:
     # The other fleet commands live in their own modules and attach themselves to fleet_app.
-    from edge_sdk.cli import fleet_enroll_cmd, fleet_rollout_cmd, fleet_status_cmd  # noqa: F401
+    from edge_sdk.cli import (  # noqa: F401
+        fleet_bench_cmd,
+        fleet_enroll_cmd,
+        fleet_rollout_cmd,
+        fleet_status_cmd,
+    )
 
     app.add_typer(fleet_app, name="fleet")

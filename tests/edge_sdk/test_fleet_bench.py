@@ -7,10 +7,11 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -260,3 +261,39 @@ def test_serving_latency_during_a_benchmark_job_stays_within_its_probation_budge
         budget = agent.config.probation.max_latency_ratio
         assert during <= before * budget, (before, during, budget)
         assert agent.updaters["digits"].slot.version == 1  # still serving what it served
+
+
+def test_fleet_bench_cli_measures_a_bundle_and_refuses_an_unknown_device_in_one_line(
+    cli: Callable[..., tuple[int, str, str]],
+    fleet_broker: FleetBroker,
+    device: Agent,
+    keyring: Path,
+    digits_build: dict[str, Any],
+) -> None:
+    cert, key = fleet_broker.operator_cert
+    options = [
+        "--broker", fleet_broker.operator_url, "--ca", fleet_broker.ca_path,
+        "--client-cert", cert, "--client-key", key, "--keys", keyring,
+    ]  # fmt: skip
+    bundle = digits_build["bundle"]
+    code, out, err = cli(
+        "fleet", "bench", bundle, "--device", "cam-01", "--seconds", "0.3", *options, "--json"
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["device"] == "cam-01" and list(result["candidates"]) == ["int8_static"]
+    measured = result["candidates"]["int8_static"]
+    assert measured["error"] is None and measured["latency_ms"]["p50"] > 0
+    assert measured["fidelity"]["top1_agreement"] == 1.0
+    assert "sending 1 candidates to cam-01" in err
+
+    code, out, err = cli("fleet", "bench", bundle, "--device", "cam-99", *options)
+    assert code == 8 and out == ""
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .endswith(
+            "device cam-99 is unknown to this broker (no status or presence); check the id with "
+            "`edge-sdk fleet status`"
+        )
+    )

@@ -1,0 +1,111 @@
+"""What a benchmark job measures, made from a bundle, a model or a build's candidates, and the
+device's answer turned back into figures the build chooses by (edge_sdk.fleet_bench sends it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_sdk import golden
+from edge_sdk.bench_job import BenchAnswer
+from edge_sdk.fleet_bench import Artifact, JobSpec
+from edge_sdk.search import Candidate
+from edge_sdk.tensors import TensorSpec
+from edge_sdk.timing import LatencyStats
+
+GOLDEN_SAMPLES = 8
+
+
+def spec_from_bundle(path: Path, device: str, **timing: Any) -> JobSpec:
+    """The bundle's artifact, opened as its manifest says, checked on its golden vectors."""
+    from edge_sdk.bundle import read_bundle
+
+    b = read_bundle(path)
+    m = b.manifest
+    artifact = Artifact(m.precision, m.precision, dict(m.runtime_settings), b.artifact)
+    return JobSpec(
+        device, m.profile, m.runtime, m.inputs, m.outputs, b.golden, (artifact,), **timing
+    )
+
+
+def spec_from_model(path: Path, device: str, profile_name: str, **timing: Any) -> JobSpec:
+    """An .onnx model as the profile would run it in float, with golden outputs computed here
+    on random inputs (batch 1 for every dynamic dimension)."""
+    from edge_sdk.build import runtime_settings
+    from edge_sdk.onnx_model import load_source
+    from edge_sdk.ort_runtime import open_session
+    from edge_sdk.profiles import resolve_profile
+    from edge_sdk.runtime import OnnxModel, evaluate
+
+    profile = resolve_profile(profile_name)
+    _, source = load_source(path)
+    rng = np.random.default_rng(0)
+    feeds = {t.name: _random(t, rng) for t in source.inputs}
+    outputs = evaluate(OnnxModel(open_session(path, threads=1)), feeds)
+    data = golden.pack(feeds, {o.name: v for o, v in zip(source.outputs, outputs, strict=True)})
+    artifact = Artifact("fp32", "fp32", runtime_settings(profile, "fp32"), path.read_bytes())
+    return JobSpec(
+        device, profile.id, "onnx", source.inputs, source.outputs, data, (artifact,), **timing
+    )
+
+
+def _random(spec: TensorSpec, rng: np.random.Generator) -> np.ndarray:
+    shape = [GOLDEN_SAMPLES] + [d if isinstance(d, int) else 1 for d in spec.shape[1:]]
+    dtype = np.dtype(spec.dtype)
+    if dtype.kind == "f":
+        return rng.standard_normal(shape).astype(dtype)
+    return rng.integers(0, 2, shape).astype(dtype)
+
+
+def device_latency(answer: BenchAnswer) -> dict[str, LatencyStats]:
+    """Each measured candidate's device latency, by name."""
+    found = {}
+    for r in answer.results:
+        lat = r.latency_ms
+        if r.error is None and lat is not None and lat.get("p50") is not None:
+            found[r.name] = LatencyStats(
+                float(lat["p50"]),
+                float(lat.get("p95") or lat["p50"]),
+                float(lat.get("p99") or lat["p50"]),
+                float(lat.get("mean") or lat["p50"]),
+                int(lat.get("runs") or 0),
+            )
+    return found
+
+
+def by_device(
+    candidates: Sequence[Candidate], answer: BenchAnswer
+) -> tuple[list[Candidate], LatencyStats | None]:
+    """The candidates with the device's latency in place of this host's (a candidate the device
+    could not run is out, with its error), and the float model's device latency, which the
+    device measured as the fp32 candidate."""
+    measured = device_latency(answer)
+    errors = {r.name: r.error for r in answer.results if r.error}
+    out = []
+    for c in candidates:
+        if c.name in measured:
+            out.append(replace(c, latency=measured[c.name]))
+        elif c.error is None and c.name in errors:
+            out.append(replace(c, error=f"on the device: {errors[c.name]}"))
+        else:
+            out.append(c)
+    return out, measured.get("fp32")
+
+
+def results_json(answer: BenchAnswer) -> dict[str, Any]:
+    """What the report and the bundle's manifest record of the device's measurements."""
+    return {
+        "device": answer.device,
+        "job": answer.job,
+        "runtime": dict(answer.runtime),
+        "candidates": {r.name: r.to_json() for r in answer.results},
+    }
+
+
+def figures_rows(answer: BenchAnswer) -> list[Mapping[str, Any]]:
+    return [r.to_json() for r in answer.results]
