@@ -7,8 +7,11 @@ Layout (``REPO/metadata/`` is published file by file as retained MQTT messages):
     metadata/V.snapshot.json    consistent snapshots (the keyring's root sets consistent_snapshot),
     metadata/V.targets.json     named by version as ngclient requests them; the latest
                                 KEEP_VERSIONS of each are kept for clients mid-refresh
+    metadata/V.<model>-v<N>.json  one delegated targets role per release (release_roles.py):
+                                a device fetches only the one it installs
 
-There is no state file: timestamp.json -> V.snapshot.json -> V.targets.json *is* the state.
+There is no state file: timestamp.json -> V.snapshot.json -> V.targets.json (and the roles it
+delegates to) *is* the state.
 timestamp.json is written last, so a crash part-way leaves the previous state in force and the
 newer files it left behind are simply overwritten by the next change.
 
@@ -56,7 +59,7 @@ from tuf.api.metadata import (  # type: ignore[attr-defined]
 from tuf.api.serialization import DeserializationError
 from tuf.api.serialization.json import JSONSerializer
 
-from edge_sdk import chunking
+from edge_sdk import chunking, release_roles
 from edge_sdk.atomic import write_bytes_atomic
 from edge_sdk.bundle import MANIFEST, SIGNATURES, Bundle, check_name, format_version, sha256
 from edge_sdk.errors import InputError, KeyFileError, OutputError, TamperedError, ThresholdError
@@ -81,7 +84,8 @@ _CUSTOM = "custom"
 _HASH = "sha256"
 _TARGETS_META = "targets.json"  # the key of targets metadata in snapshot.meta, per the spec
 _TIMESTAMP = "timestamp.json"
-_VERSIONED = re.compile(r"^(\d+)\.(root|snapshot|targets)\.json\Z")
+# N.root.json, V.snapshot.json, V.targets.json and V.<model>-v<N>.json (a release's role).
+_VERSIONED = re.compile(r"^(\d+)\.([A-Za-z0-9][A-Za-z0-9._-]*)\.json\Z")
 _ONLINE_KEY = re.compile(r"^online-(\d+)\.key\Z")
 # Compact JSON: every device fetches these over MQTT; signatures cover canonical JSON anyway.
 _JSON = JSONSerializer(compact=True)
@@ -117,6 +121,12 @@ class _State:
     timestamp: Metadata[Timestamp]
     snapshot: Metadata[Snapshot]
     targets: Metadata[Targets]
+    delegated: dict[str, Metadata[Targets]] = field(default_factory=dict)  # role -> its metadata
+
+    def all_targets(self) -> dict[str, TargetFile]:
+        return release_roles.flatten(
+            self.targets.signed, {r: md.signed for r, md in self.delegated.items()}
+        )
 
 
 def _utc(moment: datetime) -> datetime:
@@ -354,25 +364,55 @@ def _plan(
     """
     at = {role: expires or now + life for role, life in LIFETIMES.items()}
     files: dict[str, bytes] = {}
-    targets_meta = state.snapshot.signed.meta[_TARGETS_META]
-    if targets is not None or resign_all or _stale(state.targets, root, now):
-        old = state.targets.signed
-        new = Targets(
-            version=old.version + 1,
+    wanted = release_roles.split(state.all_targets() if targets is None else targets)
+    old_meta = state.snapshot.signed.meta
+    meta: dict[str, MetaFile] = {}
+    for role, role_targets in sorted(wanted.items()):
+        old = state.delegated.get(role)
+        key = f"{role}.json"
+        if (
+            old is None
+            or old.signed.targets != role_targets
+            or resign_all
+            or _stale(old, root, now)
+        ):
+            # Past any version the snapshot ever listed: a release removed and published again
+            # must not look like a rollback to a device that saw it before.
+            version = old_meta[key].version + 1 if key in old_meta else 1
+            new = Targets(version=version, expires=at[Targets.type], targets=role_targets)
+            data = sign(Metadata(new))
+            files[f"{version}.{key}"] = data
+            meta[key] = _meta_file(version, data)
+        else:
+            meta[key] = old_meta[key]
+    for key, listed in old_meta.items():
+        # A removed release's role stays listed (ngclient refuses a snapshot that drops a file
+        # it listed before); it is no longer delegated, so no device fetches it.
+        meta.setdefault(key, listed)
+    top = state.targets.signed
+    delegations = release_roles.delegations(root, wanted)
+    if (
+        top.targets
+        or top.delegations != delegations
+        or resign_all
+        or _stale(state.targets, root, now)
+    ):
+        new_top = Targets(
+            version=top.version + 1,
             expires=at[Targets.type],
-            targets=dict(old.targets) if targets is None else targets,
+            targets={},
+            delegations=delegations,
         )
-        data = sign(Metadata(new))
-        files[f"{new.version}.targets.json"] = data
-        targets_meta = _meta_file(new.version, data)
+        data = sign(Metadata(new_top))
+        files[f"{new_top.version}.targets.json"] = data
+        meta[_TARGETS_META] = _meta_file(new_top.version, data)
+    else:
+        meta[_TARGETS_META] = old_meta[_TARGETS_META]
     snapshot_meta = state.timestamp.signed.snapshot_meta
-    if files or resign_all or _stale(state.snapshot, root, now):
+    # A role signed anew, or one gone (a removed release): the snapshot lists them all.
+    if files or meta != old_meta or resign_all or _stale(state.snapshot, root, now):
         version = state.snapshot.signed.version + 1
-        data = sign(
-            Metadata(
-                Snapshot(version, expires=at[Snapshot.type], meta={_TARGETS_META: targets_meta})
-            )
-        )
+        data = sign(Metadata(Snapshot(version, expires=at[Snapshot.type], meta=meta)))
         files[f"{version}.snapshot.json"] = data
         snapshot_meta = _meta_file(version, data)
     if files or force_timestamp or _stale(state.timestamp, root, now):
@@ -497,9 +537,11 @@ def online_signers(keyring: Path, root: Root) -> dict[str, list[Signer]]:
 
 
 def _publish_order(name: str) -> tuple[int, int]:
-    kind_rank = {"root": 0, "targets": 1, "snapshot": 2}
+    # Roots, then the release roles and targets, then the snapshot that lists them; the
+    # timestamp last.
+    kind_rank = {"root": 0, "snapshot": 2}
     match = _VERSIONED.match(name)
-    return (kind_rank[match[2]], int(match[1])) if match else (3, 0)
+    return (kind_rank.get(match[2], 1), int(match[1])) if match else (3, 0)
 
 
 @dataclass(frozen=True)
@@ -550,7 +592,7 @@ class Repository:
 
     def releases(self) -> list[tuple[str, int]]:
         found = set()
-        for path in self._state().targets.signed.targets:
+        for path in self._state().all_targets():
             name, version, _ = path.split("/", 2)
             found.add((name, int(version)))
         return sorted(found)
@@ -558,13 +600,13 @@ class Repository:
     def release_record(self, name: str, version: int) -> dict[str, Any] | None:
         """The signed release record (profile, runtime, files, bytes) of the first variant of
         ``name`` v``version``, or ``None`` when that release is not in the repository."""
-        targets = self._state().targets.signed.targets
+        targets = self._state().all_targets()
         return _record_of(targets.get(f"{release_prefix(name, version)}{MANIFEST}"))
 
     def release_variants(self, name: str, version: int) -> dict[str, dict[str, Any]]:
         """profile -> signed release record of every variant of ``name`` v``version`` (empty
         when that release is not in the repository)."""
-        targets = self._state().targets.signed.targets
+        targets = self._state().all_targets()
         found = {}
         for profile, prefix in variants(targets, name, version).items():
             record = _record_of(targets.get(prefix + MANIFEST))
@@ -601,7 +643,7 @@ class Repository:
             c.sha256: chunking.chunk_bytes(files[n], c) for n, cs in split.items() for c in cs
         }
         state = self._state()
-        current = state.targets.signed.targets
+        current = state.all_targets()
         m = bundle.manifest
         prefix = placement(current, m.name, m.version, m.profile)
         merged = merge_release(
@@ -617,7 +659,7 @@ class Repository:
     ) -> PublishSet:
         state = self._state()
         prefix = release_prefix(name, version)
-        current = state.targets.signed.targets
+        current = state.all_targets()
         kept = {p: t for p, t in current.items() if not p.startswith(prefix)}
         if len(kept) == len(current):
             raise InputError(
@@ -636,7 +678,7 @@ class Repository:
         variant's manifest target of ``name`` v``version``: the pruned metadata file names,
         or None when the release already lists exactly these."""
         state = self._state()
-        changed = with_mirrors(state.targets.signed.targets, name, version, mirrors)
+        changed = with_mirrors(state.all_targets(), name, version, mirrors)
         if changed is None:
             return None
         return self._update(state, targets=changed, expires=expires)
@@ -657,9 +699,16 @@ class Repository:
             raise InputError(f"{meta}: the current snapshot lists no targets; restore a backup")
         targets_version = snapshot.signed.meta[_TARGETS_META].version
         targets = _load(meta / f"{targets_version}.targets.json", Targets)
+        delegated = {}
+        roles = targets.signed.delegations.roles if targets.signed.delegations else None
+        for role in roles or ():
+            listed = snapshot.signed.meta.get(f"{role}.json")
+            if listed is None:
+                raise InputError(f"{meta}: the current snapshot lists no {role}; restore a backup")
+            delegated[role] = _load(meta / f"{listed.version}.{role}.json", Targets)
         count = sum(1 for p in meta.glob("*.root.json") if _VERSIONED.match(p.name))
         roots = tuple(_read_bytes(meta / f"{n}.root.json", "root") for n in range(1, count + 1))
-        return _State(roots, timestamp, snapshot, targets)
+        return _State(roots, timestamp, snapshot, targets, delegated)
 
     def _update(
         self,
@@ -694,18 +743,20 @@ class Repository:
             write_bytes_atomic(self.metadata_dir / name, data)
 
     def _prune(self) -> tuple[str, ...]:
-        """Delete snapshot/targets versions older than the latest KEEP_VERSIONS (and any newer
-        orphan an interrupted write left); root versions are never deleted."""
+        """Delete snapshot/targets/release role versions older than the latest KEEP_VERSIONS
+        (and any newer orphan an interrupted write left), and every version of a role no
+        longer delegated (a removed release); root versions are never deleted."""
         state = self._state()
         current = {
             "snapshot": state.snapshot.signed.version,
             "targets": state.targets.signed.version,
+            **{role: md.signed.version for role, md in state.delegated.items()},
         }
         removed = []
         for path in sorted(self.metadata_dir.iterdir()):
             match = _VERSIONED.match(path.name)
-            if match and match[2] in current:
-                latest = current[match[2]]
+            if match and match[2] != "root":
+                latest = current.get(match[2], 0)
                 if not latest - KEEP_VERSIONS < int(match[1]) <= latest:
                     path.unlink()
                     removed.append(path.name)

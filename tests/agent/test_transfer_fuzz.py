@@ -167,7 +167,8 @@ def test_mutated_metadata_gives_only_our_errors_never_a_retry(
     fleet: tuple[Path, dict], tmp_path: Path
 ) -> None:
     root, files = fleet
-    names = ["timestamp.json", "snapshot.json", "targets.json", "2.root.json"]
+    # 1.digits-v1.json: the release's own delegated role, which holds its chunk lists.
+    names = ["timestamp.json", "snapshot.json", "targets.json", "2.root.json", "1.digits-v1.json"]
     for i, name in enumerate(names):
         original = files.get(name, files["1.root.json"])
         for case in mutations(seed=41 + i, seeds=[original], count=400):

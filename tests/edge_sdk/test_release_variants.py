@@ -155,7 +155,7 @@ def test_placement_and_variants_are_consistent(repo: Repository, keyring: Path) 
 
 
 def _targets(repo: Repository) -> dict[str, TargetFile]:
-    return repo._state().targets.signed.targets
+    return repo._state().all_targets()
 
 
 def _chunks(repo: Repository, path: str) -> list[list[Any]]:

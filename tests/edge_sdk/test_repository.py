@@ -129,9 +129,11 @@ def test_device_verifies_a_release_and_reassembles_its_chunks(
     bundle = make_bundle(keyring, 3)
     published = repo.add_bundle(bundle)
     assert published.metadata == repo.metadata_files()
-    # Publish order: no device may see a timestamp before the snapshot and targets it names.
+    # Publish order: no device may see a timestamp before the snapshot and targets it names;
+    # the release's files are signed in its own delegated role (release_roles.py).
     assert list(published.metadata) == [
         "1.root.json",
+        "1.digits-v3.json",
         "1.targets.json",
         "2.targets.json",
         "1.snapshot.json",

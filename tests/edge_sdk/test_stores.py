@@ -45,7 +45,7 @@ def publish(cli: Cli, bundle: Path, repo: Path, keyring: Path, broker: Broker, *
 
 
 def mirrors_of(repo: Path, keyring: Path) -> Any:
-    targets = Repository.open(repo, keyring)._state().targets.signed.targets
+    targets = Repository.open(repo, keyring)._state().all_targets()
     manifest = targets["digits/1/manifest.json"]
     return (manifest.unrecognized_fields.get("custom") or {}).get(MIRRORS)
 
