@@ -101,6 +101,7 @@ class BenchJobs:
         self._running: _Running | None = None
         self._slow = slow  # test hook: extra milliseconds per run for a candidate's precision
         self._threads: int | None = None  # what the last candidate ran with
+        self._priority = "nice 19"
         # A job dir left by a crash or power cut: nothing in it is worth keeping.
         shutil.rmtree(self.root, ignore_errors=True)
 
@@ -250,6 +251,7 @@ class BenchJobs:
                 error=doc.get("error"),
             )
             self._threads = doc.get("threads", self._threads)
+            self._priority = doc.get("priority", self._priority)
         run.results.append(result)
         run.child = None
         shutil.rmtree(run.directory / candidate.name, ignore_errors=True)
@@ -278,7 +280,7 @@ class BenchJobs:
         )
 
     def _runtime(self) -> dict[str, Any]:
-        info: dict[str, Any] = {"cores": os.cpu_count() or 1, "priority": "nice 19"}
+        info: dict[str, Any] = {"cores": os.cpu_count() or 1, "priority": self._priority}
         try:
             import onnxruntime
 
@@ -291,6 +293,7 @@ class BenchJobs:
 
     def _answer(self, answer: BenchAnswer) -> None:
         a = self.agent
+        a._dirty = True  # the status names the job in flight: publish it at the next tick
         if not a.link.connected.is_set():
             return  # retained answers: the operator reads the latest state when we return
         try:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -49,6 +49,9 @@ from edge_sdk.profiles import SATURATING_KERNELS, HardwareProfile
 from edge_sdk.search import COSINE_NOISE, Candidate, choose, int8_judge, within_budget
 from edge_sdk.tensors import TensorSpec
 from edge_sdk.timing import LatencyStats, measure_interleaved
+
+if TYPE_CHECKING:
+    from edge_sdk.device_measure import MeasureOn
 
 Progress = Callable[[str], None]
 SYNTHETIC_SAMPLES = 64
@@ -79,6 +82,8 @@ class BuildRequest:
     host_kernels: str | None = None
     # This host's CPU and providers (edge_sdk.host); None detects them. Tests inject others.
     host: HostDescription | None = None
+    # --measure-on DEVICE: candidates measured by a device of the fleet, chosen by its figures.
+    measure_on: MeasureOn | None = None
     # A source converted to ONNX first (edge_sdk.sources): what the report names as the source,
     # and what it says about the conversion.
     source_label: str | None = None
@@ -626,7 +631,29 @@ def _build_in(
     candidates = [replace(c, latency=timings.get(c.name)) for c in candidates]
     # Host speed chooses only where this host stands in for the target (edge_sdk.host).
     verdict = verdict_for(profile, shop.host)
-    candidates = choose(candidates, selecting(profile, verdict), timings["source"], source_accuracy)
+    answer = None
+    source_latency = timings["source"]
+    if request.measure_on is not None:
+        from edge_sdk.device_measure import choose_on_device
+
+        few = valid.take(GOLDEN_VECTORS)
+        expected = runtime.evaluate(source_model, few.inputs)
+        send = (
+            {n: (shop.paths[n], shop.settings[n]) for n in shop.paths},
+            request.model,
+            (specs, source.outputs),
+            golden.pack(
+                dict(few.inputs), {o.name: v for o, v in zip(source.outputs, expected, strict=True)}
+            ),
+        )
+        candidates, on_device, answer = choose_on_device(
+            request.measure_on, profile, candidates, send, source_accuracy, progress
+        )
+        source_latency = on_device or source_latency
+    else:
+        candidates = choose(
+            candidates, selecting(profile, verdict), source_latency, source_accuracy
+        )
     chosen = next(c for c in candidates if c.chosen)
     artifact = shop.paths[chosen.name].read_bytes()
 
@@ -651,7 +678,7 @@ def _build_in(
         notes,
         candidates,
         chosen,
-        timings["source"],
+        source_latency,
         source_accuracy,
     )
     report["routes"] = list(shop.routes)
@@ -659,6 +686,15 @@ def _build_in(
     report["timed_on_stand_in"] = verdict.ok
     report["selection"] = selecting(profile, verdict).selection
     report["stand_in_line"] = None if verdict.ok else stand_in_line(profile.id, verdict)
+    report["chosen_on"] = "host timings" if report["selection"] == "fastest" else "profile order"
+    if answer is not None:
+        from edge_sdk.device_measure import results_json, side_by_side
+
+        side_by_side(report["candidates"], timings, answer)
+        report["device"] = results_json(answer)  # the manifest records what the device measured
+        report["host_source_latency_ms"] = timings["source"].to_json()
+        report["chosen_on"] = f"device {answer.device}"
+        report["selection"] = "fastest"
     report["int8_arithmetic"] = {
         "target": profile.int8_kernels,
         "host": shop.host_kernels,

@@ -4,8 +4,8 @@ device's answer turned back into figures the build chooses by (edge_sdk.fleet_be
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +13,14 @@ import numpy as np
 
 from edge_sdk import golden
 from edge_sdk.bench_job import BenchAnswer
-from edge_sdk.fleet_bench import Artifact, JobSpec
+from edge_sdk.fleet_bench import Artifact, DeviceBenchError, JobSpec
+from edge_sdk.profiles import HardwareProfile
 from edge_sdk.search import Candidate
 from edge_sdk.tensors import TensorSpec
 from edge_sdk.timing import LatencyStats
 
 GOLDEN_SAMPLES = 8
+SOURCE = "source"  # the float baseline's name in a build's job
 
 
 def spec_from_bundle(path: Path, device: str, **timing: Any) -> JobSpec:
@@ -83,7 +85,7 @@ def by_device(
 ) -> tuple[list[Candidate], LatencyStats | None]:
     """The candidates with the device's latency in place of this host's (a candidate the device
     could not run is out, with its error), and the float model's device latency, which the
-    device measured as the fp32 candidate."""
+    device measured as the ``source`` candidate."""
     measured = device_latency(answer)
     errors = {r.name: r.error for r in answer.results if r.error}
     out = []
@@ -94,7 +96,7 @@ def by_device(
             out.append(replace(c, error=f"on the device: {errors[c.name]}"))
         else:
             out.append(c)
-    return out, measured.get("fp32")
+    return out, measured.get(SOURCE)
 
 
 def results_json(answer: BenchAnswer) -> dict[str, Any]:
@@ -109,3 +111,107 @@ def results_json(answer: BenchAnswer) -> dict[str, Any]:
 
 def figures_rows(answer: BenchAnswer) -> list[Mapping[str, Any]]:
     return [r.to_json() for r in answer.results]
+
+
+@dataclass(frozen=True)
+class MeasureOn:
+    """``build --measure-on DEVICE``: where to measure, and how the job is sent (run_job bound
+    to the broker, the online keys and a deadline)."""
+
+    device: str
+    send: Callable[[JobSpec], BenchAnswer]
+    seconds: float = 2.0
+
+
+def measure_candidates(
+    on: MeasureOn,
+    profile: HardwareProfile,
+    candidates: Sequence[Candidate],
+    artifacts: Mapping[str, tuple[Path, Mapping[str, Any]]],
+    source: Path,
+    tensors: tuple[Sequence[TensorSpec], Sequence[TensorSpec]],
+    golden_bytes: bytes,
+    source_accuracy: float | None,
+    progress: Callable[[str], None],
+) -> BenchAnswer:
+    """Send every candidate inside the budget (and, for ONNX targets, the source model as the
+    float baseline) to the device; a DeviceBenchError carries the host's figures
+    (``host_figures``), for the one line to come with them."""
+    from edge_sdk.build import runtime_settings
+    from edge_sdk.search import within_budget
+
+    sent = [
+        c
+        for c in candidates
+        if c.name in artifacts and within_budget(c, source_accuracy, profile.accuracy_budget)
+    ]
+    parts = [
+        Artifact(c.name, c.precision, dict(artifacts[c.name][1]), artifacts[c.name][0].read_bytes())
+        for c in sent
+    ]
+    if profile.runtime == "onnx":
+        parts.insert(
+            0, Artifact(SOURCE, "fp32", runtime_settings(profile, "fp32"), source.read_bytes())
+        )
+    spec = JobSpec(
+        on.device,
+        profile.id,
+        profile.runtime,
+        tuple(tensors[0]),
+        tuple(tensors[1]),
+        golden_bytes,
+        tuple(parts),
+        seconds=on.seconds,
+    )
+    progress(f"measuring {len(parts)} candidates on device {on.device}")
+    try:
+        return on.send(spec)
+    except DeviceBenchError as e:
+        e.host_figures = [
+            f"host figures: {c.name} p50 {c.latency.p50_ms:.3f} ms, p95 {c.latency.p95_ms:.3f} ms"
+            for c in candidates
+            if c.latency is not None
+        ]
+        raise
+
+
+def choose_on_device(
+    on: MeasureOn,
+    profile: HardwareProfile,
+    candidates: Sequence[Candidate],
+    send_args: tuple[
+        Mapping[str, tuple[Path, Mapping[str, Any]]],
+        Path,
+        tuple[Sequence[TensorSpec], Sequence[TensorSpec]],
+        bytes,
+    ],
+    source_accuracy: float | None,
+    progress: Callable[[str], None],
+) -> tuple[list[Candidate], LatencyStats | None, BenchAnswer]:
+    """Measure on the device, then choose by its figures: the device is the target, so its
+    speed is evidence whatever the profile's selection says for host timings."""
+    from edge_sdk.search import choose
+
+    artifacts, source, tensors, golden_bytes = send_args
+    answer = measure_candidates(
+        on, profile, candidates, artifacts, source, tensors, golden_bytes, source_accuracy, progress
+    )
+    on_device, source_latency = by_device(candidates, answer)
+    measured = device_latency(answer)
+    # Not measured there (outside the budget, or not sent): no device speed to rank it by.
+    ranked = [c if c.name in measured or c.error else replace(c, latency=None) for c in on_device]
+    chosen = choose(ranked, replace(profile, selection="fastest"), source_latency, source_accuracy)
+    return chosen, source_latency, answer
+
+
+def side_by_side(
+    report_candidates: Sequence[dict[str, Any]],
+    host: Mapping[str, LatencyStats],
+    answer: BenchAnswer,
+) -> None:
+    """Each candidate's report entry gets its host and its device figures."""
+    device = {r.name: r for r in answer.results}
+    for c in report_candidates:
+        h, d = host.get(c["name"]), device.get(c["name"])
+        c["host_latency_ms"] = h.to_json() if h else None
+        c["device"] = d.to_json() if d else None

@@ -46,6 +46,8 @@ class DeviceBenchError(UpdateError):
     """The device did not measure the candidates: unknown, offline, wrong profile, refused,
     failed or too slow to answer. One line; the host's figures stand."""
 
+    host_figures: list[str] = []  # noqa: RUF012 - set per instance by device_measure
+
 
 @dataclass(frozen=True)
 class Artifact:

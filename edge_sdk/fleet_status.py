@@ -282,6 +282,7 @@ def to_json(rows: Iterable[Row]) -> dict[str, Any]:
                 "last_seen": v.at or None,
                 "assignment_error": v.assignment_error,
                 "problem": v.problem,
+                "bench_job": v.bench_job or None,
                 "models": models.get(v.device, {}),
             }
         )
@@ -367,6 +368,10 @@ def notes(rows: Iterable[Row]) -> list[str]:
         if text:
             where = f"{r.entry.view.device} {r.model.name}" if r.model else r.entry.view.device
             found.append(f"{where}: {text}")
+    # Benchmark jobs in flight (fleet bench, build --measure-on): one line per device.
+    for entry in entries_of(rows):
+        if entry.view.bench_job:
+            found.append(f"{entry.view.device}: benchmark job {entry.view.bench_job} in flight")
     return found
 
 

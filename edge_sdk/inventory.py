@@ -111,6 +111,7 @@ class DeviceView:
     models: Mapping[str, ModelView] = field(default_factory=dict)
     assignment_error: str = ""
     problem: str = ""  # why the status could not be read, if it could not
+    bench_job: str = ""  # the benchmark job the device is running (edge_sdk.bench_job)
     received: float = 0.0  # when this host last heard from the device (wall clock)
 
     def model(self, name: str) -> ModelView | None:
@@ -140,6 +141,7 @@ def parse_status(device: str, payload: bytes | bytearray) -> DeviceView:
         at=clean_text(doc.get("at")),
         models=models,
         assignment_error=clean_text(doc.get("assignment_error")),
+        bench_job=clean_text(doc.get("bench_job")),
     )
 
 
@@ -338,6 +340,7 @@ class FleetWatch(OperatorSession):
                     models=base.models,
                     assignment_error=base.assignment_error,
                     problem=base.problem,
+                    bench_job=base.bench_job,
                     received=self._received.get(name, 0.0),
                 )
             return views

@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from edge_sdk.bundle import shown_label
+from edge_sdk.device_report import device_lines, where_timed
 
 
 def _mb(n: int) -> str:
@@ -138,11 +139,14 @@ def _print_build_notes(console: Console, report: Mapping[str, Any]) -> None:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
     if report.get("stand_in_line"):
         console.print(f"[yellow]host:[/] {report['stand_in_line']}", highlight=False)
+    for line in device_lines(report):
+        console.print(line, highlight=False, markup=False)
     size_ratio = report["source_bytes"] / max(report["artifact_bytes"], 1)
     console.print(
         f"[bold]{report.get('bundle', '')}[/]  {report['precision']} {report['runtime']}, "
         f"{_mb(report['artifact_bytes'])} ({size_ratio:.1f}x smaller), "
-        f"{report['speedup']:.2f}x faster on this host ({report['host_threads']} threads), "
+        f"{report['speedup']:.2f}x faster {where_timed(report)} "
+        f"({report['host_threads']} threads), "
         f"signed: {'yes' if report.get('signed') else 'no'}",
         highlight=False,
     )

@@ -12,6 +12,16 @@ from typing import Annotated, Any
 import typer
 
 from edge_sdk.cli._common import JsonFlag, emit_json, stderr_console, stdout_console
+from edge_sdk.cli._fleet_options import (
+    BrokerOpt,
+    CaOpt,
+    CertOpt,
+    FleetOpt,
+    KeyOpt,
+    KeysOpt,
+    PrefixOpt,
+)
+from edge_sdk.cli.fleet_bench_cmd import MeasureSecondsOpt, TimeoutOpt
 
 
 def build_command(
@@ -62,6 +72,24 @@ def build_command(
     force: Annotated[
         bool, typer.Option(help="Replace an existing bundle of this version.")
     ] = False,
+    measure_on: Annotated[
+        str | None,
+        typer.Option(
+            "--measure-on",
+            help="Measure the candidates on this device of the fleet (a signed benchmark job) "
+            "and choose by its figures; the broker and --keys options say how to reach it.",
+            show_default=False,
+        ),
+    ] = None,
+    measure_seconds: MeasureSecondsOpt = 2.0,
+    measure_timeout: TimeoutOpt = None,
+    keys: KeysOpt = Path("keys"),
+    broker: BrokerOpt = "mqtt://127.0.0.1:1883",
+    ca: CaOpt = None,
+    cert: CertOpt = None,
+    client_key: KeyOpt = None,
+    fleet: FleetOpt = "default",
+    topic_prefix: PrefixOpt = "edge",
     json_output: JsonFlag = False,
 ) -> None:
     """Convert, quantize, measure and pack a model into one signed bundle for a profile; with
@@ -82,6 +110,14 @@ def build_command(
         twice = sorted({i for i in ids if ids.count(i) > 1})
         raise InputError(f"--profile {', '.join(twice)} given twice; name each profile once")
     shapes = parse_input_shapes(input_shape or [])
+    device = None
+    if measure_on is not None:
+        from edge_sdk.cli.fleet_bench_cmd import measure_on as device_for
+
+        tls = (ca, cert, client_key)
+        device = device_for(
+            measure_on, measure_seconds, measure_timeout, keys, broker, tls, fleet, topic_prefix
+        )
     reports = []
     for hardware in profiles:
         request = BuildRequest(
@@ -96,13 +132,28 @@ def build_command(
             keys=tuple(key or ()),
             input_shapes=shapes,
             force=force,
+            measure_on=device,
         )
         with _progress(None if len(profiles) == 1 else hardware.id) as progress:
-            result = build(request, progress=progress)
+            result = _measured(build, request, progress)
         reports.append(result.report)
         if version is None:  # the first build chose the next version in --out: keep it
             version, label = str(result.report["version"]), str(result.report["label"])
     _print_reports(reports, json_output)
+
+
+def _measured(build: Any, request: Any, progress: Callable[[str], None]) -> Any:
+    """A build; when its device could not measure, this host's figures before the one line."""
+    if request.measure_on is None:
+        return build(request, progress=progress)
+    from edge_sdk.fleet_bench import DeviceBenchError  # paho: only when a device measures
+
+    try:
+        return build(request, progress=progress)
+    except DeviceBenchError as e:
+        for line in e.host_figures:
+            stderr_console.print(line, highlight=False)
+        raise
 
 
 @contextlib.contextmanager

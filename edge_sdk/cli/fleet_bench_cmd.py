@@ -5,7 +5,7 @@ job: edge_sdk.fleet_bench)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -23,12 +23,20 @@ from edge_sdk.cli._fleet_options import (
 )
 from edge_sdk.cli.fleet_cmd import fleet_app
 
+if TYPE_CHECKING:
+    from edge_sdk.bench_job import BenchAnswer
+    from edge_sdk.device_measure import MeasureOn
+
 _Opt = typer.Option
 DeviceOpt = Annotated[
     str, _Opt("--device", help="The device that measures (its id).", show_default=False)
 ]
 SecondsOpt = Annotated[
     float, _Opt("--seconds", min=0.1, max=600, help="Timing per candidate on the device.")
+]
+MeasureSecondsOpt = Annotated[
+    float,
+    _Opt("--measure-seconds", min=0.1, max=600, help="Timing per candidate on the device."),
 ]
 TimeoutOpt = Annotated[
     float | None,
@@ -111,3 +119,41 @@ def bench_command(
             f"cosine {fid.get('cosine') or 0:.5f}",
             highlight=False,
         )
+
+
+def measure_on(
+    device: str,
+    seconds: float,
+    timeout: float | None,
+    keys: Path,
+    broker: str,
+    tls: tuple[Path | None, Path | None, Path | None],
+    fleet: str,
+    topic_prefix: str,
+) -> MeasureOn:
+    """``build --measure-on``: every input checked now, before minutes of building."""
+    from edge_sdk.device_measure import MeasureOn
+    from edge_sdk.fleet_bench import JobSpec, job_serial, load_signers, run_job
+    from edge_sdk.operator_link import BrokerAddress
+    from edge_sdk.topics import Topics, check_identifier
+
+    check_identifier(device, "--measure-on")
+    topics = Topics(topic_prefix, fleet)
+    signers = load_signers(keys)
+    ca, cert, key = tls
+    address = BrokerAddress.parse(broker, ca=ca, cert=cert, key=key)
+
+    def send(spec: JobSpec) -> BenchAnswer:
+        warn_if_default_broker()
+        return run_job(
+            address,
+            topics,
+            signers,
+            spec,
+            serial=job_serial(),
+            deadline_s=timeout,
+            progress=lambda line: stderr_console.print(line, highlight=False),
+            client_id=session_id("bench"),
+        )
+
+    return MeasureOn(device, send, seconds)

@@ -4,6 +4,7 @@ model's candidates in its own runtime."""
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
@@ -16,10 +17,12 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import pytest
+from rich.console import Console
 
 from agent.daemon import Agent
 from edge_sdk import golden
 from edge_sdk.bench_job import BenchAnswer, job_topic, sign_job
+from edge_sdk.bundle import read_bundle
 from edge_sdk.client import InferenceClient
 from edge_sdk.fleet_bench import (
     Artifact,
@@ -32,6 +35,7 @@ from edge_sdk.fleet_bench import (
 )
 from edge_sdk.onnx_model import load_source
 from edge_sdk.operator_link import BrokerAddress, OperatorLink
+from edge_sdk.report import print_build_report
 from edge_sdk.topics import Topics
 from testing.agents import agent_thread, serving_v1, wait_for
 from testing.fleet_broker import FAST_BROKER_TOML, FAST_EXTRA_TOML, FleetBroker
@@ -111,7 +115,7 @@ def test_the_device_measures_every_candidate_with_its_own_figures(
     fast, slow = by_name["fp32"].latency_ms, by_name["int8_static"].latency_ms
     assert fast is not None and slow is not None
     assert slow["p50"] >= SLOW_MS > fast["p50"]
-    assert answer.runtime["threads"] == 1 and answer.runtime["priority"] == "nice 19"
+    assert answer.runtime["threads"] == 1 and answer.runtime["priority"] == "SCHED_IDLE, nice 19"
     assert lines[0].startswith("sending 2 candidates to cam-01")
     # Nothing left behind: the job's directory is gone, the job and its chunks cleared.
     assert not any((device.config.state_dir / "bench").iterdir())
@@ -202,8 +206,11 @@ def test_unknown_offline_and_wrong_profile_devices_are_one_line(
         run_job(address, TOPICS, signers, digits_spec("cam-01"), serial=3)
 
 
-def test_a_device_too_slow_for_the_deadline_is_a_timeout(
-    fleet_broker: FleetBroker, device: Agent, keyring: Path
+def test_a_device_too_slow_for_the_deadline_is_a_timeout_and_fleet_status_shows_its_job(
+    cli: Callable[..., tuple[int, str, str]],
+    fleet_broker: FleetBroker,
+    device: Agent,
+    keyring: Path,
 ) -> None:
     spec = replace(digits_spec("cam-01"), seconds=5.0)
     with pytest.raises(DeviceBenchError, match=r"did not finish benchmark job \w+ within 2 s"):
@@ -211,6 +218,18 @@ def test_a_device_too_slow_for_the_deadline_is_a_timeout(
             operator_address(fleet_broker), TOPICS, load_signers(keyring), spec, serial=1,
             deadline_s=2.0,
         )  # fmt: skip
+    # The device is still measuring: `fleet status` says so.
+    cert, key = fleet_broker.operator_cert
+    status = [
+        "fleet", "status", "--broker", fleet_broker.operator_url, "--ca", fleet_broker.ca_path,
+        "--client-cert", cert, "--client-key", key, "--broker-dir", fleet_broker.directory,
+    ]  # fmt: skip
+    code, out, err = cli(*status)
+    assert code == 0, err
+    job = device.bench.in_flight
+    assert job is not None and f"cam-01: benchmark job {job} in flight" in out
+    code, out, _ = cli(*status, "--json")
+    assert json.loads(out)["devices"][0]["bench_job"] == job
 
 
 def _p95_ms(client: InferenceClient, x: np.ndarray, n: int = 150) -> float:
@@ -257,9 +276,12 @@ def test_serving_latency_during_a_benchmark_job_stays_within_its_probation_budge
             time.sleep(1.0)  # past fetching: a candidate is being timed
             during = _p95_ms(client, x)
             job.join(60)
+            # Neighbours on a shared host move p95 too: the normal figure is the worse of the
+            # two taken without a job, before and after.
+            normal = max(before, _p95_ms(client, x))
         assert answers and answers[0].state == "done"
         budget = agent.config.probation.max_latency_ratio
-        assert during <= before * budget, (before, during, budget)
+        assert during <= normal * budget, (before, normal, during, budget)
         assert agent.updaters["digits"].slot.version == 1  # still serving what it served
 
 
@@ -297,3 +319,50 @@ def test_fleet_bench_cli_measures_a_bundle_and_refuses_an_unknown_device_in_one_
             "`edge-sdk fleet status`"
         )
     )
+
+
+def test_a_build_measured_on_a_device_chooses_by_the_devices_figures(
+    cli: Callable[..., tuple[int, str, str]],
+    fleet_broker: FleetBroker,
+    device: Agent,
+    keyring: Path,
+    tmp_path: Path,
+    digits_build: dict[str, Any],
+) -> None:
+    cert, key = fleet_broker.operator_cert
+    options = [
+        "--broker", fleet_broker.operator_url, "--ca", fleet_broker.ca_path,
+        "--client-cert", cert, "--client-key", key, "--keys", keyring,
+    ]  # fmt: skip
+    build = [
+        "build", DIGITS / "model.onnx", "--profile", "x86-64-vnni",
+        "--calibration", DIGITS / "calibration.npz", "--validation", DIGITS / "validation.npz",
+        "--out", tmp_path / "out", "--measure-seconds", "0.3", *options,
+    ]  # fmt: skip
+    code, out, err = cli(*build, "--measure-on", "cam-01", "--json")
+    assert code == 0, err
+    r = json.loads(out)
+    # On this host int8 wins (the digits build); on the device int8 is slow: float ships.
+    assert digits_build["precision"] == "int8_static"
+    assert r["chosen_on"] == "device cam-01" and r["precision"] == "fp32"
+    by_name = {c["name"]: c for c in r["candidates"]}
+    int8 = by_name["int8_static-minmax"]
+    assert int8["reason"].startswith("slower than the float model")
+    assert int8["device"]["latency_ms"]["p50"] >= SLOW_MS > int8["host_latency_ms"]["p50"]
+    assert int8["latency_ms"] == int8["device"]["latency_ms"]  # chosen on the device's
+    assert set(r["device"]["candidates"]) >= {"source", "fp32", "int8_static-minmax"}
+    manifest = read_bundle(Path(r["bundle"])).manifest
+    assert manifest.precision == "fp32" and manifest.report["device"] == r["device"]
+    console = Console(file=io.StringIO(), width=120)
+    print_build_report(console, r)
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "measured on device cam-01 (onnxruntime " in text
+    assert "chosen on: device cam-01's figures" in text and "faster on device cam-01" in text
+
+    # A device the broker does not know: the host's figures, then one line; exit non-zero.
+    code, out, err = cli(*build, "--measure-on", "cam-99", "--force")
+    assert code == 8 and out == ""
+    lines = err.strip().splitlines()
+    assert any(line.startswith("host figures: int8_static-minmax p50 ") for line in lines)
+    assert lines[-1].endswith("device cam-99 is unknown to this broker (no status or presence); "
+                              "check the id with `edge-sdk fleet status`")  # fmt: skip
