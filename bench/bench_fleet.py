@@ -44,6 +44,14 @@ import agent.updater
 from agent.daemon import Agent
 from agent.machine import State
 from agent.sysinfo import release_memory
+from bench.fleet_meter import (
+    TopicMeter,
+    UpdateClock,
+    WaveTime,
+    breakdown_table,
+    difference,
+    wave_times,
+)
 from edge_sdk.broker_setup import MAX_QUEUED_MESSAGES
 from edge_sdk.bundle import Bundle
 from edge_sdk.fleet import assign, publish_assignments
@@ -255,6 +263,9 @@ class RolloutResult:
     wave_s: list[float]  # time from the rollout's start to each wave passing
     phase: str
     reason: str
+    devices: list[list[str]] = field(default_factory=list)  # each wave's devices
+    published_at: list[float] = field(default_factory=list)  # wall clock: each wave assigned
+    passed_at: list[float] = field(default_factory=list)  # wall clock: each wave passed
 
 
 def run_rollout(
@@ -264,11 +275,14 @@ def run_rollout(
     in-process: the CLI's wiring of FleetWatch, OperatorLink, plan, begin and drive."""
     gate = Gate(bake_s=0.0, wave_timeout_s=600.0)
     marks: list[float] = []
+    published_at: list[float] = []
+    passed_at: list[float] = []
     start = time.perf_counter()
 
     def report(line: str) -> None:
         if line.startswith("wave ") and " passed: " in line:
             marks.append(time.perf_counter() - start)
+            passed_at.append(time.time())
 
     with operator_link(operator.broker) as link:
         watch.sync()
@@ -285,6 +299,8 @@ def run_rollout(
         record = begin(operator.repo_dir, planned, time.time())
 
         def publish(todo: Sequence[Order], serial: int) -> None:
+            if any(o.scope.startswith("devices/") for o in todo):
+                published_at.append(time.time())
             triples = [(o.scope, o.version, o.rollback) for o in todo]
             publish_assignments(
                 operator.keyring, link, TOPICS, model=MODEL, serial=serial, orders=triples
@@ -294,7 +310,14 @@ def run_rollout(
         final: Rollout = drive(record, operator.repo_dir, fleet, publish, report=report)
     elapsed = time.perf_counter() - start
     return RolloutResult(
-        elapsed, [len(w) for w in planned.waves], marks, str(final.phase), final.reason
+        elapsed,
+        [len(w) for w in planned.waves],
+        marks,
+        str(final.phase),
+        final.reason,
+        [list(w) for w in planned.waves],
+        published_at,
+        passed_at,
     )
 
 
@@ -781,22 +804,29 @@ def main() -> None:
 
 
 def broker_bytes(broker: Broker) -> tuple[int, int]:
-    """(received, sent) by the broker so far, from its $SYS counters (published every 1 s)."""
-    time.sleep(1.3)  # past one sys_interval: the counters then include everything before
+    """(received, sent) by the broker so far, from its $SYS counters (published every 1 s).
+
+    Only a live update counts: the retained copy a subscription starts with can be two
+    seconds old (Mosquitto checks the interval in whole seconds), which once put most of a
+    release published just before into the next rollout's figure."""
     got: dict[str, int] = {}
     done = threading.Event()
     client = connect_client(broker.host, broker.port, None, ca_path=None)
 
     def on_message(_c: Any, _u: Any, msg: Any) -> None:
+        if msg.retain:
+            return
         got[msg.topic.rsplit("/", 1)[-1]] = int(msg.payload)
         if len(got) == 2:
             done.set()
 
     client.on_message = on_message
     client.subscribe([("$SYS/broker/bytes/received", 0), ("$SYS/broker/bytes/sent", 0)])
-    done.wait(10)
+    arrived = done.wait(10)
     close_clients([client])
-    return got.get("received", 0), got.get("sent", 0)
+    if not arrived:
+        raise RuntimeError("the broker published no $SYS byte counters within 10 s")
+    return got["received"], got["sent"]
 
 
 def publish_release(
@@ -873,9 +903,20 @@ class ScaleRow:
     process_rss_mb: float = 0.0  # one agent process, idle, v1
     process_cpu_pct: float = 0.0
     host_available_mb: float = 0.0
+    # phase: (direction, topic class, role) -> (messages, bytes), the in-process clients' share
+    topics: dict[str, dict[tuple[str, str, str], tuple[int, int]]] = field(default_factory=dict)
+    wave_times: dict[str, list[WaveTime]] = field(default_factory=dict)
 
     def raw_s(self, devices: int) -> float:
         return devices * self.chunk_bytes / self.raw_rate if self.raw_rate else 0.0
+
+    def product_kb(self, key: str) -> float:
+        """The broker's bytes per device update (its $SYS counters, in + out) less what went
+        to the benchmark's own observers (the event clock, the $SYS reader)."""
+        observers = sum(
+            b for (_d, _c, role), (_m, b) in self.topics[key].items() if role == "bench"
+        )
+        return (sum(self.bytes[key]) - observers) / self.n / 1e3
 
 
 def measure_scale(
@@ -895,8 +936,14 @@ def measure_scale(
     broker = QuietBroker(work / "broker")
     operator = Operator(keyring, work / "repo", broker)
     with ExitStack() as stack:
+        meter = stack.enter_context(TopicMeter().installed())
         broker.start()
         stack.callback(broker.close)
+        clock = UpdateClock()
+        events = connect_client(broker.host, broker.port, None, ca_path=None)
+        events.on_message = clock.on_message
+        events.subscribe(TOPICS.events("+"), qos=0)
+        stack.callback(close_clients, [events])
         assert broker._proc is not None
         broker_pid = broker._proc.pid
         sampler = stack.enter_context(Sampler(broker_pid))
@@ -962,7 +1009,6 @@ def measure_scale(
             publish_release(operator, bundles[2], store, mirrors)
             chunks = operator.repository().chunks_of(bundles[2])
             row.chunk_count, row.chunk_bytes = len(chunks), sum(len(c) for c in chunks.values())
-            publish_release(operator, bundles[3], store, mirrors)
             watch = fleet.enter_context(
                 FleetWatch(
                     BrokerAddress(broker.host, broker.port, False),
@@ -971,7 +1017,12 @@ def measure_scale(
                 )
             )
             for key, version, waves in (("waves", 2, WAVES), ("one", 3, "100%")):
+                if version == 3:
+                    # Each rollout follows its release's publication, as in use: its devices
+                    # then fetch the new metadata (published before the byte count starts).
+                    publish_release(operator, bundles[3], store, mirrors)
                 before, cpu0 = broker_bytes(broker), cpu_seconds(broker_pid)
+                counted = meter.snapshot()
                 m = bundles[version].manifest
                 result = run_rollout(operator, watch, m.version, m.label, waves)
                 if result.phase != str(Phase.COMPLETED):
@@ -983,8 +1034,12 @@ def measure_scale(
                     f"every agent on v{version}",
                 )
                 after = broker_bytes(broker)
+                row.topics[key] = difference(meter.snapshot(), counted)
                 row.broker_cpu[key] = cpu_seconds(broker_pid) - cpu0
                 row.bytes[key] = (after[0] - before[0], after[1] - before[1])
+                row.wave_times[key] = wave_times(
+                    clock, result.devices, result.published_at, result.passed_at, version
+                )
                 say(f"{source} N={n}: rollout of v{version} in {waves}: {result.seconds:.1f} s")
                 if key == "waves":
                     row.waves = result
@@ -1248,7 +1303,8 @@ def scale_report(rows: list[ScaleRow], sims: list[SimRow], total_s: float) -> No
         print(
             "| chunks from | N | rollout s, waves 1,10%,50%,100% | rollout s, one wave "
             "| raw s (N x release at the raw rate) | one wave / raw | worst wave / its raw "
-            "| broker KB per device update (in + out), waves / one wave | broker CPU s "
+            "| broker KB per device update (in + out, less the benchmark's observers), waves / "
+            "one wave | broker CPU s "
             "(one wave) | broker RSS peak MB |"
         )
         print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -1260,13 +1316,28 @@ def scale_report(rows: list[ScaleRow], sims: list[SimRow], total_s: float) -> No
             for size, mark in zip(r.waves.waves, r.waves.wave_s, strict=False):
                 worst = max(worst, (mark - previous) / max(r.raw_s(size), 1e-9))
                 previous = mark
-            per = {k: (rec + sent) / r.n / 1e3 for k, (rec, sent) in r.bytes.items()}
+            per = {k: r.product_kb(k) for k in r.bytes}
             print(
                 f"| {r.source} | {r.n} | {r.waves.seconds:.1f} | {r.one_wave.seconds:.1f} "
                 f"| {raw:.1f} | {r.one_wave.seconds / raw:.1f}x | {worst:.1f}x "
                 f"| {per['waves']:.1f} / {per['one']:.1f} | {r.broker_cpu['one']:.1f} "
                 f"| {r.broker_peak_mb:.0f} |"
             )
+        for r in rows:
+            for key, title in (("waves", "waves 1,10%,50%,100%"), ("one", "one wave")):
+                if r.processes < r.n and key in r.topics:
+                    print()
+                    table = breakdown_table(
+                        f"{r.source}, N={r.n}, {title} (agents' rows: the {r.n - r.processes} "
+                        "in-process agents)",
+                        r.topics[key],
+                        r.n,
+                        r.n - r.processes,
+                        r.bytes.get(key),
+                    )
+                    print("\n".join(table))
+            for key, title in (("waves", "waves 1,10%,50%,100%"), ("one", "one wave")):
+                print(wave_report(f"{r.source}, N={r.n}, {title}", r, r.wave_times.get(key, [])))
         for r in rows:
             if r.process_rss_mb:
                 by_mem = r.host_available_mb / r.process_rss_mb
@@ -1297,6 +1368,29 @@ def scale_report(rows: list[ScaleRow], sims: list[SimRow], total_s: float) -> No
                 f"| {sum(s.bytes) / s.n / 1e3:.1f} |"
             )
     print(f"\nWhole run: {total_s / 60:.1f} min.")
+
+
+def wave_report(title: str, r: ScaleRow, times: Sequence[WaveTime]) -> str:
+    """Where each wave's time goes: the mean device's phases (from its own event times), the
+    slowest device, and the rest (assignment delivery, reports, the controller's verdict)."""
+    lines = [
+        f"\n{title}: where the wave time goes (s; phases are the mean device's, from its events)",
+        "",
+        "| wave | devices | wave s | raw s | transfer | verification | load+self-test "
+        "| probation | slowest device | gating (wave - slowest) | wave / raw |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for i, w in enumerate(times, 1):
+        raw = r.raw_s(w.size)
+        p = w.phases
+        transfer = p["delivery"] + p["transfer"]
+        lines.append(
+            f"| {i} | {w.size} | {w.wave_s:.1f} | {raw:.2f} | {transfer:.2f} "
+            f"| {p['verification']:.2f} | {p['load+self-test'] + p['switch']:.2f} "
+            f"| {p['probation']:.2f} | {w.slowest_s:.1f} | {w.gating_s:.1f} "
+            f"| {w.wave_s / max(raw, 1e-9):.0f}x |"
+        )
+    return "\n".join(lines)
 
 
 def scale_main() -> None:
