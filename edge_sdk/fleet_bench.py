@@ -247,6 +247,20 @@ def _await(
         progress(f"measuring on {device}: {answer.done}/{answer.total} candidates")
 
 
+def published_chunks(
+    repo_dir: Path, address: BrokerAddress, topics: Topics
+) -> Callable[[str], bool]:
+    """Whether a chunk belongs to a release ``fleet publish`` put on this broker (its ledger in
+    the repository): such a chunk stays on the broker when the job's chunks are cleared."""
+    from edge_sdk.publish_ledger import PublishLedger
+
+    scheme = "mqtts" if address.tls else "mqtt"
+    ledger = PublishLedger.for_broker(
+        repo_dir, f"{scheme}://{address.host}:{address.port}", topics.root
+    )
+    return lambda sha: sha in ledger
+
+
 def job_serial() -> int:
     """Job serials only grow: the wall clock in microseconds (under 2**53 until the year 2255).
     A device refuses a job below the highest serial it took."""

@@ -20,6 +20,7 @@ from edge_sdk.cli._fleet_options import (
     KeyOpt,
     KeysOpt,
     PrefixOpt,
+    RepoOpt,
 )
 from edge_sdk.cli.fleet_bench_cmd import MeasureSecondsOpt, TimeoutOpt
 
@@ -84,6 +85,7 @@ def build_command(
     measure_seconds: MeasureSecondsOpt = 2.0,
     measure_timeout: TimeoutOpt = None,
     keys: KeysOpt = Path("keys"),
+    repo: RepoOpt = Path("fleet-repo"),
     broker: BrokerOpt = "mqtt://127.0.0.1:1883",
     ca: CaOpt = None,
     cert: CertOpt = None,
@@ -116,7 +118,15 @@ def build_command(
 
         tls = (ca, cert, client_key)
         device = device_for(
-            measure_on, measure_seconds, measure_timeout, keys, broker, tls, fleet, topic_prefix
+            measure_on,
+            measure_seconds,
+            measure_timeout,
+            keys,
+            repo,
+            broker,
+            tls,
+            fleet,
+            topic_prefix,
         )
     reports = []
     for hardware in profiles:

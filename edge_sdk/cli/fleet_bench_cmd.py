@@ -18,6 +18,7 @@ from edge_sdk.cli._fleet_options import (
     KeyOpt,
     KeysOpt,
     PrefixOpt,
+    RepoOpt,
     session_id,
     warn_if_default_broker,
 )
@@ -63,6 +64,7 @@ def bench_command(
     seconds: SecondsOpt = 2.0,
     measure_timeout: TimeoutOpt = None,
     keys: KeysOpt = Path("keys"),
+    repo: RepoOpt = Path("fleet-repo"),
     broker: BrokerOpt = "mqtt://127.0.0.1:1883",
     ca: CaOpt = None,
     cert: CertOpt = None,
@@ -75,7 +77,7 @@ def bench_command(
     throughput, peak memory and fidelity against the golden vectors."""
     from edge_sdk.device_measure import results_json, spec_from_bundle, spec_from_model
     from edge_sdk.errors import InputError
-    from edge_sdk.fleet_bench import job_serial, load_signers, run_job
+    from edge_sdk.fleet_bench import job_serial, load_signers, published_chunks, run_job
     from edge_sdk.operator_link import BrokerAddress
     from edge_sdk.topics import Topics, check_identifier
 
@@ -101,6 +103,7 @@ def bench_command(
         spec,
         serial=job_serial(),
         deadline_s=measure_timeout,
+        keep_chunks=published_chunks(repo, address, topics),
         progress=progress,
         client_id=session_id("bench"),
     )
@@ -126,6 +129,7 @@ def measure_on(
     seconds: float,
     timeout: float | None,
     keys: Path,
+    repo: Path,
     broker: str,
     tls: tuple[Path | None, Path | None, Path | None],
     fleet: str,
@@ -133,7 +137,7 @@ def measure_on(
 ) -> MeasureOn:
     """``build --measure-on``: every input checked now, before minutes of building."""
     from edge_sdk.device_measure import MeasureOn
-    from edge_sdk.fleet_bench import JobSpec, job_serial, load_signers, run_job
+    from edge_sdk.fleet_bench import JobSpec, job_serial, load_signers, published_chunks, run_job
     from edge_sdk.operator_link import BrokerAddress
     from edge_sdk.topics import Topics, check_identifier
 
@@ -152,6 +156,7 @@ def measure_on(
             spec,
             serial=job_serial(),
             deadline_s=timeout,
+            keep_chunks=published_chunks(repo, address, topics),
             progress=lambda line: stderr_console.print(line, highlight=False),
             client_id=session_id("bench"),
         )

@@ -21,7 +21,7 @@ from rich.console import Console
 
 from agent.daemon import Agent
 from edge_sdk import golden
-from edge_sdk.bench_job import BenchAnswer, job_topic, sign_job
+from edge_sdk.bench_job import BenchAnswer, Blob, job_topic, sign_job
 from edge_sdk.bundle import read_bundle
 from edge_sdk.client import InferenceClient
 from edge_sdk.fleet_bench import (
@@ -53,6 +53,27 @@ DEVICE_TOML = (
 def operator_address(broker: FleetBroker) -> BrokerAddress:
     cert, key = broker.operator_cert
     return BrokerAddress(broker.host, broker.operator_port, True, broker.ca_path, cert, key)
+
+
+def operator_options(broker: FleetBroker) -> list[str | Path]:
+    cert, key = broker.operator_cert
+    return [
+        "--broker", broker.operator_url, "--ca", broker.ca_path,
+        "--client-cert", cert, "--client-key", key,
+    ]  # fmt: skip
+
+
+def _retained(broker: FleetBroker, topic: str) -> bytes | None:
+    got: list[bytes] = []
+    client = broker.client("operator")
+    client.on_message = lambda _c, _u, msg: got.append(bytes(msg.payload))
+    client.subscribe(topic, qos=1)
+    deadline = time.monotonic() + 2.0
+    while not got and time.monotonic() < deadline:
+        time.sleep(0.02)
+    client.disconnect()
+    client.loop_stop()
+    return got[-1] if got else None
 
 
 def digits_spec(device: str, profile: str = "x86-64-vnni") -> JobSpec:
@@ -219,11 +240,8 @@ def test_a_device_too_slow_for_the_deadline_is_a_timeout_and_fleet_status_shows_
             deadline_s=2.0,
         )  # fmt: skip
     # The device is still measuring: `fleet status` says so.
-    cert, key = fleet_broker.operator_cert
-    status = [
-        "fleet", "status", "--broker", fleet_broker.operator_url, "--ca", fleet_broker.ca_path,
-        "--client-cert", cert, "--client-key", key, "--broker-dir", fleet_broker.directory,
-    ]  # fmt: skip
+    status = ["fleet", "status", *operator_options(fleet_broker)]
+    status += ["--broker-dir", fleet_broker.directory]
     code, out, err = cli(*status)
     assert code == 0, err
     job = device.bench.in_flight
@@ -290,14 +308,14 @@ def test_fleet_bench_cli_measures_a_bundle_and_refuses_an_unknown_device_in_one_
     fleet_broker: FleetBroker,
     device: Agent,
     keyring: Path,
+    tmp_path: Path,
     digits_build: dict[str, Any],
 ) -> None:
-    cert, key = fleet_broker.operator_cert
-    options = [
-        "--broker", fleet_broker.operator_url, "--ca", fleet_broker.ca_path,
-        "--client-cert", cert, "--client-key", key, "--keys", keyring,
-    ]  # fmt: skip
+    options = [*operator_options(fleet_broker), "--keys", keyring]
     bundle = digits_build["bundle"]
+    options += ["--repo", tmp_path / "repo"]
+    code, _, err = cli("fleet", "publish", bundle, *options)  # the same artifact, released
+    assert code == 0, err
     code, out, err = cli(
         "fleet", "bench", bundle, "--device", "cam-01", "--seconds", "0.3", *options, "--json"
     )
@@ -308,6 +326,12 @@ def test_fleet_bench_cli_measures_a_bundle_and_refuses_an_unknown_device_in_one_
     assert measured["error"] is None and measured["latency_ms"]["p50"] > 0
     assert measured["fidelity"]["top1_agreement"] == 1.0
     assert "sending 1 candidates to cam-01" in err
+    # The job's chunks were cleared, except those the published release needs.
+    released = read_bundle(Path(bundle)).artifact
+    first = Blob.of(released)[0].chunks[0][0]
+    assert _retained(fleet_broker, TOPICS.chunk(first)) is not None
+    (golden_chunk,) = Blob.of(read_bundle(Path(bundle)).golden)[0].chunks
+    assert _retained(fleet_broker, TOPICS.chunk(golden_chunk[0])) is not None  # released too
 
     code, out, err = cli("fleet", "bench", bundle, "--device", "cam-99", *options)
     assert code == 8 and out == ""
@@ -329,11 +353,7 @@ def test_a_build_measured_on_a_device_chooses_by_the_devices_figures(
     tmp_path: Path,
     digits_build: dict[str, Any],
 ) -> None:
-    cert, key = fleet_broker.operator_cert
-    options = [
-        "--broker", fleet_broker.operator_url, "--ca", fleet_broker.ca_path,
-        "--client-cert", cert, "--client-key", key, "--keys", keyring,
-    ]  # fmt: skip
+    options = [*operator_options(fleet_broker), "--keys", keyring]
     build = [
         "build", DIGITS / "model.onnx", "--profile", "x86-64-vnni",
         "--calibration", DIGITS / "calibration.npz", "--validation", DIGITS / "validation.npz",
