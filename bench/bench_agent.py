@@ -9,7 +9,7 @@ machine, against the raw limit of the same broker, in one run.
    onnxruntime session, sampled over the same window.
 
 Every figure that depends on this shared machine's speed is a ratio. Run:
-``python bench/bench_agent.py`` (needs the mosquitto binary; takes about a minute).
+``python -m bench.bench_agent`` (needs the mosquitto binary; takes about a minute).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 defaults, for the digits CNN and the transformer encoder, all timed in this one process.
 
 Every figure is a ratio against the float model measured in the same interleaved rounds, because
-this machine is shared and absolute times drift. Run: ``python bench/bench_build.py``.
+this machine is shared and absolute times drift. Run: ``python -m bench.bench_build``.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ Speeds are ratios against the float model timed in the same interleaved rounds (
 shared; absolute times drift). The .tflite models are timed as shipped with ``edge-sdk bench``'s
 code; the build takes ONNX (and PyTorch/Keras) sources, so for them the row says so.
 
-Run: ``python bench/bench_corpus.py`` (all models, profiles x86-64-vnni and raspberry-pi-4);
+Run: ``python -m bench.bench_corpus`` (all models, profiles x86-64-vnni and raspberry-pi-4);
 ``--models ppocr-cls,yolov8n --profiles x86-64,jetson-orin`` for a part.
 """
 

@@ -17,7 +17,7 @@ For each N (``--devices 100,300``; ``--quick`` is N=20):
    this process's RSS growth per agent; one agent as its own process holding the 5 MB model.
 
 Times depend on this shared machine; the ratios against the same-script raw baselines are the
-result. Run: ``python bench/bench_fleet.py`` (needs the mosquitto binary; ~10 minutes), or
+result. Run: ``python -m bench.bench_fleet`` (needs the mosquitto binary; ~10 minutes), or
 ``--quick`` for a smoke run.
 """
 

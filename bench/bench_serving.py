@@ -16,8 +16,8 @@ Each (server, connections) cell runs ``--rounds`` times for ``--seconds``, cells
 within a round; the table shows medians and ratios, because this machine is shared.
 
     apt-get install -y wrk nghttp2-client mosquitto         # the load generators, the broker
-    python bench/bench_serving.py --setup                   # once: /tmp/bench-serving-venv
-    python bench/bench_serving.py                           # ~6 minutes
+    python -m bench.bench_serving --setup                   # once: /tmp/bench-serving-venv
+    python -m bench.bench_serving                           # ~6 minutes
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """TFLite benchmark: fp32, dynamic-range and full-integer artifacts of the digits CNN and of
 nudenet's YOLOv8n (calibrated on scikit-learn's photographs), run with
 LiteRT on this host, timed in one process against the fp32 TFLite artifact (ratios only: this
-machine is shared and noisy). Run: ``python bench/bench_tflite.py``.
+machine is shared and noisy). Run: ``python -m bench.bench_tflite``.
 """
 
 from __future__ import annotations
