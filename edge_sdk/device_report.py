@@ -17,7 +17,10 @@ def device_lines(report: Mapping[str, Any]) -> list[str]:
     if not device:
         return []
     name = device["device"]
-    lines = [f"measured on device {name} ({_runtime(device.get('runtime') or {})}):"]
+    lines = [
+        f"measured on device {name} ({_runtime(device.get('runtime') or {})}); "
+        "p50 ms here | p50 p95 p99 ms there, load, peak RSS:"
+    ]
     width = max(len(c["name"]) for c in report["candidates"])
     for c in report["candidates"]:
         measured = c.get("device")
@@ -29,12 +32,10 @@ def device_lines(report: Mapping[str, Any]) -> list[str]:
         there = (
             f"failed: {measured['error']}"
             if measured.get("error")
-            else f"p50 {_ms(dev, 'p50')} p95 {_ms(dev, 'p95')} p99 {_ms(dev, 'p99')} ms, "
-            f"load {load:.0f} ms, peak {peak:.0f} MB"
+            else f"{_ms(dev, 'p50')} {_ms(dev, 'p95')} {_ms(dev, 'p99')}  {load:.0f} ms  "
+            f"{peak:.0f} MB"
         )
-        lines.append(
-            f"{mark} {c['name']:<{width}}  host p50 {_ms(host, 'p50')} ms | device {there}"
-        )
+        lines.append(f"{mark} {c['name']:<{width}}  {_ms(host, 'p50')} | {there}")
     lines.append(f"chosen on: {report.get('chosen_on', 'host timings')}'s figures")
     return lines
 
