@@ -220,6 +220,12 @@ class BenchJobs:
             "max_memory_mb": job.max_memory_mb,
             "slow_ms": self._slow(candidate.precision),
         }
+        base = next((c for c in job.candidates if c.name == job.baseline), None)
+        if base is not None and base is not candidate:
+            task["baseline"] = {
+                "artifact": str(run.directory / f"{base.name}.artifact"),
+                "settings": dict(base.settings),
+            }
         (work / "task.json").write_text(json.dumps(task))
         # The child lowers its own priority and caps its address space before it imports a
         # runtime (agent.bench_run.limit): no preexec_fn in this multi-threaded daemon.
@@ -249,13 +255,15 @@ class BenchJobs:
                 peak_rss_mb=doc.get("peak_rss_mb"),
                 fidelity=doc.get("fidelity"),
                 error=doc.get("error"),
+                baseline_p50_ms=doc.get("baseline_p50_ms"),
             )
             self._threads = doc.get("threads", self._threads)
             self._priority = doc.get("priority", self._priority)
         run.results.append(result)
         run.child = None
         shutil.rmtree(run.directory / candidate.name, ignore_errors=True)
-        (run.directory / f"{candidate.name}.artifact").unlink(missing_ok=True)
+        if candidate.name != run.job.baseline:  # the baseline runs beside every candidate
+            (run.directory / f"{candidate.name}.artifact").unlink(missing_ok=True)
         self._answer(self._state("running"))
 
     def _finish(self, state: str, reason: str) -> None:

@@ -66,7 +66,22 @@ def measure(task: dict[str, Any]) -> dict[str, Any]:
             time.sleep(delay)  # test hook: a device on which this candidate is slow
         return out
 
-    stats = measure_interleaved({"c": once}, seconds=float(task["seconds"]))["c"]
+    runs = {"c": once}
+    baseline = task.get("baseline")
+    if baseline:
+        # The job's baseline in this same process, timed in rounds interleaved with the
+        # candidate: a burst of load on the device hits both alike.
+        base = runtime.load(
+            Path(baseline["artifact"]),
+            runtime=task["runtime"],
+            threads=threads,
+            inputs=inputs,
+            outputs=outputs,
+            settings=baseline["settings"],
+        )
+        runs["b"] = lambda: base.run(sample)
+    timed = measure_interleaved(runs, seconds=float(task["seconds"]) * len(runs))
+    stats = timed["c"]
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     return {
         "load_ms": round(load_ms, 3),
@@ -75,6 +90,7 @@ def measure(task: dict[str, Any]) -> dict[str, Any]:
         "fidelity": fidelity.to_json(),
         "threads": threads,
         "priority": _priority(),
+        "baseline_p50_ms": round(timed["b"].p50_ms, 4) if "b" in timed else None,
     }
 
 

@@ -141,6 +141,9 @@ class BenchJob:
     seconds: float = 2.0  # timing per candidate
     timeout_s: float = 60.0  # per candidate, loading and timing together
     max_memory_mb: int = 1024  # address space of the process that runs one candidate
+    # A candidate every other one is timed against, interleaved in the same process, so load
+    # on the device hits both alike ("" for none): the build's source model.
+    baseline: str = ""
 
     @property
     def device(self) -> str:
@@ -165,6 +168,7 @@ class BenchJob:
             "timing_ms": round(self.seconds * 1000),
             "timeout_ms": round(self.timeout_s * 1000),
             "max_memory_mb": self.max_memory_mb,
+            "baseline": self.baseline,
         }
 
     @classmethod
@@ -210,6 +214,9 @@ class BenchJob:
             specs.append(tuple(TensorSpec.from_json(t) for t in items))
         timing, timeout = _typed(doc, "timing_ms", int), _typed(doc, "timeout_ms", int)
         memory = _typed(doc, "max_memory_mb", int)
+        baseline = doc.get("baseline", "")
+        if not isinstance(baseline, str) or baseline not in {"", *(c.name for c in candidates)}:
+            raise _malformed("'baseline' must name one of the candidates, or be empty")
         if not (0 < timing <= MAX_MS and 0 < timeout <= MAX_MS and memory > 0):
             raise _malformed(f"'timing_ms' and 'timeout_ms' must be in (0, {MAX_MS}]")
         return cls(
@@ -225,6 +232,7 @@ class BenchJob:
             timing / 1000,
             timeout / 1000,
             memory,
+            baseline,
         )
 
 
@@ -253,6 +261,8 @@ class CandidateResult:
     peak_rss_mb: float | None = None
     fidelity: Mapping[str, float | None] | None = None  # cosine, top1_agreement, max_abs_error
     error: str | None = None
+    # The job's baseline, timed interleaved with this candidate in the same process.
+    baseline_p50_ms: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -262,6 +272,7 @@ class CandidateResult:
             "peak_rss_mb": self.peak_rss_mb,
             "fidelity": dict(self.fidelity) if self.fidelity else None,
             "error": self.error,
+            "baseline_p50_ms": self.baseline_p50_ms,
         }
 
 
@@ -350,6 +361,7 @@ def parse_answer(data: bytes) -> BenchAnswer:
                 peak_rss_mb=_number(r.get("peak_rss_mb"), "peak_rss_mb"),
                 fidelity=_figures(r.get("fidelity"), _FIDELITY_KEYS, "fidelity"),
                 error=None if error is None else error[:300],
+                baseline_p50_ms=_number(r.get("baseline_p50_ms"), "baseline_p50_ms"),
             )
         )
     runtime = doc.get("runtime", {})

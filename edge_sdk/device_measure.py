@@ -64,8 +64,11 @@ def _random(spec: TensorSpec, rng: np.random.Generator) -> np.ndarray:
     return rng.integers(0, 2, shape).astype(dtype)
 
 
-def device_latency(answer: BenchAnswer) -> dict[str, LatencyStats]:
-    """Each measured candidate's device latency, by name."""
+def device_latency(answer: BenchAnswer, baseline: str = SOURCE) -> dict[str, LatencyStats]:
+    """Each measured candidate's device latency, by name. A candidate timed interleaved with
+    the job's baseline is scaled by the baseline's own run over its run beside the candidate:
+    the candidates then compare as if timed under the same load, as the host's interleaved
+    rounds compare them."""
     found = {}
     for r in answer.results:
         lat = r.latency_ms
@@ -76,6 +79,15 @@ def device_latency(answer: BenchAnswer) -> dict[str, LatencyStats]:
                 float(lat.get("p99") or lat["p50"]),
                 float(lat.get("mean") or lat["p50"]),
                 int(lat.get("runs") or 0),
+            )
+    base = found.get(baseline)
+    for r in answer.results:
+        beside = r.baseline_p50_ms
+        if base is not None and r.name in found and r.name != baseline and beside and beside > 0:
+            f = base.p50_ms / beside
+            s = found[r.name]
+            found[r.name] = LatencyStats(
+                s.p50_ms * f, s.p95_ms * f, s.p99_ms * f, s.mean_ms * f, s.runs
             )
     return found
 
@@ -162,6 +174,7 @@ def measure_candidates(
         golden_bytes,
         tuple(parts),
         seconds=on.seconds,
+        baseline=SOURCE if profile.runtime == "onnx" else "",
     )
     progress(f"measuring {len(parts)} candidates on device {on.device}")
     try:

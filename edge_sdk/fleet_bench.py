@@ -69,6 +69,7 @@ class JobSpec:
     seconds: float = 2.0
     timeout_s: float = 60.0
     max_memory_mb: int = 1024
+    baseline: str = ""  # BenchJob.baseline
 
     @property
     def budget_s(self) -> float:
@@ -99,6 +100,7 @@ def make_job(spec: JobSpec, serial: int) -> tuple[BenchJob, dict[str, bytes]]:
         seconds=spec.seconds,
         timeout_s=spec.timeout_s,
         max_memory_mb=spec.max_memory_mb,
+        baseline=spec.baseline,
     )
     return job, chunks
 

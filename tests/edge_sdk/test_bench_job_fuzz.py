@@ -16,7 +16,15 @@ from hypothesis import strategies as st
 
 from agent.bench_job import Refusal, judge
 from agent.serials import Verdict
-from edge_sdk.bench_job import BenchAnswer, BenchJob, parse_answer, sign_job, verify_job
+from edge_sdk.bench_job import (
+    BenchAnswer,
+    BenchJob,
+    CandidateResult,
+    parse_answer,
+    sign_job,
+    verify_job,
+)
+from edge_sdk.device_measure import device_latency
 from edge_sdk.errors import BundleError, EdgeSdkError
 from edge_sdk.fleet_bench import Artifact, JobSpec, make_job
 from edge_sdk.keys import load_signer, load_trust_root
@@ -68,6 +76,28 @@ def test_the_devices_decision() -> None:
     assert isinstance(big, Refusal) and "candidate fp32 is 5000 bytes, over" in big.reason
     busy = decide(small, busy="abcdef01")
     assert isinstance(busy, Refusal) and busy.reason.startswith("busy with benchmark job abcdef01")
+
+
+def test_a_baseline_names_a_candidate() -> None:
+    doc = job(baseline="fp32").to_json()
+    assert BenchJob.from_json(doc).baseline == "fp32"
+    with pytest.raises(BundleError, match="'baseline' must name one of the candidates"):
+        BenchJob.from_json({**doc, "baseline": "nope"})
+
+
+def test_device_figures_are_scaled_by_the_interleaved_baseline() -> None:
+    def result(name: str, p50: float, beside: float | None) -> CandidateResult:
+        figures = {"p50": p50, "p95": p50 * 2, "p99": p50 * 3, "mean": p50, "runs": 10}
+        return CandidateResult(name, latency_ms=figures, baseline_p50_ms=beside)
+
+    answer = BenchAnswer(
+        "abcdef01", "cam-01", "done",
+        results=(result("source", 1.0, None), result("int8", 0.9, 2.0), result("fp16", 3.0, None)),
+    )  # fmt: skip
+    got = device_latency(answer)
+    # int8 ran beside a source that took 2.0 ms under load (1.0 alone): it is twice as fast.
+    assert got["int8"].p50_ms == pytest.approx(0.45) and got["int8"].p99_ms == pytest.approx(1.35)
+    assert got["source"].p50_ms == 1.0 and got["fp16"].p50_ms == 3.0  # nothing to scale by
 
 
 def test_a_job_round_trips_through_its_signature(signing_keys: Path) -> None:
