@@ -205,12 +205,30 @@ def test_refusals(fleet_broker: FleetBroker, device: Agent, keyring: Path) -> No
     reason = _refused_reason(fleet_broker, sign_job(oversize, signers, expires=expires), {})
     assert "over this device's max_artifact_bytes" in reason
 
+    # Expired: validly signed, but past its expiry.
+    stale, chunks = make_job(spec, 13)
+    past = datetime.now(UTC) - timedelta(minutes=1)
+    reason = _refused_reason(fleet_broker, sign_job(stale, signers, expires=past), chunks)
+    assert reason.startswith("benchmark job refused: ") and "expired" in reason
+
     # Replay: a job with a serial below one the device took.
     taken, chunks = make_job(replace(spec, artifacts=spec.artifacts[:1], seconds=0.1), 20)
     assert _send(fleet_broker, "cam-01", sign_job(taken, signers, expires=expires), chunks).state
     older, chunks = make_job(spec, 19)
     reason = _refused_reason(fleet_broker, sign_job(older, signers, expires=expires), chunks)
     assert reason.startswith("replayed benchmark job serial 19 refused")
+
+
+def test_a_candidate_the_runtime_cannot_open_is_that_candidates_error(
+    fleet_broker: FleetBroker, device: Agent, keyring: Path
+) -> None:
+    spec = digits_spec("cam-01")
+    broken = Artifact("broken", "fp32", {"threads": 1}, b"not an onnx model" * 100)
+    spec = replace(spec, artifacts=(broken, spec.artifacts[0]), seconds=0.2)
+    answer = run_job(operator_address(fleet_broker), TOPICS, load_signers(keyring), spec, serial=1)
+    bad, good = answer.results
+    assert bad.name == "broken" and bad.error and bad.latency_ms is None
+    assert good.error is None and good.latency_ms is not None
 
 
 def test_unknown_offline_and_wrong_profile_devices_are_one_line(
@@ -332,6 +350,17 @@ def test_fleet_bench_cli_measures_a_bundle_and_refuses_an_unknown_device_in_one_
     assert _retained(fleet_broker, TOPICS.chunk(first)) is not None
     (golden_chunk,) = Blob.of(read_bundle(Path(bundle)).golden)[0].chunks
     assert _retained(fleet_broker, TOPICS.chunk(golden_chunk[0])) is not None  # released too
+
+    model = DIGITS / "model.onnx"
+    code, out, err = cli(
+        "fleet", "bench", model, "--device", "cam-01", "--profile", "x86-64-vnni",
+        "--seconds", "0.2", *options, "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    fp32 = json.loads(out)["candidates"]["fp32"]
+    assert fp32["error"] is None and fp32["fidelity"]["cosine"] > 0.9999
+    code, out, err = cli("fleet", "bench", model, "--device", "cam-01", *options)
+    assert code == 2 and err.strip().endswith("pass --profile, the profile cam-01 runs")
 
     code, out, err = cli("fleet", "bench", bundle, "--device", "cam-99", *options)
     assert code == 8 and out == ""
