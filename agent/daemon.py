@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 from agent.bench_job import BenchJobs
 from agent.codec import Limits
 from agent.config import AgentConfig
-from agent.inference_api import ApiServer, InferenceApi
+from agent.http_server import ApiServer
+from agent.inference_api import InferenceApi
 from agent.machine import RESTING as RESTING_STATES
 from agent.machine import Event, Journal, Resume, State
 from agent.metrics import Metrics

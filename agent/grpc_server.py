@@ -38,7 +38,8 @@ from google.protobuf.message import DecodeError
 
 from agent import codec, oip
 from agent.batching import Batchers
-from agent.inference_api import COST_WINDOW, INLINE_RUN_MS, _remove_stale_socket
+from agent.http_server import remove_stale_socket
+from agent.inference_api import COST_WINDOW, INLINE_RUN_MS
 from agent.metrics import Metrics
 from agent.protos import grpc_predict_v2_pb2 as pb
 from agent.selftest import LoadedVersion
@@ -448,7 +449,7 @@ class GrpcServer:
 
     def start(self, timeout: float = 10.0) -> None:
         if self.unix_socket:
-            _remove_stale_socket(self.unix_socket)  # never replaces anything but a dead socket
+            remove_stale_socket(self.unix_socket)  # never replaces anything but a dead socket
         self._thread = threading.Thread(target=self._run, name="grpc-api", daemon=True)
         self._thread.start()
         if not self._started.wait(timeout):

@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -195,6 +196,7 @@ class Target:
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
     grpc: bool = False
+    pid: int = 0  # the server process: its CPU (and its children's) per request is measured
 
 
 @dataclass
@@ -499,7 +501,51 @@ def _ready(
     targets.append(
         Target("Flask + JSON", f"http://127.0.0.1:{ports['flask']}/predict", lit_body, json_headers)
     )
+    owners = {"bare ASGI app": processes[0], "Flask + JSON": processes[1]}
+    owners["bare grpcio app"] = processes[2]
+    if have_venv:
+        owners["KServe ModelServer (v2 JSON)"] = processes[3]
+        owners["LitServe (JSON)"] = processes[4]
+    for target in targets:
+        target.pid = owners.get(target.name, agent).pid
     return targets
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid`` and every process under it (LitServe and KServe serve from
+    worker processes), from ``/proc``: what serving cost, whatever else shares the machine."""
+    parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        parents[int(entry.name)] = int(fields[1])
+        ticks[int(entry.name)] = int(fields[11]) + int(fields[12])
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [p for p, pp in parents.items() if pp == parent and p not in tree]
+        tree.update(children)
+        frontier.extend(children)
+    return sum(ticks.get(p, 0) for p in tree) / os.sysconf("SC_CLK_TCK")
+
+
+def measured(
+    run: Callable[[Target, int, float, Path], tuple[float, float]],
+    target: Target,
+    connections: int,
+    seconds: float,
+    work: Path,
+) -> tuple[float, float, float]:
+    """req/s, p50 ms, and the server's CPU microseconds per request over the run."""
+    before, start = tree_cpu_seconds(target.pid), time.monotonic()
+    rps, p50 = run(target, connections, seconds, work)
+    cpu, elapsed = tree_cpu_seconds(target.pid) - before, time.monotonic() - start
+    return rps, p50, cpu * 1e6 / max(rps * elapsed, 1.0)
 
 
 def npy_type() -> str:
@@ -538,6 +584,13 @@ def main() -> None:
     parser.add_argument("--connections", type=int, nargs="+", default=[8, 1])
     parser.add_argument("--models", nargs="+", default=["cheap", "digits"])
     parser.add_argument("--setup", action="store_true", help=f"make {VENV} and exit")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        default=[],
+        metavar="SERVER",
+        help="run only the servers whose name contains one of these (e.g. 'v2 binary' bare)",
+    )
     args = parser.parse_args()
     if args.setup:
         setup_venv()
@@ -572,7 +625,7 @@ def main() -> None:
     operator.publish(make_bundle(keyring, 1, artifact=cheap_path.read_bytes()))
     operator.publish(make_bundle(keyring, 2))
     versions = {"cheap": 1, "digits": 2}
-    results: dict[str, dict[tuple[str, int], list[tuple[float, float]]]] = {}
+    results: dict[str, dict[tuple[str, int], list[tuple[float, float, float]]]] = {}
     try:
         for key in args.models:
             model = models[key]
@@ -583,6 +636,8 @@ def main() -> None:
                     problem = check(target)
                     if problem:
                         print(f"{model.key}: {target.name} skipped: {problem}")
+                    elif args.only and not any(o in target.name for o in args.only):
+                        continue
                     else:
                         live.append(target)
                 cells = results.setdefault(model.title, {})
@@ -590,7 +645,7 @@ def main() -> None:
                     for target in live:
                         for connections in args.connections:
                             run = run_h2load if target.grpc else run_wrk
-                            figures = run(target, connections, args.seconds, work)
+                            figures = measured(run, target, connections, args.seconds, work)
                             cells.setdefault((target.name, connections), []).append(figures)
                     print(f"{model.key}: round {round_ + 1}/{args.rounds} done", flush=True)
             finally:
@@ -601,31 +656,32 @@ def main() -> None:
 
 
 def report(
-    results: dict[str, dict[tuple[str, int], list[tuple[float, float]]]],
+    results: dict[str, dict[tuple[str, int], list[tuple[float, float, float]]]],
     args: argparse.Namespace,
 ) -> None:
     many, one = max(args.connections), min(args.connections)
     print(f"\n# Serving, {args.rounds} rounds of {args.seconds:g} s (medians), wrk / h2load\n")
+    nan = float("nan")
     for title, cells in results.items():
         med = {
-            k: (statistics.median(r for r, _ in v), statistics.median(p for _, p in v))
+            k: tuple(statistics.median(cell[i] for cell in v) for i in range(3))
             for k, v in cells.items()
         }
         names = list(dict.fromkeys(name for name, _ in cells))
-        bare = med.get(("bare ASGI app", many), (float("nan"), 0.0))[0]
-        bare_p50 = med.get(("bare ASGI app", one), (0.0, float("nan")))[1]
+        bare, _, bare_cpu = med.get(("bare ASGI app", many), (nan, 0.0, nan))
+        bare_p50 = med.get(("bare ASGI app", one), (0.0, nan, nan))[1]
         print(f"## {title}\n")
         print(
-            f"| server | req/s ({many} conns) | x bare | req/s ({one} conn) "
-            f"| p50 ms ({one} conn) | p50 over bare |"
+            f"| server | req/s ({many} conns) | x bare | server CPU µs/req ({many} conns) "
+            f"| x bare CPU | req/s ({one} conn) | p50 ms ({one} conn) | p50 over bare |"
         )
-        print("|---|---:|---:|---:|---:|---:|")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
         for name in names:
-            rps_many, _ = med.get((name, many), (float("nan"), float("nan")))
-            rps_one, p50 = med.get((name, one), (float("nan"), float("nan")))
+            rps_many, _, cpu = med.get((name, many), (nan, nan, nan))
+            rps_one, p50, _ = med.get((name, one), (nan, nan, nan))
             print(
-                f"| {name} | {rps_many:,.0f} | {rps_many / bare:.2f} | {rps_one:,.0f} "
-                f"| {p50:.3f} | {p50 - bare_p50:+.3f} |"
+                f"| {name} | {rps_many:,.0f} | {rps_many / bare:.2f} | {cpu:,.0f} "
+                f"| {bare_cpu / cpu:.2f} | {rps_one:,.0f} | {p50:.3f} | {p50 - bare_p50:+.3f} |"
             )
         kserve = med.get(("KServe ModelServer (v2 JSON)", many))
         binary = med.get(("agent v2 binary", many))
@@ -643,6 +699,10 @@ def report(
                 )
             overhead = med[("agent v2 binary", one)][1] - bare_p50
             print(f"- agent v2 binary p50 overhead, {one} conn: {overhead:.3f} ms (goal < 0.15)")
+            print(
+                f"- bare ASGI server CPU per request / agent v2 binary, {many} conns: "
+                f"{bare_cpu / binary[2]:.2f}x (the throughput ratio on an idle host)"
+            )
             if grpc is not None:
                 print(
                     f"- agent gRPC / v2 binary, {many} conns: "

@@ -16,7 +16,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.config import load_config
-from agent.inference_api import ApiServer, InferenceApi
+from agent.http_server import ApiServer
+from agent.inference_api import InferenceApi
 from agent.metrics import Metrics
 from edge_sdk.client import InferenceClient
 from edge_sdk.errors import ConfigError, PredictError

@@ -24,7 +24,8 @@ import onnxruntime as ort
 import pytest
 
 from agent import codec
-from agent.inference_api import ApiServer, InferenceApi
+from agent.http_server import ApiServer
+from agent.inference_api import InferenceApi
 from agent.metrics import Metrics
 from agent.selftest import LoadedVersion, gate
 from agent.serving import ServingSlot

@@ -73,3 +73,19 @@ def test_depth_is_the_nesting_json_itself_sees(value: object) -> None:
     text = json.dumps(value)
     assert depth(text, cap=10_000) == nesting(value)
     assert too_deep(text) == (nesting(value) > MAX_DEPTH)
+
+
+@given(
+    st.recursive(
+        st.none() | st.integers() | st.text(alphabet='[]{}"\\ab'),
+        lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=3), c, max_size=3),
+    ),
+    st.integers(0, 4),
+)
+def test_the_opener_count_shortcut_never_changes_the_answer(value: object, cap: int) -> None:
+    """too_deep skips the walk when a text has no more than ``cap`` openers; brackets inside
+    strings count as openers there but not as nesting, so both sides of the shortcut occur."""
+    import json
+
+    for text in (json.dumps(value), json.dumps(value).encode()):
+        assert too_deep(text, cap) == (depth(text, cap) > cap)
