@@ -268,12 +268,16 @@ def test_a_device_too_slow_for_the_deadline_is_a_timeout_and_fleet_status_shows_
     assert json.loads(out)["devices"][0]["bench_job"] == job
 
 
-def _p95_ms(client: InferenceClient, x: np.ndarray, n: int = 150) -> float:
+def _latencies_ms(client: InferenceClient, x: np.ndarray, until: Callable[[], bool]) -> list[float]:
     samples = []
-    for _ in range(n):
+    while not until():
         started = time.perf_counter()
         client.predict("digits", {"input": x})
         samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+def _p95(samples: list[float]) -> float:
     return float(np.percentile(samples, 95))
 
 
@@ -283,7 +287,7 @@ def test_serving_latency_during_a_benchmark_job_stays_within_its_probation_budge
     with serving_v1(tmp_path, broker, keyring) as (agent, url, _, _):
         with np.load(DIGITS / "validation.npz") as z:
             x = z["input"][:1]
-        spec = replace(digits_spec("dev-1", agent.config.profile.id), seconds=4.0)
+        spec = replace(digits_spec("dev-1", agent.config.profile.id), seconds=3.0)
         # Candidates as the profile would run them: all its threads, on this 2-core host too.
         spec = replace(
             spec,
@@ -292,9 +296,14 @@ def test_serving_latency_during_a_benchmark_job_stays_within_its_probation_budge
                 for a in spec.artifacts
             ),
         )
+
+        def for_s(seconds: float) -> Callable[[], bool]:
+            end = time.monotonic() + seconds
+            return lambda: time.monotonic() >= end
+
         with InferenceClient(url) as client:
-            _p95_ms(client, x, 30)  # warm
-            before = _p95_ms(client, x)
+            _latencies_ms(client, x, for_s(0.5))  # warm
+            before = _latencies_ms(client, x, for_s(3.0))
             answers: list[BenchAnswer] = []
             job = threading.Thread(
                 target=lambda: answers.append(
@@ -309,15 +318,16 @@ def test_serving_latency_during_a_benchmark_job_stays_within_its_probation_budge
             )
             job.start()
             wait_for(lambda: agent.bench.in_flight is not None, 30, "the job running")
-            time.sleep(1.0)  # past fetching: a candidate is being timed
-            during = _p95_ms(client, x)
+            # Every request while the device measures: fetching, child starts, timing.
+            during = _latencies_ms(client, x, lambda: agent.bench.in_flight is None)
             job.join(60)
-            # Neighbours on a shared host move p95 too: the normal figure is the worse of the
-            # two taken without a job, before and after.
-            normal = max(before, _p95_ms(client, x))
-        assert answers and answers[0].state == "done"
+            after = _latencies_ms(client, x, for_s(3.0))
+        assert answers and answers[0].state == "done" and len(during) > 100
+        # Neighbours on a shared host move p95 too: the normal figure is the worse of the two
+        # windows without a job, before and after it.
+        normal = max(_p95(before), _p95(after))
         budget = agent.config.probation.max_latency_ratio
-        assert during <= normal * budget, (before, normal, during, budget)
+        assert _p95(during) <= normal * budget, (_p95(before), _p95(after), _p95(during))
         assert agent.updaters["digits"].slot.version == 1  # still serving what it served
 
 
@@ -402,7 +412,9 @@ def test_a_build_measured_on_a_device_chooses_by_the_devices_figures(
     # to the source's own run: load on the device hits a candidate and its baseline alike.
     source = r["device"]["candidates"]["source"]["latency_ms"]["p50"]
     scale = source / int8["device"]["baseline_p50_ms"]
-    assert int8["latency_ms"]["p50"] == pytest.approx(int8["device"]["latency_ms"]["p50"] * scale)
+    assert int8["latency_ms"]["p50"] == pytest.approx(
+        int8["device"]["latency_ms"]["p50"] * scale, rel=1e-3
+    )
     assert set(r["device"]["candidates"]) >= {"source", "fp32", "int8_static-minmax"}
     manifest = read_bundle(Path(r["bundle"])).manifest
     assert manifest.precision == "fp32" and manifest.report["device"] == r["device"]
