@@ -210,11 +210,35 @@ def choose_on_device(
         on, profile, candidates, artifacts, source, tensors, golden_bytes, source_accuracy, progress
     )
     on_device, source_latency = by_device(candidates, answer)
+    on_device = judged_on_device(on_device, answer, profile.accuracy_budget.min_cosine)
     measured = device_latency(answer)
     # Not measured there (outside the budget, or not sent): no device speed to rank it by.
     ranked = [c if c.name in measured or c.error else replace(c, latency=None) for c in on_device]
     chosen = choose(ranked, replace(profile, selection="fastest"), source_latency, source_accuracy)
     return chosen, source_latency, answer
+
+
+def judged_on_device(
+    candidates: Sequence[Candidate], answer: BenchAnswer, min_cosine: float
+) -> list[Candidate]:
+    """A candidate whose outputs on the device's runtime fall below the budget's cosine on the
+    golden vectors (beyond the noise of a small set) takes the device's cosine, so the choice
+    rules it out; a note says where the figure came from."""
+    from edge_sdk.search import COSINE_NOISE
+
+    cosine = {
+        r.name: r.fidelity["cosine"]
+        for r in answer.results
+        if r.fidelity is not None and r.fidelity.get("cosine") is not None
+    }
+    out = []
+    for c in candidates:
+        there = cosine.get(c.name)
+        if c.fidelity is not None and there is not None and there < min_cosine - COSINE_NOISE:
+            note = f"on device {answer.device}: cosine {there:.4f} on the golden vectors"
+            c = replace(c, fidelity=replace(c.fidelity, cosine=there), notes=(*c.notes, note))
+        out.append(c)
+    return out
 
 
 def side_by_side(

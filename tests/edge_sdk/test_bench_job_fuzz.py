@@ -24,7 +24,7 @@ from edge_sdk.bench_job import (
     sign_job,
     verify_job,
 )
-from edge_sdk.device_measure import device_latency
+from edge_sdk.device_measure import device_latency, judged_on_device
 from edge_sdk.errors import BundleError, EdgeSdkError
 from edge_sdk.fleet_bench import Artifact, JobSpec, make_job
 from edge_sdk.keys import load_signer, load_trust_root
@@ -98,6 +98,34 @@ def test_device_figures_are_scaled_by_the_interleaved_baseline() -> None:
     # int8 ran beside a source that took 2.0 ms under load (1.0 alone): it is twice as fast.
     assert got["int8"].p50_ms == pytest.approx(0.45) and got["int8"].p99_ms == pytest.approx(1.35)
     assert got["source"].p50_ms == 1.0 and got["fp16"].p50_ms == 3.0  # nothing to scale by
+
+
+def test_a_candidate_unfaithful_on_the_devices_runtime_is_out() -> None:
+    from edge_sdk.fidelity import Fidelity
+    from edge_sdk.profiles import resolve_profile
+    from edge_sdk.search import Candidate, choose
+    from edge_sdk.timing import LatencyStats
+
+    fast, slow = LatencyStats(1, 1, 1, 1, 9), LatencyStats(4, 4, 4, 4, 9)
+    good = Fidelity(1.0, 0.9999, 0.01)
+    candidates = [
+        Candidate("int8", "int8_static", {}, 10, good, latency=fast),
+        Candidate("fp32", "fp32", {}, 40, good, latency=slow),
+    ]
+    answer = BenchAnswer(
+        "abcdef01", "cam-01", "done",
+        results=(
+            CandidateResult("int8", fidelity={"cosine": 0.93, "top1_agreement": 0.75}),
+            CandidateResult("fp32", fidelity={"cosine": 0.98999, "top1_agreement": 1.0}),
+        ),
+    )  # fmt: skip
+    judged = judged_on_device(candidates, answer, 0.99)
+    assert judged[0].fidelity is not None and judged[0].fidelity.cosine == 0.93
+    assert judged[0].notes == ("on device cam-01: cosine 0.9300 on the golden vectors",)
+    assert judged[1] == candidates[1]  # within the noise of 8 vectors: the host's figure stands
+    chosen = choose(judged, resolve_profile("x86-64-vnni"), slow, None)
+    assert [c.name for c in chosen if c.chosen] == ["fp32"]
+    assert chosen[0].reason == "outside accuracy budget: cosine 0.9300 < budget 0.9900"
 
 
 def test_a_job_round_trips_through_its_signature(signing_keys: Path) -> None:
