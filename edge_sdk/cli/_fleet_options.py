@@ -27,6 +27,8 @@ KeysOpt = Annotated[
     Path,
     typer.Option("--keys", envvar="EDGE_SDK_KEYS", help="Keyring directory (online keys sign)."),
 ]
+
+
 class _DefaultBroker:
     """Whether this run's --broker fell back to its default; the warning is said once, just
     before connecting (a run that stops at bad input says only that)."""
