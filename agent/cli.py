@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from edge_sdk import __version__
-from edge_sdk.cli import guarded_main
+from edge_sdk.entry import guarded_main
 
 TYPE_CHECKING = False  # not typing's: see edge_sdk/cli/__init__.py
 if TYPE_CHECKING:

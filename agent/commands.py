@@ -145,7 +145,7 @@ def version(json_output: bool) -> int:
     from importlib.metadata import PackageNotFoundError
     from importlib.metadata import version as installed
 
-    from edge_sdk.cli._extras import version_info  # standard library only, as a device needs
+    from edge_sdk.extras import version_info  # standard library only, as a device needs
 
     runtimes: dict[str, str | None] = {}
     for name in RUNTIMES:

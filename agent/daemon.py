@@ -49,9 +49,9 @@ from edge_sdk.errors import (
     TransferError,
     UnknownKeyError,
 )
-from edge_sdk.keys import load_trust_root
 from edge_sdk.topics import Topics
 from edge_sdk.trust import TrustRoot
+from edge_sdk.trust_root import load_trust_root
 
 log = logging.getLogger(__name__)
 _PACKET_OVERHEAD = 4096  # MQTT headers and properties on top of a chunk or metadata file

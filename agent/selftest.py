@@ -14,9 +14,9 @@ import numpy as np
 from agent.sysinfo import rss_bytes
 from edge_sdk.bundle import Bundle, read_bundle
 from edge_sdk.golden import GoldenCheck, check_bundle
-from edge_sdk.keys import load_trust_root
 from edge_sdk.runtime import Model, load_bundle, named_outputs
 from edge_sdk.trust import verify_bundle
+from edge_sdk.trust_root import load_trust_root
 
 
 @dataclass(frozen=True)

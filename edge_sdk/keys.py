@@ -43,12 +43,15 @@ from tuf.api.serialization.json import JSONSerializer
 from edge_sdk.atomic import write_bytes_atomic
 from edge_sdk.errors import InputError, KeyFileError, OutputError, TrustError
 from edge_sdk.trust import TrustRoot
+
+# The trust root's file is read where devices read it too (edge_sdk.trust_root); the host's
+# code keeps finding those names here.
+from edge_sdk.trust_root import MAX_ROOT_BYTES as MAX_ROOT_BYTES
+from edge_sdk.trust_root import ROOT_JSON as ROOT_JSON
+from edge_sdk.trust_root import load_trust_root as load_trust_root
 from edge_sdk.userfile import read_user_file
 
 PASSPHRASE_ENV = "EDGE_SDK_KEY_PASSPHRASE"
-ROOT_JSON = "root.json"
-# A root lists a handful of keys: a few KiB. Far more is not a root, and is not read whole.
-MAX_ROOT_BYTES = 1 << 20
 MAX_KEY_FILE_BYTES = 64 << 10  # a PEM key is under 1 KiB
 ROOT_KEY = "root.key"
 ONLINE_ROLES = ("targets", "snapshot", "timestamp")
@@ -219,27 +222,6 @@ def _write_public(path: Path, private_key: Ed25519PrivateKey) -> Path:
 def _write_key(path: Path, private_key: Ed25519PrivateKey) -> list[Path]:
     """``path`` (private, 0600) and its ``.pub`` twin."""
     return [_write_private(path, private_key), _write_public(path.with_suffix(".pub"), private_key)]
-
-
-def load_trust_root(path: Path) -> TrustRoot:
-    """Read and check a root.json (a file, or a keyring directory holding one).
-
-    Anything that is not self-signed TUF root metadata (a public key, targets metadata, an
-    empty or garbled file, one over ``MAX_ROOT_BYTES``, a FIFO) is a one-line ``KeyFileError``
-    naming the file.
-    """
-    if path.is_dir():
-        path = path / ROOT_JSON
-        if not path.exists():
-            raise KeyFileError(
-                f"{path.parent} has no {ROOT_JSON}; create a keyring with `edge-sdk keys init`"
-            )
-    data = read_user_file(path, "trust root", MAX_ROOT_BYTES, KeyFileError)
-    if not data.strip():
-        raise KeyFileError(
-            f"{path} is empty, not a trust root; pass the root.json written by `edge-sdk keys init`"
-        )
-    return TrustRoot.from_bytes(data, str(path))
 
 
 # --- keyring ---------------------------------------------------------------------------------

@@ -5,6 +5,9 @@ benchmarks, not part of the product)."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,3 +57,49 @@ def test_bench_imports_nothing_from_tests() -> None:
 def test_product_imports_neither_tests_nor_testing(package: str) -> None:
     files = sorted((REPO / package).rglob("*.py"))
     assert offences(files, {"tests", "testing", "bench"}) == []
+
+
+def test_the_import_rules_hold() -> None:
+    """lint-imports checks pyproject.toml's contracts: the agent imports no host code, the
+    converters and client stay small, nothing imports the CLI (its output names the chain)."""
+    done = lint_imports()
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert "0 broken" in done.stdout
+
+
+def test_a_broken_import_rule_fails(tmp_path: Path) -> None:
+    # The check above would pass on a linter that checks nothing: this rule is broken on
+    # purpose (the CLI's build command imports the build pipeline).
+    config = tmp_path / "broken.toml"
+    config.write_text(
+        '[tool.importlinter]\nroot_packages = ["edge_sdk"]\n\n'
+        '[[tool.importlinter.contracts]]\nname = "broken on purpose"\ntype = "forbidden"\n'
+        'source_modules = ["edge_sdk.cli"]\nforbidden_modules = ["edge_sdk.build"]\n'
+    )
+    done = lint_imports("--config", str(config))
+    assert done.returncode != 0 and "broken on purpose BROKEN" in done.stdout, done.stdout[-2000:]
+
+
+def lint_imports(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", _LINT, "--no-cache", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+# lint-imports' own entry point, run by this interpreter (python -m importlinter.cli does
+# nothing: the module has no __main__ block).
+_LINT = "import sys; from importlinter.cli import lint_imports_command as c; sys.exit(c())"
+
+
+def test_every_product_module_is_under_the_no_cli_rule() -> None:
+    """A module added to edge_sdk/ is covered by 'nothing imports the CLI' only if listed."""
+    contracts = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]
+    rule = next(c for c in contracts["contracts"] if c["forbidden_modules"] == ["edge_sdk.cli"])
+    modules = {f"edge_sdk.{p.stem}" for p in (REPO / "edge_sdk").glob("*.py")}
+    # entry and extras are what the console scripts use before the CLI is built.
+    expected = modules - {"edge_sdk.__init__", "edge_sdk.entry", "edge_sdk.extras"}
+    assert expected <= set(rule["source_modules"]), sorted(expected - set(rule["source_modules"]))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sys
 
+from edge_sdk.entry import guarded_main
+
 # Not typing.TYPE_CHECKING: importing typing takes milliseconds of the window before the
 # handlers are in place (mypy treats any TYPE_CHECKING as true).
 TYPE_CHECKING = False
@@ -58,7 +60,7 @@ def run(argv: Sequence[str]) -> int:
     """Run ``edge-sdk`` on ``argv`` and return the exit code instead of exiting."""
     if list(argv) == ["--version"]:
         # Without typer too (a device install has the command but not the host extra).
-        from edge_sdk.cli._extras import version_line
+        from edge_sdk.extras import version_line
 
         sys.stdout.write(version_line("edge-sdk") + "\n")
         return 0
@@ -68,7 +70,7 @@ def run(argv: Sequence[str]) -> int:
         app = _build_app()
     except ImportError as e:
         # typer or rich missing (a device install): one line naming the extra, exit 3.
-        from edge_sdk.cli._extras import missing_extra_line
+        from edge_sdk.extras import missing_extra_line
 
         line = missing_extra_line(e, "edge-sdk")
         if line is None:
@@ -76,26 +78,6 @@ def run(argv: Sequence[str]) -> int:
         sys.stderr.write(line + "\n")
         return 3
     return run_app(app, argv, "edge-sdk")
-
-
-def guarded_main(run_argv: Any) -> None:
-    """Exit with ``run_argv(argv)``; Ctrl-C or SIGTERM before the command starts (while
-    importing) is the same one line and exit 130 or 143 as during it."""
-    import os
-
-    try:
-        from edge_sdk.interrupt import Terminated, handled
-
-        try:
-            with handled():
-                code = run_argv(sys.argv[1:])
-        except Terminated:
-            code = 143
-            os.write(2, b"terminated\n")
-    except KeyboardInterrupt:  # also before the handlers are in place
-        code = 130
-        os.write(2, b"interrupted\n")
-    sys.exit(code)
 
 
 def main() -> None:

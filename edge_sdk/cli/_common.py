@@ -120,7 +120,7 @@ def _missing_extra(error: Exception, prog_name: str) -> str | None:
     # extra that installs it (exit 3, as any valid request this installation cannot do).
     if not isinstance(error, ImportError):
         return None
-    from edge_sdk.cli._extras import missing_extra_line
+    from edge_sdk.extras import missing_extra_line
 
     return missing_extra_line(error, prog_name)
 

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from edge_sdk.bundle import read_bundle
-from edge_sdk.cli._extras import extra_for_module
+from edge_sdk.extras import extra_for_module
 from edge_sdk.report import build_rows, build_table
 from tests.edge_sdk.cli.progress import PROGRESS_LINE, messages
 
