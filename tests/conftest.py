@@ -43,6 +43,71 @@ def _heap_frozen_per_module() -> Iterator[None]:
     yield
 
 
+# Markers (pyproject.toml declares them): `pytest -m "not slow"` runs the pure unit tests and
+# the fast checks in under a minute; CI runs everything. A test is marked from what it uses:
+# a broker fixture is `broker`; a module that starts real servers or containers is `servers`;
+# one that converts with TensorFlow is `tensorflow`; a `*_fuzz` module is `fuzz`; each of those
+# is also `slow`, as is a module listed in SLOW_MODULES (real builds, processes, the index).
+BROKER_FIXTURES = frozenset(
+    {"broker", "tls_broker", "broker_factory", "fleet_broker", "any_broker", "seaweed"}
+)
+TENSORFLOW_MODULES = frozenset(
+    {"test_build_tflite", "test_keras_source", "test_onnx2tf_routes", "test_corpus"}
+)
+SERVER_MODULES = frozenset(
+    {"test_container", "test_http_store", "test_stores", "test_tritonclient", "test_bridge"}
+)
+SLOW_MODULES = frozenset(
+    {
+        # real builds (onnxruntime's quantization, candidate timing)
+        "test_build",
+        "test_build_cmd",
+        "test_build_output",
+        "test_build_profiles",
+        "test_build_names",
+        "test_real_models",
+        "test_int8_search",
+        "test_host",
+        "test_api",
+        "test_torch_source",
+        "test_mlflow_source",
+        "test_sklearn_source",
+        "test_pmml_source",
+        "test_tensorrt_cache",
+        "test_passes",
+        "test_selftest",
+        "test_bundle_cmd",
+        # real processes, shells, the package index
+        "test_build_signals",
+        "test_conventions",
+        "test_cli_conventions",
+        "test_agent_log",
+        "test_packaging",
+        "test_jsondepth",
+        "test_container",
+        "test_power_cut",
+    }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = Path(str(item.fspath)).stem
+        marks = set()
+        if BROKER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            marks.add("broker")
+        if module in TENSORFLOW_MODULES:
+            marks.add("tensorflow")
+        if module in SERVER_MODULES:
+            marks.add("servers")
+        if module.endswith("_fuzz"):  # seeded property tests, 200 examples each
+            marks.add("fuzz")
+        if marks or module in SLOW_MODULES:
+            marks.add("slow")
+        for mark in sorted(marks):
+            item.add_marker(mark)
+
+
 REPO = Path(__file__).resolve().parent.parent
 DIGITS = REPO / "examples" / "digits"
 TRANSFORMER = REPO / "examples" / "transformer"
