@@ -51,18 +51,25 @@ def test_pipeline_from_joblib_builds_and_answers_as_the_pipeline(
     )
 
 
-def test_regressor_from_pickle_builds_and_answers_as_the_forest(
-    cli: Cli, signing_keys: Path, tmp_path: Path
-) -> None:
+def _forest(
+    cli: Cli, keys: Path, tmp_path: Path, profile: str
+) -> tuple[np.ndarray, np.ndarray, dict[str, object]]:
+    """A random-forest regressor from a .pkl, built for PROFILE: the bundle's predictions, the
+    forest's own, and the build report."""
     x, y = load_diabetes(return_X_y=True)
     forest = RandomForestRegressor(n_estimators=8, max_depth=5, random_state=0).fit(x, y)
     (tmp_path / "diabetes.pkl").write_bytes(pickle.dumps(forest))
     np.savez(tmp_path / "diabetes.npz", input=x.astype(np.float32))
-    (predicted,), _ = _verified_outputs(
-        cli, tmp_path / "diabetes.pkl", tmp_path / "diabetes.npz", signing_keys, tmp_path,
-        "x86-64",
-    )  # fmt: skip
-    np.testing.assert_allclose(predicted.reshape(-1), forest.predict(x), rtol=1e-5, atol=1e-3)
+    model, data = tmp_path / "diabetes.pkl", tmp_path / "diabetes.npz"
+    (predicted,), report = _verified_outputs(cli, model, data, keys, tmp_path, profile)
+    return predicted.reshape(-1), forest.predict(x), report
+
+
+def test_regressor_from_pickle_builds_and_answers_as_the_forest(
+    cli: Cli, signing_keys: Path, tmp_path: Path
+) -> None:
+    predicted, expected, _ = _forest(cli, signing_keys, tmp_path, "x86-64")
+    np.testing.assert_allclose(predicted, expected, rtol=1e-5, atol=1e-3)
 
 
 def test_a_regressor_for_jetson_is_judged_by_how_far_its_predictions_move(
@@ -72,16 +79,8 @@ def test_a_regressor_for_jetson_is_judged_by_how_far_its_predictions_move(
     predictions moved by up to 8%, which per-sample cosine (of one number: 1.0) never saw and
     the build shipped reporting 1.0. Judged by the outputs' relative error, the report's figure
     is what the predictions lost, and what the build picks keeps the profile's budget."""
-    x, y = load_diabetes(return_X_y=True)
-    forest = RandomForestRegressor(n_estimators=8, max_depth=5, random_state=0).fit(x, y)
-    (tmp_path / "diabetes.pkl").write_bytes(pickle.dumps(forest))
-    np.savez(tmp_path / "diabetes.npz", input=x.astype(np.float32))
-    (predicted,), report = _verified_outputs(
-        cli, tmp_path / "diabetes.pkl", tmp_path / "diabetes.npz", signing_keys, tmp_path,
-        "jetson-orin",
-    )  # fmt: skip
-    expected = forest.predict(x)
-    error = np.linalg.norm(predicted.reshape(-1) - expected) / np.linalg.norm(expected)
+    predicted, expected, report = _forest(cli, signing_keys, tmp_path, "jetson-orin")
+    error = np.linalg.norm(predicted - expected) / np.linalg.norm(expected)
     assert error < 0.01, (report["precision"], error)
     # The figure the report gives is that error, not a blind 1.0 (fp16 here: 0.9924).
     fidelity = report["fidelity"]
