@@ -23,11 +23,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.serials import Verdict
-from agent.serials import judge as judge_serial
-from agent.store import ChunkCache
-from agent.transfer import FileSpec, Release, assemble, chunk_source, fetch_chunks
-from edge_sdk.bench_job import (
+from agent.update.serials import Verdict
+from agent.update.serials import judge as judge_serial
+from agent.update.store import ChunkCache
+from agent.update.transfer import FileSpec, Release, assemble, chunk_source, fetch_chunks
+from edge_sdk.core.bench_job import (
     BenchAnswer,
     BenchJob,
     CandidateResult,

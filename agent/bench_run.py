@@ -35,10 +35,11 @@ def limit(max_memory_mb: int) -> None:
 
 
 def measure(task: dict[str, Any]) -> dict[str, Any]:
-    from edge_sdk import golden, runtime
-    from edge_sdk.fidelity import compare
-    from edge_sdk.tensors import TensorSpec
-    from edge_sdk.timing import measure_interleaved
+    from edge_sdk import runtime
+    from edge_sdk.core import golden
+    from edge_sdk.core.fidelity import compare
+    from edge_sdk.core.tensors import TensorSpec
+    from edge_sdk.runtime.timing import measure_interleaved
 
     inputs = [TensorSpec.from_json(t) for t in task["inputs"]]
     outputs = [TensorSpec.from_json(t) for t in task["outputs"]]

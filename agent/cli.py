@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from edge_sdk import __version__
-from edge_sdk.entry import guarded_main
+from edge_sdk.core.entry import guarded_main
 
 TYPE_CHECKING = False  # not typing's: see edge_sdk/cli/__init__.py
 if TYPE_CHECKING:
@@ -112,7 +112,7 @@ def _json_flag(parser: argparse.ArgumentParser) -> None:
 
 def run(argv: Sequence[str]) -> int:
     """Run ``edge-agent`` on ``argv`` and return the exit code instead of exiting."""
-    from edge_sdk.interrupt import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, handled, say
+    from edge_sdk.core.interrupt import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, handled, say
 
     try:
         with handled():

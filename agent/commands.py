@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agent.store import ModelStore
+from agent.update.store import ModelStore
 from edge_sdk import __version__
-from edge_sdk.bundle import MANIFEST, MAX_MANIFEST_BYTES, Manifest, format_version
+from edge_sdk.core.bundle import MANIFEST, MAX_MANIFEST_BYTES, Manifest, format_version
 from edge_sdk.errors import ConfigError, EdgeSdkError
 
 # Distribution names of the runtimes a bundle may need (read from metadata, never imported).
@@ -118,7 +118,7 @@ def version_label(store: ModelStore, version: int) -> str:
 
 
 def selftest(bundle: Path, trust_root: Path, json_output: bool) -> int:
-    from agent.selftest import self_test
+    from agent.update.selftest import self_test
 
     result = self_test(bundle, trust_root)
     passed = result.golden.passed
@@ -145,7 +145,7 @@ def version(json_output: bool) -> int:
     from importlib.metadata import PackageNotFoundError
     from importlib.metadata import version as installed
 
-    from edge_sdk.extras import version_info  # standard library only, as a device needs
+    from edge_sdk.core.extras import version_info  # standard library only, as a device needs
 
     runtimes: dict[str, str | None] = {}
     for name in RUNTIMES:

@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from agent.http_fetch import HttpSettings, ssl_context
-from edge_sdk import topics
-from edge_sdk.bundle import check_name
-from edge_sdk.chunking import MAX_CHUNK
+from agent.update.http_fetch import HttpSettings, ssl_context
+from edge_sdk.core import topics
+from edge_sdk.core.bundle import check_name
+from edge_sdk.core.chunking import MAX_CHUNK
+from edge_sdk.core.profiles import HardwareProfile, resolve_profile
+from edge_sdk.core.userfile import MIB, load_toml
 from edge_sdk.errors import ConfigError, InputError, ProfileError
-from edge_sdk.profiles import HardwareProfile, resolve_profile
-from edge_sdk.userfile import MIB, load_toml
 
 T = TypeVar("T")
 
@@ -86,7 +86,7 @@ class ServingConfig:
     unix_socket: Path | None = None
     max_body_bytes: int = 16 << 20
     threads: int = 2  # runtime calls in parallel
-    # What one predict request may cost (agent.codec.Limits), checked before decoding:
+    # What one predict request may cost (agent.serving.codec.Limits), checked before decoding:
     max_samples: int = 256  # samples per request
     max_decoded_bytes: int = 8 << 20  # the inputs' bytes once decoded (and .npz inflated)
     max_header_bytes: int = 16 << 10  # a request's line and headers together
@@ -150,7 +150,7 @@ class AgentConfig:
 
 
 def check_identifier(value: str, what: str) -> str:
-    """``edge_sdk.topics.check_identifier``, as a config error: ids end up inside MQTT topics
+    """``edge_sdk.core.topics.check_identifier``, as a config error: ids end up inside MQTT topics
     and broker ACL patterns, where '+', '#' and '/' would turn one device's topic into a
     wildcard or another device's subtree."""
     try:

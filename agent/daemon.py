@@ -20,27 +20,30 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from agent.bench_job import BenchJobs
-from agent.codec import Limits
 from agent.config import AgentConfig
-from agent.http_server import ApiServer
-from agent.inference_api import InferenceApi
-from agent.machine import RESTING as RESTING_STATES
-from agent.machine import Event, Journal, Resume, State
 from agent.metrics import Metrics
 from agent.mqtt_link import MqttLink, Will
-from agent.oip import version_label
-from agent.serials import SerialFloors, Verdict, judge
-from agent.store import ChunkCache, ChunkRef, ModelStore
+from agent.serving.codec import Limits
+from agent.serving.http_server import ApiServer
+from agent.serving.inference_api import InferenceApi
+from agent.serving.oip import version_label
 from agent.sysinfo import CpuMeter, free_disk_bytes, release_memory, rss_bytes
-from agent.transfer import Release, TransferStats, fetch_release
-from agent.tuf_mqtt import TufSession
-from agent.updater import ModelUpdater
+from agent.update.machine import RESTING as RESTING_STATES
+from agent.update.machine import Event, Journal, Resume, State
+from agent.update.serials import SerialFloors, Verdict, judge
+from agent.update.store import ChunkCache, ChunkRef, ModelStore
+from agent.update.transfer import Release, TransferStats, fetch_release
+from agent.update.tuf_mqtt import TufSession
+from agent.update.updater import ModelUpdater
 from edge_sdk import __version__
-from edge_sdk.assignment import Assignment, verify_assignment
-from edge_sdk.bundle import format_version
+from edge_sdk.core.assignment import Assignment, verify_assignment
+from edge_sdk.core.bundle import format_version
 
 if TYPE_CHECKING:  # grpcio is the grpc extra: imported only when [serving] asks for gRPC
-    from agent.grpc_server import GrpcServer
+    from agent.serving.grpc_server import GrpcServer
+from edge_sdk.core.topics import Topics
+from edge_sdk.core.trust import TrustRoot
+from edge_sdk.core.trust_root import load_trust_root
 from edge_sdk.errors import (
     ConfigError,
     EdgeSdkError,
@@ -49,9 +52,6 @@ from edge_sdk.errors import (
     TransferError,
     UnknownKeyError,
 )
-from edge_sdk.topics import Topics
-from edge_sdk.trust import TrustRoot
-from edge_sdk.trust_root import load_trust_root
 
 log = logging.getLogger(__name__)
 _PACKET_OVERHEAD = 4096  # MQTT headers and properties on top of a chunk or metadata file
@@ -294,7 +294,7 @@ class Agent:
     ) -> None:
         serving = self.config.serving
         try:
-            from agent.grpc_server import GrpcInference, GrpcServer
+            from agent.serving.grpc_server import GrpcInference, GrpcServer
         except ImportError as e:
             raise ConfigError(
                 f"{self.config.path}: serving.grpc_listen/grpc_unix_socket need grpcio and "

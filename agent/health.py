@@ -4,7 +4,7 @@ version it replaced? Pure: figures in, a reason to roll back (or ``None``) out."
 from __future__ import annotations
 
 from agent.config import ProbationConfig
-from agent.serving import InferenceFigures
+from agent.serving.slots import InferenceFigures
 
 # The previous version's p95 is only a fair yardstick once it has served this many requests.
 MIN_BASELINE_REQUESTS = 20

@@ -33,7 +33,7 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, M
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from agent.machine import State
+from agent.update.machine import State
 from edge_sdk import __version__
 
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]

@@ -27,8 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edge_sdk.keys import init_keys
-from edge_sdk.topics import Topics
+from edge_sdk.core.topics import Topics
+from edge_sdk.signing.keys import init_keys
 from testing.agents import (
     Operator,
     make_bundle,

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from bench.bench_agent import BARE, FEATURES, memory_mb
-from edge_sdk.keys import init_keys
+from edge_sdk.signing.keys import init_keys
 from testing.agents import (
     Operator,
     committed,

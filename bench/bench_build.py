@@ -18,14 +18,14 @@ from onnxruntime.quantization import quantize_dynamic, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from converters.calibration import ArrayDataReader
-from edge_sdk.build import BuildRequest, build
-from edge_sdk.bundle import read_bundle
-from edge_sdk.data import load_npz
-from edge_sdk.fidelity import accuracy, compare
-from edge_sdk.ort_runtime import graph_level_for, open_session
-from edge_sdk.profiles import resolve_profile
+from edge_sdk.build.data import load_npz
+from edge_sdk.build.pipeline import BuildRequest, build
+from edge_sdk.core.bundle import read_bundle
+from edge_sdk.core.fidelity import accuracy, compare
+from edge_sdk.core.profiles import resolve_profile
 from edge_sdk.runtime import OnnxModel, evaluate
-from edge_sdk.timing import measure_interleaved
+from edge_sdk.runtime.ort import graph_level_for, open_session
+from edge_sdk.runtime.timing import measure_interleaved
 
 REPO = Path(__file__).resolve().parent.parent
 

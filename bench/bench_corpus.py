@@ -26,16 +26,16 @@ import numpy as np
 
 import corpus
 from converters.calibration import ArrayDataReader
-from edge_sdk.benchmark import bench
-from edge_sdk.build import BuildRequest, build
-from edge_sdk.bundle import read_bundle
-from edge_sdk.data import load_npz
+from edge_sdk.build.benchmark import bench
+from edge_sdk.build.data import load_npz
+from edge_sdk.build.pipeline import BuildRequest, build
+from edge_sdk.core.bundle import read_bundle
+from edge_sdk.core.fidelity import accuracy, compare
+from edge_sdk.core.profiles import resolve_profile
 from edge_sdk.errors import EdgeSdkError
-from edge_sdk.fidelity import accuracy, compare
-from edge_sdk.ort_runtime import open_session
-from edge_sdk.profiles import resolve_profile
 from edge_sdk.runtime import Model, OnnxModel, evaluate, load_bundle
-from edge_sdk.timing import measure_interleaved
+from edge_sdk.runtime.ort import open_session
+from edge_sdk.runtime.timing import measure_interleaved
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -40,10 +40,10 @@ from pathlib import Path
 from typing import Any
 
 import agent.daemon
-import agent.updater
+import agent.update.updater
 from agent.daemon import Agent
-from agent.machine import State
 from agent.sysinfo import release_memory
+from agent.update.machine import State
 from bench.fleet_meter import (
     TopicMeter,
     UpdateClock,
@@ -52,15 +52,15 @@ from bench.fleet_meter import (
     difference,
     wave_times,
 )
-from edge_sdk.broker_setup import MAX_QUEUED_MESSAGES
-from edge_sdk.bundle import Bundle
-from edge_sdk.fleet import assign, publish_assignments
-from edge_sdk.inventory import DeviceView, FleetWatch
-from edge_sdk.keys import init_keys
-from edge_sdk.operator_link import BrokerAddress, OperatorLink
-from edge_sdk.rollout import Gate, Order, Phase, Rollout, parse_waves, plan
-from edge_sdk.rollout_run import begin, drive
-from edge_sdk.topics import Topics
+from edge_sdk.broker.setup import MAX_QUEUED_MESSAGES
+from edge_sdk.core.bundle import Bundle
+from edge_sdk.core.topics import Topics
+from edge_sdk.fleet.inventory import DeviceView, FleetWatch
+from edge_sdk.fleet.publish import assign, publish_assignments
+from edge_sdk.fleet.rollout import Gate, Order, Phase, Rollout, parse_waves, plan
+from edge_sdk.fleet.rollout_run import begin, drive
+from edge_sdk.fleet.session import BrokerAddress, OperatorLink
+from edge_sdk.signing.keys import init_keys
 from testing.agents import (
     PROFILE,
     Operator,
@@ -191,7 +191,7 @@ class Costs:
                 self.release_s += time.perf_counter() - start
                 self.release_calls += 1
 
-        agent.updater.release_memory = timed  # type: ignore[attr-defined]
+        agent.update.updater.release_memory = timed  # type: ignore[attr-defined]
         agent.daemon.release_memory = timed  # type: ignore[attr-defined]
 
     def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
@@ -832,7 +832,7 @@ def broker_bytes(broker: Broker) -> tuple[int, int]:
 def publish_release(
     operator: Operator, bundle: Bundle, store: Any | None, mirrors: Sequence[str]
 ) -> None:
-    from edge_sdk.fleet import publish_bundle
+    from edge_sdk.fleet.publish import publish_bundle
 
     with operator_link(operator.broker) as link:
         publish_bundle(
@@ -928,7 +928,7 @@ def measure_scale(
     source: str,
     report_s: float,
 ) -> ScaleRow:
-    from edge_sdk.stores import DirStore
+    from edge_sdk.fleet.stores import DirStore
     from testing.agents import start_process
     from testing.nginx import Nginx
 
@@ -1086,8 +1086,8 @@ def simulator_main(argv: Sequence[str]) -> None:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from edge_sdk.assignment import verify_assignment
-    from edge_sdk.keys import load_trust_root
+    from edge_sdk.core.assignment import verify_assignment
+    from edge_sdk.signing.keys import load_trust_root
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
@@ -1222,7 +1222,7 @@ class SimRow:
 def simulate(work: Path, keyring: Path, n: int, update_s: float) -> SimRow:
     import subprocess
 
-    from edge_sdk.repository import Repository
+    from edge_sdk.signing.repository import Repository
 
     connections = max(1, min(100, n // 50))
     row = SimRow(n, connections, update_s)

@@ -43,8 +43,8 @@ from pathlib import Path
 import numpy as np
 
 from agent.protos import grpc_predict_v2_pb2 as pb
-from edge_sdk import npy
-from edge_sdk.keys import init_keys
+from edge_sdk.core import npy
+from edge_sdk.signing.keys import init_keys
 from testing.agents import (
     DIGITS,
     Operator,
@@ -549,7 +549,7 @@ def measured(
 
 
 def npy_type() -> str:
-    from agent.codec import NPY
+    from agent.serving.codec import NPY
 
     return NPY
 

@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from converters import PassContext, get_pass
-from edge_sdk.data import load_npz
-from edge_sdk.fidelity import accuracy, compare
-from edge_sdk.onnx_model import load_source
-from edge_sdk.ort_runtime import open_session
-from edge_sdk.profiles import resolve_profile
+from edge_sdk.build.data import load_npz
+from edge_sdk.build.onnx_model import load_source
+from edge_sdk.core.fidelity import accuracy, compare
+from edge_sdk.core.profiles import resolve_profile
 from edge_sdk.runtime import OnnxModel, TFLiteModel, evaluate
-from edge_sdk.timing import measure_interleaved
+from edge_sdk.runtime.ort import open_session
+from edge_sdk.runtime.timing import measure_interleaved
 
 REPO = Path(__file__).resolve().parent.parent
 

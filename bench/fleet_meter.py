@@ -166,7 +166,7 @@ def breakdown_table(
 
 # -- where a wave's time goes --------------------------------------------------------------
 
-# The agent's events in an update's order (agent/machine.py), and the phase each one ends.
+# The agent's events in an update's order (agent/update/machine.py), and the phase each one ends.
 PHASES = (
     ("assigned", "delivery"),
     ("downloaded", "transfer"),

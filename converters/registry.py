@@ -9,8 +9,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from edge_sdk.core.profiles import HardwareProfile
 from edge_sdk.errors import BuildError
-from edge_sdk.profiles import HardwareProfile
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ the model files are used), found through the distribution's file list, never by 
 package (their own imports pull OpenCV, torch or MediaPipe's native framework). Data is rendered
 with Pillow, synthesised, or cut from the photographs scikit-learn ships.
 
-Used by ``tests/edge_sdk/test_corpus.py`` (a fast subset) and ``bench/bench_corpus.py`` (all of
-it); this package is not shipped.
+Used by ``tests/edge_sdk/build/test_corpus.py`` (a fast subset) and ``bench/bench_corpus.py`` (all
+of it); this package is not shipped.
 """
 
 from __future__ import annotations

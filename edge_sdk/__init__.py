@@ -4,7 +4,7 @@
     result = edge_sdk.build("model.onnx", profile="jetson-orin", calibration=arrays)
 
 Nothing heavy is imported here: a device imports ``edge_sdk`` without onnx or TensorFlow, and
-``edge_sdk.build`` (``edge_sdk/api.py``) loads the build pipeline when first used.
+``edge_sdk.build.pipeline`` (``edge_sdk/build/api.py``) loads the build pipeline when first used.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ __all__ = ["__version__", "build"]
 
 
 def __getattr__(name: str) -> Any:
-    # ``edge_sdk.build`` is also the pipeline's module, which Python binds to this attribute
-    # when it is imported; that module is callable (see its end), so either way the call works.
+    # ``edge_sdk.build`` is also the build package, which Python binds to this attribute when it
+    # is imported; that package is callable (edge_sdk/build/__init__.py), so either way the
+    # call works.
     if name == "build":
         return importlib.import_module("edge_sdk.build")
     raise AttributeError(f"module 'edge_sdk' has no attribute {name!r}")

@@ -25,7 +25,7 @@ from urllib.parse import quote, urlsplit
 
 import numpy as np
 
-from edge_sdk import npy
+from edge_sdk.core import npy
 from edge_sdk.errors import InputError, PredictError
 
 NPZ = "application/x-npz"

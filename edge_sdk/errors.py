@@ -28,7 +28,7 @@ point where their meaning is known.
     UpdateError                       the agent could not finish an update (exit 8)
     ├── TransferError                 broker away, fetch timed out: retried, never final
     │   └── NotDeliveredError         broker up, but a signed message never came: retried a
-    │                                 bounded number of times (agent.updater), then final
+    │                                 bounded number of times (agent.update.updater), then final
     ├── DiskSpaceError                not enough free space, or the disk filled up mid-way
     └── SelfTestError                 the new version failed its golden vectors or budgets
     PredictError                      the inference API refused a request (``status``, exit 9)

@@ -21,17 +21,17 @@ import onnxruntime as ort
 
 from agent.config import load_config
 from agent.daemon import Agent
-from agent.store import ModelStore
-from edge_sdk import golden
-from edge_sdk.assignment import Assignment
-from edge_sdk.bundle import Bundle, GoldenInfo, Manifest, sha256
-from edge_sdk.fleet import next_serial, publish_assignments, publish_bundle
-from edge_sdk.keys import load_signer
-from edge_sdk.operator_link import BrokerAddress, OperatorLink
-from edge_sdk.repository import Repository
-from edge_sdk.tensors import TensorSpec
-from edge_sdk.topics import Topics
-from edge_sdk.trust import sign_files
+from agent.update.store import ModelStore
+from edge_sdk.core import golden
+from edge_sdk.core.assignment import Assignment
+from edge_sdk.core.bundle import Bundle, GoldenInfo, Manifest, sha256
+from edge_sdk.core.tensors import TensorSpec
+from edge_sdk.core.topics import Topics
+from edge_sdk.core.trust import sign_files
+from edge_sdk.fleet.publish import next_serial, publish_assignments, publish_bundle
+from edge_sdk.fleet.session import BrokerAddress, OperatorLink
+from edge_sdk.signing.keys import load_signer
+from edge_sdk.signing.repository import Repository
 from testing.mosquitto import Broker
 
 REPO = Path(__file__).resolve().parents[1]

@@ -35,7 +35,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge_sdk import pki
+from edge_sdk.broker import pki
 
 # HOST, free_port and terminate are re-exported ("as"): tests import them from here.
 from testing.servers import HOST as HOST

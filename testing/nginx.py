@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from edge_sdk import pki
+from edge_sdk.broker import pki
 from testing.servers import HOST, PortTaken, ServerProcess, accepts, executable
 
 START_TIMEOUT_S = 10.0

@@ -126,7 +126,7 @@ def transformer() -> Path:
 @pytest.fixture(scope="session")
 def signing_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two online keys, threshold 1."""
-    from edge_sdk.keys import init_keys
+    from edge_sdk.signing.keys import init_keys
 
     directory = tmp_path_factory.mktemp("keys")
     init_keys(directory, online_keys=2, threshold=1)
@@ -135,7 +135,7 @@ def signing_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def signing_keys_t2(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from edge_sdk.keys import init_keys
+    from edge_sdk.signing.keys import init_keys
 
     directory = tmp_path_factory.mktemp("keys2")
     init_keys(directory, online_keys=2, threshold=2)
@@ -155,8 +155,8 @@ def keyring(tmp_path: Path, signing_keys: Path) -> Path:
 @pytest.fixture(scope="session")
 def digits_build(tmp_path_factory: pytest.TempPathFactory, signing_keys: Path) -> dict[str, object]:
     """The README's main job: digits for x86-64-vnni, signed; returns the JSON report."""
-    from edge_sdk.build import BuildRequest, build
-    from edge_sdk.profiles import resolve_profile
+    from edge_sdk.build.pipeline import BuildRequest, build
+    from edge_sdk.core.profiles import resolve_profile
 
     out = tmp_path_factory.mktemp("digits-out")
     result = build(

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from edge_sdk.fleet import assign
+from edge_sdk.fleet.publish import assign
 from testing.agents import agent_thread, committed, make_bundle, wait_for
 from testing.fleet_broker import FAST_BROKER_TOML, FAST_EXTRA_TOML, FleetBroker
 from tests.bridge_broker import BRIDGE_CN, EdgeBroker
-from tests.edge_sdk.test_rollout_fleet import Fleet, operator_for
+from tests.edge_sdk.fleet.test_rollout_fleet import Fleet, operator_for
 
 Cli = Callable[..., tuple[int, str, str]]
 DEVICES = ("cam-0", "cam-1", "cam-2")

@@ -1,8 +1,9 @@
 """The deployment files and the protocol document against the code they describe.
 
 ``deploy/systemd/edge-agent.service`` must start the agent the way the CLI expects and keep its
-sandbox; ``docs/protocol.md`` must not drift from ``edge_sdk.topics`` (topic tree, broker ACL) or
-``agent.machine`` (the state table): those are checked by evaluating the document's ACL and
+sandbox; ``docs/protocol.md`` must not drift from ``edge_sdk.core.topics`` (topic tree, broker ACL)
+or
+``agent.update.machine`` (the state table): those are checked by evaluating the document's ACL and
 tables against what the code produces.
 """
 
@@ -21,10 +22,10 @@ import pytest
 from paho.mqtt.client import topic_matches_sub
 
 from agent.config import ProbationConfig
-from agent.machine import TRANSITIONS, State
 from agent.mqtt_link import SESSION_EXPIRY_S
-from edge_sdk import chunking
-from edge_sdk.topics import Topics
+from agent.update.machine import TRANSITIONS, State
+from edge_sdk.core import chunking
+from edge_sdk.core.topics import Topics
 
 REPO = Path(__file__).resolve().parent.parent
 UNIT = REPO / "deploy" / "systemd" / "edge-agent.service"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.machine import State
 from agent.metrics import Metrics
+from agent.update.machine import State
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "deploy" / "grafana" / "edge-agent.json"
 

@@ -11,7 +11,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 
-from edge_sdk import pki
+from edge_sdk.broker import pki
 from testing.mosquitto import Broker, BrokerRefused
 
 WAIT_S = 5.0

@@ -1,7 +1,7 @@
 """Regenerate grpc_predict_v2_pb2.py and .pyi from grpc_predict_v2.proto (needs grpcio-tools).
 
 The generated module is committed, so a device needs only grpcio and protobuf, never a protoc;
-tests/agent/test_grpc_server.py checks it matches the .proto.
+tests/agent/serving/test_grpc_server.py checks it matches the .proto.
 
 One change to protoc's output: the descriptors go in a pool of their own, not protobuf's
 default one. tritonclient and KServe register the same ``inference.*`` messages (from Triton's

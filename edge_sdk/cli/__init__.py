@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from edge_sdk.entry import guarded_main
+from edge_sdk.core.entry import guarded_main
 
 # Not typing.TYPE_CHECKING: importing typing takes milliseconds of the window before the
 # handlers are in place (mypy treats any TYPE_CHECKING as true).
@@ -60,7 +60,7 @@ def run(argv: Sequence[str]) -> int:
     """Run ``edge-sdk`` on ``argv`` and return the exit code instead of exiting."""
     if list(argv) == ["--version"]:
         # Without typer too (a device install has the command but not the host extra).
-        from edge_sdk.extras import version_line
+        from edge_sdk.core.extras import version_line
 
         sys.stdout.write(version_line("edge-sdk") + "\n")
         return 0
@@ -70,7 +70,7 @@ def run(argv: Sequence[str]) -> int:
         app = _build_app()
     except ImportError as e:
         # typer or rich missing (a device install): one line naming the extra, exit 3.
-        from edge_sdk.extras import missing_extra_line
+        from edge_sdk.core.extras import missing_extra_line
 
         line = missing_extra_line(e, "edge-sdk")
         if line is None:

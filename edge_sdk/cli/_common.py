@@ -13,8 +13,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from edge_sdk.core.interrupt import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, handled, say
 from edge_sdk.errors import EdgeSdkError, UnsupportedError
-from edge_sdk.interrupt import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, handled, say
 
 # Human output goes to stderr when --json owns stdout; keep both consoles here so every
 # command agrees.
@@ -120,7 +120,7 @@ def _missing_extra(error: Exception, prog_name: str) -> str | None:
     # extra that installs it (exit 3, as any valid request this installation cannot do).
     if not isinstance(error, ImportError):
         return None
-    from edge_sdk.extras import missing_extra_line
+    from edge_sdk.core.extras import missing_extra_line
 
     return missing_extra_line(error, prog_name)
 

@@ -22,7 +22,7 @@ import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from edge_sdk.cli._common import JsonFlag, emit_json, stderr_console
-from edge_sdk.extras import version_line
+from edge_sdk.core.extras import version_line
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 SHELLS = ("bash", "zsh", "fish")
@@ -102,7 +102,7 @@ def install(app: typer.Typer) -> None:
     @app.command("version")
     def _version_command(ctx: typer.Context, json_output: JsonFlag = False) -> None:
         """Print the version, the distribution and Python."""
-        from edge_sdk.extras import version_info
+        from edge_sdk.core.extras import version_info
 
         prog = ctx.find_root().info_name or "edge-sdk"
         if json_output:

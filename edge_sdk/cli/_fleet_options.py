@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from edge_sdk.inventory import FleetWatch
-    from edge_sdk.operator_link import OperatorLink
-    from edge_sdk.topics import Topics
+    from edge_sdk.core.topics import Topics
+    from edge_sdk.fleet.inventory import FleetWatch
+    from edge_sdk.fleet.session import OperatorLink
 
 RepoOpt = Annotated[
     Path,
@@ -102,7 +102,7 @@ def connect(
     broker: str, ca: Path | None, cert: Path | None, key: Path | None, client_id: str
 ) -> OperatorLink:
     """An operator session; every input is checked here, before any connection is tried."""
-    from edge_sdk.operator_link import BrokerAddress, OperatorLink
+    from edge_sdk.fleet.session import BrokerAddress, OperatorLink
 
     address = BrokerAddress.parse(broker, ca=ca, cert=cert, key=key)
     warn_if_default_broker()
@@ -119,9 +119,9 @@ def session_id(kind: str) -> str:
 def watch(
     broker: str, ca: Path | None, cert: Path | None, key: Path | None, topics: Topics, kind: str
 ) -> FleetWatch:
-    """The devices' reports, on a session of its own (``edge_sdk.inventory.FleetWatch``)."""
-    from edge_sdk.inventory import FleetWatch
-    from edge_sdk.operator_link import BrokerAddress
+    """The devices' reports, on a session of its own (``edge_sdk.fleet.inventory.FleetWatch``)."""
+    from edge_sdk.fleet.inventory import FleetWatch
+    from edge_sdk.fleet.session import BrokerAddress
 
     address = BrokerAddress.parse(broker, ca=ca, cert=cert, key=key)
     warn_if_default_broker()

@@ -17,7 +17,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from edge_sdk.fleet import SendProgress
+from edge_sdk.fleet.publish import SendProgress
 
 PLAIN_EVERY_S = 2.0
 

@@ -59,7 +59,7 @@ def init_command(
     json_output: JsonFlag = False,
 ) -> None:
     """Write mosquitto.conf, acl, the fleet CA, the server and operator certificates."""
-    from edge_sdk.broker_setup import (
+    from edge_sdk.broker.setup import (
         DEFAULT_HOSTNAMES,
         export_line,
         init_broker,

@@ -97,10 +97,10 @@ def build_command(
     """Convert, quantize, measure and pack a model into one signed bundle for a profile; with
     several --profile, one release: a bundle per profile, all of one name and version (publish
     each with `fleet publish`; every device installs its own profile's variant)."""
-    from edge_sdk.build import BuildRequest, build
-    from edge_sdk.data import parse_input_shapes
+    from edge_sdk.build.data import parse_input_shapes
+    from edge_sdk.build.pipeline import BuildRequest, build
+    from edge_sdk.core.profiles import override_image, resolve_profile
     from edge_sdk.errors import InputError
-    from edge_sdk.profiles import override_image, resolve_profile
 
     # Every profile is resolved before the first build starts: a typo in the last one costs
     # nothing.
@@ -156,7 +156,7 @@ def _measured(build: Any, request: Any, progress: Callable[[str], None]) -> Any:
     """A build; when its device could not measure, this host's figures before the one line."""
     if request.measure_on is None:
         return build(request, progress=progress)
-    from edge_sdk.fleet_bench import DeviceBenchError  # paho: only when a device measures
+    from edge_sdk.fleet.bench import DeviceBenchError  # paho: only when a device measures
 
     try:
         return build(request, progress=progress)
@@ -187,7 +187,7 @@ def _progress(profile: str | None) -> Iterator[Callable[[str], None]]:
 
 
 def _print_reports(reports: list[dict[str, Any]], json_output: bool) -> None:
-    from edge_sdk.report import print_build_report
+    from edge_sdk.cli._report import print_build_report
 
     if len(reports) == 1:
         if json_output:

@@ -15,8 +15,8 @@ BundleArg = Annotated[Path, typer.Argument(help="Bundle file (.edgebundle).")]
 
 def inspect_command(bundle: BundleArg, json_output: JsonFlag = False) -> None:
     """Show a bundle's manifest, build report and signature state (does not verify trust)."""
-    from edge_sdk.bundle import parse_manifest_json, read_header
-    from edge_sdk.report import print_manifest
+    from edge_sdk.cli._report import print_manifest
+    from edge_sdk.core.bundle import parse_manifest_json, read_header
 
     # Only the manifest is read: the artifact and golden vectors may be large, and are not shown.
     header = read_header(bundle)
@@ -37,7 +37,7 @@ def inspect_command(bundle: BundleArg, json_output: JsonFlag = False) -> None:
 def _print_report(report: dict[str, Any]) -> None:
     """The build report as the build printed it; a report that is not in that form (an older or
     a hand-made bundle: the report is informational) gets a note instead of a half table."""
-    from edge_sdk.report import print_build_report
+    from edge_sdk.cli._report import print_build_report
 
     try:
         with stdout_console.capture() as capture:
@@ -62,9 +62,9 @@ def verify_command(
     """Check a bundle's signatures against a trust root and every file against its signed hash."""
     from rich.markup import escape
 
-    from edge_sdk.bundle import read_bundle, shown_label
-    from edge_sdk.keys import load_trust_root
-    from edge_sdk.trust import verify_bundle
+    from edge_sdk.core.bundle import read_bundle, shown_label
+    from edge_sdk.core.trust import verify_bundle
+    from edge_sdk.signing.keys import load_trust_root
 
     b = read_bundle(bundle)
     targets = verify_bundle(load_trust_root(trust), b, str(bundle))
@@ -98,9 +98,9 @@ def sign_command(
     """Add signatures to a bundle (a second signer for a threshold, or an unsigned build)."""
     from datetime import timedelta
 
-    from edge_sdk.bundle import read_bundle, write_bundle
-    from edge_sdk.keys import load_signer
-    from edge_sdk.trust import add_signatures, sign_files
+    from edge_sdk.core.bundle import read_bundle, write_bundle
+    from edge_sdk.core.trust import add_signatures, sign_files
+    from edge_sdk.signing.keys import load_signer
 
     signers = [load_signer(k) for k in key]
     b = read_bundle(bundle)
@@ -136,9 +136,9 @@ def bench_command(
     json_output: JsonFlag = False,
 ) -> None:
     """Latency p50/p95/p99, throughput and peak memory of a model on this host (batch 1)."""
-    from edge_sdk.benchmark import bench
-    from edge_sdk.data import parse_input_shapes
-    from edge_sdk.report import print_bench
+    from edge_sdk.build.benchmark import bench
+    from edge_sdk.build.data import parse_input_shapes
+    from edge_sdk.cli._report import print_bench
 
     result = bench(
         model,

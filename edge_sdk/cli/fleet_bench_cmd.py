@@ -1,6 +1,6 @@
 """``edge-sdk fleet bench BUNDLE|MODEL --device ID``: measure a bundle's artifact (or an .onnx
 model in float) on one device of the fleet, with the device's own runtime (a signed benchmark
-job: edge_sdk.fleet_bench)."""
+job: edge_sdk.fleet.bench)."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ from edge_sdk.cli._fleet_options import (
 from edge_sdk.cli.fleet_cmd import fleet_app
 
 if TYPE_CHECKING:
-    from edge_sdk.bench_job import BenchAnswer
-    from edge_sdk.device_measure import MeasureOn
+    from edge_sdk.build.device_measure import MeasureOn
+    from edge_sdk.core.bench_job import BenchAnswer
 
 _Opt = typer.Option
 DeviceOpt = Annotated[
@@ -75,11 +75,11 @@ def bench_command(
 ) -> None:
     """Measure on DEVICE, without installing anything there: load time, latency p50/p95/p99,
     throughput, peak memory and fidelity against the golden vectors."""
-    from edge_sdk.device_measure import results_json, spec_from_bundle, spec_from_model
+    from edge_sdk.build.device_measure import results_json, spec_from_bundle, spec_from_model
+    from edge_sdk.core.topics import Topics, check_identifier
     from edge_sdk.errors import InputError
-    from edge_sdk.fleet_bench import job_serial, load_signers, published_chunks, run_job
-    from edge_sdk.operator_link import BrokerAddress
-    from edge_sdk.topics import Topics, check_identifier
+    from edge_sdk.fleet.bench import job_serial, load_signers, published_chunks, run_job
+    from edge_sdk.fleet.session import BrokerAddress
 
     check_identifier(device, "--device")
     topics = Topics(topic_prefix, fleet)
@@ -136,10 +136,10 @@ def measure_on(
     topic_prefix: str,
 ) -> MeasureOn:
     """``build --measure-on``: every input checked now, before minutes of building."""
-    from edge_sdk.device_measure import MeasureOn
-    from edge_sdk.fleet_bench import JobSpec, job_serial, load_signers, published_chunks, run_job
-    from edge_sdk.operator_link import BrokerAddress
-    from edge_sdk.topics import Topics, check_identifier
+    from edge_sdk.build.device_measure import MeasureOn
+    from edge_sdk.core.topics import Topics, check_identifier
+    from edge_sdk.fleet.bench import JobSpec, job_serial, load_signers, published_chunks, run_job
+    from edge_sdk.fleet.session import BrokerAddress
 
     check_identifier(device, "--measure-on")
     topics = Topics(topic_prefix, fleet)

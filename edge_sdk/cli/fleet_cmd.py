@@ -25,8 +25,8 @@ from edge_sdk.cli._fleet_options import (
 )
 
 if TYPE_CHECKING:
-    from edge_sdk.operator_link import OperatorLink
-    from edge_sdk.stores import Store
+    from edge_sdk.fleet.session import OperatorLink
+    from edge_sdk.fleet.stores import Store
 
 fleet_app = new_app("Operate the fleet: publish bundles and assign versions over MQTT.")
 
@@ -99,12 +99,12 @@ def publish_command(
     the metadata. --full sends everything again. With --store the chunks go to the store
     first, and the release's signed metadata names --store-url as its mirrors."""
 
-    from edge_sdk.bundle import read_bundle, shown_label, write_bundle
     from edge_sdk.cli._publish_progress import PublishProgress
-    from edge_sdk.fleet import open_or_create, publish_bundle, signed_for_fleet
-    from edge_sdk.operator_link import BrokerAddress, OperatorLink
-    from edge_sdk.publish_ledger import PublishLedger
-    from edge_sdk.topics import Topics
+    from edge_sdk.core.bundle import read_bundle, shown_label, write_bundle
+    from edge_sdk.core.topics import Topics
+    from edge_sdk.fleet.publish import open_or_create, publish_bundle, signed_for_fleet
+    from edge_sdk.fleet.publish_ledger import PublishLedger
+    from edge_sdk.fleet.session import BrokerAddress, OperatorLink
 
     # Everything checkable is checked before the repository or the broker is touched.
     topics = Topics(topic_prefix, fleet)
@@ -186,7 +186,7 @@ def _store_options(
     store: str | None, urls: list[str], endpoint: str | None, broker_chunks: bool
 ) -> tuple[Store | None, list[str]]:
     from edge_sdk.errors import InputError
-    from edge_sdk.stores import check_public_url, mirror_list, open_store
+    from edge_sdk.fleet.stores import check_public_url, mirror_list, open_store
 
     if store is None:
         if urls or endpoint or not broker_chunks:
@@ -236,11 +236,11 @@ def assign_command(
     json_output: JsonFlag = False,
 ) -> None:
     """Sign and publish the version a device or group should run (retained desired state)."""
-    from edge_sdk.bundle import check_name, parse_version
+    from edge_sdk.core.bundle import check_name, parse_version
+    from edge_sdk.core.topics import Topics, check_identifier
     from edge_sdk.errors import InputError
-    from edge_sdk.fleet import assign, check_published
-    from edge_sdk.repository import Repository
-    from edge_sdk.topics import Topics, check_identifier
+    from edge_sdk.fleet.publish import assign, check_published
+    from edge_sdk.signing.repository import Repository
 
     if (device is None) == (group is None):
         raise InputError("pass exactly one of --device ID or --group NAME")

@@ -43,7 +43,7 @@ def enroll_command(
     json_output: JsonFlag = False,
 ) -> None:
     """Issue DEVICE_ID's client certificate and write its agent.toml, ready to copy over."""
-    from edge_sdk.enroll import EnrollRequest, enroll
+    from edge_sdk.broker.enroll import EnrollRequest, enroll
 
     result = enroll(
         EnrollRequest(
@@ -86,7 +86,7 @@ def revoke_command(
 ) -> None:
     """Revoke DEVICE_ID's certificate: it is added to the broker's CRL, which Mosquitto reads
     at start, so restart the broker to apply it. `fleet enroll --force` issues a new one."""
-    from edge_sdk.revoke import revoke
+    from edge_sdk.broker.revoke import revoke
 
     result = revoke(broker_dir, device_id)
     if json_output:

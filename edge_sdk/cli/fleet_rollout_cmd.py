@@ -1,6 +1,6 @@
 """``edge-sdk fleet rollout|rollback``: canary waves gated on the devices' own reports, and the
-way back. The decisions are ``edge_sdk.rollout``'s; the record and the loop are
-``edge_sdk.rollout_run``'s; this module parses options and prints."""
+way back. The decisions are ``edge_sdk.fleet.rollout``'s; the record and the loop are
+``edge_sdk.fleet.rollout_run``'s; this module parses options and prints."""
 
 from __future__ import annotations
 
@@ -98,13 +98,13 @@ def rollout_command(
     committed and, after --probation seconds, no worse than the version it replaced; failures
     above --max-failure-rate halt the rollout and roll the reached devices back. Offline
     devices are counted, not waited on. Exit 10 when the rollout halts."""
-    from edge_sdk.bundle import check_name, parse_version
+    from edge_sdk.core.bundle import check_name, parse_version
+    from edge_sdk.core.topics import Topics, check_identifier
     from edge_sdk.errors import InputError
-    from edge_sdk.fleet import publish_assignments
-    from edge_sdk.repository import Repository
-    from edge_sdk.rollout import ACTIVE, Gate, Order, parse_waves, plan, summary
-    from edge_sdk.rollout_run import begin, check_none_active, drive, driving, load
-    from edge_sdk.topics import Topics, check_identifier
+    from edge_sdk.fleet.publish import publish_assignments
+    from edge_sdk.fleet.rollout import ACTIVE, Gate, Order, parse_waves, plan, summary
+    from edge_sdk.fleet.rollout_run import begin, check_none_active, drive, driving, load
+    from edge_sdk.signing.repository import Repository
 
     # Everything checkable is checked before connecting to anything.
     check_name(model)
@@ -231,11 +231,11 @@ def rollback_command(
 ) -> None:
     """Send MODEL's devices back to an earlier version (a signed rollback assignment per group,
     newer than any wave's), and stop any rollout of MODEL still in progress."""
-    from edge_sdk.bundle import check_name, format_version, parse_version
+    from edge_sdk.core.bundle import check_name, format_version, parse_version
+    from edge_sdk.core.topics import Topics, check_identifier
     from edge_sdk.errors import InputError
-    from edge_sdk.fleet import next_serial, publish_assignments
-    from edge_sdk.rollout_run import groups_running, halt_by_operator, load, usual_incumbent
-    from edge_sdk.topics import Topics, check_identifier
+    from edge_sdk.fleet.publish import next_serial, publish_assignments
+    from edge_sdk.fleet.rollout_run import groups_running, halt_by_operator, load, usual_incumbent
 
     check_name(model)
     if group is not None:

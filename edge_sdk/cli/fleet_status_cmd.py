@@ -1,5 +1,5 @@
 """``edge-sdk fleet status``: every device's retained status and presence, read once from the
-broker (``edge_sdk.inventory.FleetWatch``), plus devices enrolled but never heard from."""
+broker (``edge_sdk.fleet.inventory.FleetWatch``), plus devices enrolled but never heard from."""
 
 from __future__ import annotations
 
@@ -62,8 +62,8 @@ def status_command(
     are listed as "never seen"."""
     from datetime import UTC, datetime
 
-    from edge_sdk import fleet_status
-    from edge_sdk.topics import Topics
+    from edge_sdk.core.topics import Topics
+    from edge_sdk.fleet import status as fleet_status
 
     # Everything checkable is checked before connecting.
     filters = fleet_status.Filters(group, model, state, online, device).check()

@@ -14,7 +14,7 @@ from rich.table import Table
 from edge_sdk.cli._common import JsonFlag, emit_json, new_app, stdout_console
 
 if TYPE_CHECKING:
-    from edge_sdk.keys import KeyringInfo
+    from edge_sdk.signing.keys import KeyringInfo
 
 keys_app = new_app("Signing keys: an offline root key and online keys that sign bundles.")
 
@@ -84,7 +84,7 @@ def init_command(
 
     Move root.key off this machine afterwards; it is only needed to rotate keys.
     """
-    from edge_sdk.keys import init_keys
+    from edge_sdk.signing.keys import init_keys
 
     info = init_keys(directory, online_keys=online, threshold=threshold, expires_days=expires_days)
     _report(info, f"created keyring {directory}; move root.key offline now", json_output)
@@ -102,7 +102,7 @@ def rotate_command(
     json_output: JsonFlag = False,
 ) -> None:
     """Add a new online key (optionally revoking one) in a new root.json signed by root.key."""
-    from edge_sdk.keys import rotate_online_key
+    from edge_sdk.signing.keys import rotate_online_key
 
     info = rotate_online_key(directory, revoke=revoke, expires_days=expires_days, root_key=root_key)
     _report(info, f"rotated online keys; publish root.json v{info.root_version}", json_output)
@@ -116,7 +116,7 @@ def rotate_root_command(
     json_output: JsonFlag = False,
 ) -> None:
     """Replace the offline root key; the new root.json is signed by the old and new keys."""
-    from edge_sdk.keys import rotate_root_key
+    from edge_sdk.signing.keys import rotate_root_key
 
     info = rotate_root_key(directory, expires_days=expires_days, root_key=root_key)
     _report(info, f"rotated the root key; publish root.json v{info.root_version}", json_output)
@@ -130,7 +130,7 @@ def show_command(
     json_output: JsonFlag = False,
 ) -> None:
     """Show roles, key ids, thresholds and expiry of a keyring or root.json."""
-    from edge_sdk.keys import describe_keyring
+    from edge_sdk.signing.keys import describe_keyring
 
     info = describe_keyring(path)
     _report(info, f"keyring {info.directory}", json_output)

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from edge_sdk.cli._common import JsonFlag, emit_json, new_app, stdout_console
-from edge_sdk.profiles import list_profiles, resolve_profile
+from edge_sdk.core.profiles import list_profiles, resolve_profile
 
 profiles_app = new_app("Hardware profiles: what each target wants.")
 

@@ -422,10 +422,10 @@ def test_state_dir_that_is_a_file_or_unwritable_is_one_line(conf_dir: Path) -> N
 
 
 def test_store_section_defaults_values_and_one_line_errors(conf_dir: Path) -> None:
-    from agent.http_fetch import HttpSettings
+    from agent.update.http_fetch import HttpSettings
 
     assert load_config(write(conf_dir, MINIMAL)).store == HttpSettings()
-    from edge_sdk import pki
+    from edge_sdk.broker import pki
 
     (conf_dir / "store-ca.pem").write_bytes(pki.create_ca("store").cert_pem)
     (conf_dir / "garbage.pem").write_text("x")

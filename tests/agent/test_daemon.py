@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from agent.daemon import Agent
-from edge_sdk.assignment import Assignment, sign_assignment
-from edge_sdk.bundle import Bundle
-from edge_sdk.keys import init_keys, load_signer, rotate_online_key
+from edge_sdk.core.assignment import Assignment, sign_assignment
+from edge_sdk.core.bundle import Bundle
+from edge_sdk.signing.keys import init_keys, load_signer, rotate_online_key
 from testing.agents import (
     Operator,
     agent_thread,
@@ -363,7 +363,7 @@ def test_a_group_assignment_reaches_its_devices(
     operator.publish(make_bundle(keyring, 1))
     config = write_config(tmp_path / "dev", broker, keyring / "root.json")
     with agent_thread(config), operator.link() as link:
-        from edge_sdk.fleet import assign
+        from edge_sdk.fleet.publish import assign
 
         assign(
             keyring,
@@ -384,11 +384,11 @@ def test_key_rotation_reaches_the_device_through_a_new_root(
         rotate_online_key(keyring, revoke=keyring / "online-1.key")
         new_key = max(keyring.glob("online-*.key"), key=lambda p: int(p.stem.split("-")[1]))
         with operator.link() as link:
-            from edge_sdk.fleet import send
+            from edge_sdk.fleet.publish import send
 
             send(link, operator.topics, operator.repository().refresh())
         bundle = make_bundle(keyring, 2)
-        from edge_sdk.trust import sign_files
+        from edge_sdk.core.trust import sign_files
 
         resigned = bundle.with_signatures(
             sign_files(

@@ -23,11 +23,11 @@ import pytest
 from agent.cli import run as agent_cli
 from agent.config import load_config
 from agent.daemon import Agent
-from agent.serials import FILE
-from edge_sdk.assignment import Assignment, sign_assignment
+from agent.update.serials import FILE
 from edge_sdk.client import InferenceClient
-from edge_sdk.keys import load_signer
-from edge_sdk.topics import Topics
+from edge_sdk.core.assignment import Assignment, sign_assignment
+from edge_sdk.core.topics import Topics
+from edge_sdk.signing.keys import load_signer
 from testing.agents import (
     REPO,
     SAMPLES,
@@ -276,8 +276,8 @@ def test_a_flood_from_an_unknown_key_costs_one_root_refresh_and_bounded_memory(
     since its last refresh, so it walks the root once; but anyone who can publish could make
     every message cost that walk, and fill memory with messages waiting for it. One refresh
     per interval; what waits is the latest per desired topic of a managed model."""
-    from edge_sdk.keys import init_keys
-    from edge_sdk.trust import TrustRoot
+    from edge_sdk.core.trust import TrustRoot
+    from edge_sdk.signing.keys import init_keys
 
     stranger = tmp_path / "stranger"
     init_keys(stranger, online_keys=1, threshold=1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from agent.config import ProbationConfig
 from agent.health import MIN_BASELINE_REQUESTS, probation_failure
-from agent.serving import InferenceFigures
+from agent.serving.slots import InferenceFigures
 
 RULES = ProbationConfig(min_requests=20, max_error_rate=0.05, max_latency_ratio=1.5)
 

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from agent.machine import RESTING, State
-from edge_sdk.bundle import read_unpacked
-from edge_sdk.keys import load_trust_root
-from edge_sdk.trust import verify_bundle
+from agent.update.machine import RESTING, State
+from edge_sdk.core.bundle import read_unpacked
+from edge_sdk.core.trust import verify_bundle
+from edge_sdk.signing.keys import load_trust_root
 from testing.agents import (
     Operator,
     agent_thread,

@@ -11,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from agent.daemon import model_status
-from agent.machine import State
-from edge_sdk.bundle import Bundle, read_unpacked
-from edge_sdk.fleet import send
-from edge_sdk.keys import load_signer, load_trust_root, rotate_online_key
-from edge_sdk.trust import sign_files, verify_bundle
+from agent.update.machine import State
+from edge_sdk.core.bundle import Bundle, read_unpacked
+from edge_sdk.core.trust import sign_files, verify_bundle
+from edge_sdk.fleet.publish import send
+from edge_sdk.signing.keys import load_signer, load_trust_root, rotate_online_key
 from testing.agents import (
     Operator,
     agent_thread,

@@ -74,8 +74,8 @@ def test_routes_are_ordered_plain_first() -> None:
     __import__("importlib").util.find_spec("onnx2tf") is None, reason="tflite extra not installed"
 )
 def test_mobilenet_style_classifier_builds_for_raspberry_pi_4(tmp_path: Path) -> None:
-    from edge_sdk.build import BuildRequest, build
-    from edge_sdk.profiles import resolve_profile
+    from edge_sdk.build.pipeline import BuildRequest, build
+    from edge_sdk.core.profiles import resolve_profile
 
     m = corpus.get("ppocr-cls")
     r = build(

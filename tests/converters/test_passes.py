@@ -12,8 +12,8 @@ from onnx import numpy_helper
 from converters import PASSES, PassContext, get_pass
 from converters.opset import model_opset
 from converters.sensitivity import rank_sensitive_nodes
+from edge_sdk.core.profiles import resolve_profile
 from edge_sdk.errors import BuildError
-from edge_sdk.profiles import resolve_profile
 from testing.factories import make_old_opset_cnn
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from agent.selftest import self_test
+from agent.update.selftest import self_test
 
 Cli = Callable[..., tuple[int, str, str]]
 

@@ -17,10 +17,10 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from agent.config import load_config
-from edge_sdk.fleet import assign, publish_bundle
-from edge_sdk.operator_link import BrokerAddress, OperatorLink
-from edge_sdk.repository import Repository
-from edge_sdk.topics import Topics
+from edge_sdk.core.topics import Topics
+from edge_sdk.fleet.publish import assign, publish_bundle
+from edge_sdk.fleet.session import BrokerAddress, OperatorLink
+from edge_sdk.signing.repository import Repository
 from testing.agents import agent_thread, committed, make_bundle, wait_for
 from testing.fleet_broker import FAST_BROKER_TOML, FAST_EXTRA_TOML, FleetBroker
 from testing.mosquitto import BrokerRefused, connect_client, free_port, launch, terminate

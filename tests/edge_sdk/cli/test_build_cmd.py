@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_sdk.profiles import builtin_profile_dir
+from edge_sdk.core.profiles import builtin_profile_dir
 from testing.factories import make_dynamic_sequence_model
 from tests.contract import BUILD_REPORT_KEYS
 from tests.edge_sdk.cli.progress import messages

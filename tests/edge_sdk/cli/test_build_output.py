@@ -18,9 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from edge_sdk.bundle import read_bundle
-from edge_sdk.extras import extra_for_module
-from edge_sdk.report import build_rows, build_table
+from edge_sdk.cli._report import build_rows, build_table
+from edge_sdk.core.bundle import read_bundle
+from edge_sdk.core.extras import extra_for_module
 from tests.edge_sdk.cli.progress import PROGRESS_LINE, messages
 
 DIGITS = Path(__file__).parents[3] / "examples" / "digits"
@@ -169,7 +169,10 @@ def test_version_needs_no_extra() -> None:
 
 def test_an_import_error_inside_edge_sdk_stays_a_bug() -> None:
     done = _edge_sdk(
-        "inspect", "x.edgebundle", prelude="sys.modules['edge_sdk.report'] = None", COLUMNS="80"
+        "inspect",
+        "x.edgebundle",
+        prelude="sys.modules['edge_sdk.cli._report'] = None",
+        COLUMNS="80",
     )
     assert done.returncode == 70 and done.stderr.startswith("internal error: ")
 
@@ -185,7 +188,7 @@ def test_an_import_error_inside_edge_sdk_stays_a_bug() -> None:
         ("boto3", "stores"),
         ("torch", "torch"),
         ("numpy", None),  # a base dependency: its absence is a broken install, not an extra
-        ("edge_sdk.report", None),
+        ("edge_sdk.cli._report", None),
         ("no_such_module", None),
     ],
 )

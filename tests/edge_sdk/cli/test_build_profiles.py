@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from edge_sdk import build as build_module
-from edge_sdk.bundle import read_bundle
-from edge_sdk.repository import Repository
+from edge_sdk.build import pipeline as build_module
+from edge_sdk.core.bundle import read_bundle
+from edge_sdk.signing.repository import Repository
 from testing.factories import make_sin_model
 from tests.edge_sdk.cli.progress import messages
 

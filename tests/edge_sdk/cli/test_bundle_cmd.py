@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from edge_sdk.bundle import read_bundle, write_bundle
+from edge_sdk.core.bundle import read_bundle, write_bundle
 
 Cli = Callable[..., tuple[int, str, str]]
 
@@ -148,8 +148,8 @@ def test_signed_but_inconsistent_manifest_is_refused(
     from dataclasses import replace
     from datetime import UTC, datetime, timedelta
 
-    from edge_sdk.keys import load_signer
-    from edge_sdk.trust import sign_files
+    from edge_sdk.core.trust import sign_files
+    from edge_sdk.signing.keys import load_signer
 
     b = read_bundle(bundle)
     manifest = replace(b.manifest, artifact_sha256="0" * 64)
@@ -192,8 +192,8 @@ def _resign(
     from dataclasses import replace
     from datetime import UTC, datetime, timedelta
 
-    from edge_sdk.keys import load_signer
-    from edge_sdk.trust import sign_files
+    from edge_sdk.core.trust import sign_files
+    from edge_sdk.signing.keys import load_signer
 
     b = read_bundle(path)
     b = replace(

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import edge_sdk
-from edge_sdk.bundle import write_bundle
+from edge_sdk.core.bundle import write_bundle
 from testing.agents import make_bundle
 from testing.mosquitto import Broker
 

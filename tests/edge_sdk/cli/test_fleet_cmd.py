@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_sdk.bundle import write_bundle
+from edge_sdk.core.bundle import write_bundle
 from testing.agents import agent_thread, committed, make_bundle, wait_for, write_config
 from testing.mosquitto import Broker, free_port
 
@@ -114,9 +114,9 @@ def test_an_unreachable_broker_is_one_line(cli: Cli, tmp_path: Path, keyring: Pa
 def test_publish_signs_an_unsigned_build_with_the_fleet_keys_once(
     cli: Cli, tmp_path: Path, broker: Broker, keyring: Path
 ) -> None:
-    from edge_sdk.bundle import read_bundle
-    from edge_sdk.keys import load_trust_root
-    from edge_sdk.trust import verify_bundle
+    from edge_sdk.core.bundle import read_bundle
+    from edge_sdk.core.trust import verify_bundle
+    from edge_sdk.signing.keys import load_trust_root
 
     bundle = tmp_path / "digits-1.edgebundle"
     write_bundle(bundle, make_bundle(keyring, 1, signed=False))

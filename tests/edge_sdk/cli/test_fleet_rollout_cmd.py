@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_sdk.fleet import open_or_create
+from edge_sdk.fleet.publish import open_or_create
 from testing.agents import make_bundle
 from testing.mosquitto import free_port
 
@@ -59,8 +59,8 @@ def test_rollout_bad_input_is_one_line_before_connecting(
 def test_resume_names_a_version_that_is_not_the_recorded_one(
     cli: Cli, common: list[str | Path], tmp_path: Path
 ) -> None:
-    from edge_sdk.rollout import Gate, Phase, Rollout
-    from edge_sdk.rollout_run import save
+    from edge_sdk.fleet.rollout import Gate, Phase, Rollout
+    from edge_sdk.fleet.rollout_run import save
 
     record = Rollout("digits", 1, "1", "x86-64", None, (("a",),), Gate(), {"a": None})
     save(tmp_path / "repo", record)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from edge_sdk.topics import Topics
+from edge_sdk.core.topics import Topics
 from testing.agents import (
     Operator,
     agent_thread,
@@ -23,7 +23,7 @@ from testing.agents import (
 )
 from testing.mosquitto import Broker, free_port
 from tests.edge_sdk.cli.test_fleet_cmd import one_error_line
-from tests.edge_sdk.test_inventory_fuzz import agent_status
+from tests.edge_sdk.fleet.test_inventory_fuzz import agent_status
 
 Cli = Callable[..., tuple[int, str, str]]
 TOPICS = Topics("edge", "default")
@@ -260,7 +260,7 @@ def test_a_parser_that_raises_costs_one_device_not_the_command(
 ) -> None:
     """Defence in depth at paho's callback: an exception there ended the network thread, and
     sync() waited out its 30 s for a SUBACK that thread would never read."""
-    from edge_sdk import inventory
+    from edge_sdk.fleet import inventory
 
     real = inventory.parse_status
 

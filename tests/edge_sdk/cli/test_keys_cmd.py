@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_sdk.keys import PASSPHRASE_ENV
+from edge_sdk.signing.keys import PASSPHRASE_ENV
 
 Cli = Callable[..., tuple[int, str, str]]
 

@@ -1,0 +1,22 @@
+"""The shared core: what the device and the host tools both read and write, with no heavy
+dependency (no onnx, no TensorFlow, no console library). The agent imports only this package,
+``edge_sdk.runtime`` and ``edge_sdk.errors`` from ``edge_sdk``.
+
+    bundle.py        the bundle file format (zip, manifest, signatures)
+    golden.py        golden test vectors and how they are checked
+    fidelity.py      how close outputs stay to the source model's (pure numpy)
+    tensors.py       tensor descriptions shared by build, manifest and runtime
+    profiles.py      hardware profiles, loaded from TOML
+    trust.py         trust decisions on bytes: the pinned root, signing, verifying
+    trust_root.py    the pinned trust root on disk
+    assignment.py    desired state: which version a device or group should run
+    protocol.py      the status document, resting states and results (device <-> fleet)
+    topics.py        the MQTT topic layout
+    chunking.py      content-defined chunking of bundle files
+    bench_job.py     the benchmark job a device runs for the operator
+    atomic.py        crash-safe file writes
+    userfile.py      reading a file the user named, boundedly
+    jsondepth.py     JSON nesting depth, counted before parsing
+    npy.py           .npy bytes to arrays and back
+    entry.py, extras.py, interrupt.py    what both command-line tools share
+"""
