@@ -25,6 +25,10 @@ from edge_sdk.core import npy
 from edge_sdk.core.jsondepth import too_deep
 from edge_sdk.core.tensors import TensorSpec, format_shape
 
+# RequestError lives in the project's error tree (edge_sdk.errors, under PredictError); the
+# HTTP and gRPC fronts name it codec.RequestError.
+from edge_sdk.errors import RequestError as RequestError
+
 JSON = "application/json"
 NPZ = "application/x-npz"
 NPY = "application/x-npy"
@@ -48,15 +52,6 @@ _ZIP_ERRORS = (
     KeyError,
     IndexError,
 )
-
-
-@dataclass(frozen=True)
-class RequestError(Exception):
-    status: int
-    message: str
-
-    def __str__(self) -> str:
-        return self.message
 
 
 @dataclass(frozen=True)
