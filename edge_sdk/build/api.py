@@ -87,7 +87,7 @@ def build(
 
             from edge_sdk.build.sources.sklearn import check_estimator
 
-            check_estimator(model, "the model passed to edge_sdk.build.pipeline")
+            check_estimator(model, "the model passed to edge_sdk.build")
             name = name if name is not None else type(model).__name__.lower()
             source = folder / f"{name}.joblib"
             joblib.dump(model, source)

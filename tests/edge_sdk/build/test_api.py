@@ -74,13 +74,17 @@ def test_bad_arguments_are_our_errors(digits: Path, tmp_path: Path) -> None:
 
 def test_import_stays_light_and_build_is_callable_either_way() -> None:
     """``import edge_sdk`` pulls neither onnx nor numpy (a device imports it), and
-    ``edge_sdk.build.pipeline`` is callable before and after the pipeline module is imported."""
+    ``edge_sdk.build`` is callable before and after the pipeline module is imported."""
     code = (
         "import sys, edge_sdk\n"
         "assert 'onnx' not in sys.modules and 'numpy' not in sys.modules\n"
-        "assert edge_sdk.__all__ == ['__version__', 'build']\n"
+        "assert edge_sdk.__all__ == ['InferenceClient', '__version__', 'build', 'runtime']\n"
+        "assert callable(edge_sdk.build)\n"
+        "assert 'onnx' not in sys.modules and 'numpy' not in sys.modules\n"
         "import edge_sdk.build.pipeline\n"
-        "assert callable(edge_sdk.build.pipeline) and callable(edge_sdk.build.pipeline.build)\n"
+        "assert callable(edge_sdk.build) and callable(edge_sdk.build.pipeline.build)\n"
         "from edge_sdk.build.pipeline import BuildRequest\n"
+        "assert callable(edge_sdk.runtime.load) and callable(edge_sdk.runtime.load_bundle)\n"
+        "assert edge_sdk.InferenceClient.__module__ == 'edge_sdk.client'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
