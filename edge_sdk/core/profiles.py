@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from edge_sdk.core.host import CPU_FEATURES
+from edge_sdk.core.strict_toml import QuotedKeys, StrictTable
 from edge_sdk.core.userfile import KIB, load_toml
 from edge_sdk.errors import ProfileError
 
@@ -131,34 +132,20 @@ class HardwareProfile:
 
 # --- validation -------------------------------------------------------------------------------
 
+_STYLE = QuotedKeys(ProfileError)
+
 T = TypeVar("T")
 
 
-class _Reader:
-    """Reads one TOML table, remembering which keys were used so the rest can be rejected."""
-
-    def __init__(self, table: Mapping[str, Any], where: str) -> None:
-        self._table = table
-        self._where = where
-        self._used: set[str] = set()
-
-    def fail(self, key: str, message: str) -> ProfileError:
-        return ProfileError(f"{self._where}: key '{key}' {message}")
+class _ProfileTable(StrictTable):
+    """One profile table (``edge_sdk.core.strict_toml``) with the value rules profiles use;
+    unknown keys are refused once a table has been read (:meth:`reject_unknown`)."""
 
     def get(self, key: str, kind: type[T], default: T | None = None) -> T:
-        self._used.add(key)
-        if key not in self._table:
-            if default is None:
-                raise self.fail(key, "is missing; every profile must set it")
-            return default
-        value = self._table[key]
-        # bool is an int subclass in Python; a profile saying threads = true is a mistake.
-        ok = isinstance(value, kind) and not (kind in (int, float) and isinstance(value, bool))
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value, ok = float(value), True
-        if not ok:
-            raise self.fail(key, f"must be {kind.__name__}, got {type(value).__name__} {value!r}")
-        return value  # type: ignore[no-any-return]
+        value = self.value(key, kind)
+        if value is None:
+            return self.required(key, kind) if default is None else default
+        return value
 
     def strings(self, key: str, default: tuple[str, ...] | None = None) -> tuple[str, ...]:
         raw = self.get(key, list, None if default is None else list(default))
@@ -209,33 +196,17 @@ class _Reader:
             raise self.fail(key, f"must be between 0 and 1, got {value}")
         return value
 
-    def table(self, key: str, required: bool = True) -> _Reader:
-        self._used.add(key)
-        if key not in self._table:
-            if required:
-                raise self.fail(key, "is missing; every profile must have this table")
-            return _Reader({}, f"{self._where} [{key}]")
-        value = self._table[key]
-        if not isinstance(value, dict):
-            raise self.fail(key, "must be a table")
-        return _Reader(value, f"{self._where} [{key}]")
 
-    def reject_unknown(self) -> None:
-        for key in self._table:
-            if key not in self._used:
-                hint = difflib.get_close_matches(key, sorted(self._used), n=1)
-                suffix = f" (did you mean '{hint[0]}'?)" if hint else ""
-                raise ProfileError(f"{self._where}: unknown key '{key}'{suffix}")
-
-
-def _sub(reader: _Reader, key: str, build: Callable[[_Reader], T], required: bool) -> T:
-    sub = reader.table(key, required)
+def _sub(reader: _ProfileTable, key: str, build: Callable[[_ProfileTable], T], required: bool) -> T:
+    if required and not reader.has(key):
+        raise reader.fail(key, "is missing; every profile must have this table")
+    sub = reader.table(key)
     value = build(sub)
     sub.reject_unknown()
     return value
 
 
-def _quantization(r: _Reader, runtime: str) -> Quantization:
+def _quantization(r: _ProfileTable, runtime: str) -> Quantization:
     d = Quantization()
     q = Quantization(
         weight_type=r.choice("weight_type", QUANT_TYPES, d.weight_type),
@@ -272,7 +243,7 @@ def _quantization(r: _Reader, runtime: str) -> Quantization:
     return q
 
 
-def _accuracy(r: _Reader) -> AccuracyBudget:
+def _accuracy(r: _ProfileTable) -> AccuracyBudget:
     d = AccuracyBudget()
     return AccuracyBudget(
         max_top1_disagreement=r.fraction("max_top1_disagreement", d.max_top1_disagreement),
@@ -281,7 +252,7 @@ def _accuracy(r: _Reader) -> AccuracyBudget:
     )
 
 
-def _image(r: _Reader) -> ImagePreprocess:
+def _image(r: _ProfileTable) -> ImagePreprocess:
     d = ImagePreprocess()
     image = ImagePreprocess(
         scale=r.get("scale", float, d.scale),
@@ -311,7 +282,7 @@ def image_problem(image: ImagePreprocess) -> tuple[str, str] | None:
 
 def parse_profile(document: Mapping[str, Any], source: str) -> HardwareProfile:
     """Validate a parsed TOML document; ``source`` names the file in every error."""
-    r = _Reader(document, f"profile {source}")
+    r = _ProfileTable(document, _STYLE, f"profile {source}")
     runtime = r.choice("runtime", ("onnx", "tflite"))
     allowed = ONNX_PRECISIONS if runtime == "onnx" else TFLITE_PRECISIONS
     profile_id = r.get("id", str)
