@@ -52,7 +52,7 @@ from bench.fleet_meter import (
     difference,
     wave_times,
 )
-from edge_sdk.broker.setup import MAX_QUEUED_MESSAGES
+from edge_sdk.broker.settings import MAX_QUEUED_MESSAGES
 from edge_sdk.core.bundle import Bundle
 from edge_sdk.core.topics import Topics
 from edge_sdk.fleet.inventory import DeviceView, FleetWatch

@@ -20,7 +20,8 @@ from typing import IO
 import paho.mqtt.client as mqtt
 
 from edge_sdk.broker.enroll import EnrollRequest, Enrolment, enroll
-from edge_sdk.broker.setup import DEFAULT_RUN_AS, BrokerInit, init_broker, make_settings
+from edge_sdk.broker.settings import DEFAULT_RUN_AS, make_settings
+from edge_sdk.broker.setup import BrokerInit, init_broker
 from testing.mosquitto import (
     HOST,
     MosquittoProcess,

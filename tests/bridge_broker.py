@@ -22,7 +22,7 @@ from typing import IO
 import paho.mqtt.client as mqtt
 
 from edge_sdk.broker import pki
-from edge_sdk.broker.setup import MAX_PACKET_SIZE, MAX_QUEUED_MESSAGES
+from edge_sdk.broker.settings import MAX_PACKET_SIZE, MAX_QUEUED_MESSAGES
 from testing.fleet_broker import FleetBroker
 from testing.mosquitto import HOST, MosquittoProcess, connect_client, launch
 

@@ -21,7 +21,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from edge_sdk.broker import pki
-from edge_sdk.broker.setup import OPERATOR_CN, BrokerInfo, load_broker_info
+from edge_sdk.broker.settings import OPERATOR_CN
+from edge_sdk.broker.setup import BrokerInfo, load_broker_info
 from edge_sdk.core.atomic import write_bytes_atomic
 from edge_sdk.core.bundle import check_name
 from edge_sdk.core.profiles import resolve_profile

@@ -22,7 +22,8 @@ from typing import Any
 
 from edge_sdk.broker import pki
 from edge_sdk.broker.enroll import check_device_id
-from edge_sdk.broker.setup import CRL, REVOKED_JSON, load_broker_info
+from edge_sdk.broker.settings import CRL, REVOKED_JSON
+from edge_sdk.broker.setup import load_broker_info
 from edge_sdk.core.atomic import write_bytes_atomic
 from edge_sdk.errors import InputError
 

@@ -1,9 +1,9 @@
-"""``edge-sdk broker init``: a ready Mosquitto 2 configuration for one fleet.
+"""``edge-sdk broker init``: a ready Mosquitto 2 configuration for one fleet, written to one
+directory, and read back for ``fleet enroll`` and ``fleet revoke``.
 
-The text generation (``acl_text``, ``mosquitto_conf``, ``broker_info``) is pure, so the ACL that
-docs/protocol.md shows can be checked against the one we write. ``init_broker`` does the file
-work: certificates from ``edge_sdk.broker.pki``, modes, and ownership for the user Mosquitto drops
-to.
+``init_broker`` does the file work: certificates from ``edge_sdk.broker.pki``, the text from
+``edge_sdk.broker.config_text`` (settings checked by ``edge_sdk.broker.settings``), modes, and
+ownership for the user Mosquitto drops to.
 
 Mosquitto 2 started as root reads its config, switches to the ``user`` named there, and only then
 opens the TLS keys, the ACL, the persistence database and the log. Those files must therefore be
@@ -14,11 +14,9 @@ by it; the fleet CA's private key is never referenced by the config and stays wi
 from __future__ import annotations
 
 import grp
-import ipaddress
 import json
 import os
 import pwd
-import re
 import shlex
 import stat
 from dataclasses import dataclass, field
@@ -27,306 +25,26 @@ from pathlib import Path
 from typing import Any
 
 from edge_sdk.broker import pki
+from edge_sdk.broker.config_text import acl_text, broker_info, export_line, mosquitto_conf
+from edge_sdk.broker.settings import (
+    BROKER_JSON,
+    CRL,
+    DEVICES_DIR,
+    OPERATOR_CA,
+    OPERATOR_CA_KEY,
+    OPERATOR_CN,
+    REVOKED_JSON,
+    BrokerSettings,
+)
 from edge_sdk.core.atomic import write_bytes_atomic
 from edge_sdk.core.topics import Topics
 from edge_sdk.errors import InputError, KeyFileError, OutputError
-
-DEFAULT_LISTEN = "0.0.0.0:8883"
-DEFAULT_HOSTNAMES = ("localhost", "127.0.0.1")
-DEFAULT_RUN_AS = "mosquitto"
-OPERATOR_CN = "operator"
-# The operator's certificate comes from a CA of its own, which only the operator's listener
-# trusts: see ``mosquitto_conf`` for why devices and the operator dial different ports.
-OPERATOR_CA = "operator-ca.pem"
-OPERATOR_CA_KEY = "operator-ca.key"
-BROKER_JSON = "broker.json"
-CRL = "crl.pem"
-REVOKED_JSON = "revoked.json"
-DEVICES_DIR = "devices"
-
-# The agent announces Maximum Packet Size = max(limits.max_chunk_bytes, max_metadata_bytes)
-# + 4096, 1 MiB + 4096 by default (docs/protocol.md §7, agent/daemon.py). The broker enforces
-# the same cap on what publishers send, so an oversized publish is refused at the door instead
-# of being stored as a retained message that no device could ever receive.
-MAX_PACKET_SIZE = (1 << 20) + 4096
-# Per client, QoS 1 and 2 only. An offline device's persistent session queues desired-state
-# messages (a few per rollout), and whatever a QoS 1 subscriber is sent beyond the in-flight
-# window and this queue is dropped silently. The operator's tools read devices/+/status at QoS 0,
-# which Mosquitto does not cap this way (2,000 retained statuses checked against a cap of 100).
-MAX_QUEUED_MESSAGES = 10000
-# Retained messages are the repository; the default (30 min) could lose a publish on a crash.
-AUTOSAVE_INTERVAL_S = 60
 
 _WRITTEN = (
     *("mosquitto.conf", "acl", "ca.pem", "ca.key", "server.pem", "server.key"),
     *("operator.pem", "operator.key", BROKER_JSON, "data", "mosquitto.log", CRL),
     *(OPERATOR_CA, OPERATOR_CA_KEY),
 )
-
-# A POSIX login name; anything else could smuggle a second line into mosquitto.conf.
-_USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,31}\Z")
-_HOST = re.compile(
-    r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z"
-)
-
-
-@dataclass(frozen=True)
-class BrokerSettings:
-    """Everything ``broker init`` needs, checked; ``directory`` is absolute."""
-
-    directory: Path
-    listen_host: str
-    port: int
-    hostnames: tuple[str, ...] = DEFAULT_HOSTNAMES
-    fleet: str = "default"
-    topic_prefix: str = "edge"
-    run_as: str = DEFAULT_RUN_AS
-    operator_host: str = ""  # the operator's listener; "" and 0: listen_host and port + 1
-    operator_port: int = 0
-    # The operator's fleet repository and keyring, for the export line (absolute, so the line
-    # works from any directory): without them `fleet publish` would make a new repository
-    # wherever it runs.
-    repo: Path = Path("fleet-repo")
-    keys: Path = Path("keys")
-
-    def __post_init__(self) -> None:
-        if not self.operator_host:
-            object.__setattr__(self, "operator_host", self.listen_host)
-        if not self.operator_port:
-            object.__setattr__(self, "operator_port", self.port + 1)
-
-    @property
-    def topics(self) -> Topics:
-        return Topics(self.topic_prefix, self.fleet)
-
-    @property
-    def url(self) -> str:
-        host = self.hostnames[0]
-        return f"mqtts://{f'[{host}]' if ':' in host else host}:{self.port}"
-
-    @property
-    def operator_url(self) -> str:
-        """Where the operator's ``edge-sdk fleet`` commands dial (the operator's listener)."""
-        host = self.hostnames[0]
-        return f"mqtts://{f'[{host}]' if ':' in host else host}:{self.operator_port}"
-
-    @property
-    def listen(self) -> str:
-        host = self.listen_host
-        return f"{f'[{host}]' if ':' in host else host}:{self.port}"
-
-    @property
-    def operator_listen(self) -> str:
-        host = self.operator_host
-        return f"{f'[{host}]' if ':' in host else host}:{self.operator_port}"
-
-    def path(self, name: str) -> Path:
-        return self.directory / name
-
-
-def parse_listen(text: str, option: str = "--listen") -> tuple[str, int]:
-    """``ADDR:PORT`` (``[::]:8883`` for IPv6) into its parts."""
-    bad = InputError(f"{option} {text!r}: expected ADDR:PORT, e.g. 0.0.0.0:8883 or [::]:8883")
-    host, sep, port_text = text.rpartition(":")
-    if not sep or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise bad
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-        if not _is_ip(host):
-            raise bad
-    elif not (_is_ip(host) or _HOST.match(host)) or ":" in host:
-        raise bad
-    return host, int(port_text)
-
-
-def make_settings(
-    directory: Path,
-    *,
-    listen: str = DEFAULT_LISTEN,
-    hostnames: tuple[str, ...] = DEFAULT_HOSTNAMES,
-    fleet: str = "default",
-    topic_prefix: str = "edge",
-    run_as: str = DEFAULT_RUN_AS,
-    operator_listen: str | None = None,
-    repo: Path = Path("fleet-repo"),
-    keys: Path = Path("keys"),
-) -> BrokerSettings:
-    """Check every input (nothing is written here) and resolve ``directory``.
-
-    ``operator_listen`` defaults to the devices' address with the next port (8884 for 8883).
-    """
-    host, port = parse_listen(listen)
-    if operator_listen is None:
-        if port == 65535:
-            raise InputError(
-                "--listen uses port 65535, so the operator's listener has no port + 1: pass "
-                "--operator-listen ADDR:PORT"
-            )
-        operator_host, operator_port = host, port + 1
-    else:
-        operator_host, operator_port = parse_listen(operator_listen, "--operator-listen")
-    if operator_port == port:
-        raise InputError(
-            f"--operator-listen uses port {port}, the devices' port: the operator needs a "
-            "listener of its own; choose another port"
-        )
-    if not hostnames:
-        raise InputError("--hostname: give at least one name or address devices dial")
-    for name in hostnames:
-        if not (_is_ip(name) or _HOST.match(name)):
-            raise InputError(
-                f"--hostname {name!r} is neither a host name nor an IP address; use e.g. "
-                "broker.example.com or 192.0.2.10"
-            )
-    Topics(topic_prefix, fleet)  # raises InputError naming the bad part
-    if not _USER.match(run_as):
-        raise InputError(f"--run-as {run_as!r} is not a user name; e.g. mosquitto or root")
-    absolute = directory.expanduser().absolute()
-    if any(ord(c) < 32 for c in str(absolute)):
-        # Mosquitto's config is line based: a newline in a path would start a new directive.
-        raise InputError(f"{absolute!r}: control characters in DIR; choose another directory")
-    return BrokerSettings(
-        absolute,
-        host,
-        port,
-        tuple(hostnames),
-        fleet,
-        topic_prefix,
-        run_as,
-        operator_host,
-        operator_port,
-        repo.expanduser().absolute(),
-        keys.expanduser().absolute(),
-    )
-
-
-# --- pure text ---------------------------------------------------------------------------------
-
-
-def acl_text(topic_prefix: str, fleet: str) -> str:
-    """The ``acl_file`` for one fleet, exactly as docs/protocol.md §2 shows it for edge/default.
-
-    Fleet-wide reads are ``pattern`` lines: ``topic`` lines before the first ``user`` line
-    apply to anonymous clients only, and certificate-authenticated devices are not anonymous.
-    """
-    root = Topics(topic_prefix, fleet).root
-    return (
-        f'# acl_file: one fleet, prefix "{topic_prefix}", fleet "{fleet}"\n'
-        "# Each device: read/write its own subtree, read its own desired state.\n"
-        f"pattern readwrite {root}/devices/%u/#\n"
-        f"pattern read {root}/desired/devices/%u/#\n"
-        "# Every device: read group desired state and the repository (signed, public to the "
-        "fleet).\n"
-        f"pattern read {root}/desired/groups/#\n"
-        f"pattern read {root}/repo/#\n"
-        "\n"
-        "# The operator: everything in the fleet, and the only writer of desired/ and repo/.\n"
-        f"user {OPERATOR_CN}\n"
-        f"topic readwrite {root}/#\n"
-    )
-
-
-def mosquitto_conf(s: BrokerSettings) -> str:
-    """``mosquitto.conf`` for Mosquitto 2: two mutual-TLS listeners, the fleet ACL, persistence.
-
-    A client id is a session: a CONNECT with the id of a connected client closes that client.
-    So on the devices' listener the broker replaces every client id with the certificate's CN
-    (``use_username_as_clientid``): device A's certificate can only ever be session "A", and
-    cannot knock device B off. The operator's commands need ids of their own instead (a
-    ``fleet status`` beside a running ``fleet rollout``, whose watch and publisher are two
-    sessions), so the operator dials a second listener that keeps the id it sends and admits
-    only certificates of the operator CA, which no device certificate chains to.
-    """
-    return (
-        "\n".join(
-            [
-                f"# Written by `edge-sdk broker init` for {s.topics.root}. Start: mosquitto -c "
-                f"{s.path('mosquitto.conf')}",
-                "per_listener_settings false",
-                "# Started as root, Mosquitto switches to this user before it opens the keys, ACL,",
-                "# data and log (`broker init` gave it those). Started by others, it stays so.",
-                f"user {s.run_as}",
-                "allow_anonymous false",
-                f"acl_file {s.path('acl')}",
-                "# Retained messages are the fleet repository: keep them across restarts.",
-                "persistence true",
-                f"persistence_location {s.path('data')}/",
-                f"autosave_interval {AUTOSAVE_INTERVAL_S}",
-                "# The agent's default Maximum Packet Size (docs/protocol.md §7).",
-                f"max_packet_size {MAX_PACKET_SIZE}",
-                "# Per client, QoS 1 and 2: what an offline device's session may hold.",
-                f"max_queued_messages {MAX_QUEUED_MESSAGES}",
-                "# Without it Nagle delays each retained read behind its SUBACK (~40 ms each).",
-                "set_tcp_nodelay true",
-                f"log_dest file {s.path('mosquitto.log')}",
-                "log_dest stderr",
-                "log_type error",
-                "log_type warning",
-                "log_type notice",
-                "log_type information",
-                "connection_messages true",
-                "log_timestamp_format %Y-%m-%dT%H:%M:%S",
-                "# Listener options must follow their listener line.",
-                f"listener {s.port} {s.listen_host}",
-                f"cafile {s.path('ca.pem')}",
-                "# Revoked device certificates (`edge-sdk fleet revoke`); read at start.",
-                f"crlfile {s.path(CRL)}",
-                f"certfile {s.path('server.pem')}",
-                f"keyfile {s.path('server.key')}",
-                "tls_version tlsv1.2",
-                "require_certificate true",
-                "# The client certificate's CN is the MQTT username, %u in the ACL.",
-                "use_identity_as_username true",
-                "# ...and the client id: one device's certificate cannot take over (and so",
-                "# disconnect) another device's session by sending that device's id.",
-                "use_username_as_clientid true",
-                "# The operator's listener: only the operator CA's certificates get in, and each",
-                "# `edge-sdk fleet` command keeps a client id of its own (edge-sdk-<kind>-...).",
-                f"listener {s.operator_port} {s.operator_host}",
-                f"cafile {s.path(OPERATOR_CA)}",
-                f"certfile {s.path('server.pem')}",
-                f"keyfile {s.path('server.key')}",
-                "tls_version tlsv1.2",
-                "require_certificate true",
-                "use_identity_as_username true",
-            ]
-        )
-        + "\n"
-    )
-
-
-def broker_info(s: BrokerSettings) -> dict[str, Any]:
-    """``broker.json``: what ``fleet enroll`` needs to write a device's agent.toml."""
-    return {
-        "url": s.url,
-        "fleet": s.fleet,
-        "topic_prefix": s.topic_prefix,
-        "listen": s.listen,
-        "operator_url": s.operator_url,
-        "operator_listen": s.operator_listen,
-        "hostnames": list(s.hostnames),
-        "run_as": s.run_as,
-        "ca": "ca.pem",
-    }
-
-
-def export_line(s: BrokerSettings) -> str:
-    """The shell line that points the operator's ``edge-sdk fleet`` commands at this broker."""
-    values = {
-        "EDGE_SDK_BROKER": s.operator_url,
-        "EDGE_SDK_BROKER_CA": str(s.path("ca.pem")),
-        "EDGE_SDK_BROKER_CERT": str(s.path("operator.pem")),
-        "EDGE_SDK_BROKER_KEY": str(s.path("operator.key")),
-        "EDGE_SDK_BROKER_DIR": str(s.directory),
-        "EDGE_SDK_REPO": str(s.repo),
-        "EDGE_SDK_KEYS": str(s.keys),
-    }
-    if s.fleet != "default":
-        values["EDGE_SDK_FLEET"] = s.fleet
-    if s.topic_prefix != "edge":
-        values["EDGE_SDK_TOPIC_PREFIX"] = s.topic_prefix
-    return "export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in values.items())
-
 
 # --- files -------------------------------------------------------------------------------------
 
@@ -495,11 +213,3 @@ def load_broker_info(directory: Path) -> BrokerInfo:
     except KeyFileError as e:
         raise KeyFileError(f"{e} (the fleet CA; enrolment runs where `broker init` ran)") from e
     return BrokerInfo(directory, url, fleet, prefix, ca)
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True

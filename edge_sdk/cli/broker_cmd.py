@@ -59,12 +59,9 @@ def init_command(
     json_output: JsonFlag = False,
 ) -> None:
     """Write mosquitto.conf, acl, the fleet CA, the server and operator certificates."""
-    from edge_sdk.broker.setup import (
-        DEFAULT_HOSTNAMES,
-        export_line,
-        init_broker,
-        make_settings,
-    )
+    from edge_sdk.broker.config_text import export_line
+    from edge_sdk.broker.settings import DEFAULT_HOSTNAMES, make_settings
+    from edge_sdk.broker.setup import init_broker
 
     settings = make_settings(
         directory,

@@ -1,6 +1,6 @@
-"""Canary rollouts, the shell around ``edge_sdk.fleet.rollout``: keeps the record on disk,
-publishes the
-assignments each phase orders, and feeds the devices' reports to the pure core.
+"""Canary rollouts, the shell around the pure core (``edge_sdk.fleet.rollout`` and
+``rollout_steps``): keeps the record on disk, publishes the assignments each phase orders, and
+feeds the devices' reports to the core.
 
 The record (``<repo>/rollouts/<model>.json``) is written atomically *before* each publish, so a
 rollout whose operator machine dies at any moment resumes with ``fleet rollout --resume``: the
@@ -26,19 +26,8 @@ from edge_sdk.core.atomic import write_bytes_atomic
 from edge_sdk.errors import InputError, OutputError
 from edge_sdk.fleet.inventory import DeviceView
 from edge_sdk.fleet.publish import next_serial
-from edge_sdk.fleet.rollout import (
-    ACTIVE,
-    DeviceResult,
-    Order,
-    Phase,
-    Rollout,
-    Verdict,
-    advance,
-    judge_wave,
-    orders,
-    published,
-    wave_progress,
-)
+from edge_sdk.fleet.rollout import ACTIVE, DeviceResult, Order, Phase, Rollout, Verdict
+from edge_sdk.fleet.rollout_steps import advance, judge_wave, orders, published, wave_progress
 
 ROLLOUTS_DIR = "rollouts"
 # See ``drive``: how long reports gather before a wave is judged again, per device of the wave.

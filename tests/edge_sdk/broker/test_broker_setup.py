@@ -1,4 +1,5 @@
-"""``edge_sdk.broker.setup``'s text generation and input checks (pure; no broker, no files)."""
+"""``broker init``'s text generation (edge_sdk.broker.config_text) and input checks
+(edge_sdk.broker.settings): pure; no broker, no files."""
 
 from __future__ import annotations
 
@@ -8,18 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from edge_sdk.broker.config_text import acl_text, broker_info, export_line, mosquitto_conf
 from edge_sdk.broker.enroll import EnrollRequest, agent_toml, check_device_id
-from edge_sdk.broker.setup import (
+from edge_sdk.broker.settings import (
     AUTOSAVE_INTERVAL_S,
     MAX_PACKET_SIZE,
-    BrokerInfo,
-    acl_text,
-    broker_info,
-    export_line,
     make_settings,
-    mosquitto_conf,
     parse_listen,
 )
+from edge_sdk.broker.setup import BrokerInfo
 from edge_sdk.errors import InputError
 
 PROTOCOL = Path(__file__).resolve().parents[3] / "docs" / "protocol.md"

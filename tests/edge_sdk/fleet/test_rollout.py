@@ -1,5 +1,6 @@
-"""The rollout's decision core (edge_sdk.fleet.rollout), with device views built by hand: no
-broker."""
+"""The rollout's decision core (edge_sdk.fleet.rollout: the record and its plan;
+edge_sdk.fleet.rollout_steps: judging the waves and moving on), with device views built by hand:
+no broker."""
 
 from __future__ import annotations
 
@@ -16,16 +17,19 @@ from edge_sdk.fleet.rollout import (
     Phase,
     Rollout,
     Verdict,
+    parse_waves,
+    plan,
+    summary,
+    wave_sizes,
+)
+from edge_sdk.fleet.rollout_steps import (
     advance,
     device_verdict,
     health_regression,
     judge_wave,
     orders,
-    parse_waves,
-    plan,
     published,
-    summary,
-    wave_sizes,
+    wave_progress,
 )
 
 V = 2  # the version rolled out; devices run 1 before it
@@ -313,8 +317,6 @@ def test_status_parsing_never_raises_on_garbage() -> None:
 
 
 def test_the_live_line_says_where_the_wave_stands() -> None:
-    from edge_sdk.fleet.rollout import wave_progress
-
     r = replace(planned(20, "1,10,100%", Gate(bake_s=30, wave_timeout_s=600)), wave=1)
     views = wave_views(r, state="downloading", serial=100)
     for d in r.waves[1][:4]:
