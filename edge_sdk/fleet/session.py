@@ -6,54 +6,17 @@ from __future__ import annotations
 import ssl
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from edge_sdk.core.broker_address import BrokerAddress
 from edge_sdk.errors import InputError, TransferError
 
-_DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
-
-
-@dataclass(frozen=True)
-class BrokerAddress:
-    host: str
-    port: int
-    tls: bool
-    ca: Path | None = None
-    cert: Path | None = None
-    key: Path | None = None
-
-    @classmethod
-    def parse(
-        cls, url: str, *, ca: Path | None = None, cert: Path | None = None, key: Path | None = None
-    ) -> BrokerAddress:
-        try:
-            parts = urlsplit(url)
-            port = parts.port
-        except ValueError as e:
-            raise InputError(
-                f"--broker {url!r}: {e}; use mqtt://HOST:PORT or mqtts://HOST:PORT"
-            ) from e
-        if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
-            raise InputError(f"--broker {url!r} is not mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")
-        tls = parts.scheme == "mqtts"
-        if tls and ca is None:
-            raise InputError("--broker is mqtts:// but no --ca was given; pass the fleet CA")
-        if (cert is None) != (key is None):
-            raise InputError("--client-cert and --client-key go together; pass both or neither")
-        for path in (ca, cert, key):
-            if path is not None and not path.is_file():
-                raise InputError(
-                    f"{path} does not exist; pass the file `edge-sdk broker init` wrote"
-                )
-        return cls(parts.hostname, port or _DEFAULT_PORTS[parts.scheme], tls, ca, cert, key)
+__all__ = ["BrokerAddress", "OperatorLink", "OperatorSession", "tls_context_args"]
 
 
 def tls_context_args(address: BrokerAddress) -> dict[str, Any]:
