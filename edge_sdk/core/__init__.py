@@ -8,6 +8,7 @@ dependency (no onnx, no TensorFlow, no console library). The agent imports only 
     tensors.py       tensor descriptions shared by build, manifest and runtime
     profiles.py      hardware profiles, loaded from TOML
     trust.py         trust decisions on bytes: the pinned root, signing, verifying
+                     (pinned_root.py, signatures.py, tuf_checks.py hold the logic)
     trust_root.py    the pinned trust root on disk
     assignment.py    desired state: which version a device or group should run
     protocol.py      the status document, resting states and results (device <-> fleet)

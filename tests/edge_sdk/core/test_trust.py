@@ -11,7 +11,8 @@ import pytest
 from securesystemslib.signer import CryptoSigner
 from tuf.api.metadata import Metadata, Root, Targets
 
-from edge_sdk.core.trust import TrustRoot, add_signatures, sign_files, signed_custom, verify_files
+from edge_sdk.core.pinned_root import TrustRoot
+from edge_sdk.core.signatures import add_signatures, sign_files, signed_custom, verify_files
 from edge_sdk.errors import (
     BundleError,
     EdgeSdkError,

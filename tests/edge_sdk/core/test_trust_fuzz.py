@@ -17,7 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge_sdk.core.trust import TrustRoot, sign_files, verify_files
+from edge_sdk.core.pinned_root import TrustRoot
+from edge_sdk.core.signatures import sign_files, verify_files
 from edge_sdk.errors import EdgeSdkError, KeyFileError
 from edge_sdk.signing.keys import MAX_ROOT_BYTES, load_signer, load_trust_root
 from tests.fuzz import mutations
