@@ -23,10 +23,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agent.update.chunk_cache import ChunkCache
+from agent.update.release import FileSpec, Release
 from agent.update.serials import Verdict
 from agent.update.serials import judge as judge_serial
-from agent.update.store import ChunkCache
-from agent.update.transfer import FileSpec, Release, assemble, chunk_source, fetch_chunks
+from agent.update.transfer import assemble, chunk_source, fetch_chunks
 from edge_sdk.core.bench_job import (
     BenchAnswer,
     BenchJob,

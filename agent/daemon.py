@@ -28,11 +28,13 @@ from agent.serving.http_server import ApiServer
 from agent.serving.inference_api import InferenceApi
 from agent.serving.oip import version_label
 from agent.sysinfo import CpuMeter, free_disk_bytes, release_memory, rss_bytes
+from agent.update.chunk_cache import ChunkCache, ChunkRef
 from agent.update.machine import RESTING as RESTING_STATES
 from agent.update.machine import Event, Journal, Resume, State
+from agent.update.release import Release
 from agent.update.serials import SerialFloors, Verdict, judge
-from agent.update.store import ChunkCache, ChunkRef, ModelStore
-from agent.update.transfer import Release, TransferStats, fetch_release
+from agent.update.store import ModelStore
+from agent.update.transfer import TransferStats, fetch_release
 from agent.update.tuf_mqtt import TufSession
 from agent.update.updater import ModelUpdater
 from edge_sdk import __version__

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import agent.daemon
-import agent.update.updater
+import agent.update.update_state
 from agent.daemon import Agent
 from agent.sysinfo import release_memory
 from agent.update.machine import State
@@ -191,7 +191,7 @@ class Costs:
                 self.release_s += time.perf_counter() - start
                 self.release_calls += 1
 
-        agent.update.updater.release_memory = timed  # type: ignore[attr-defined]
+        agent.update.update_state.release_memory = timed  # type: ignore[attr-defined]
         agent.daemon.release_memory = timed  # type: ignore[attr-defined]
 
     def _on_gc(self, phase: str, info: dict[str, Any]) -> None:

@@ -1,5 +1,6 @@
 """The agent's state directory: verified versions side by side, an atomically switched
-``current`` pointer, the journal, and the chunk cache.
+``current`` pointer and the journal (the chunk cache is ``agent.update.chunk_cache``; the
+small files are read and written through ``agent.update.state_files``).
 
     STATE/tuf/                           python-tuf's trusted metadata (ngclient writes it)
     STATE/chunks/<sha256>                chunks of an update in flight, each verified on arrival
@@ -17,119 +18,45 @@ directory, so a power cut leaves either the old or the new state, never half of 
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import math
 import os
-import re
 import secrets
 import shutil
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.update.chunk_cache import ChunkRef
 from agent.update.machine import RESTING, Journal
+from agent.update.state_files import (
+    MAX_RECORD_BYTES,
+    MAX_VERSION,
+    PARSE_ERRORS,
+    PRIVATE_DIR,
+    SHA256,
+    delete_tree,
+    list_entries,
+    parse_chunk_index,
+    plain_name,
+    read_capped,
+    short_error,
+    version_number,
+    write_failure,
+)
 from edge_sdk.core.atomic import (
     TEMP_PREFIX,
     clean_temp_files,
     fsync_dir,
     write_bytes_atomic,
 )
-from edge_sdk.errors import DiskSpaceError, OutputError, UpdateError
+from edge_sdk.errors import OutputError, UpdateError
 
 CHUNK_INDEX = "chunks.json"
-_PRIVATE_DIR = 0o750
-
-
-def disk_full(e: OSError, where: Path) -> DiskSpaceError:
-    return DiskSpaceError(f"disk full while writing {where}: {e.strerror}; free space and retry")
-
-
-def write_failure(e: OSError | OutputError, where: Path) -> UpdateError:
-    """The update error for a failed write: ``DiskSpaceError`` for ENOSPC, whether it came as
-    an OSError or as the OutputError ``atomic_writer`` raises when it cannot make its temp
-    file (with the OSError as its cause)."""
-    cause = e if isinstance(e, OSError) else e.__cause__
-    if isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
-        return disk_full(cause, where)
-    return UpdateError(f"cannot write {where}: {e}")
-
-
-@dataclass(frozen=True)
-class ChunkRef:
-    """Where a chunk can be read locally: a file, an offset and a length."""
-
-    path: Path
-    offset: int
-    length: int
-
-    def read(self) -> bytes:
-        with self.path.open("rb") as handle:
-            handle.seek(self.offset)
-            return handle.read(self.length)
-
-
-class ChunkCache:
-    """Verified chunks of the update in flight, named by their sha256, one file each: a
-    download cut anywhere resumes without fetching any of them again.
-
-    Chunks are renamed into place but not fsynced (a flush per 64 KiB would dominate a
-    download): after a power cut a chunk may be empty or torn, so a resumed download checks
-    each cached chunk again (:meth:`verified`) and fetches the ones that fail.
-    """
-
-    def __init__(self, directory: Path, write_limit: int | None = None) -> None:
-        self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True, mode=_PRIVATE_DIR)
-        for stray in directory.glob(".*.tmp"):  # a write cut before its rename
-            stray.unlink(missing_ok=True)
-        # Test hook: pretend the disk fills up after this many bytes (None: never).
-        self._write_limit = write_limit
-        self._written = 0
-
-    def path(self, sha256: str) -> Path:
-        return self.directory / sha256
-
-    def has(self, sha256: str) -> bool:
-        return self.path(sha256).is_file()
-
-    def verified(self, sha256: str, length: int) -> bool:
-        """Whether the cached chunk is whole; a torn one is removed so it is fetched again."""
-        path = self.path(sha256)
-        try:
-            data = path.read_bytes()
-        except OSError:
-            return False
-        if len(data) == length and hashlib.sha256(data).hexdigest() == sha256:
-            return True
-        path.unlink(missing_ok=True)
-        return False
-
-    def put(self, sha256: str, data: bytes) -> None:
-        """Store a chunk the caller has verified; ENOSPC becomes ``DiskSpaceError`` and leaves
-        no partial file behind."""
-        target = self.path(sha256)
-        temporary = self.directory / f".{sha256}.tmp"
-        try:
-            if self._write_limit is not None and self._written + len(data) > self._write_limit:
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-            with temporary.open("wb") as handle:
-                handle.write(data)
-            os.replace(temporary, target)
-        except OSError as e:
-            temporary.unlink(missing_ok=True)
-            raise write_failure(e, target) from e
-        self._written += len(data)
-
-    def discard(self, names: Iterable[str]) -> None:
-        for name in names:
-            self.path(name).unlink(missing_ok=True)
-
-    def clear(self) -> None:
-        for entry in self.directory.iterdir():
-            entry.unlink(missing_ok=True)
+VERIFIED_RECORD = "verified.json"
+_REMOVING = ".removing-"
+_REPLACING = ".replacing-"
 
 
 class ModelStore:
@@ -148,7 +75,7 @@ class ModelStore:
         self.versions = self.root / "versions"
         self.staging = self.root / "staging"
         for directory in (self.root, self.versions, self.staging):
-            directory.mkdir(parents=True, exist_ok=True, mode=_PRIVATE_DIR)
+            directory.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
         self.journal_path = self.root / "journal.json"
         self.current_path = self.root / "current"
 
@@ -158,17 +85,17 @@ class ModelStore:
         for removal, and a version renamed aside by a replacing install that was cut before the
         new one took its place (put back)."""
         clean_temp_files(self.root)
-        for entry in _entries(self.versions):
+        for entry in list_entries(self.versions):
             name = entry.name
             if name.startswith(_REPLACING):
-                version = _version_number(name[len(_REPLACING) :].split("-")[0])
+                version = version_number(name[len(_REPLACING) :].split("-")[0])
                 if version is not None and not self.version_dir(version).exists():
                     with contextlib.suppress(OSError):
                         os.replace(entry, self.version_dir(version))
                         continue
-                _delete_tree(entry)
+                delete_tree(entry)
             elif name.startswith((_REMOVING, TEMP_PREFIX)):
-                _delete_tree(entry)  # renamed aside, or a temp (see edge_sdk.core.atomic)
+                delete_tree(entry)  # renamed aside, or a temp (see edge_sdk.core.atomic)
         with contextlib.suppress(OSError):
             fsync_dir(self.versions)
 
@@ -177,13 +104,13 @@ class ModelStore:
     def load_journal(self) -> Journal:
         if not self.journal_path.exists() and not self.journal_path.is_symlink():
             return Journal(self.model)
-        data = _read_capped(self.journal_path, MAX_RECORD_BYTES, "journal")
+        data = read_capped(self.journal_path, MAX_RECORD_BYTES, "journal")
         try:
             journal = Journal.from_json(json.loads(data))
-        except (*_PARSE_ERRORS, KeyError, AttributeError) as e:
+        except (*PARSE_ERRORS, KeyError, AttributeError) as e:
             # Atomic writes make this a foreign edit, not a power cut: refuse to guess.
             raise UpdateError(
-                f"{self.journal_path} is corrupt ({_short(e)}); move it aside to start from "
+                f"{self.journal_path} is corrupt ({short_error(e)}); move it aside to start from "
                 "`current`"
             ) from e
         problem = journal_problem(journal)
@@ -206,15 +133,15 @@ class ModelStore:
         """The version ``current`` names, or ``None`` when it names nothing complete."""
         if not self.current_path.exists() and not self.current_path.is_symlink():
             return None
-        data = _read_capped(self.current_path, MAX_RECORD_BYTES, "current pointer")
+        data = read_capped(self.current_path, MAX_RECORD_BYTES, "current pointer")
         try:
             doc = json.loads(data)
             value = doc["version"]
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"version is {type(value).__name__}, not an integer")
-        except (*_PARSE_ERRORS, KeyError) as e:
+        except (*PARSE_ERRORS, KeyError) as e:
             raise UpdateError(
-                f"{self.current_path} is corrupt ({_short(e)}); remove it to serve nothing "
+                f"{self.current_path} is corrupt ({short_error(e)}); remove it to serve nothing "
                 "until the next update"
             ) from e
         return value if self.complete(value) else None
@@ -236,7 +163,7 @@ class ModelStore:
 
     def installed(self) -> list[int]:
         """Complete versions only, in numeric order."""
-        found = (_version_number(p.name) for p in _entries(self.versions))
+        found = (version_number(p.name) for p in list_entries(self.versions))
         return sorted(v for v in found if v is not None and self.complete(v))
 
     def chunk_index(self, version: int) -> dict[str, list[tuple[str, int]]] | None:
@@ -244,9 +171,9 @@ class ModelStore:
         (sha256, length); ``None`` when it is missing or malformed."""
         directory = self.version_dir(version)
         try:
-            data = _read_capped(directory / CHUNK_INDEX, MAX_RECORD_BYTES, "chunk index")
-            return _parse_index(json.loads(data))
-        except (*_PARSE_ERRORS, UpdateError):
+            data = read_capped(directory / CHUNK_INDEX, MAX_RECORD_BYTES, "chunk index")
+            return parse_chunk_index(json.loads(data))
+        except (*PARSE_ERRORS, UpdateError):
             return None
 
     def complete(self, version: int) -> bool:
@@ -281,17 +208,17 @@ class ModelStore:
         sha256 (``None`` if there is no readable record, e.g. installed by an older agent)."""
         path = self.version_dir(version) / VERIFIED_RECORD
         try:
-            doc = json.loads(_read_capped(path, MAX_RECORD_BYTES, "install record"))
+            doc = json.loads(read_capped(path, MAX_RECORD_BYTES, "install record"))
             files = doc["files"]
             if not isinstance(files, dict) or not files:
                 return None
             if not all(
-                _plain_name(k) and isinstance(v, str) and _SHA256.fullmatch(v)
+                plain_name(k) and isinstance(v, str) and SHA256.fullmatch(v)
                 for k, v in files.items()
             ):
                 return None
             return dict(files)
-        except (*_PARSE_ERRORS, KeyError, UpdateError):
+        except (*PARSE_ERRORS, KeyError, UpdateError):
             return None
 
     def intact(self, version: int, files: dict[str, bytes]) -> bool:
@@ -308,7 +235,7 @@ class ModelStore:
     def fresh_staging(self, version: int) -> Path:
         directory = self.staging_dir(version)
         shutil.rmtree(directory, ignore_errors=True)
-        directory.mkdir(parents=True, mode=_PRIVATE_DIR)
+        directory.mkdir(parents=True, mode=PRIVATE_DIR)
         return directory
 
     def install(
@@ -340,7 +267,7 @@ class ModelStore:
         except (OSError, OutputError) as e:
             raise write_failure(e, self.version_dir(version)) from e
         if aside is not None:
-            _delete_tree(aside)
+            delete_tree(aside)
         return target
 
     def remove(self, version: int) -> None:
@@ -355,7 +282,7 @@ class ModelStore:
             fsync_dir(self.versions)
         except OSError as e:
             raise write_failure(e, directory) from e
-        _delete_tree(aside)
+        delete_tree(aside)
 
     def prune(self, keep: Iterable[int], between: Callable[[], None] = lambda: None) -> list[int]:
         """Remove every version directory not in ``keep`` (complete or not) and the staging
@@ -363,8 +290,8 @@ class ModelStore:
         its files are deleted (the power-cut tests kill the agent there)."""
         kept = set(keep)
         removed: list[int] = []
-        for entry in _entries(self.versions):
-            version = _version_number(entry.name)
+        for entry in list_entries(self.versions):
+            version = version_number(entry.name)
             if version is None or version in kept:
                 continue
             aside = self.versions / f"{_REMOVING}{version}-{secrets.token_hex(4)}"
@@ -374,10 +301,10 @@ class ModelStore:
             except OSError as e:
                 raise write_failure(e, entry) from e
             between()
-            _delete_tree(aside)
+            delete_tree(aside)
             removed.append(version)
-        for leftover in _entries(self.staging):
-            _delete_tree(leftover)
+        for leftover in list_entries(self.staging):
+            delete_tree(leftover)
         return sorted(removed)
 
     def local_chunks(self) -> Iterator[tuple[str, ChunkRef]]:
@@ -406,81 +333,3 @@ def journal_problem(journal: Journal) -> str:
     if not math.isfinite(journal.since):
         return "since is not a finite time"
     return ""
-
-
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-_VERSION = re.compile(r"0|[1-9][0-9]{0,17}")
-MAX_VERSION = 10**18 - 1  # what a version directory's name can spell (_VERSION)
-_REMOVING = ".removing-"
-_REPLACING = ".replacing-"
-VERIFIED_RECORD = "verified.json"
-MAX_RECORD_BYTES = 1 << 20  # journal, pointer, chunk index, install record: all tiny
-# What parsing a small JSON file of ours that someone else edited can raise.
-_PARSE_ERRORS = (ValueError, TypeError, RecursionError, OverflowError)
-
-
-def _short(e: BaseException) -> str:
-    text = str(e).splitlines()[0] if str(e) else type(e).__name__
-    return text[:160]
-
-
-def _version_number(name: str) -> int | None:
-    return int(name) if _VERSION.fullmatch(name) else None
-
-
-def _plain_name(name: object) -> bool:
-    return (
-        isinstance(name, str)
-        and 0 < len(name) <= 255
-        and not name.startswith(".")
-        and "/" not in name
-        and "\\" not in name
-        and "\x00" not in name
-    )
-
-
-def _parse_index(doc: object) -> dict[str, list[tuple[str, int]]] | None:
-    if not isinstance(doc, dict):
-        return None
-    index: dict[str, list[tuple[str, int]]] = {}
-    for name, chunks in doc.items():
-        if not _plain_name(name) or not isinstance(chunks, list):
-            return None
-        parsed: list[tuple[str, int]] = []
-        for chunk in chunks:
-            if not isinstance(chunk, list) or len(chunk) != 2:
-                return None
-            sha, length = chunk
-            if not isinstance(sha, str) or not _SHA256.fullmatch(sha):
-                return None
-            if isinstance(length, bool) or not isinstance(length, int) or length < 0:
-                return None
-            parsed.append((sha, length))
-        index[name] = parsed
-    return index
-
-
-def _read_capped(path: Path, cap: int, what: str) -> bytes:
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(cap + 1)
-    except OSError as e:
-        raise UpdateError(f"cannot read the {what} {path}: {e.strerror or e}") from e
-    if len(data) > cap:
-        raise UpdateError(f"{path} is over {cap} bytes: not a {what} this agent wrote")
-    return data
-
-
-def _entries(directory: Path) -> list[Path]:
-    try:
-        return sorted(directory.iterdir())
-    except OSError:
-        return []
-
-
-def _delete_tree(path: Path) -> None:
-    """Delete what was renamed aside; a failure only leaves it for the next :meth:`clean`."""
-    if path.is_symlink() or path.is_file():
-        path.unlink(missing_ok=True)
-    else:
-        shutil.rmtree(path, ignore_errors=True)

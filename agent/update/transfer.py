@@ -1,35 +1,28 @@
-"""Moving a release onto the device: read what the signed metadata promises, fetch only the
-chunks the device does not hold, check each on arrival, assemble the files and check those.
+"""Moving a release onto the device: fetch only the chunks the device does not hold (from
+the release's HTTP(S) mirrors, then the broker over MQTT), check each on arrival, assemble the
+files and check those.
 
-Nothing here decides trust on its own: sizes, names and hashes all come from targets metadata
-that python-tuf has verified (``agent.update.tuf_mqtt``); this module refuses anything that does not
-match them, and every size is checked against the device's caps *before* a byte is fetched.
+What a chunk must be (its sha256 and length) comes from the signed release
+(``agent.update.release``); this module refuses anything that does not match it, and checks
+before reading that every chunk could reach the device at all.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from agent.mqtt_link import MqttLink
-from agent.update.http_fetch import HttpFetcher, HttpSettings, parse_mirrors
-from agent.update.store import ChunkCache, ChunkRef, write_failure
-from agent.update.tuf_mqtt import TufSession
+from agent.update.chunk_cache import ChunkCache, ChunkRef
+from agent.update.http_fetch import HttpFetcher, HttpSettings
+from agent.update.release import Release, unique_chunks, version_text
+from agent.update.state_files import write_failure
 from edge_sdk.core.atomic import atomic_writer
-from edge_sdk.core.bundle import (
-    ARTIFACT_NAMES,
-    GOLDEN,
-    MANIFEST,
-    MAX_METADATA_BYTES,
-    SIGNATURES,
-    format_version,
-)
 from edge_sdk.core.topics import Topics
 from edge_sdk.errors import (
     EdgeSdkError,
@@ -38,61 +31,14 @@ from edge_sdk.errors import (
     OversizeError,
     TamperedError,
     TransferError,
-    UpdateError,
-    WrongTargetError,
 )
 
 log = logging.getLogger(__name__)
-_SHA256 = re.compile(r"^[0-9a-f]{64}\Z")
-ALLOWED_FILES = frozenset({MANIFEST, GOLDEN, SIGNATURES, *ARTIFACT_NAMES.values()})
 BATCH = 16  # chunks read with one SUBSCRIBE / UNSUBSCRIBE pair
 BATCHES_IN_FLIGHT = 2  # keeps the link busy while the previous batch is checked and stored
 MAX_CHUNK_TRIES = 3  # a chunk that fails its check is fetched at most this often per attempt
 _PUBLISH_OVERHEAD = 64  # PUBLISH fixed header, topic length and properties, beyond the topic
-MIRRORS = "mirrors"  # the manifest target's custom key naming the release's HTTP(S) mirrors
 BROKER = "broker"  # the source name of chunks read from the broker, in TransferStats.sources
-
-
-def target_path(model: str, version: int, file: str, profile: str | None = None) -> str:
-    """A release file's target: ``<model>/<version>/<file>`` for a release's first variant,
-    ``<model>/<version>/<profile>/<file>`` for each further profile's
-    (edge_sdk.signing.repository)."""
-    if profile is None:
-        return f"{model}/{version}/{file}"
-    return f"{model}/{version}/{profile}/{file}"
-
-
-@dataclass(frozen=True)
-class FileSpec:
-    name: str
-    length: int
-    sha256: str
-    chunks: tuple[tuple[str, int], ...]
-
-
-@dataclass(frozen=True)
-class Release:
-    name: str
-    version: int
-    profile: str
-    runtime: str
-    files: tuple[FileSpec, ...]
-    # HTTP(S) base URLs the signed release names for its chunks, in the order to try them
-    # (agent.update.http_fetch); empty: the broker is the only source.
-    mirrors: tuple[str, ...] = ()
-
-    @property
-    def total_bytes(self) -> int:
-        return sum(f.length for f in self.files)
-
-    def chunk_index(self) -> dict[str, list[list[Any]]]:
-        return {f.name: [[sha, n] for sha, n in f.chunks] for f in self.files}
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_chunk_bytes: int
-    max_artifact_bytes: int
 
 
 @dataclass(frozen=True)
@@ -104,119 +50,6 @@ class TransferStats:
     reused: int  # held by an installed version
     # Where the fetched chunks came from: a mirror's base URL or "broker" -> (chunks, bytes).
     sources: tuple[tuple[str, int, int], ...] = ()
-
-
-def _file_spec(
-    session: TufSession,
-    model: str,
-    version: int,
-    name: str,
-    limits: Limits,
-    variant: str | None = None,
-) -> FileSpec:
-    info = session.target(target_path(model, version, name, variant))
-    if info is None:
-        raise TamperedError(
-            f"release {model} {_v(version)} lists {name} but the metadata has no such target"
-        )
-    cap = limits.max_artifact_bytes if name in ARTIFACT_NAMES.values() else MAX_METADATA_BYTES
-    if info.length > cap:
-        raise OversizeError(
-            f"{name} of {model} {_v(version)} is {info.length} bytes, over this device's cap "
-            f"of {cap}"
-        )
-    sha = info.hashes.get("sha256", "")
-    custom = info.custom if isinstance(info.custom, dict) else {}
-    raw = custom.get("chunks")
-    if not _SHA256.match(sha) or not isinstance(raw, list):
-        raise TamperedError(
-            f"{name} of {model} {_v(version)} has no sha256 or chunk list in its metadata"
-        )
-    chunks: list[tuple[str, int]] = []
-    for entry in raw:
-        if not (
-            isinstance(entry, list)
-            and len(entry) == 2
-            and isinstance(entry[0], str)
-            and _SHA256.match(entry[0])
-            and type(entry[1]) is int  # not a bool, which JSON's true would give
-        ):
-            raise TamperedError(f"{name} of {model} {_v(version)} has a malformed chunk entry")
-        if not 0 < entry[1] <= limits.max_chunk_bytes:
-            raise OversizeError(
-                f"a chunk of {name} is {entry[1]} bytes, over this device's cap of "
-                f"{limits.max_chunk_bytes}"
-            )
-        chunks.append((entry[0], entry[1]))
-    if sum(n for _, n in chunks) != info.length:
-        raise TamperedError(f"the chunks of {name} do not add up to its signed length")
-    return FileSpec(name, info.length, sha, tuple(chunks))
-
-
-def read_release(
-    session: TufSession,
-    model: str,
-    version: int,
-    *,
-    profile: str,
-    runtime: str,
-    limits: Limits,
-) -> Release:
-    """The signed description of this device's variant of the release, refused before any
-    download if it is for another model, version, profile or runtime, lists unexpected files,
-    or is bigger than the caps.
-
-    A release holds a variant per profile: this device's own profile directory is looked up
-    first, then the release's first variant (the only one a release published before variants
-    existed has), whose record must then name this device's profile."""
-    variant: str | None = profile
-    info = session.target(target_path(model, version, MANIFEST, profile))
-    if info is None:
-        variant, info = None, session.target(target_path(model, version, MANIFEST))
-    if info is None:
-        raise UpdateError(f"{model} {_v(version)} is not published in the fleet repository")
-    custom = info.custom if isinstance(info.custom, dict) else {}
-    doc = custom.get("release")
-    if not isinstance(doc, dict):
-        raise TamperedError(f"{model} {_v(version)}: the manifest target carries no release record")
-    if doc.get("name") != model or type(doc.get("version")) is not int or doc["version"] != version:
-        raise WrongTargetError(
-            f"release record names {doc.get('name')} v{doc.get('version')}, not "
-            f"{model} {_v(version)}"
-        )
-    if doc.get("profile") != profile:
-        raise WrongTargetError(
-            f"{model} {_v(version)} is built for profile {doc.get('profile')!r}, this device is "
-            f"{profile!r}; publish a build for {profile}"
-        )
-    if doc.get("runtime") != runtime:
-        raise WrongTargetError(
-            f"{model} {_v(version)} needs runtime {doc.get('runtime')!r}, this device runs "
-            f"{runtime!r}"
-        )
-    names = doc.get("files")
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise TamperedError(f"{model} {_v(version)}: the release record has no file list")
-    unexpected = sorted(set(names) - ALLOWED_FILES)
-    if unexpected or len(set(names)) != len(names) or MANIFEST not in names or GOLDEN not in names:
-        raise TamperedError(f"{model} {_v(version)}: unexpected file list {names}")
-    files = tuple(_file_spec(session, model, version, n, limits, variant) for n in names)
-    try:
-        mirrors = parse_mirrors(custom.get(MIRRORS))
-    except ValueError as e:
-        raise TamperedError(
-            f"{model} {_v(version)}: the signed mirror list is malformed ({e}); publish it again "
-            "with valid --store-url values"
-        ) from e
-    return Release(model, version, profile, runtime, files, mirrors)
-
-
-def unique_chunks(release: Release) -> dict[str, int]:
-    chunks: dict[str, int] = {}
-    for f in release.files:
-        for sha, n in f.chunks:
-            chunks[sha] = n
-    return chunks
 
 
 def fetch_chunks(
@@ -341,7 +174,7 @@ def fetch_release(
     sources = [(src, n, b) for src, (n, b) in per_source.items()]
     fetched_bytes = sum(b for _, _, b in sources)
     if left:
-        where = f"{release.name} {_v(release.version)}"
+        where = f"{release.name} {version_text(release.version)}"
         if not http.fallback:
             raise TransferError(
                 f"{len(left)} chunk(s) of {where} came from no mirror ({problems[0]}) and "
@@ -427,16 +260,3 @@ def assemble(release: Release, staging: Path, read_chunk: Callable[[str], bytes]
                     )
         except (OSError, OutputError) as e:
             raise write_failure(e, target) from e
-
-
-def bytes_needed(release: Release, have: Iterable[str]) -> int:
-    """Disk this update takes at its peak: chunks still to fetch plus the assembled files."""
-    held = set(have)
-    return (
-        sum(n for sha, n in unique_chunks(release).items() if sha not in held) + release.total_bytes
-    )
-
-
-def _v(version: int) -> str:
-    """A version as its user wrote it (v1.2.0), from the integer a message has at hand."""
-    return f"v{format_version(version)}"

@@ -1,51 +1,43 @@
 """One model's update, step by step: each step persists the journal, then acts.
 
-The transition table is ``agent.update.machine``; this module performs the actions behind it (fetch,
-assemble, verify, install, self-test, switch, probation, rollback) through the daemon's
-:class:`Environment`, which tests can replace. Every step can be cut by a power loss right
-after its journal write; :meth:`ModelUpdater.recover` picks the work up from there.
+The transition table is ``agent.update.machine``; :class:`ModelUpdater` performs the actions
+behind it through the daemon's :class:`agent.update.update_state.Environment`, which tests can
+replace. This module holds recovery at start, the assignments the fleet sends, and the download,
+verification and install of a release; the self-test, switch, probation and rollback that
+follow are ``agent.update.switching``, the checks an installed version passes before it serves
+``agent.update.version_checks``. Every step can be cut by a power loss right after its journal
+write; :meth:`ModelUpdater.recover` picks the work up from there.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
-from typing import Protocol
+from dataclasses import replace
 
-from agent.config import AgentConfig, ModelConfig
-from agent.health import probation_failure
-from agent.serving.slots import InferenceFigures, ServingSlot
-from agent.sysinfo import free_disk_bytes, release_memory
-from agent.update.machine import RESTING, Event, Journal, Resume, State, recover
-from agent.update.selftest import LoadedVersion, gate, golden_run
-from agent.update.store import VERIFIED_RECORD, ChunkCache, ChunkRef, ModelStore
-from agent.update.transfer import (
+from agent.sysinfo import free_disk_bytes
+from agent.update.machine import RESTING, Event, Resume, State, recover
+from agent.update.release import (
     Limits,
     Release,
-    TransferStats,
-    assemble,
     bytes_needed,
-    chunk_source,
     read_release,
     unique_chunks,
+    version_text,
 )
+from agent.update.switching import SwitchSteps
+from agent.update.transfer import assemble, chunk_source
 from agent.update.tuf_mqtt import TufSession
+from agent.update.update_state import Outcome, version_or_nothing
 from edge_sdk.core.assignment import Assignment
-from edge_sdk.core.bundle import SIGNATURES, Bundle, format_version, read_unpacked
-from edge_sdk.core.trust import TrustRoot, verify_bundle
+from edge_sdk.core.bundle import SIGNATURES, read_unpacked
+from edge_sdk.core.trust import verify_bundle
 from edge_sdk.errors import (
-    BundleError,
     DiskSpaceError,
     EdgeSdkError,
-    ExpiredError,
     NotDeliveredError,
     ReplayError,
-    ThresholdError,
     TransferError,
-    UnknownKeyError,
     UpdateError,
     WrongTargetError,
 )
@@ -58,117 +50,8 @@ MAX_UNDELIVERED = 4
 WAITING = "waiting: "  # the journal's reason while a download is paused, for the status
 
 
-class Environment(Protocol):
-    """What an update needs from the daemon around it."""
-
-    config: AgentConfig
-    cache: ChunkCache
-
-    def now(self) -> float: ...
-
-    def tuf_session(self) -> TufSession: ...
-
-    def fetch(
-        self, release: Release, local: Mapping[str, ChunkRef], on_chunk: Callable[[int], None]
-    ) -> TransferStats: ...
-
-    def local_chunks(self) -> dict[str, ChunkRef]: ...
-
-    def trusted_root(self) -> TrustRoot: ...
-
-    def event(self, model: str, journal: Journal, event: Event) -> None: ...
-
-    def crash_point(self, name: str) -> None: ...
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """The last finished update of a model, for the status report."""
-
-    version: int | None
-    result: str  # committed | failed | rolled_back | refused
-    reason: str
-    at: float
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "version": self.version,
-            "result": self.result,
-            "reason": self.reason,
-            "at": self.at,
-        }
-
-
-class ModelUpdater:
-    def __init__(self, env: Environment, model: ModelConfig, store: ModelStore) -> None:
-        self.env = env
-        self.model = model
-        self.store = store
-        self.slot = ServingSlot(model.name)
-        self.journal = store.load_journal()
-        self.outcome: Outcome | None = None
-        self.pending_refusal: tuple[int, str] | None = None  # (serial, reason) last refused
-        # The serial of a failed assignment the operator published again: run it once more.
-        self.retry_requested: int | None = None
-        self.last_transfer: TransferStats | None = None
-        self.previous_figures: InferenceFigures | None = None
-        self.probation_figures: InferenceFigures | None = None
-        # Versions served on the strength of their verification at install, as the current
-        # trust root no longer verifies them: version -> (signed by a revoked key, why).
-        self.trust_notes: dict[int, tuple[bool, str]] = {}
-        self.undelivered = 0  # NotDeliveredError attempts in a row (MAX_UNDELIVERED)
-
-    # -- journal ----------------------------------------------------------------------------
-
-    def _save(self, journal: Journal) -> None:
-        self.store.save_journal(journal)
-        self.journal = journal
-        self.env.crash_point(str(journal.state))
-
-    def _fire(self, event: Event, reason: str = "", **changes: object) -> None:
-        journal = self.journal.advance(event, now=self.env.now(), reason=reason, **changes)
-        self._save(journal)
-        self.env.event(self.model.name, journal, event)
-        if journal.state in RESTING:
-            release_memory()
-            result = {State.COMMITTED: "committed", State.ROLLED_BACK: "rolled_back"}.get(
-                journal.state, "failed"
-            )
-            self.outcome = Outcome(journal.version, result, journal.reason, self.env.now())
-
-    @property
-    def in_flight(self) -> bool:
-        return self.journal.state not in RESTING
-
-    # -- start and recovery -----------------------------------------------------------------
-
-    def load_current(self) -> None:
-        """Serve what ``current`` names, re-verified from disk (see :meth:`_verified`)."""
-        try:
-            version = self.store.current()
-        except EdgeSdkError as e:
-            log.error("%s", e)
-            return
-        if version is None or version == self.slot.version:
-            return
-        loaded = self._load(version)
-        if loaded is not None:
-            self.slot.swap(loaded)
-
-    def _load(self, version: int) -> LoadedVersion | None:
-        directory = self.store.version_dir(version)
-        try:
-            bundle = self._verified(version)
-        except EdgeSdkError as e:
-            log.error("installed version %s of %s does not verify: %s", version, self.model.name, e)
-            return None
-        return gate(
-            bundle,
-            threads=self.model.threads,
-            memory_budget_mb=float("inf"),
-            max_latency_ms=0,
-            artifact_path=directory / bundle.manifest.artifact,
-        )
+class ModelUpdater(SwitchSteps):
+    """One model's update, from the assignment to a committed (or failed) version."""
 
     def recover(self) -> Resume:
         """Called once at start, before anything is served."""
@@ -253,8 +136,9 @@ class ModelUpdater:
             return
         if assignment.version < j.floor and not assignment.rollback:
             reason = (
-                f"refused {self.model.name} {_v(assignment.version)}: older than {_v(j.floor)}, "
-                "already committed here (anti-rollback); send a signed rollback to go back"
+                f"refused {self.model.name} {version_text(assignment.version)}: older than "
+                f"{version_text(j.floor)}, already committed here (anti-rollback); send a signed "
+                "rollback to go back"
             )
             self._refuse(assignment.serial, assignment.version, reason)
             return
@@ -266,15 +150,15 @@ class ModelUpdater:
             target, problem = self._checked(assignment.version)
             if target is None:
                 reason = (
-                    f"refused rollback of {self.model.name} to {_v(assignment.version)}: it no "
-                    f"longer verifies or passes its self-test here ({problem}); still serving "
-                    f"{_named(served)}; assign a version the repository holds"
+                    f"refused rollback of {self.model.name} to {version_text(assignment.version)}: "
+                    f"it no longer verifies or passes its self-test here ({problem}); still "
+                    f"serving {version_or_nothing(served)}; assign a version the repository holds"
                 )
                 self._refuse(assignment.serial, assignment.version, reason)
                 return
             self._fire(
                 Event.ROLLBACK_REQUESTED,
-                f"rollback to {_v(assignment.version)} requested by the fleet",
+                f"rollback to {version_text(assignment.version)} requested by the fleet",
                 serial=assignment.serial,
                 version=assignment.version,
                 previous=current,
@@ -322,7 +206,9 @@ class ModelUpdater:
                 limits=limits,
             )
             if j.version < j.floor and not j.allow_downgrade:
-                raise ReplayError(f"{_v(j.version)} is older than the committed {_v(j.floor)}")
+                raise ReplayError(
+                    f"{version_text(j.version)} is older than the committed {version_text(j.floor)}"
+                )
             if j.state is State.DOWNLOADING:
                 self._download(release)
             self._verify_and_install(session, release)
@@ -375,8 +261,9 @@ class ModelUpdater:
         reserve = self.env.config.limits.min_free_bytes
         if free - need < reserve:
             raise DiskSpaceError(
-                f"not enough disk for {release.name} {_v(release.version)}: needs {need} bytes and "
-                f"{reserve} kept free, {free} available; free space or raise limits.min_free_bytes"
+                f"not enough disk for {release.name} {version_text(release.version)}: needs {need} "
+                f"bytes and {reserve} kept free, {free} available; free space or raise "
+                "limits.min_free_bytes"
             )
         test = self.env.config.test
 
@@ -389,7 +276,7 @@ class ModelUpdater:
 
         stats = self.env.fetch(release, local, on_chunk)
         self.last_transfer = stats
-        log.info("%s %s: %s", release.name, _v(release.version), stats)
+        log.info("%s %s: %s", release.name, version_text(release.version), stats)
         self._not_waiting()
         self._fire(Event.DOWNLOADED)
 
@@ -398,7 +285,7 @@ class ModelUpdater:
         staging = self.store.fresh_staging(version)
         assemble(release, staging, chunk_source(self.env.cache, self.env.local_chunks()))
         bundle = read_unpacked(staging)
-        verify_bundle(session.trusted_root(), bundle, f"{release.name} {_v(version)}")
+        verify_bundle(session.trusted_root(), bundle, f"{release.name} {version_text(version)}")
         m = bundle.manifest
         if (m.name, m.version, m.profile, m.runtime) != (
             release.name,
@@ -407,8 +294,9 @@ class ModelUpdater:
             release.runtime,
         ):
             raise WrongTargetError(
-                f"the signed manifest says {m.name} {_v(m.version)} for {m.profile}/{m.runtime}, "
-                f"but the fleet published it as {release.name} {_v(version)}"
+                f"the signed manifest says {m.name} {version_text(m.version)} for "
+                f"{m.profile}/{m.runtime}, but the fleet published it as {release.name} "
+                f"{version_text(version)}"
             )
         self.store.install(
             version,
@@ -419,225 +307,3 @@ class ModelUpdater:
         self.env.cache.discard(unique_chunks(release))
         self._not_waiting()
         self._fire(Event.VERIFIED)
-
-    def _selftest_and_switch(self) -> None:
-        j = self.journal
-        assert j.version is not None
-        loaded, problem = self._checked(j.version)
-        if loaded is None:
-            reason = f"self-test of {self.model.name} {_v(j.version)} failed: {problem}"
-            if j.state is State.STAGED:
-                self._fire(Event.SELFTEST_FAILED, reason)
-                if j.version != self.store.current():  # not a re-signed copy of what serves
-                    self.store.remove(j.version)
-                self.load_current()
-            else:  # activating: `current` may already name it
-                self._fire(Event.SELFTEST_FAILED, reason, rollback_to=j.previous)
-                self._roll_back()
-            return
-        if j.state is State.STAGED:
-            self._fire(Event.SELFTEST_PASSED)
-        self.store.set_current(j.version)
-        self.env.crash_point("switched")
-        # The version being replaced sets the bar for the new one's latency in probation.
-        self.previous_figures = self.slot.figures() if self.slot.loaded is not None else None
-        self.slot.swap(loaded)
-        self._fire(Event.SWITCHED)
-
-    def _verified(self, version: int) -> Bundle:
-        """An installed version's bundle, checked before it may serve.
-
-        It must be complete and verify under the current trust root, or, when only its
-        signatures fail there (the signing key was revoked by a rotation, or the signatures or
-        the root expired), have been verified by this device at install and still be exactly
-        those bytes (``verified.json``). That keeps a rotation from taking the running model
-        down at the next restart; status reports it (``signed_by_revoked_key``) until a
-        re-signed release of the same version is installed. New installs never get this
-        allowance: they verify under the current root or are refused.
-        """
-        directory = self.store.version_dir(version)
-        if not self.store.complete(version):
-            raise BundleError(
-                f"{_v(version)} of {self.model.name} is not completely installed in {directory}"
-            )
-        try:
-            bundle = read_unpacked(directory)
-        except OSError as e:
-            raise BundleError(f"cannot read {directory}: {e}") from e
-        if (bundle.manifest.name, bundle.manifest.version) != (self.model.name, version):
-            raise WrongTargetError(
-                f"{directory} holds {bundle.manifest.name} {_v(bundle.manifest.version)}, not "
-                f"{self.model.name} {_v(version)}"
-            )
-        try:
-            verify_bundle(self.env.trusted_root(), bundle, str(directory))
-        except (UnknownKeyError, ThresholdError, ExpiredError) as e:
-            if bundle.signatures is None or not self.store.intact(
-                version, {**bundle.signed_files(), SIGNATURES: bundle.signatures}
-            ):
-                raise
-            revoked = not isinstance(e, ExpiredError)
-            why = "signed by a key the trust root no longer lists" if revoked else str(e)
-            note = (
-                f"{_v(version)} was verified at install ({VERIFIED_RECORD}) and its files are "
-                f"unchanged, so it keeps serving, but it is {why}; publish it re-signed and "
-                "assign it again"
-            )
-            if self.trust_notes.get(version) != (revoked, note):
-                log.warning("%s: %s", self.model.name, note)
-            self.trust_notes[version] = (revoked, note)
-        else:
-            self.trust_notes.pop(version, None)
-        return bundle
-
-    def served_trust(self) -> tuple[bool, str]:
-        """(signed by a revoked key, why) for the version being served; (False, "") when it
-        verifies under the current trust root or nothing is served."""
-        version = self.slot.version
-        if version is None:
-            return False, ""
-        return self.trust_notes.get(version, (False, ""))
-
-    def _gate(self, version: int) -> LoadedVersion:
-        directory = self.store.version_dir(version)
-        bundle = self._verified(version)
-        return gate(
-            bundle,
-            threads=self.model.threads,
-            memory_budget_mb=float(self.env.config.profile.budget.memory_mb),
-            max_latency_ms=self.model.max_latency_ms,
-            artifact_path=directory / bundle.manifest.artifact,
-        )
-
-    def _checked(self, version: int) -> tuple[LoadedVersion | None, str]:
-        """The version loaded and through its gate, or ``None`` and why not: files that no
-        longer verify or read are a failed self-test too, never an exception out of an update."""
-        try:
-            loaded = self._gate(version)
-        except EdgeSdkError as e:
-            return None, str(e)
-        return (loaded, "") if loaded.gate.passed else (None, loaded.gate.detail)
-
-    def _recheck_in_probation(self) -> None:
-        j = self.journal
-        assert j.version is not None
-        if self.store.current() != j.version:
-            # Cut between the journal and the pointer cannot happen (pointer first); be safe.
-            self.store.set_current(j.version)
-        loaded, problem = self._checked(j.version)
-        if loaded is None:
-            self._fire(
-                Event.PROBATION_FAILED,
-                f"re-check after restart failed: {problem}",
-                rollback_to=j.previous,
-            )
-            self._roll_back()
-            return
-        self.slot.swap(loaded)
-        self._save(replace(j, since=self.env.now()))  # the window starts again
-
-    def probation_tick(self) -> None:
-        """During probation: re-run the golden vectors on the serving version; commit once the
-        window has passed without a failure."""
-        j = self.journal
-        if j.state is not State.PROBATION or j.version is None:
-            return
-        loaded = self.slot.loaded
-        if loaded is None or loaded.version != j.version:
-            return
-        check, _ = golden_run(loaded.bundle, loaded.model)
-        rules = self.env.config.probation
-        window_over = self.env.now() - j.since >= rules.seconds
-        figures = self.slot.figures()
-        self.probation_figures = figures
-        if not check.passed:
-            failure: str | None = f"golden vectors failed in service: {check.detail}"
-        else:
-            failure = probation_failure(
-                figures,
-                self.previous_figures,
-                rules,
-                latency_budget_ms=self.model.max_latency_ms,
-                window_over=window_over,
-            )
-        if failure is not None:
-            self._fire(
-                Event.PROBATION_FAILED,
-                f"probation of {_v(j.version)} failed: {failure}",
-                rollback_to=j.previous,
-            )
-            self._roll_back()
-            return
-        if window_over:
-            self._fire(Event.PROBATION_PASSED, floor=max(j.floor, j.version))
-            self._prune(j.version, j.previous)
-
-    def _prune(self, current: int, previous: int | None) -> None:
-        """Keep ``current``, ``previous`` (the rollback target) and the newest others up to
-        ``limits.keep_versions``."""
-        keep = [current] + ([previous] if previous is not None else [])
-        for version in reversed(self.store.installed()):
-            if len(keep) >= self.env.config.limits.keep_versions:
-                break
-            if version not in keep:
-                keep.append(version)
-        self.store.prune(keep, between=lambda: self.env.crash_point("pruning"))
-
-    def _roll_back(self, loaded: LoadedVersion | None = None) -> None:
-        """Switch back to ``rollback_to`` (``loaded``: already through its gate). A target that
-        is gone or no longer verifies is not switched to: the device stays on what it serves
-        and the reason says so. No target at all (a first install failed) serves nothing."""
-        j = self.journal
-        target = j.rollback_to
-        if target is None:
-            self.store.current_path.unlink(missing_ok=True)
-            self.slot.swap(None)
-            self.env.crash_point("rolled_back_switch")
-            self._fire(Event.ROLLED_BACK, j.reason)
-            return
-        problem = f"{_v(target)} is not installed completely"
-        if target in self.store.installed():
-            if loaded is None or loaded.version != target:
-                loaded, problem = self._checked(target)
-            if loaded is not None:
-                self.store.set_current(target)
-                self.slot.swap(loaded)
-                self.env.crash_point("rolled_back_switch")
-                self._fire(Event.ROLLED_BACK, j.reason)
-                return
-        if self.slot.loaded is None:
-            self.load_current()  # after a restart: what `current` names, if it verifies
-        served = self.slot.version
-        reason = (
-            f"{j.reason + '; ' if j.reason else ''}rollback to {_v(target)} refused: {problem}; "
-            f"staying on {_named(served)}"
-        )
-        log.error("%s: %s", self.model.name, reason)
-        self.env.crash_point("rolled_back_switch")
-        self._fire(Event.ROLLED_BACK, reason, version=served)
-
-    def _fail_before_switch(self, reason: str, *, keep_chunks: bool = False) -> None:
-        """Fail the update; with ``keep_chunks`` the verified chunks stay, so the operator's
-        retry of the same version resumes from them."""
-        self._discard_unswitched(keep_chunks=keep_chunks)
-        self._fire(Event.ERROR, reason)
-
-    def _discard_unswitched(self, *, keep_chunks: bool = False) -> None:
-        """Remove what a failed update left, never what `current` or `previous` name (nor,
-        with ``keep_chunks``, the verified chunks a retry resumes from)."""
-        j = self.journal
-        if not keep_chunks:
-            self.env.cache.clear()
-        if j.version is not None and j.version != self.store.current() and j.version != j.previous:
-            self.store.remove(j.version)
-        shutil.rmtree(self.store.staging, ignore_errors=True)
-        self.store.staging.mkdir(parents=True, exist_ok=True)
-
-
-def _named(version: int | None) -> str:
-    return "nothing" if version is None else _v(version)
-
-
-def _v(version: int) -> str:
-    """A version as its user wrote it (v1.2.0), from the integer a message has at hand."""
-    return f"v{format_version(version)}"

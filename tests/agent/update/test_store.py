@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
+from agent.update.chunk_cache import ChunkCache, ChunkRef
 from agent.update.machine import Event, Journal, State
-from agent.update.store import CHUNK_INDEX, ChunkCache, ChunkRef, ModelStore
+from agent.update.store import CHUNK_INDEX, ModelStore
 from edge_sdk.errors import DiskSpaceError, UpdateError
 
 
@@ -337,7 +338,7 @@ def test_stray_temporary_files_are_cleared_at_start(tmp_path: Path) -> None:
 
 
 def test_a_temp_file_that_cannot_be_made_for_lack_of_space_is_disk_full(tmp_path: Path) -> None:
-    from agent.update.store import write_failure
+    from agent.update.state_files import write_failure
     from edge_sdk.errors import OutputError
 
     try:
@@ -402,7 +403,7 @@ def test_remove_renames_aside_before_deleting(
 ) -> None:
     install(store, 1, {"m": [b"x"]})
     install(store, 2, {"m": [b"y"]})
-    monkeypatch.setattr("agent.update.store._delete_tree", lambda path: None)  # killed right there
+    monkeypatch.setattr("agent.update.store.delete_tree", lambda path: None)  # killed right there
     store.remove(1)
     assert store.installed() == [2]
     names = sorted(p.name for p in store.versions.iterdir())

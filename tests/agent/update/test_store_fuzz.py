@@ -23,8 +23,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.config import load_config
+from agent.update.chunk_cache import ChunkCache
 from agent.update.machine import Event, Journal, Resume, State
-from agent.update.store import CHUNK_INDEX, VERIFIED_RECORD, ChunkCache, ModelStore
+from agent.update.store import CHUNK_INDEX, VERIFIED_RECORD, ModelStore
 from agent.update.updater import ModelUpdater
 from edge_sdk.core.bundle import SIGNATURES
 from edge_sdk.core.trust import TrustRoot

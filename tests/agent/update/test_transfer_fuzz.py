@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tuf.api.metadata import TargetFile
 
-from agent.update.transfer import MAX_CHUNK_TRIES, Limits, chunk_problem, read_release
+from agent.update.release import Limits, read_release
+from agent.update.transfer import MAX_CHUNK_TRIES, chunk_problem
 from agent.update.tuf_mqtt import TufSession
 from edge_sdk.errors import EdgeSdkError, OversizeError, TamperedError, TransferError
 from edge_sdk.signing.repository import Repository

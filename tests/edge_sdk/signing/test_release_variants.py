@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tuf.api.metadata import TargetFile
 
-from agent.update.transfer import Limits, read_release
+from agent.update.release import Limits, read_release
 from agent.update.tuf_mqtt import TufSession
 from edge_sdk.errors import EdgeSdkError, InputError, UpdateError, WrongTargetError
 from edge_sdk.fleet.inventory import DeviceView, ModelView
