@@ -14,7 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tuf.api.metadata import Metadata, Root
 
-from edge_sdk.core.trust import TrustRoot, sign_files, verify_files
+from edge_sdk.core.pinned_root import TrustRoot
+from edge_sdk.core.signatures import sign_files, verify_files
 from edge_sdk.errors import (
     EdgeSdkError,
     InputError,
@@ -23,16 +24,10 @@ from edge_sdk.errors import (
     ThresholdError,
     UnknownKeyError,
 )
-from edge_sdk.signing.keys import (
-    PASSPHRASE_ENV,
-    describe_keyring,
-    init_keys,
-    load_public_key,
-    load_signer,
-    load_trust_root,
-    rotate_online_key,
-    rotate_root_key,
-)
+from edge_sdk.signing.key_files import PASSPHRASE_ENV, load_public_key, load_signer
+from edge_sdk.signing.key_rotation import rotate_online_key, rotate_root_key
+from edge_sdk.signing.keyring import describe_keyring, init_keys
+from edge_sdk.signing.keys import load_trust_root
 
 FILES = {"model.onnx": b"model bytes", "manifest.json": b"{}"}
 LATER = datetime.now(UTC) + timedelta(days=7)
