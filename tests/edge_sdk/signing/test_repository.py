@@ -26,7 +26,8 @@ from edge_sdk.core.tensors import TensorSpec
 from edge_sdk.core.trust import sign_files
 from edge_sdk.errors import EdgeSdkError, InputError, KeyFileError, OutputError, TamperedError
 from edge_sdk.signing.keys import load_public_key, load_signer, rotate_online_key
-from edge_sdk.signing.repository import KEEP_VERSIONS, PublishSet, Repository
+from edge_sdk.signing.repository import PublishSet, Repository
+from edge_sdk.signing.repository_layout import KEEP_VERSIONS
 
 DIGITS_MODEL = Path(__file__).resolve().parents[3] / "examples" / "digits" / "model.onnx"
 METADATA_URL = "repo:/metadata/"
