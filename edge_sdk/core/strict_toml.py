@@ -63,6 +63,8 @@ class Style(Protocol):
     @property
     def error(self) -> type[InputError]: ...
 
+    def name(self, where: str, key: str) -> str: ...
+
     def at(self, where: str, key: str, message: str) -> str: ...
 
     def unknown(self, where: str, key: str, hint: str | None) -> str: ...
@@ -83,8 +85,11 @@ class DottedKeys:
     file: str
     error: type[InputError]
 
+    def name(self, where: str, key: str) -> str:
+        return f"{self.file}: {where}{key}"
+
     def at(self, where: str, key: str, message: str) -> str:
-        return f"{self.file}: {where}{key}: {message}"
+        return f"{self.name(where, key)}: {message}"
 
     def unknown(self, where: str, key: str, hint: str | None) -> str:
         advice = f"did you mean '{where}{hint}'?" if hint else "remove it"
@@ -109,8 +114,11 @@ class QuotedKeys:
 
     error: type[InputError]
 
+    def name(self, where: str, key: str) -> str:
+        return f"{where}: key '{key}'"
+
     def at(self, where: str, key: str, message: str) -> str:
-        return f"{where}: key '{key}' {message}"
+        return f"{self.name(where, key)} {message}"
 
     def unknown(self, where: str, key: str, hint: str | None) -> str:
         suffix = f" (did you mean '{hint}'?)" if hint else ""
@@ -156,9 +164,9 @@ class StrictTable:
             if keys is not None and key not in keys:
                 raise self._unknown(key, keys)
 
-    @property
-    def where(self) -> str:
-        return self._where
+    def name(self, key: str) -> str:
+        """``key`` of this table as errors name it (the file, the table, the key)."""
+        return self._style.name(self._where, key)
 
     def fail(self, key: str, message: str) -> InputError:
         """The one-line error for ``key`` of this table."""
