@@ -8,18 +8,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge_sdk.core.bundle import (
-    MAX_MANIFEST_BYTES,
-    Bundle,
-    GoldenInfo,
-    Manifest,
-    format_version,
-    parse_version,
-    read_bundle,
-    sha256,
-    write_bundle,
-)
+from edge_sdk.core.bundle import write_bundle
+from edge_sdk.core.bundle_layout import MAX_MANIFEST_BYTES
+from edge_sdk.core.bundle_reader import read_bundle
+from edge_sdk.core.manifest import Bundle, GoldenInfo, Manifest, sha256
 from edge_sdk.core.tensors import TensorSpec
+from edge_sdk.core.versions import format_version, parse_version
 from edge_sdk.errors import BundleError, InputError
 
 
@@ -117,7 +111,7 @@ def test_malformed_manifest(tmp_path: Path) -> None:
 
 
 def test_unpacked_directory_round_trip_and_refusal(tmp_path: Path) -> None:
-    from edge_sdk.core.bundle import read_unpacked
+    from edge_sdk.core.bundle_reader import read_unpacked
 
     path = tmp_path / "m.edgebundle"
     write_bundle(path, _bundle())
@@ -155,7 +149,7 @@ def test_an_oversized_manifest_is_refused_from_its_header(tmp_path: Path) -> Non
 
 
 def test_installed_files_are_read_with_the_same_caps(tmp_path: Path) -> None:
-    from edge_sdk.core.bundle import read_unpacked
+    from edge_sdk.core.bundle_reader import read_unpacked
 
     installed = tmp_path / "v3"
     installed.mkdir()

@@ -18,15 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge_sdk.core import golden
-from edge_sdk.core.bundle import (
-    Bundle,
-    GoldenInfo,
-    Manifest,
-    read_bundle,
-    read_header,
-    sha256,
-    write_bundle,
-)
+from edge_sdk.core.bundle import write_bundle
+from edge_sdk.core.bundle_reader import read_bundle, read_header
+from edge_sdk.core.manifest import Bundle, GoldenInfo, Manifest, sha256
 from edge_sdk.core.tensors import TensorSpec
 from edge_sdk.errors import BundleError, EdgeSdkError
 from tests.fuzz import mutations

@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from edge_sdk.core.bundle import shown_label, write_bundle
+from edge_sdk.core.bundle import write_bundle
+from edge_sdk.core.versions import shown_label
 from edge_sdk.fleet.publish import signed_for_fleet
 from testing.agents import make_bundle, replace_manifest
 
