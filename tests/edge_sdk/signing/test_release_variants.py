@@ -20,7 +20,8 @@ from agent.update.tuf_mqtt import TufSession
 from edge_sdk.errors import EdgeSdkError, InputError, UpdateError, WrongTargetError
 from edge_sdk.fleet.inventory import DeviceView, ModelView
 from edge_sdk.fleet.rollout import Gate, Rollout, parse_waves, plan, summary
-from edge_sdk.signing.repository import Repository, placement, variants
+from edge_sdk.signing.release_targets import placement, variants
+from edge_sdk.signing.repository import Repository
 from testing.agents import make_bundle, padded_model, replace_manifest
 from tests.fuzz import mutations
 
