@@ -8,7 +8,6 @@ runs its model.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue
@@ -16,18 +15,15 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
 
 from agent.bench_job import BenchJobs
 from agent.config import AgentConfig
 from agent.metrics import Metrics
 from agent.mqtt_link import MqttLink, Will
-from agent.serving.codec import Limits
-from agent.serving.http_server import ApiServer
-from agent.serving.inference_api import InferenceApi
+from agent.reports import event_payload, local_status, status_document
+from agent.serving.front_ends import FrontEnds
 from agent.serving.oip import version_label
-from agent.sysinfo import CpuMeter, free_disk_bytes, release_memory, rss_bytes
+from agent.sysinfo import CpuMeter, release_memory
 from agent.update.chunk_cache import ChunkCache, ChunkRef
 from agent.update.machine import RESTING as RESTING_STATES
 from agent.update.machine import Event, Journal, Resume, State
@@ -37,17 +33,13 @@ from agent.update.store import ModelStore
 from agent.update.transfer import TransferStats, fetch_release
 from agent.update.tuf_mqtt import TufSession
 from agent.update.updater import ModelUpdater
-from edge_sdk import __version__
 from edge_sdk.core.assignment import Assignment, verify_assignment
 from edge_sdk.core.bundle import format_version
-
-if TYPE_CHECKING:  # grpcio is the grpc extra: imported only when [serving] asks for gRPC
-    from agent.serving.grpc_server import GrpcServer
+from edge_sdk.core.protocol import StatusDocument, UpdateResult, presence_payload, result_of
 from edge_sdk.core.topics import Topics
 from edge_sdk.core.trust import TrustRoot
 from edge_sdk.core.trust_root import load_trust_root
 from edge_sdk.errors import (
-    ConfigError,
     EdgeSdkError,
     OutputError,
     ThresholdError,
@@ -55,6 +47,8 @@ from edge_sdk.errors import (
     UnknownKeyError,
 )
 
+# local_status is `edge-agent status`'s, found here with the daemon (agent.commands).
+__all__ = ["Agent", "install_signal_handlers", "local_status"]
 log = logging.getLogger(__name__)
 _PACKET_OVERHEAD = 4096  # MQTT headers and properties on top of a chunk or metadata file
 _TICK_S = 0.2
@@ -108,20 +102,23 @@ class Agent:
         self.assignment_error = self.serial_floors.problem
         self.pauses = 0  # updates paused for want of the broker (resumed later)
         self.metrics = Metrics()
-        self.api_servers: list[ApiServer] = []
+        self.front_ends = FrontEnds(
+            config, {name: u.slot for name, u in self.updaters.items()}, self.metrics
+        )
+        # The same lists, filled by front_ends.start(): where callers find the bound ports.
+        self.api_servers, self.grpc_servers = self.front_ends.http, self.front_ends.grpc
         hooks = config.test
         self.bench = BenchJobs(
             self,
             slow=lambda p: hooks.bench_slow_ms if p == hooks.bench_slow_precision else 0.0,
         )
-        self.grpc_servers: list[GrpcServer] = []
         limits = config.limits
         device = config.device_id
         self.link = MqttLink(
             config.broker,
             client_id=device,
-            will=Will(self.topics.presence(device), json.dumps({"online": False}).encode()),
-            online=Will(self.topics.presence(device), json.dumps({"online": True}).encode()),
+            will=Will(self.topics.presence(device), presence_payload(False)),
+            online=Will(self.topics.presence(device), presence_payload(True)),
             max_packet_bytes=max(limits.max_chunk_bytes, limits.max_metadata_bytes)
             + _PACKET_OVERHEAD,
         )
@@ -169,22 +166,12 @@ class Agent:
 
     def event(self, model: str, journal: Journal, event: Event) -> None:
         self._dirty = True
-        payload = {
-            "device": self.config.device_id,
-            "model": model,
-            "event": str(event),
-            "state": str(journal.state),
-            "version": journal.version,
-            "reason": journal.reason,
-            "at": self.now(),
-        }
+        payload = event_payload(self.config.device_id, model, journal, event, self.now())
         label = "" if journal.version is None else f" {format_version(journal.version)}"
         log.info("%s%s: %s -> %s %s", model, label, event, journal.state, journal.reason)
         self._count(model, journal, event)
         if self.link.connected.is_set():
-            self.link.publish(
-                self.topics.events(self.config.device_id), json.dumps(payload).encode()
-            )
+            self.link.publish(self.topics.events(self.config.device_id), payload)
 
     def _count(self, model: str, journal: Journal, event: Event) -> None:
         m = self.metrics
@@ -192,10 +179,9 @@ class Agent:
         if event is Event.ASSIGNED:
             m.updates.labels(model).inc()
         elif event is Event.REFUSED:
-            m.results.labels(model, "refused").inc()
+            m.results.labels(model, UpdateResult.REFUSED).inc()
         elif journal.state in RESTING_STATES and event is not Event.ALREADY_SERVING:
-            result = {State.COMMITTED: "committed", State.ROLLED_BACK: "rolled_back"}
-            m.results.labels(model, result.get(journal.state, "failed")).inc()
+            m.results.labels(model, result_of(journal.state)).inc()
 
     def crash_point(self, name: str) -> None:
         """Fault injection for the power-cut tests: die here, as a power cut would."""
@@ -217,7 +203,7 @@ class Agent:
             else:
                 updater.resume(action)
         release_memory()  # loading and checking the models left freed heap behind
-        self._start_api()
+        self.front_ends.start()
         device, group = self.config.device_id, self.config.group
         for topic_filter in self.topics.desired_filters(device, group):
             self.link.subscribe(topic_filter, self._on_desired)
@@ -236,100 +222,7 @@ class Agent:
             self.bench.stop()
             self._publish_status()
             self.link.stop()
-            for server in self.api_servers:
-                server.stop()
-            for grpc_server in self.grpc_servers:
-                grpc_server.stop()
-
-    def _start_api(self) -> None:
-        """The inference API on loopback and/or a Unix socket, as ``[serving]`` says; over
-        HTTP, and over gRPC where ``grpc_listen`` / ``grpc_unix_socket`` ask for it."""
-        serving = self.config.serving
-        wants_grpc = bool(serving.grpc_listen) or serving.grpc_unix_socket is not None
-        if not serving.listen and serving.unix_socket is None and not wants_grpc:
-            return
-        slots = {name: u.slot for name, u in self.updaters.items()}
-        batching = {m.name: (m.batch_window_ms, m.max_batch) for m in self.config.models}
-        limits = Limits(
-            max_samples=serving.max_samples, max_decoded_bytes=serving.max_decoded_bytes
-        )
-
-        def app() -> InferenceApi:
-            return InferenceApi(
-                slots,
-                self.metrics,
-                max_body_bytes=serving.max_body_bytes,
-                threads=serving.threads,
-                batching=batching,
-                limits=limits,
-            )
-
-        head = serving.max_header_bytes
-        if serving.listen:
-            self.api_servers.append(
-                ApiServer(app(), serving.host, serving.port, max_header_bytes=head)
-            )
-        if serving.unix_socket is not None:
-            # A socket a killed agent left there is replaced; nothing else ever is (ApiServer).
-            self.api_servers.append(
-                ApiServer(app(), "", 0, str(serving.unix_socket), max_header_bytes=head)
-            )
-        for server in self.api_servers:
-            try:
-                server.start()
-            except OSError as e:
-                raise ConfigError(
-                    f"{self.config.path}: serving: {e}; choose another address (serving.listen, "
-                    "serving.unix_socket) or stop what holds it"
-                ) from e
-            log.info("serving on %s", _address("http", server.host, server.bound_port, server))
-        if wants_grpc:
-            self._start_grpc(slots, batching, limits)
-            for g in self.grpc_servers:
-                log.info("serving gRPC on %s", _address("grpc", g.host, g.bound_port, g))
-
-    def _start_grpc(
-        self,
-        slots: Mapping[str, Any],
-        batching: Mapping[str, tuple[float, int]],
-        limits: Limits,
-    ) -> None:
-        serving = self.config.serving
-        try:
-            from agent.serving.grpc_server import GrpcInference, GrpcServer
-        except ImportError as e:
-            raise ConfigError(
-                f"{self.config.path}: serving.grpc_listen/grpc_unix_socket need grpcio and "
-                f"protobuf ({e.name or e}): pip install 'edgesdk-fleet[grpc]', or remove them"
-            ) from e
-
-        def server(**where: Any) -> GrpcServer:
-            service = GrpcInference(
-                slots, self.metrics, threads=serving.threads, batching=batching, limits=limits
-            )
-            return GrpcServer(
-                service,
-                max_message_bytes=serving.max_body_bytes,
-                max_header_bytes=serving.max_header_bytes,
-                **where,
-            )
-
-        if serving.grpc_listen:
-            self.grpc_servers.append(server(host=serving.grpc_host, port=serving.grpc_port))
-        if serving.grpc_unix_socket is not None:
-            self.grpc_servers.append(server(unix_socket=str(serving.grpc_unix_socket)))
-        for grpc_server in self.grpc_servers:
-            try:
-                grpc_server.start()
-            except OSError as e:
-                for api in self.api_servers:  # nothing left listening behind the error
-                    api.stop()
-                for started in self.grpc_servers:
-                    started.stop()
-                raise ConfigError(
-                    f"{self.config.path}: serving: gRPC: {e}; choose another address "
-                    "(serving.grpc_listen, serving.grpc_unix_socket) or stop what holds it"
-                ) from e
+            self.front_ends.stop()
 
     def _on_desired(self, topic: str, payload: bytes, retained: bool) -> None:
         # Network thread: hand over, decide later. A message with the retain flag is the copy
@@ -482,25 +375,15 @@ class Agent:
 
     # -- status -----------------------------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
-        models: dict[str, Any] = {}
-        for name, u in self.updaters.items():
-            models[name] = model_status(u)
-        return {
-            "device": self.config.device_id,
-            "fleet": self.config.fleet,
-            "group": self.config.group,
-            "profile": self.config.profile.id,
-            "agent_version": __version__,
-            "uptime_s": round(self.now() - self._started, 1),
-            "cpu_percent": self._cpu.percent(),
-            "memory_rss_bytes": rss_bytes(),
-            "disk_free_bytes": free_disk_bytes(self.config.state_dir),
-            "assignment_error": self.assignment_error,
-            "bench_job": self.bench.in_flight,
-            "models": models,
-            "at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        }
+    def status(self) -> StatusDocument:
+        return status_document(
+            self.config,
+            self.updaters,
+            uptime_s=self.now() - self._started,
+            cpu_percent=self._cpu.percent(),
+            assignment_error=self.assignment_error,
+            bench_job=self.bench.in_flight,
+        )
 
     def _publish_status(self) -> None:
         for name, u in self.updaters.items():  # scraped locally, connected or not
@@ -511,81 +394,8 @@ class Agent:
             return
         self._dirty = False
         self._status_due = self.now() + self.config.report.interval_s
-        body = json.dumps(self.status(), sort_keys=True).encode()
+        body = self.status().encode()
         self.link.publish(self.topics.status(self.config.device_id), body, retain=True)
-
-
-def _address(scheme: str, host: str, port: int, server: ApiServer | GrpcServer) -> str:
-    """Where a front end listens, as a client would name it."""
-    if server.unix_socket:
-        return f"unix:{os.path.abspath(server.unix_socket)}"
-    return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
-
-
-def model_status(u: ModelUpdater) -> dict[str, Any]:
-    j, t = u.journal, u.last_transfer
-    revoked, trust_note = u.served_trust()
-    return {
-        # What is actually served, never just what `current` names.
-        "version": u.slot.version,
-        "signed_by_revoked_key": revoked,
-        "trust_note": trust_note,
-        "state": str(j.state),
-        "target_version": j.version,
-        # The assignment that started the last or ongoing update: how an operator's rollout
-        # tells its own outcome from an older one for the same version.
-        "serial": j.serial,
-        "floor": j.floor,
-        "reason": j.reason,
-        "last_result": u.outcome.to_json() if u.outcome is not None else None,
-        "last_transfer": None
-        if t is None
-        else {
-            "chunks": t.chunks,
-            "fetched": t.fetched,
-            "fetched_bytes": t.fetched_bytes,
-            "cached": t.cached,
-            "reused": t.reused,
-            # Where the fetched chunks came from: each mirror's base URL, or "broker".
-            "sources": {src: {"chunks": n, "bytes": b} for src, n, b in t.sources},
-        },
-        "inference": u.slot.figures().to_json(),
-        # The health gate's view while in probation (and of the last one after it).
-        "probation": None
-        if u.probation_figures is None
-        else {
-            "figures": u.probation_figures.to_json(),
-            "previous_version": None
-            if u.previous_figures is None
-            else u.previous_figures.to_json(),
-        },
-    }
-
-
-def local_status(config: AgentConfig) -> dict[str, Any]:
-    """What ``edge-agent status`` prints: read from the state directory, no broker needed."""
-    models: dict[str, Any] = {}
-    for m in config.models:
-        store = ModelStore(config.state_dir, m.name)
-        journal = store.load_journal()
-        last = journal.history[-1] if journal.history else None
-        models[m.name] = {
-            "version": store.current(),
-            "installed": store.installed(),
-            "state": str(journal.state),
-            "target_version": journal.version,
-            "floor": journal.floor,
-            "reason": journal.reason,
-            "restarts": journal.restarts,
-            "last_event": last,
-        }
-    return {
-        "device": config.device_id,
-        "fleet": config.fleet,
-        "profile": config.profile.id,
-        "state_dir": str(config.state_dir),
-        "models": models,
-    }
 
 
 def install_signal_handlers(agent: Agent) -> None:

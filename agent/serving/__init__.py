@@ -7,4 +7,5 @@ batching.py       dynamic batching of concurrent requests
 inference_api.py  the HTTP API's routes
 http_server.py    the HTTP server (TCP and Unix socket)
 grpc_server.py    the gRPC server
+front_ends.py     the front ends [serving] asks for, started and stopped together
 """

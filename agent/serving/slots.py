@@ -7,30 +7,18 @@ import threading
 import time
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 
 from agent.update.selftest import LoadedVersion
+from edge_sdk.core.protocol import Figures
 
 LATENCY_WINDOW = 2048  # recent requests kept for p50/p95
 
 
-@dataclass(frozen=True)
-class InferenceFigures:
-    count: int
-    errors: int
-    error_rate: float
-    p50_ms: float
-    p95_ms: float
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "count": self.count,
-            "errors": self.errors,
-            "error_rate": self.error_rate,
-            "latency_ms": {"p50": self.p50_ms, "p95": self.p95_ms},
-        }
+# A version's figures are what the status reports (``inference``, ``probation``): the wire
+# contract's type.
+InferenceFigures = Figures
 
 
 class ServingSlot:

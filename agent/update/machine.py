@@ -24,18 +24,11 @@ import enum
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from edge_sdk.core.protocol import RESTING_STATES, UpdateState
 
-class State(enum.StrEnum):
-    IDLE = "idle"
-    DOWNLOADING = "downloading"
-    VERIFYING = "verifying"
-    STAGED = "staged"
-    ACTIVATING = "activating"
-    PROBATION = "probation"
-    COMMITTED = "committed"
-    ROLLING_BACK = "rolling_back"
-    ROLLED_BACK = "rolled_back"
-    FAILED = "failed"
+# The state names are the wire contract's (edge_sdk.core.protocol): the fleet reads them in
+# every device's status.
+State = UpdateState
 
 
 class Event(enum.StrEnum):
@@ -60,7 +53,7 @@ class Event(enum.StrEnum):
 
 
 # States in which no update is in flight: a new assignment may start one.
-RESTING = frozenset({State.IDLE, State.COMMITTED, State.ROLLED_BACK, State.FAILED})
+RESTING = RESTING_STATES
 # States after the `current` pointer may already name the new version: undoing them means
 # switching back, not just deleting files.
 SWITCHED = frozenset({State.ACTIVATING, State.PROBATION})

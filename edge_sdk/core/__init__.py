@@ -12,6 +12,7 @@ dependency (no onnx, no TensorFlow, no console library). The agent imports only 
     trust_root.py    the pinned trust root on disk
     assignment.py    desired state: which version a device or group should run
     protocol.py      the status document, resting states and results (device <-> fleet)
+    untrusted_json.py  JSON a device or a file sends: bounded reading, field by field
     topics.py        the MQTT topic layout
     chunking.py      content-defined chunking of bundle files
     bench_job.py     the benchmark job a device runs for the operator

@@ -18,26 +18,15 @@ from rich.markup import escape
 from rich.table import Table
 
 from edge_sdk.core.bundle import check_name, format_version
+from edge_sdk.core.protocol import UNKNOWN_STATE, Figures, UpdateState
 from edge_sdk.core.topics import IDENTIFIER, check_identifier
+from edge_sdk.core.untrusted_json import clean_text, read_document
 from edge_sdk.errors import InputError
-from edge_sdk.fleet.inventory import DeviceView, Figures, ModelView, clean_text, read_document
+from edge_sdk.fleet.inventory import DeviceView, ModelView
 
-# The agent's update states (agent/update/machine.py State; docs/protocol.md §9), and "unknown" for
-# a
-# state a device reported that this host does not know. edge_sdk does not import the agent.
-STATES = (
-    "idle",
-    "downloading",
-    "verifying",
-    "staged",
-    "activating",
-    "probation",
-    "committed",
-    "rolling_back",
-    "rolled_back",
-    "failed",
-    "unknown",
-)
+# The agent's update states (docs/protocol.md §9), and "unknown" for a state a device reported
+# that this host does not know.
+STATES = (*(str(state) for state in UpdateState), UNKNOWN_STATE)
 ENROLLED_DIR = "devices"
 # `fleet enroll` writes a few hundred bytes; a record is read (and trusted) no further.
 MAX_RECORD_BYTES = 64 * 1024
@@ -326,7 +315,14 @@ def _figures_json(f: Figures | None) -> dict[str, Any] | None:
     }
 
 
-_STATE_STYLE = {"committed": "green", "failed": "red", "rolled_back": "yellow", "unknown": "red"}
+_STATE_STYLE = {
+    UpdateState.COMMITTED: "green",
+    UpdateState.FAILED: "red",
+    UpdateState.ROLLED_BACK: "yellow",
+    UNKNOWN_STATE: "red",
+}
+# States whose reason is what an operator reads first (a failure, a rollback's cause).
+_ENDED_BADLY = (UpdateState.FAILED, UpdateState.ROLLED_BACK, UpdateState.ROLLING_BACK)
 _PRESENCE_STYLE = {"online": "green", "offline": "red", "never seen": "yellow"}
 
 
@@ -382,7 +378,7 @@ def note(row: Row) -> str:
     v, m = row.entry.view, row.model
     if v.problem:
         return v.problem
-    if m is not None and m.reason and m.state in ("failed", "rolled_back", "rolling_back"):
+    if m is not None and m.reason and m.state in _ENDED_BADLY:
         return m.reason
     if m is not None and m.target_version not in (None, m.version) and not m.resting:
         return f"updating to {format_version(m.target_version)}"

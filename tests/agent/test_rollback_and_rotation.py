@@ -10,7 +10,7 @@ import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from agent.daemon import model_status
+from agent.reports import model_status
 from agent.update.machine import State
 from edge_sdk.core.bundle import Bundle, read_unpacked
 from edge_sdk.core.trust import sign_files, verify_bundle
@@ -77,7 +77,7 @@ def test_a_kill_inside_pruning_leaves_no_half_version_and_a_rollback_fetches_it_
         # Not installed any more: fetched again, verified and switched to like any version.
         wait_for(committed(config, 1), what="rolled back to a freshly fetched v1")
         assert digits.slot.version == 1
-        assert model_status(digits)["version"] == 1
+        assert model_status(digits).version == 1
 
 
 def test_a_half_deleted_version_is_not_a_rollback_target(
@@ -178,8 +178,8 @@ def test_a_key_rotation_keeps_the_installed_model_serving_until_it_is_re_signed(
         digits = agent.updaters["digits"]
         wait_for(lambda: digits.slot.version == 1, what="v1 still served after the restart")
         status = model_status(digits)
-        assert status["version"] == 1 and status["signed_by_revoked_key"] is True
-        assert "verified at install" in status["trust_note"]
+        assert status.version == 1 and status.signed_by_revoked_key is True
+        assert "verified at install" in status.trust_note
         wait_for(
             lambda: (
                 ((retained_status(broker) or {}).get("models") or {})
@@ -197,7 +197,7 @@ def test_a_key_rotation_keeps_the_installed_model_serving_until_it_is_re_signed(
             what="re-signed v1 committed",
         )
         assert digits.slot.version == 1
-        assert model_status(digits)["signed_by_revoked_key"] is False
+        assert model_status(digits).signed_by_revoked_key is False
         directory = store(config).version_dir(1)
         root = agent.trusted_root()
         verify_bundle(root, read_unpacked(directory), str(directory))

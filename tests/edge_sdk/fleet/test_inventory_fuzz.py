@@ -9,72 +9,17 @@ import json
 import time
 import tracemalloc
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edge_sdk.core.protocol import MAX_STATUS_BYTES
+from edge_sdk.core.untrusted_json import MAX_DEPTH, MAX_TEXT_CHARS
 from edge_sdk.fleet import status as fleet_status
-from edge_sdk.fleet.inventory import (
-    MAX_DEPTH,
-    MAX_STATUS_BYTES,
-    MAX_TEXT_CHARS,
-    DeviceView,
-    parse_presence,
-    parse_status,
-    read_document,
-)
+from edge_sdk.fleet.inventory import DeviceView, parse_presence, parse_status, read_document
+from tests.edge_sdk.core.test_protocol_fuzz import agent_status, json_values
 from tests.fuzz import mutations
-
-
-def agent_status(group: str = "lab", version: int = 3) -> dict[str, Any]:
-    """A status document shaped exactly as agent/daemon.py's ``Agent.status()`` writes it."""
-    figures = {
-        "count": 120,
-        "errors": 1,
-        "error_rate": 0.0083,
-        "latency_ms": {"p50": 1.5, "p95": 4.25},
-    }
-    return {
-        "device": "dev-1",
-        "fleet": "default",
-        "group": group,
-        "profile": "x86-64",
-        "agent_version": "0.1.0",
-        "uptime_s": 12.5,
-        "cpu_percent": 3.1,
-        "memory_rss_bytes": 81920000,
-        "disk_free_bytes": 1 << 34,
-        "assignment_error": "",
-        "models": {
-            "digits": {
-                "version": version,
-                "state": "committed",
-                "target_version": version,
-                "serial": 7,
-                "floor": 1,
-                "reason": "",
-                "last_result": {
-                    "version": version,
-                    "result": "committed",
-                    "reason": "",
-                    "at": "2024-05-01T10:00:00Z",
-                },
-                "last_transfer": {
-                    "chunks": 4,
-                    "fetched": 1,
-                    "fetched_bytes": 1000,
-                    "cached": 3,
-                    "reused": 0,
-                },
-                "inference": figures,
-                "probation": {"figures": figures, "previous_version": figures},
-            }
-        },
-        "at": "2024-05-01T10:00:05Z",
-    }
-
 
 GOOD = json.dumps(agent_status(), sort_keys=True).encode()
 PRESENCE = (b'{"online": true}', b'{"online": false}')
@@ -168,17 +113,6 @@ def test_an_unterminated_string_of_escaped_quotes_is_read_in_linear_time() -> No
 
 # -- Hypothesis: any JSON anywhere in a real status ----------------------------------------
 
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=20),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
-    ),
-    max_leaves=40,
-)
 _FIELDS = ("assignment_error", "at", "models", "profile", "uptime_s", "device", "fleet")
 _MODEL_FIELDS = ("version", "state", "serial", "last_result", "inference", "probation", "reason")
 
