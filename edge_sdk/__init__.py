@@ -28,11 +28,7 @@ Where things live (each subpackage's docstring lists its modules):
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:  # what type checkers see; at run time __getattr__ loads them on first use
-    from edge_sdk import runtime as runtime
-    from edge_sdk.client import InferenceClient as InferenceClient
+from typing import Any
 
 __version__ = "0.1.0"
 __all__ = ["InferenceClient", "__version__", "build", "runtime"]
