@@ -7,9 +7,9 @@ For each N (``--devices 100,300``; ``--quick`` is N=20):
    (group ``bench``, probation 0.2 s, status every 1 s, serving off), all on v1 (the digits model)
    through a group assignment.
 2. Publish the ~5 MB v2 and v3 bundles (timed).
-3. Rollout of v2 in waves ``1,10%,50%,100%`` (Gate bake 0 s): plan over FleetWatch, begin, drive,
-   wired as ``edge-sdk fleet rollout`` does, in-process; then v3 in one wave (``100%``), which
-   separates the wave gating from the transfer.
+3. Rollout of v2 in waves ``1,10%,50%,100%`` (Gate bake 0 s) through the rollout service that
+   ``edge-sdk fleet rollout`` calls (edge_sdk.fleet.rollout_service), in-process; then v3 in one
+   wave (``100%``), which separates the wave gating from the transfer.
 4. Raw limit, agents stopped: the v2 chunk bytes published once (QoS 1, not retained) to N bare
    paho subscribers on a wildcard, and the same chunks read retained (QoS 0, as the agents read
    them) by N subscribers at once.
@@ -56,9 +56,9 @@ from edge_sdk.broker.settings import MAX_QUEUED_MESSAGES
 from edge_sdk.core.bundle import Bundle
 from edge_sdk.core.topics import Topics
 from edge_sdk.fleet.inventory import DeviceView, FleetWatch
-from edge_sdk.fleet.publish import assign, publish_assignments
-from edge_sdk.fleet.rollout import Gate, Order, Phase, Rollout, parse_waves, plan
-from edge_sdk.fleet.rollout_run import begin, drive
+from edge_sdk.fleet.publish import assign
+from edge_sdk.fleet.rollout import Gate, Phase, Rollout, parse_waves
+from edge_sdk.fleet.rollout_service import FleetAccess, RolloutRequest, check_rollout, started
 from edge_sdk.fleet.session import BrokerAddress, OperatorLink
 from edge_sdk.signing.keys import init_keys
 from testing.agents import (
@@ -268,46 +268,40 @@ class RolloutResult:
     passed_at: list[float] = field(default_factory=list)  # wall clock: each wave passed
 
 
-def run_rollout(
-    operator: Operator, watch: FleetWatch, version: int, label: str, waves: str
-) -> RolloutResult:
+def run_rollout(operator: Operator, watch: FleetWatch, version: int, waves: str) -> RolloutResult:
     """``edge-sdk fleet rollout digits <version> --group bench --waves ... --probation 0``,
-    in-process: the CLI's wiring of FleetWatch, OperatorLink, plan, begin and drive."""
-    gate = Gate(bake_s=0.0, wave_timeout_s=600.0)
+    in-process: the same service calls (``edge_sdk.fleet.rollout_service``) on this process's
+    watch, guarded against a broker that died under the rollout."""
+    request = RolloutRequest(
+        MODEL,
+        str(version),
+        parse_waves(waves),
+        Gate(bake_s=0.0, wave_timeout_s=600.0),
+        group=GROUP,
+    )
+    access = FleetAccess(
+        operator.repo_dir,
+        operator.keyring,
+        TOPICS,
+        watch=lambda: contextlib.nullcontext(GuardedFleet(watch, operator.broker)),
+        link=lambda: operator_link(operator.broker),
+    )
+    checked = check_rollout(operator.repo_dir, operator.keyring, request)  # before the clock
     marks: list[float] = []
     published_at: list[float] = []
     passed_at: list[float] = []
     start = time.perf_counter()
 
     def report(line: str) -> None:
+        if line.startswith("wave ") and ": assigning " in line:
+            published_at.append(time.time())  # said just before the wave's publish
         if line.startswith("wave ") and " passed: " in line:
             marks.append(time.perf_counter() - start)
             passed_at.append(time.time())
 
-    with operator_link(operator.broker) as link:
-        watch.sync()
-        planned = plan(
-            MODEL,
-            version,
-            label,
-            PROFILE,
-            watch.devices(),
-            steps=parse_waves(waves),
-            gate=gate,
-            group=GROUP,
-        )
-        record = begin(operator.repo_dir, planned, time.time())
-
-        def publish(todo: Sequence[Order], serial: int) -> None:
-            if any(o.scope.startswith("devices/") for o in todo):
-                published_at.append(time.time())
-            triples = [(o.scope, o.version, o.rollback) for o in todo]
-            publish_assignments(
-                operator.keyring, link, TOPICS, model=MODEL, serial=serial, orders=triples
-            )
-
-        fleet = GuardedFleet(watch, operator.broker)
-        final: Rollout = drive(record, operator.repo_dir, fleet, publish, report=report)
+    with started(access, checked) as run:
+        planned = run.record
+        final: Rollout = run.drive(report=report)
     elapsed = time.perf_counter() - start
     return RolloutResult(
         elapsed,
@@ -553,7 +547,7 @@ def measure(
                 pauses0 = sum(a.pauses for a in agents)
                 with timed(row, key, broker_pid, costs, sampler):
                     m = bundles[version].manifest
-                    result = run_rollout(operator, watch, m.version, m.label, waves)
+                    result = run_rollout(operator, watch, m.version, waves)
                 say(f"N={n}: rollout of v{version} in {waves}: {result.seconds:.1f} s")
                 if result.phase != str(Phase.COMPLETED):
                     raise RuntimeError(f"rollout of v{version} {result.phase}: {result.reason}")
@@ -632,6 +626,9 @@ class GuardedFleet:
 
     watch: FleetWatch
     broker: Broker
+
+    def sync(self) -> None:
+        self.watch.sync()
 
     def devices(self) -> dict[str, DeviceView]:
         return self.watch.devices()
@@ -1024,7 +1021,7 @@ def measure_scale(
                 before, cpu0 = broker_bytes(broker), cpu_seconds(broker_pid)
                 counted = meter.snapshot()
                 m = bundles[version].manifest
-                result = run_rollout(operator, watch, m.version, m.label, waves)
+                result = run_rollout(operator, watch, m.version, waves)
                 if result.phase != str(Phase.COMPLETED):
                     raise RuntimeError(f"rollout of v{version} {result.phase}: {result.reason}")
                 wait_until(
@@ -1228,7 +1225,9 @@ def simulate(work: Path, keyring: Path, n: int, update_s: float) -> SimRow:
     row = SimRow(n, connections, update_s)
     broker = QuietBroker(work / "broker")
     operator = Operator(keyring, work / "repo", broker)
-    Repository.create(operator.repo_dir, keyring)
+    # The release is in the repository, as `fleet rollout` checks; simulated devices never
+    # fetch it.
+    Repository.create(operator.repo_dir, keyring).add_bundle(make_bundle(keyring, 2))
     with ExitStack() as stack:
         broker.start()
         stack.callback(broker.close)
@@ -1275,7 +1274,7 @@ def simulate(work: Path, keyring: Path, n: int, update_s: float) -> SimRow:
             raise TimeoutError(f"{e}: the watch saw {len(watch.devices())}") from None
         say(f"simulated N={n}: {connections} connections, every device reported")
         before, cpu0, bcpu0 = broker_bytes(broker), cpu_seconds(), cpu_seconds(broker_pid)
-        row.waves = run_rollout(operator, watch, 2, "2", WAVES)
+        row.waves = run_rollout(operator, watch, 2, WAVES)
         if row.waves.phase != str(Phase.COMPLETED):
             raise RuntimeError(f"simulated rollout {row.waves.phase}: {row.waves.reason}")
         row.controller_cpu_s = cpu_seconds() - cpu0

@@ -2,22 +2,33 @@
 
 Broker and keyring settings come from options or ``EDGE_SDK_*`` variables, so a shell session
 sets them once (``edge-sdk broker init`` prints the ``export`` line).
+
+The six options that say how to reach the broker (``--broker``, ``--ca``, ``--client-cert``,
+``--client-key``, ``--fleet``, ``--topic-prefix``) are declared once, as the fields of
+``BrokerOptions``: a command takes one parameter of that type and is registered through
+``with_broker_options``, which puts the six options in that parameter's place (help order
+included) and hands the command one ``BrokerOptions``. ``--repo``, ``--keys`` and the benchmark
+options are ``Annotated`` aliases each command names.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import secrets
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, get_type_hints
 
 import typer
 
 if TYPE_CHECKING:
     from edge_sdk.core.topics import Topics
     from edge_sdk.fleet.inventory import FleetWatch
-    from edge_sdk.fleet.session import OperatorLink
+    from edge_sdk.fleet.session import BrokerAddress, OperatorLink
 
 RepoOpt = Annotated[
     Path,
@@ -98,15 +109,24 @@ BrokerDirOpt = Annotated[
 ]
 
 
-def connect(
-    broker: str, ca: Path | None, cert: Path | None, key: Path | None, client_id: str
-) -> OperatorLink:
-    """An operator session; every input is checked here, before any connection is tried."""
-    from edge_sdk.fleet.session import BrokerAddress, OperatorLink
-
-    address = BrokerAddress.parse(broker, ca=ca, cert=cert, key=key)
-    warn_if_default_broker()
-    return OperatorLink(address, client_id)
+# The benchmark job's options: `fleet bench` and `build --measure-on` share them.
+SecondsOpt = Annotated[
+    float, typer.Option("--seconds", min=0.1, max=600, help="Timing per candidate on the device.")
+]
+MeasureSecondsOpt = Annotated[
+    float,
+    typer.Option("--measure-seconds", min=0.1, max=600, help="Timing per candidate on the device."),
+]
+TimeoutOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--measure-timeout",
+        min=1,
+        help="Give up waiting for the device after this many seconds [default: each "
+        "candidate's time, plus loading and a margin].",
+        show_default=False,
+    ),
+]
 
 
 def session_id(kind: str) -> str:
@@ -116,13 +136,83 @@ def session_id(kind: str) -> str:
     return f"edge-sdk-{kind}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
-def watch(
-    broker: str, ca: Path | None, cert: Path | None, key: Path | None, topics: Topics, kind: str
-) -> FleetWatch:
-    """The devices' reports, on a session of its own (``edge_sdk.fleet.inventory.FleetWatch``)."""
-    from edge_sdk.fleet.inventory import FleetWatch
-    from edge_sdk.fleet.session import BrokerAddress
+@dataclass(frozen=True)
+class BrokerOptions:
+    """How a command reaches the fleet's broker, as one value: each field is one option, with
+    its flag, environment variable, help and default."""
 
-    address = BrokerAddress.parse(broker, ca=ca, cert=cert, key=key)
-    warn_if_default_broker()
-    return FleetWatch(address, topics, session_id(kind))
+    broker: BrokerOpt = "mqtt://127.0.0.1:1883"
+    ca: CaOpt = None
+    client_cert: CertOpt = None
+    client_key: KeyOpt = None
+    fleet: FleetOpt = "default"
+    topic_prefix: PrefixOpt = "edge"
+
+    def topics(self) -> Topics:
+        """The fleet's topics; a bad --fleet or --topic-prefix is one line."""
+        from edge_sdk.core.topics import Topics
+
+        return Topics(self.topic_prefix, self.fleet)
+
+    def address(self) -> BrokerAddress:
+        """The broker's address, every part checked (the TLS files exist) before connecting."""
+        from edge_sdk.fleet.session import BrokerAddress
+
+        return BrokerAddress.parse(
+            self.broker, ca=self.ca, cert=self.client_cert, key=self.client_key
+        )
+
+    def link(self, kind: str = "operator") -> OperatorLink:
+        """A publishing session (not yet connected: ``with`` connects)."""
+        from edge_sdk.fleet.session import OperatorLink
+
+        address = self.address()
+        warn_if_default_broker()
+        return OperatorLink(address, session_id(kind))
+
+    def watch(self, topics: Topics, kind: str) -> FleetWatch:
+        """The devices' reports, on a session of its own (``edge_sdk.fleet.inventory``)."""
+        from edge_sdk.fleet.inventory import FleetWatch
+
+        address = self.address()
+        warn_if_default_broker()
+        return FleetWatch(address, topics, session_id(kind))
+
+
+# The default a command's ``BrokerOptions`` parameter names; ``with_broker_options`` puts the
+# six options, with their own defaults, in its place.
+BROKER_OPTIONS = BrokerOptions()
+
+
+def with_broker_options(command: Callable[..., None]) -> Callable[..., None]:
+    """``command`` with its ``BrokerOptions`` parameter spelled out as the six options, in that
+    parameter's place, for Typer; called with them, it gets one ``BrokerOptions`` back."""
+    signature = inspect.signature(command, eval_str=True)
+    (name,) = (p.name for p in signature.parameters.values() if p.annotation is BrokerOptions)
+    hints = get_type_hints(BrokerOptions, include_extras=True)
+    spelled = [
+        inspect.Parameter(
+            f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=hints[f.name]
+        )
+        for f in fields(BrokerOptions)
+    ]
+    shadowed = set(signature.parameters) & {p.name for p in spelled}
+    if shadowed:
+        raise TypeError(f"{command.__name__}: {sorted(shadowed)} would shadow the broker options")
+    params: list[inspect.Parameter] = []
+    for p in signature.parameters.values():
+        params.extend(spelled if p.name == name else [p])
+    # Keyword-only throughout, so that options with defaults may come before a parameter
+    # without one: Typer tells arguments from options by their annotation, not their kind, and
+    # calls the command with keywords.
+    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params]
+
+    @functools.wraps(command)
+    def spelled_out(**kwargs: Any) -> None:
+        options = BrokerOptions(**{p.name: kwargs.pop(p.name) for p in spelled})
+        command(**kwargs, **{name: options})
+
+    del spelled_out.__wrapped__  # Typer must see the new signature, not the command's
+    spelled_out.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    spelled_out.__annotations__ = {p.name: p.annotation for p in params}
+    return spelled_out

@@ -13,16 +13,14 @@ import typer
 
 from edge_sdk.cli._common import JsonFlag, emit_json, stderr_console, stdout_console
 from edge_sdk.cli._fleet_options import (
-    BrokerOpt,
-    CaOpt,
-    CertOpt,
-    FleetOpt,
-    KeyOpt,
+    BROKER_OPTIONS,
+    BrokerOptions,
     KeysOpt,
-    PrefixOpt,
+    MeasureSecondsOpt,
     RepoOpt,
+    TimeoutOpt,
+    with_broker_options,
 )
-from edge_sdk.cli.fleet_bench_cmd import MeasureSecondsOpt, TimeoutOpt
 
 
 def build_command(
@@ -86,12 +84,7 @@ def build_command(
     measure_timeout: TimeoutOpt = None,
     keys: KeysOpt = Path("keys"),
     repo: RepoOpt = Path("fleet-repo"),
-    broker: BrokerOpt = "mqtt://127.0.0.1:1883",
-    ca: CaOpt = None,
-    cert: CertOpt = None,
-    client_key: KeyOpt = None,
-    fleet: FleetOpt = "default",
-    topic_prefix: PrefixOpt = "edge",
+    connection: BrokerOptions = BROKER_OPTIONS,
     json_output: JsonFlag = False,
 ) -> None:
     """Convert, quantize, measure and pack a model into one signed bundle for a profile; with
@@ -116,18 +109,7 @@ def build_command(
     if measure_on is not None:
         from edge_sdk.cli.fleet_bench_cmd import measure_on as device_for
 
-        tls = (ca, cert, client_key)
-        device = device_for(
-            measure_on,
-            measure_seconds,
-            measure_timeout,
-            keys,
-            repo,
-            broker,
-            tls,
-            fleet,
-            topic_prefix,
-        )
+        device = device_for(measure_on, measure_seconds, measure_timeout, keys, repo, connection)
     reports = []
     for hardware in profiles:
         request = BuildRequest(
@@ -220,4 +202,4 @@ def _print_reports(reports: list[dict[str, Any]], json_output: bool) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("build")(build_command)
+    app.command("build")(with_broker_options(build_command))

@@ -11,47 +11,31 @@ import typer
 
 from edge_sdk.cli._common import JsonFlag, emit_json, stderr_console, stdout_console
 from edge_sdk.cli._fleet_options import (
-    BrokerOpt,
-    CaOpt,
-    CertOpt,
-    FleetOpt,
-    KeyOpt,
+    BROKER_OPTIONS,
+    BrokerOptions,
     KeysOpt,
-    PrefixOpt,
     RepoOpt,
+    SecondsOpt,
+    TimeoutOpt,
     session_id,
     warn_if_default_broker,
+    with_broker_options,
 )
-from edge_sdk.cli.fleet_cmd import fleet_app
 
 if TYPE_CHECKING:
     from edge_sdk.build.device_measure import MeasureOn
     from edge_sdk.core.bench_job import BenchAnswer
+    from edge_sdk.core.topics import Topics
+    from edge_sdk.fleet.bench import JobSpec
+    from edge_sdk.fleet.bench_service import DeviceBench
 
 _Opt = typer.Option
 DeviceOpt = Annotated[
     str, _Opt("--device", help="The device that measures (its id).", show_default=False)
 ]
-SecondsOpt = Annotated[
-    float, _Opt("--seconds", min=0.1, max=600, help="Timing per candidate on the device.")
-]
-MeasureSecondsOpt = Annotated[
-    float,
-    _Opt("--measure-seconds", min=0.1, max=600, help="Timing per candidate on the device."),
-]
-TimeoutOpt = Annotated[
-    float | None,
-    _Opt(
-        "--measure-timeout",
-        min=1,
-        help="Give up waiting for the device after this many seconds [default: each "
-        "candidate's time, plus loading and a margin].",
-        show_default=False,
-    ),
-]
 
 
-@fleet_app.command("bench")
+@with_broker_options
 def bench_command(
     target: Annotated[
         Path, typer.Argument(help="A bundle, or an .onnx model.", show_default=False)
@@ -65,48 +49,26 @@ def bench_command(
     measure_timeout: TimeoutOpt = None,
     keys: KeysOpt = Path("keys"),
     repo: RepoOpt = Path("fleet-repo"),
-    broker: BrokerOpt = "mqtt://127.0.0.1:1883",
-    ca: CaOpt = None,
-    cert: CertOpt = None,
-    key: KeyOpt = None,
-    fleet: FleetOpt = "default",
-    topic_prefix: PrefixOpt = "edge",
+    connection: BrokerOptions = BROKER_OPTIONS,
     json_output: JsonFlag = False,
 ) -> None:
     """Measure on DEVICE, without installing anything there: load time, latency p50/p95/p99,
     throughput, peak memory and fidelity against the golden vectors."""
     from edge_sdk.build.device_measure import results_json, spec_from_bundle, spec_from_model
-    from edge_sdk.core.topics import Topics, check_identifier
+    from edge_sdk.core.topics import check_identifier
     from edge_sdk.errors import InputError
-    from edge_sdk.fleet.bench import job_serial, load_signers, published_chunks, run_job
-    from edge_sdk.fleet.session import BrokerAddress
 
     check_identifier(device, "--device")
-    topics = Topics(topic_prefix, fleet)
+    topics = connection.topics()
     if target.suffix == ".onnx":
         if profile is None:
             raise InputError(f"{target} is a model: pass --profile, the profile {device} runs")
         spec = spec_from_model(target, device, profile, seconds=seconds)
     else:
         spec = spec_from_bundle(target, device, seconds=seconds)
-    signers = load_signers(keys)
-    address = BrokerAddress.parse(broker, ca=ca, cert=cert, key=key)
+    bench = _device_bench(keys, repo, connection, topics, measure_timeout)
     warn_if_default_broker()
-
-    def progress(line: str) -> None:
-        stderr_console.print(line, highlight=False)
-
-    answer = run_job(
-        address,
-        topics,
-        signers,
-        spec,
-        serial=job_serial(),
-        deadline_s=measure_timeout,
-        keep_chunks=published_chunks(repo, address, topics),
-        progress=progress,
-        client_id=session_id("bench"),
-    )
+    answer = bench.measure(spec, client_id=session_id("bench"), progress=_progress)
     if json_output:
         emit_json(results_json(answer))
         return
@@ -130,35 +92,37 @@ def measure_on(
     timeout: float | None,
     keys: Path,
     repo: Path,
-    broker: str,
-    tls: tuple[Path | None, Path | None, Path | None],
-    fleet: str,
-    topic_prefix: str,
+    connection: BrokerOptions,
 ) -> MeasureOn:
     """``build --measure-on``: every input checked now, before minutes of building."""
     from edge_sdk.build.device_measure import MeasureOn
-    from edge_sdk.core.topics import Topics, check_identifier
-    from edge_sdk.fleet.bench import JobSpec, job_serial, load_signers, published_chunks, run_job
-    from edge_sdk.fleet.session import BrokerAddress
+    from edge_sdk.core.topics import check_identifier
 
     check_identifier(device, "--measure-on")
-    topics = Topics(topic_prefix, fleet)
-    signers = load_signers(keys)
-    ca, cert, key = tls
-    address = BrokerAddress.parse(broker, ca=ca, cert=cert, key=key)
+    topics = connection.topics()
+    bench = _device_bench(keys, repo, connection, topics, timeout)
 
     def send(spec: JobSpec) -> BenchAnswer:
         warn_if_default_broker()
-        return run_job(
-            address,
-            topics,
-            signers,
-            spec,
-            serial=job_serial(),
-            deadline_s=timeout,
-            keep_chunks=published_chunks(repo, address, topics),
-            progress=lambda line: stderr_console.print(line, highlight=False),
-            client_id=session_id("bench"),
-        )
+        return bench.measure(spec, client_id=session_id("bench"), progress=_progress)
 
     return MeasureOn(device, send, seconds)
+
+
+def _device_bench(
+    keys: Path, repo: Path, connection: BrokerOptions, topics: Topics, deadline_s: float | None
+) -> DeviceBench:
+    from edge_sdk.fleet.bench import load_signers
+    from edge_sdk.fleet.bench_service import DeviceBench
+
+    return DeviceBench(
+        signers=load_signers(keys),  # the keyring is checked before the broker's address
+        address=connection.address(),
+        topics=topics,
+        repo=repo,
+        deadline_s=deadline_s,
+    )
+
+
+def _progress(line: str) -> None:
+    stderr_console.print(line, highlight=False)

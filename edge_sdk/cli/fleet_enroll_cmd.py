@@ -9,10 +9,8 @@ import typer
 
 from edge_sdk.cli._common import JsonFlag, emit_json, stdout_console
 from edge_sdk.cli._fleet_options import BrokerDirOpt
-from edge_sdk.cli.fleet_cmd import fleet_app
 
 
-@fleet_app.command("enroll")
 def enroll_command(
     device_id: Annotated[
         str, typer.Argument(help="Device id: the certificate CN and MQTT username.")
@@ -78,7 +76,6 @@ def enroll_command(
     )
 
 
-@fleet_app.command("revoke")
 def revoke_command(
     device_id: Annotated[str, typer.Argument(help="The enrolled device to cut off.")],
     broker_dir: BrokerDirOpt = Path("broker"),

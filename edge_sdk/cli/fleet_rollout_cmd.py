@@ -1,36 +1,31 @@
 """``edge-sdk fleet rollout|rollback``: canary waves gated on the devices' own reports, and the
-way back. The decisions are ``edge_sdk.fleet.rollout``'s; the record and the loop are
-``edge_sdk.fleet.rollout_run``'s; this module parses options and prints."""
+way back. The checks, the planning and the run are ``edge_sdk.fleet.rollout_service``'s (which
+``bench/bench_fleet.py`` calls too); this module parses options, connects and prints."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from edge_sdk.cli._common import JsonFlag, emit_json, stderr_console, stdout_console
 from edge_sdk.cli._fleet_options import (
-    BrokerOpt,
-    CaOpt,
-    CertOpt,
-    FleetOpt,
-    KeyOpt,
+    BROKER_OPTIONS,
+    BrokerOptions,
     KeysOpt,
-    PrefixOpt,
     RepoOpt,
-    connect,
-    session_id,
-    watch,
+    with_broker_options,
 )
-from edge_sdk.cli.fleet_cmd import fleet_app
+
+if TYPE_CHECKING:
+    from edge_sdk.core.topics import Topics
+    from edge_sdk.fleet.rollout_service import FleetAccess
 
 EXIT_HALTED = 10  # a halted rollout is not an error of input, but a pipeline must see it
 
 
-@fleet_app.command("rollout")
+@with_broker_options
 def rollout_command(
     model: Annotated[str, typer.Argument(help="Model name.", show_default=False)],
     version: Annotated[
@@ -84,12 +79,7 @@ def rollout_command(
     ] = 10.0,
     repo: RepoOpt = Path("fleet-repo"),
     keys: KeysOpt = Path("keys"),
-    broker: BrokerOpt = "mqtt://127.0.0.1:1883",
-    ca: CaOpt = None,
-    cert: CertOpt = None,
-    key: KeyOpt = None,
-    fleet: FleetOpt = "default",
-    topic_prefix: PrefixOpt = "edge",
+    connection: BrokerOptions = BROKER_OPTIONS,
     json_output: JsonFlag = False,
 ) -> None:
     """Roll MODEL VERSION out wave by wave, to every device whose profile the release has a
@@ -98,13 +88,11 @@ def rollout_command(
     committed and, after --probation seconds, no worse than the version it replaced; failures
     above --max-failure-rate halt the rollout and roll the reached devices back. Offline
     devices are counted, not waited on. Exit 10 when the rollout halts."""
-    from edge_sdk.core.bundle import check_name, parse_version
-    from edge_sdk.core.topics import Topics, check_identifier
+    from edge_sdk.core.bundle import check_name
+    from edge_sdk.core.topics import check_identifier
     from edge_sdk.errors import InputError
-    from edge_sdk.fleet.publish import publish_assignments
-    from edge_sdk.fleet.rollout import ACTIVE, Gate, Order, parse_waves, plan, summary
-    from edge_sdk.fleet.rollout_run import begin, check_none_active, drive, driving, load
-    from edge_sdk.signing.repository import Repository
+    from edge_sdk.fleet.rollout import Gate, parse_waves, summary
+    from edge_sdk.fleet.rollout_service import RolloutRequest, check_rollout, started
 
     # Everything checkable is checked before connecting to anything.
     check_name(model)
@@ -121,71 +109,17 @@ def rollout_command(
         max_error_rate_increase=max_error_rate_increase,
         min_requests=min_requests,
     )
-    topics = Topics(topic_prefix, fleet)
-    say = _say
-    if resume:
-        record = load(repo, model)
-        if record is None or record.phase not in ACTIVE:
-            state = "no rollout" if record is None else f"its last rollout is {record.phase}"
-            raise InputError(f"nothing to resume: {repo} holds {state} of {model}")
-        if version is not None and parse_version(version)[0] != record.version:
-            raise InputError(
-                f"--resume: the recorded rollout is of v{record.label}, not {version}; "
-                "drop VERSION to continue it"
-            )
-        say(f"resuming {model} v{record.label}: {record.phase}, wave {record.wave + 1}")
-    else:
-        if version is None:
-            raise InputError("give the VERSION to roll out, or --resume a recorded rollout")
-        number, label = parse_version(version)
-        check_none_active(repo, model)
-        variants = Repository.open(repo, keys).release_variants(model, number)
-        if not variants:
-            raise InputError(
-                f"{model} v{label} is not in {repo}; `edge-sdk fleet publish` its bundle first"
-            )
-        profiles = tuple(sorted(variants))
-        record = None
-
-    with (
-        driving(repo, model),
-        watch(broker, ca, cert, key, topics, "rollout") as fleet_watch,
-        connect(broker, ca, cert, key, session_id("operator")) as link,
-    ):
-        fleet_watch.sync()
-        if record is None:
-            planned = plan(
-                model,
-                number,
-                label,
-                profiles,
-                fleet_watch.devices(),
-                steps=steps,
-                gate=gate,
-                group=group,
-            )
-            for device, why in planned.skipped.items():
-                say(f"  skipping {device}: {why}")
-            sizes = " + ".join(str(len(w)) for w in planned.waves)
-            say(
-                f"rollout of {model} v{label} ({', '.join(profiles)}): "
-                f"{len(planned.devices)} devices in waves {sizes}"
-            )
-            record = begin(repo, planned, time.time())
-
-        def publish(todo: Sequence[Order], serial: int) -> None:
-            triples = [(o.scope, o.version, o.rollback) for o in todo]
-            publish_assignments(keys, link, topics, model=model, serial=serial, orders=triples)
-
+    topics = connection.topics()
+    request = RolloutRequest(model, version, steps, gate, group=group, resume=resume)
+    start = check_rollout(repo, keys, request, report=_say)
+    access = _access(connection, repo, keys, topics, "rollout")
+    with started(access, start, report=_say) as run:
         if stderr_console.is_terminal:
             # A live line under the log of events; logs and pipes get the events alone.
             with stderr_console.status("starting", spinner="dots") as status:
-                final = drive(
-                    record, repo, fleet_watch, publish, report=say, live=lambda t: status.update(t)
-                )
+                final = run.drive(report=_say, live=lambda t: status.update(t))
         else:
-            beat = heartbeat or float("inf")
-            final = drive(record, repo, fleet_watch, publish, report=say, heartbeat_s=beat)
+            final = run.drive(report=_say, heartbeat_s=heartbeat or float("inf"))
 
     result = summary(final)
     if json_output:
@@ -208,7 +142,7 @@ def rollout_command(
         raise typer.Exit(EXIT_HALTED)
 
 
-@fleet_app.command("rollback")
+@with_broker_options
 def rollback_command(
     model: Annotated[str, typer.Argument(help="Model name.", show_default=False)],
     to: Annotated[
@@ -221,72 +155,27 @@ def rollback_command(
     ] = None,
     repo: RepoOpt = Path("fleet-repo"),
     keys: KeysOpt = Path("keys"),
-    broker: BrokerOpt = "mqtt://127.0.0.1:1883",
-    ca: CaOpt = None,
-    cert: CertOpt = None,
-    key: KeyOpt = None,
-    fleet: FleetOpt = "default",
-    topic_prefix: PrefixOpt = "edge",
+    connection: BrokerOptions = BROKER_OPTIONS,
     json_output: JsonFlag = False,
 ) -> None:
     """Send MODEL's devices back to an earlier version (a signed rollback assignment per group,
     newer than any wave's), and stop any rollout of MODEL still in progress."""
-    from edge_sdk.core.bundle import check_name, format_version, parse_version
-    from edge_sdk.core.topics import Topics, check_identifier
-    from edge_sdk.errors import InputError
-    from edge_sdk.fleet.publish import next_serial, publish_assignments
-    from edge_sdk.fleet.rollout_run import groups_running, halt_by_operator, load, usual_incumbent
+    from edge_sdk.fleet.rollout_service import check_rollback, roll_back
 
-    check_name(model)
-    if group is not None:
-        check_identifier(group, "--group")
-    if to is not None:
-        number, label = parse_version(to)
-    else:
-        record = load(repo, model)
-        incumbent = usual_incumbent(record) if record is not None else None
-        if incumbent is None:
-            raise InputError(
-                f"no rollout of {model} in {repo} says what came before; pass --to VERSION"
-            )
-        number, label = incumbent, format_version(incumbent)
-    topics = Topics(topic_prefix, fleet)
-    with (
-        watch(broker, ca, cert, key, topics, "rollback") as fleet_watch,
-        connect(broker, ca, cert, key, session_id("operator")) as link,
-    ):
-        fleet_watch.sync()
-        groups = (group,) if group is not None else groups_running(fleet_watch.devices(), model)
-        if not groups:
-            raise InputError(f"no device reports running {model}; pass --group to roll back one")
-        why = f"rolled back to v{label} by the operator"
-        stopped = halt_by_operator(repo, model, why, time.time())
-        serial = next_serial(repo)
-        publish_assignments(
-            keys,
-            link,
-            topics,
-            model=model,
-            serial=serial,
-            orders=[(f"groups/{g}", number, True) for g in groups],
-        )
-    result = {
-        "model": model,
-        "version": number,
-        "version_label": label,
-        "groups": list(groups),
-        "serial": serial,
-        "stopped_rollout": None if stopped is None else stopped.label,
-    }
+    target = check_rollback(repo, model, to, group)
+    topics = connection.topics()
+    done = roll_back(_access(connection, repo, keys, topics, "rollback"), target)
+    result = done.to_json()
     if json_output:
         emit_json(result)
     else:
-        if stopped is not None:
+        if done.stopped is not None:
             stdout_console.print(
-                f"stopped the rollout of {model} v{stopped.label}", highlight=False
+                f"stopped the rollout of {model} v{done.stopped.label}", highlight=False
             )
         stdout_console.print(
-            f"rolled {model} back to v{label} in group(s) {', '.join(groups)} (serial {serial})",
+            f"rolled {model} back to v{target.label} in group(s) {', '.join(done.groups)} "
+            f"(serial {done.serial})",
             highlight=False,
         )
 
@@ -294,3 +183,18 @@ def rollback_command(
 def _say(line: str) -> None:
     # Live progress goes to stderr, so --json keeps stdout to itself.
     stderr_console.print(line, highlight=False, markup=False)
+
+
+def _access(
+    connection: BrokerOptions, repo: Path, keys: Path, topics: Topics, kind: str
+) -> FleetAccess:
+    """The repository, the keyring and the two sessions a rollout or a rollback holds."""
+    from edge_sdk.fleet.rollout_service import FleetAccess
+
+    return FleetAccess(
+        repo,
+        keys,
+        topics,
+        watch=lambda: connection.watch(topics, kind),
+        link=lambda: connection.link("operator"),
+    )

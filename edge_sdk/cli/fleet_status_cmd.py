@@ -10,21 +10,16 @@ import typer
 
 from edge_sdk.cli._common import JsonFlag, emit_json, stdout_console
 from edge_sdk.cli._fleet_options import (
+    BROKER_OPTIONS,
     BrokerDirOpt,
-    BrokerOpt,
-    CaOpt,
-    CertOpt,
-    FleetOpt,
-    KeyOpt,
-    PrefixOpt,
-    watch,
+    BrokerOptions,
+    with_broker_options,
 )
-from edge_sdk.cli.fleet_cmd import fleet_app
 
 _Opt = typer.Option
 
 
-@fleet_app.command("status")
+@with_broker_options
 def status_command(
     group: Annotated[
         str | None, _Opt("--group", help="Only this group.", show_default=False)
@@ -48,12 +43,7 @@ def status_command(
     device: Annotated[
         str | None, _Opt("--device", help="Only this device.", show_default=False)
     ] = None,
-    broker: BrokerOpt = "mqtt://127.0.0.1:1883",
-    ca: CaOpt = None,
-    cert: CertOpt = None,
-    key: KeyOpt = None,
-    fleet: FleetOpt = "default",
-    topic_prefix: PrefixOpt = "edge",
+    connection: BrokerOptions = BROKER_OPTIONS,
     broker_dir: BrokerDirOpt = Path("broker"),
     json_output: JsonFlag = False,
 ) -> None:
@@ -62,14 +52,13 @@ def status_command(
     are listed as "never seen"."""
     from datetime import UTC, datetime
 
-    from edge_sdk.core.topics import Topics
     from edge_sdk.fleet import status as fleet_status
 
     # Everything checkable is checked before connecting.
     filters = fleet_status.Filters(group, model, state, online, device).check()
-    topics = Topics(topic_prefix, fleet)
-    session = watch(broker, ca, cert, key, topics, "status")
-    enrolled = fleet_status.load_enrolled(broker_dir, fleet)
+    topics = connection.topics()
+    session = connection.watch(topics, "status")
+    enrolled = fleet_status.load_enrolled(broker_dir, connection.fleet)
     with session:
         session.sync()
         devices = session.devices()

@@ -1,6 +1,6 @@
 """Operator actions on the fleet: publish a bundle into the repository and onto the broker,
-and assign a version to a device or a group. The CLI in ``edge_sdk.cli.fleet_cmd`` is a thin
-layer over these."""
+and assign a version to a device or a group. The CLI in ``edge_sdk.cli.fleet_publish_cmd`` is a
+thin layer over these and ``edge_sdk.fleet.publish_service``."""
 
 from __future__ import annotations
 
