@@ -38,8 +38,8 @@ def spec_from_bundle(path: Path, device: str, **timing: Any) -> JobSpec:
 def spec_from_model(path: Path, device: str, profile_name: str, **timing: Any) -> JobSpec:
     """An .onnx model as the profile would run it in float, with golden outputs computed here
     on random inputs (batch 1 for every dynamic dimension)."""
+    from edge_sdk.build.candidates import runtime_settings
     from edge_sdk.build.onnx_model import load_source
-    from edge_sdk.build.pipeline import runtime_settings
     from edge_sdk.core.profiles import resolve_profile
     from edge_sdk.runtime import OnnxModel, evaluate
     from edge_sdk.runtime.ort import open_session
@@ -149,7 +149,7 @@ def measure_candidates(
     """Send every candidate inside the budget (and, for ONNX targets, the source model as the
     float baseline) to the device; a DeviceBenchError carries the host's figures
     (``host_figures``), for the one line to come with them."""
-    from edge_sdk.build.pipeline import runtime_settings
+    from edge_sdk.build.candidates import runtime_settings
     from edge_sdk.build.search import within_budget
 
     sent = [

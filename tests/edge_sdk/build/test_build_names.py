@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edge_sdk.build.pipeline import BuildRequest, _identity
+from edge_sdk.build.output import bundle_identity as _identity
+from edge_sdk.build.pipeline import BuildRequest
 from edge_sdk.core.profiles import resolve_profile
 
 

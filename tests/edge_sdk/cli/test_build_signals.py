@@ -102,7 +102,7 @@ def test_keyboard_interrupt_before_the_command_starts(
 def test_a_second_build_of_the_same_bundle_fails_while_the_first_runs(
     cli: Cli, tmp_path: Path
 ) -> None:
-    from edge_sdk.build.pipeline import _claim
+    from edge_sdk.build.output import claim as _claim
 
     out = tmp_path / "out"
     out.mkdir()

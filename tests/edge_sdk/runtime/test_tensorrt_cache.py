@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import edge_sdk
-from edge_sdk.build.pipeline import runtime_settings
+from edge_sdk.build.candidates import runtime_settings
 from edge_sdk.core.bundle import read_bundle
 from edge_sdk.core.golden import check_bundle
 from edge_sdk.core.profiles import builtin_profile_dir, resolve_profile
