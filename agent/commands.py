@@ -65,15 +65,19 @@ def config_path(given: Path | None, from_env: str | None, default: Path) -> Path
 def run_daemon(config: Path, level: str) -> int:
     from agent.config import load_config, prepare_state_dir
     from agent.daemon import Agent, install_signal_handlers
+    from agent.failpoints import OFF, failpoints_from_environ
 
     settings = load_config(config)  # every config problem is one line, before anything starts
+    failpoints = failpoints_from_environ(os.environ)  # only when set; malformed: one line, exit 2
     prepare_state_dir(settings)  # a file there, or no write access, is a config problem too
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )
     # python-tuf's per-signature INFO chatter; DEBUG asks for everything.
     logging.getLogger("tuf").setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
-    agent = Agent(settings)
+    if failpoints != OFF:
+        logging.getLogger("agent").warning("failpoints on: %s", failpoints.to_env())
+    agent = Agent(settings, failpoints=failpoints)
     install_signal_handlers(agent)
     agent.run()
     return 0

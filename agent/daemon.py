@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 
 from agent.bench_job import BenchJobs
 from agent.config import AgentConfig
+from agent.failpoints import OFF, Failpoints
 from agent.metrics import Metrics
 from agent.mqtt_link import MqttLink, Will
 from agent.reports import event_payload, local_status, status_document
@@ -62,8 +63,15 @@ class _RootRefreshDue(Exception):
 
 
 class Agent:
-    def __init__(self, config: AgentConfig, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        failpoints: Failpoints = OFF,
+    ) -> None:
         self.config = config
+        self.failpoints = failpoints  # faults a test injects (agent.failpoints); off in use
         self._clock = clock
         self.topics = Topics(config.broker.topic_prefix, config.fleet)
         # The pinned root is checked now, not when the first update arrives: a public key, a
@@ -72,7 +80,7 @@ class Agent:
         config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
         self.tuf_dir = config.state_dir / "tuf"
         self.cache = ChunkCache(
-            config.state_dir / "chunks", config.test.disk_full_after_bytes or None
+            config.state_dir / "chunks", failpoints.disk_full_after_bytes or None
         )
         self.updaters = {
             m.name: ModelUpdater(self, m, ModelStore(config.state_dir, m.name))
@@ -107,7 +115,7 @@ class Agent:
         )
         # The same lists, filled by front_ends.start(): where callers find the bound ports.
         self.api_servers, self.grpc_servers = self.front_ends.http, self.front_ends.grpc
-        hooks = config.test
+        hooks = failpoints
         self.bench = BenchJobs(
             self,
             slow=lambda p: hooks.bench_slow_ms if p == hooks.bench_slow_precision else 0.0,
@@ -185,7 +193,7 @@ class Agent:
 
     def crash_point(self, name: str) -> None:
         """Fault injection for the power-cut tests: die here, as a power cut would."""
-        if name and name == self.config.test.crash_at:
+        if name and name == self.failpoints.crash_at:
             log.warning("test crash point %s: SIGKILL", name)
             os.kill(os.getpid(), signal.SIGKILL)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -21,6 +22,8 @@ import onnxruntime as ort
 
 from agent.config import load_config
 from agent.daemon import Agent
+from agent.failpoints import ENV as FAILPOINTS_ENV
+from agent.failpoints import parse_failpoints
 from agent.update.store import ModelStore
 from edge_sdk.core import golden
 from edge_sdk.core.assignment import Assignment
@@ -200,7 +203,6 @@ def write_config(
     *,
     device: str = "dev-1",
     probation_s: float = 0.3,
-    test: dict[str, Any] | None = None,
     limits: dict[str, Any] | None = None,
     profile: str = PROFILE,
     max_restarts: int = 3,
@@ -210,7 +212,8 @@ def write_config(
     group: str = "default",
 ) -> Path:
     """An agent.toml for one test device. The inference API is off unless ``serving`` is
-    given (``{"listen": "127.0.0.1:0"}`` picks a free port)."""
+    given (``{"listen": "127.0.0.1:0"}`` picks a free port). Faults are not configured here:
+    pass failpoints to :func:`agent_thread` or :func:`start_process` (agent.failpoints)."""
     directory.mkdir(parents=True, exist_ok=True)
     lines = [
         f'device_id = "{device}"',
@@ -235,10 +238,9 @@ def write_config(
     lines += ["[report]", "interval_s = 1.0"]
     lines += ["[serving]", f"listen = {json.dumps((serving or {}).get('listen', ''))}"]
     lines += [f"{k} = {json.dumps(v)}" for k, v in (serving or {}).items() if k != "listen"]
-    for table, values in (("limits", limits or {}), ("test", test or {})):
-        if values:
-            lines.append(f"[{table}]")
-            lines += [f"{k} = {json.dumps(v)}" for k, v in values.items()]
+    if limits:
+        lines.append("[limits]")
+        lines += [f"{k} = {json.dumps(v)}" for k, v in limits.items()]
     path = directory / "agent.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -258,9 +260,10 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "
 
 
 @contextmanager
-def agent_thread(config_path: Path) -> Iterator[Agent]:
-    """The daemon in this process (fast, exceptions visible); stopped on exit."""
-    agent = Agent(load_config(config_path))
+def agent_thread(config_path: Path, failpoints: str = "") -> Iterator[Agent]:
+    """The daemon in this process (fast, exceptions visible); stopped on exit. ``failpoints``
+    as ``EDGE_AGENT_FAILPOINTS`` would give them (not read from this process's environment)."""
+    agent = Agent(load_config(config_path), failpoints=parse_failpoints(failpoints))
     failure: list[BaseException] = []
 
     def main() -> None:
@@ -280,14 +283,19 @@ def agent_thread(config_path: Path) -> Iterator[Agent]:
         raise failure[0]
 
 
-def start_process(config_path: Path, log: Path) -> subprocess.Popen[bytes]:
-    """The daemon as a real process, as systemd runs it."""
+def start_process(config_path: Path, log: Path, failpoints: str = "") -> subprocess.Popen[bytes]:
+    """The daemon as a real process, as systemd runs it, with ``failpoints`` (if any) in its
+    ``EDGE_AGENT_FAILPOINTS``."""
     handle = log.open("ab")
+    env = {k: v for k, v in os.environ.items() if k != FAILPOINTS_ENV}
+    if failpoints:
+        env[FAILPOINTS_ENV] = failpoints
     return subprocess.Popen(
         [sys.executable, "-m", "agent", "run", "--config", str(config_path), "--verbose"],
         stdout=handle,
         stderr=subprocess.STDOUT,
         cwd=REPO,
+        env=env,
     )
 
 

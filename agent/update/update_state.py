@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from agent.config import AgentConfig, ModelConfig
+from agent.failpoints import Failpoints
 from agent.serving.slots import InferenceFigures, ServingSlot
 from agent.sysinfo import release_memory
 from agent.update.chunk_cache import ChunkCache, ChunkRef
@@ -32,6 +33,7 @@ class Environment(Protocol):
     """What an update needs from the daemon around it."""
 
     config: AgentConfig
+    failpoints: Failpoints
     cache: ChunkCache
 
     def now(self) -> float: ...

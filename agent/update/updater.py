@@ -265,7 +265,7 @@ class ModelUpdater(SwitchSteps):
                 f"bytes and {reserve} kept free, {free} available; free space or raise "
                 "limits.min_free_bytes"
             )
-        test = self.env.config.test
+        test = self.env.failpoints
 
         def on_chunk(n: int) -> None:
             self.undelivered = 0  # progress: the broker does deliver

@@ -7,6 +7,7 @@ dependency (no onnx, no TensorFlow, no console library). The agent imports only 
     fidelity.py      how close outputs stay to the source model's (pure numpy)
     tensors.py       tensor descriptions shared by build, manifest and runtime
     profiles.py      hardware profiles, loaded from TOML
+    strict_toml.py   the one strict reader of agent.toml and profiles (stdlib, one-line errors)
     trust.py         trust decisions on bytes: the pinned root, signing, verifying
                      (pinned_root.py, signatures.py, tuf_checks.py hold the logic)
     trust_root.py    the pinned trust root on disk
@@ -14,6 +15,7 @@ dependency (no onnx, no TensorFlow, no console library). The agent imports only 
     protocol.py      the status document, resting states and results (device <-> fleet)
     untrusted_json.py  JSON a device or a file sends: bounded reading, field by field
     topics.py        the MQTT topic layout
+    broker_address.py  where the broker is: mqtt(s):// URLs, default ports, TLS files
     chunking.py      content-defined chunking of bundle files
     bench_job.py     the benchmark job a device runs for the operator
     atomic.py        crash-safe file writes

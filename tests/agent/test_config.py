@@ -16,7 +16,6 @@ from agent.config import (
     check_identifier,
     load_config,
 )
-from agent.config import TestConfig as FaultConfig
 from edge_sdk.errors import ConfigError, InputError
 
 FULL = """\
@@ -59,10 +58,6 @@ keep_versions = 3
 
 [report]
 interval_s = 15
-
-[test]
-crash_at = "after_swap"
-crash_after_chunks = 2
 """
 
 MINIMAL = """\
@@ -120,7 +115,7 @@ def test_full_file_loads_with_types_and_resolved_paths(conf_dir: Path) -> None:
     assert config.probation == ProbationConfig(seconds=10.0, max_restarts=4, check_interval_s=0.5)
     assert config.limits == LimitsConfig(2048, 524288, 1000000, 0, 3)
     assert config.report == ReportConfig(interval_s=15.0)
-    assert config.test == FaultConfig(crash_at="after_swap", crash_after_chunks=2)
+    assert not hasattr(config, "test")  # fault injection is not configuration (failpoints)
 
 
 def test_minimal_file_gets_defaults(conf_dir: Path) -> None:
@@ -147,7 +142,6 @@ def test_minimal_file_gets_defaults(conf_dir: Path) -> None:
     assert config.probation == ProbationConfig(30.0, 3, 5.0)
     assert config.limits == LimitsConfig(1 << 20, 1 << 20, 256 << 20, 64 << 20, 2)
     assert config.report == ReportConfig(60.0)
-    assert config.test == FaultConfig("", 0)
 
 
 def test_mqtts_default_port_and_relative_config_path(
@@ -297,9 +291,14 @@ BAD = {
         "expected an integer, got a string '3'",
     ),
     "bool for int": (
-        MINIMAL + "[test]\ncrash_after_chunks = true\n",
-        "test.crash_after_chunks",
+        MINIMAL + "[limits]\nkeep_versions = true\n",
+        "limits.keep_versions",
         "expected an integer",
+    ),
+    "fault injection section": (
+        MINIMAL + '[test]\ncrash_at = "verifying"\n',
+        "test",
+        "unknown key; fault injection moved to the EDGE_AGENT_FAILPOINTS environment variable",
     ),
     "string for float": (
         MINIMAL + '[report]\ninterval_s = "60"\n',

@@ -59,13 +59,13 @@ def reported(broker: Broker, check: Callable[[dict[str, Any]], bool]) -> Callabl
 
 @contextmanager
 def running_v1(
-    tmp_path: Path, broker: Broker, keyring: Path, **config: Any
+    tmp_path: Path, broker: Broker, keyring: Path, failpoints: str = "", **config: Any
 ) -> Iterator[tuple[Operator, Path, Agent]]:
-    """An agent that committed v1 of digits."""
+    """An agent that committed v1 of digits (with ``failpoints``, agent.failpoints)."""
     operator = Operator(keyring, tmp_path / "repo", broker)
     operator.publish(make_bundle(keyring, 1))
     path = write_config(tmp_path / "dev", broker, keyring / "root.json", **config)
-    with agent_thread(path) as agent:
+    with agent_thread(path, failpoints) as agent:
         operator.assign(1)
         wait_for(committed(path, 1), what="v1 committed")
         yield operator, path, agent
@@ -255,7 +255,7 @@ def test_disk_full_during_download_aborts_cleanly(
     tmp_path: Path, broker: Broker, keyring: Path
 ) -> None:
     # v1 (4.6 MB) fits; v2's new chunks do not.
-    with running_v1(tmp_path, broker, keyring, test={"disk_full_after_bytes": 4_800_000}) as (
+    with running_v1(tmp_path, broker, keyring, "disk_full_after_bytes=4800000") as (
         operator,
         path,
         agent,

@@ -4,11 +4,13 @@ nothing is read unless the variable is set."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agent.cli import run
 from agent.failpoints import (
     ENV,
     NAMES,
@@ -117,3 +119,24 @@ def _check(text: str) -> None:
         value = getattr(failpoints, name)
         assert math.isfinite(value) and 0 <= value <= 1e9
     assert 0 <= failpoints.crash_after_chunks <= 2**53 - 1
+
+
+def test_edge_agent_run_refuses_malformed_failpoints_as_a_bad_config(
+    tmp_path: Path,
+    keyring: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        'device_id = "cam-01"\nprofile = "x86-64"\nstate_dir = "state"\n'
+        f'trust_root = "{keyring / "root.json"}"\n'
+        '[broker]\nurl = "mqtt://127.0.0.1:1"\n[[models]]\nname = "digits"\n'
+    )
+    monkeypatch.setenv(ENV, "crash_at=verifying;crash_after_chunks=many")
+    capsys.readouterr()
+    code = run(["run", "--config", str(config)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1 and f"{ENV}: crash_after_chunks='many'" in err
+    assert not (tmp_path / "state").exists()  # refused before anything started

@@ -30,10 +30,8 @@ def test_broker_restart_mid_download_resumes_without_refetching(
     operator.publish(make_bundle(keyring, 2, artifact=padded_model(2 << 20, seed=11)))
     # Slow the download down so the outage lands in the middle of it: 34 new chunks, read 16
     # at a time, stored one per 0.1 s.
-    config = write_config(
-        tmp_path / "dev", broker, keyring / "root.json", test={"chunk_delay_s": 0.1}
-    )
-    with agent_thread(config) as agent:
+    config = write_config(tmp_path / "dev", broker, keyring / "root.json")
+    with agent_thread(config, failpoints="chunk_delay_s=0.1") as agent:
         operator.assign(1)
         wait_for(committed(config, 1))
         operator.assign(2)

@@ -1,5 +1,5 @@
 """Power cut at every step: the agent runs as a real process and is killed with SIGKILL at each
-step of an update (the ``[test] crash_at`` fault-injection setting), then restarted.
+step of an update (the ``crash_at`` failpoint in ``EDGE_AGENT_FAILPOINTS``), then restarted.
 
 Every time it dies, the device must still hold a verified model (old or new) behind an intact
 ``current`` pointer and a readable journal; after the restart the update completes or rolls
@@ -14,7 +14,6 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -64,11 +63,11 @@ def assert_intact(config: Path, trust: Path, expected: set[int]) -> int:
 
 
 def run_until_killed_or_done(
-    config: Path, log: Path, serial: int, timeout: float = 60.0
+    config: Path, log: Path, serial: int, failpoints: str = "", timeout: float = 60.0
 ) -> int | None:
-    """Start the agent; return -9 if it was killed, None once the update `serial` is at rest
-    (the agent is then stopped with SIGTERM)."""
-    process = start_process(config, log)
+    """Start the agent (with ``failpoints``); return -9 if it was killed, None once the update
+    `serial` is at rest (the agent is then stopped with SIGTERM)."""
+    process = start_process(config, log, failpoints)
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
@@ -96,9 +95,10 @@ def run_until_killed_or_done(
 
 
 def prepare(
-    tmp_path: Path, broker: Broker, keyring: Path, *, v2_committed: bool, **test: Any
+    tmp_path: Path, broker: Broker, keyring: Path, *, v2_committed: bool
 ) -> tuple[Operator, Path]:
-    """v1 committed on the device (and v2 as well when asked); the config injects the crash."""
+    """v1 committed on the device (and v2 as well when asked); the failpoints passed to
+    run_until_killed_or_done inject the crash."""
     operator = Operator(keyring, tmp_path / "repo", broker)
     operator.publish(make_bundle(keyring, 1))
     operator.publish(make_bundle(keyring, 2, artifact=padded_model(300_000, seed=7)))
@@ -110,33 +110,28 @@ def prepare(
             operator.assign(2)
             wait_for(committed(config, 2))
     crashing = write_config(
-        tmp_path / "dev", broker, keyring / "root.json", max_restarts=MAX_RESTARTS, test=test
+        tmp_path / "dev", broker, keyring / "root.json", max_restarts=MAX_RESTARTS
     )
     return operator, crashing
 
 
-def clean(config: Path, broker: Broker, keyring: Path) -> Path:
-    return write_config(config.parent, broker, keyring / "root.json", max_restarts=MAX_RESTARTS)
-
-
-def crash_settings(step: str) -> dict[str, Any]:
+def crash_failpoints(step: str) -> str:
     if step == "download":
-        return {"crash_at": "download", "crash_after_chunks": 2}
-    return {"crash_at": step}
+        return "crash_at=download;crash_after_chunks=2"
+    return f"crash_at={step}"
 
 
 @pytest.mark.parametrize("step", UPDATE_STEPS)
 def test_cut_once_then_the_update_completes(
     tmp_path: Path, broker: Broker, keyring: Path, step: str
 ) -> None:
-    operator, crashing = prepare(
-        tmp_path, broker, keyring, v2_committed=False, **crash_settings(step)
-    )
+    operator, crashing = prepare(tmp_path, broker, keyring, v2_committed=False)
+    crash = crash_failpoints(step)
     serial = operator.assign(2).serial
     log = tmp_path / "agent.log"
-    assert run_until_killed_or_done(crashing, log, serial) == -signal.SIGKILL
+    assert run_until_killed_or_done(crashing, log, serial, crash) == -signal.SIGKILL
     assert_intact(crashing, keyring / "root.json", {1, 2})
-    assert run_until_killed_or_done(clean(crashing, broker, keyring), log, serial) is None
+    assert run_until_killed_or_done(crashing, log, serial) is None  # restarted without failpoints
     assert assert_intact(crashing, keyring / "root.json", {2}) == 2
     assert store(crashing).load_journal().state is State.COMMITTED
 
@@ -145,14 +140,13 @@ def test_cut_once_then_the_update_completes(
 def test_cut_at_every_restart_ends_in_a_verified_model(
     tmp_path: Path, broker: Broker, keyring: Path, step: str
 ) -> None:
-    operator, crashing = prepare(
-        tmp_path, broker, keyring, v2_committed=False, **crash_settings(step)
-    )
+    operator, crashing = prepare(tmp_path, broker, keyring, v2_committed=False)
+    crash = crash_failpoints(step)
     serial = operator.assign(2).serial
     log = tmp_path / "agent.log"
     kills = 0
     for _ in range(MAX_RESTARTS + 3):
-        if run_until_killed_or_done(crashing, log, serial) is None:
+        if run_until_killed_or_done(crashing, log, serial, crash) is None:
             break
         kills += 1
         assert_intact(crashing, keyring / "root.json", {1, 2})
@@ -173,11 +167,12 @@ def test_cut_at_every_restart_ends_in_a_verified_model(
 def test_cut_during_a_rollback_finishes_the_rollback(
     tmp_path: Path, broker: Broker, keyring: Path, step: str
 ) -> None:
-    operator, crashing = prepare(tmp_path, broker, keyring, v2_committed=True, crash_at=step)
+    operator, crashing = prepare(tmp_path, broker, keyring, v2_committed=True)
+    crash = crash_failpoints(step)
     serial = operator.assign(1, rollback=True).serial
     log = tmp_path / "agent.log"
-    assert run_until_killed_or_done(crashing, log, serial) == -signal.SIGKILL
+    assert run_until_killed_or_done(crashing, log, serial, crash) == -signal.SIGKILL
     assert_intact(crashing, keyring / "root.json", {1, 2})
-    assert run_until_killed_or_done(clean(crashing, broker, keyring), log, serial) is None
+    assert run_until_killed_or_done(crashing, log, serial) is None  # restarted without failpoints
     assert assert_intact(crashing, keyring / "root.json", {1}) == 1
     assert store(crashing).load_journal().state is State.ROLLED_BACK

@@ -54,11 +54,8 @@ def test_a_kill_inside_pruning_leaves_no_half_version_and_a_rollback_fetches_it_
         operator.assign(2)
         wait_for(committed(config, 2))
     # v3's commit prunes v1 (keep_versions = 2): the agent dies with v1 renamed aside.
-    crashing = write_config(
-        tmp_path / "dev", broker, keyring / "root.json", test={"crash_at": "pruning"}
-    )
     operator.assign(3)
-    process = start_process(crashing, tmp_path / "agent.log")
+    process = start_process(config, tmp_path / "agent.log", failpoints="crash_at=pruning")
     try:
         assert process.wait(60) == -signal.SIGKILL, (tmp_path / "agent.log").read_text()[-2000:]
     finally:
@@ -68,8 +65,7 @@ def test_a_kill_inside_pruning_leaves_no_half_version_and_a_rollback_fetches_it_
     assert s.installed() == [2, 3]  # v1 is gone as a version the moment its removal starts
     assert [p.name for p in s.versions.iterdir() if p.name.startswith(".removing-1-")]
 
-    config = write_config(tmp_path / "dev", broker, keyring / "root.json")
-    with agent_thread(config) as agent:
+    with agent_thread(config) as agent:  # restarted without the failpoint
         digits = agent.updaters["digits"]
         wait_for(lambda: digits.slot.version == 3, what="v3 served after the restart")
         assert sorted(p.name for p in s.versions.iterdir()) == ["2", "3"]  # leftover cleaned

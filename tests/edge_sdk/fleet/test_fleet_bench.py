@@ -44,10 +44,8 @@ from testing.mosquitto import Broker
 DIGITS = Path(__file__).resolve().parents[3] / "examples" / "digits"
 TOPICS = Topics("edge", "default")
 SLOW_MS = 20.0
-# The device: int8 candidates are slow there (a test hook standing for such a device).
-DEVICE_TOML = (
-    FAST_EXTRA_TOML + f'\n[test]\nbench_slow_precision = "int8_static"\nbench_slow_ms = {SLOW_MS}\n'
-)
+# The device: int8 candidates are slow there (a failpoint standing for such a device).
+DEVICE_FAILPOINTS = f"bench_slow_precision=int8_static;bench_slow_ms={SLOW_MS}"
 
 
 def operator_address(broker: FleetBroker) -> BrokerAddress:
@@ -103,9 +101,9 @@ def digits_spec(device: str, profile: str = "x86-64-vnni") -> JobSpec:
 @pytest.fixture()
 def device(fleet_broker: FleetBroker) -> Iterator[Agent]:
     config = fleet_broker.enroll(
-        "cam-01", profile="x86-64-vnni", broker_toml=FAST_BROKER_TOML, extra_toml=DEVICE_TOML
+        "cam-01", profile="x86-64-vnni", broker_toml=FAST_BROKER_TOML, extra_toml=FAST_EXTRA_TOML
     )
-    with agent_thread(config) as agent:
+    with agent_thread(config, DEVICE_FAILPOINTS) as agent:
         wait_for(agent.link.connected.is_set, 30, "the device connected")
         wait_for(lambda: agent._status_due > 0, 30, "the device's first status")
         yield agent
