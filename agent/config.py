@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from agent.config_network import (
+    BROKER_DERIVED,
     BROKER_KEYS,
+    SERVING_DERIVED,
     SERVING_KEYS,
     STORE_KEYS,
     BrokerConfig,
@@ -36,6 +38,7 @@ from agent.update.http_fetch import HttpSettings
 from edge_sdk.core.bundle import check_name
 from edge_sdk.core.chunking import MAX_CHUNK
 from edge_sdk.core.profiles import HardwareProfile, resolve_profile
+from edge_sdk.core.toml_schema import dataclass_schema
 from edge_sdk.core.userfile import MIB, load_toml
 from edge_sdk.errors import ConfigError, InputError, ProfileError
 
@@ -49,6 +52,7 @@ __all__ = [
     "ServingConfig",
     "check_identifier",
     "check_state_dir",
+    "config_schema",
     "load_config",
     "parse_config",
     "prepare_state_dir",
@@ -228,6 +232,16 @@ def parse_config(document: Mapping[str, Any], path: Path) -> AgentConfig:
         report=report,
         serving=serving,
         store=store,
+    )
+
+
+def config_schema() -> dict[str, Any]:
+    """agent.toml's JSON Schema for editors (docs/schemas/agent.toml.json)."""
+    return dataclass_schema(
+        AgentConfig,
+        "edge-agent's agent.toml",
+        skip={AgentConfig: ("path",), BrokerConfig: BROKER_DERIVED, ServingConfig: SERVING_DERIVED},
+        replace={(AgentConfig, "profile"): {"type": "string"}},  # an id, or a path to a .toml
     )
 
 

@@ -30,7 +30,8 @@ class BrokerConfig(BrokerAddress):
 
 
 # [broker]'s keys: the address's host, port and tls come from url.
-BROKER_KEYS = keys_of(BrokerConfig, skip=("host", "port", "tls"))
+BROKER_DERIVED = ("host", "port", "tls")
+BROKER_KEYS = keys_of(BrokerConfig, BROKER_DERIVED)
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,8 @@ class ServingConfig:
 
 
 # [serving]'s keys: host and port come from listen, grpc_host and grpc_port from grpc_listen.
-SERVING_KEYS = keys_of(ServingConfig, skip=("host", "port", "grpc_host", "grpc_port"))
+SERVING_DERIVED = ("host", "port", "grpc_host", "grpc_port")
+SERVING_KEYS = keys_of(ServingConfig, SERVING_DERIVED)
 STORE_KEYS = keys_of(HttpSettings)
 
 

@@ -8,6 +8,7 @@ dependency (no onnx, no TensorFlow, no console library). The agent imports only 
     tensors.py       tensor descriptions shared by build, manifest and runtime
     profiles.py      hardware profiles, loaded from TOML
     strict_toml.py   the one strict reader of agent.toml and profiles (stdlib, one-line errors)
+    toml_schema.py   their JSON Schemas for editors, from the same dataclasses
     trust.py         trust decisions on bytes: the pinned root, signing, verifying
                      (pinned_root.py, signatures.py, tuf_checks.py hold the logic)
     trust_root.py    the pinned trust root on disk

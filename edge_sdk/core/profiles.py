@@ -19,6 +19,7 @@ from typing import Any, Literal, TypeVar
 
 from edge_sdk.core.host import CPU_FEATURES
 from edge_sdk.core.strict_toml import QuotedKeys, StrictTable
+from edge_sdk.core.toml_schema import dataclass_schema
 from edge_sdk.core.userfile import KIB, load_toml
 from edge_sdk.errors import ProfileError
 
@@ -344,6 +345,13 @@ def host_int8_kernels(cpuinfo: str | None = None, machine: str | None = None) ->
     from edge_sdk.core.host import detect
 
     return detect(cpuinfo, machine, providers=()).int8_kernels
+
+
+def profile_schema() -> dict[str, Any]:
+    """A profile's JSON Schema for editors (docs/schemas/profile.json)."""
+    return dataclass_schema(
+        HardwareProfile, "edge-sdk hardware profile", skip={HardwareProfile: ("source",)}
+    )
 
 
 def load_profile_file(path: Path) -> HardwareProfile:
