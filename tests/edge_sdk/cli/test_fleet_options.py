@@ -1,6 +1,6 @@
 """The fleet commands' one set of broker options (edge_sdk.cli._fleet_options) and the shape of
-their modules: each command a plain function, registered by ``fleet_cmd`` alone, so no fleet
-command module imports another."""
+their modules: each command a plain function, put in the group by ``edge_sdk.cli.fleet_cmd``
+alone, so no fleet command module imports another."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 
 from edge_sdk.cli import (
     fleet_bench_cmd,
+    fleet_cmd,
     fleet_enroll_cmd,
     fleet_publish_cmd,
     fleet_rollout_cmd,
@@ -50,6 +51,19 @@ def test_a_command_parameter_may_not_shadow_a_broker_option() -> None:
 
     with pytest.raises(TypeError, match="shadow the broker options"):
         with_broker_options(command)
+
+
+def test_the_group_holds_every_fleet_command_in_its_help_order() -> None:
+    from edge_sdk.cli._common import new_app
+
+    app = new_app("root")
+    fleet_cmd.register(app)
+    (group,) = app.registered_groups
+    assert group.typer_instance is not None
+    names = [c.name for c in group.typer_instance.registered_commands]
+    assert names == [
+        "publish", "assign", "bench", "enroll", "revoke", "rollout", "rollback", "status"
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__.rsplit(".", 1)[1])

@@ -22,7 +22,7 @@ from testing.agents import (
     write_config,
 )
 from testing.mosquitto import Broker, free_port
-from tests.edge_sdk.cli.test_fleet_cmd import one_error_line
+from tests.edge_sdk.cli.test_fleet_publish_cmd import one_error_line
 from tests.edge_sdk.fleet.test_inventory_fuzz import agent_status
 
 Cli = Callable[..., tuple[int, str, str]]

@@ -1,5 +1,6 @@
 """``fleet publish|assign``'s checks and what is opened before the broker
-(edge_sdk.fleet.publish_service): no broker; the end to end runs are test_fleet_cmd.py's."""
+(edge_sdk.fleet.publish_service): no broker; the end to end runs are in
+tests/edge_sdk/cli/test_fleet_publish_cmd.py."""
 
 from __future__ import annotations
 
