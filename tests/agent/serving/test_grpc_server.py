@@ -27,7 +27,8 @@ from agent.daemon import Agent
 from agent.metrics import Metrics
 from agent.protos import grpc_predict_v2_pb2 as pb
 from agent.serving import codec
-from agent.serving.grpc_server import GrpcInference, GrpcServer
+from agent.serving.grpc_server import GrpcServer
+from agent.serving.grpc_service import GrpcInference
 from agent.serving.slots import ServingSlot
 from agent.update.selftest import LoadedVersion, gate
 from edge_sdk.errors import ConfigError

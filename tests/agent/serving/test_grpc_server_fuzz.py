@@ -19,8 +19,10 @@ from hypothesis import strategies as st
 
 from agent.metrics import Metrics
 from agent.protos import grpc_predict_v2_pb2 as pb
-from agent.serving import codec, oip
-from agent.serving.grpc_server import GrpcInference, GrpcServer, decode_infer
+from agent.serving import codec, oip_tensors
+from agent.serving.grpc_messages import decode_infer
+from agent.serving.grpc_server import GrpcServer
+from agent.serving.grpc_service import GrpcInference
 from agent.serving.slots import ServingSlot
 from agent.update.selftest import LoadedVersion, gate
 from edge_sdk.core.tensors import TensorSpec
@@ -50,7 +52,7 @@ FIELDS = (
 tensors = st.fixed_dictionaries(
     {
         "name": st.sampled_from(["input", "other", ""]),
-        "datatype": st.sampled_from([*oip.DATATYPES, "BYTES", "BF16", "fp32", ""]),
+        "datatype": st.sampled_from([*oip_tensors.DATATYPES, "BYTES", "BF16", "fp32", ""]),
         "shape": st.lists(
             st.one_of(st.integers(-3, 70), st.integers(-(2**63), 2**63 - 1)), max_size=20
         ),

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.serving import codec, oip
+from agent.serving import codec, oip, oip_tensors
 from agent.update.selftest import LoadedVersion, gate
 from edge_sdk.core.tensors import TensorSpec
 from testing.agents import SAMPLES, make_bundle
@@ -37,7 +37,7 @@ TWO = (TensorSpec("a", ("batch", 3), "float32"), TensorSpec("b", ("batch",), "in
 INFER = "/v2/models/digits/infer"
 
 names = st.sampled_from(["input", "a", "b", "", "x" * 100, "inp\u00fct"])
-datatypes = st.sampled_from([*oip.DATATYPES, "BYTES", "BF16", "fp32", 7, None])
+datatypes = st.sampled_from([*oip_tensors.DATATYPES, "BYTES", "BF16", "fp32", 7, None])
 shapes = st.one_of(
     st.lists(st.integers(-2, 300), max_size=5),
     st.lists(st.integers(0, 1 << 40), max_size=3),
@@ -122,7 +122,7 @@ def test_split_binary_takes_any_bytes_and_header(body: bytes, length: str) -> No
     assert head + bytes(rest) == body
 
 
-arrays = st.sampled_from(list(oip.DATATYPES)).flatmap(
+arrays = st.sampled_from(list(oip_tensors.DATATYPES)).flatmap(
     lambda name: st.tuples(
         st.just(name),
         st.lists(st.integers(0, 4), min_size=0, max_size=3).flatmap(
@@ -130,7 +130,11 @@ arrays = st.sampled_from(list(oip.DATATYPES)).flatmap(
                 st.integers(0, 1) if name == "BOOL" else st.integers(0, 100),
                 min_size=int(np.prod(shape)),
                 max_size=int(np.prod(shape)),
-            ).map(lambda v, shape=shape: np.asarray(v).astype(oip.DATATYPES[name]).reshape(shape))
+            ).map(
+                lambda v, shape=shape: (
+                    np.asarray(v).astype(oip_tensors.DATATYPES[name]).reshape(shape)
+                )
+            )
         ),
     )
 )
@@ -148,8 +152,8 @@ def test_responses_read_back_exactly(
     assert doc["model_version"] == "1.2.0" and doc["id"] == request_id
     offset = head or 0
     for entry, (name, array) in zip(doc["outputs"], named.items(), strict=True):
-        assert entry["name"] == name and entry["datatype"] == oip.datatype(array.dtype)
-        dtype = oip.DATATYPES[entry["datatype"]]
+        assert entry["name"] == name and entry["datatype"] == oip_tensors.datatype(array.dtype)
+        dtype = oip_tensors.DATATYPES[entry["datatype"]]
         if binary:
             size = entry["parameters"]["binary_data_size"]
             got = np.frombuffer(body[offset : offset + size], dtype).reshape(entry["shape"])

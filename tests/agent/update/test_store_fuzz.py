@@ -10,12 +10,10 @@ recovery with real bundles and the real runtime, beside a stand-in for the daemo
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import tracemalloc
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -23,79 +21,36 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.config import load_config
-from agent.update.chunk_cache import ChunkCache
-from agent.update.machine import Event, Journal, Resume, State
+from agent.update.machine import Journal, Resume, State
 from agent.update.store import CHUNK_INDEX, VERIFIED_RECORD, ModelStore
 from agent.update.updater import ModelUpdater
 from edge_sdk.core.bundle import SIGNATURES
-from edge_sdk.core.trust import TrustRoot
-from edge_sdk.errors import EdgeSdkError, TransferError, UpdateError
+from edge_sdk.errors import EdgeSdkError, UpdateError
 from edge_sdk.signing.keys import load_trust_root
-from testing.agents import make_bundle, write_config
+from testing.agents import make_bundle
+from tests.agent.update.stand_in import Device, bundle_files, device_config, install
 from tests.fuzz import mutations
 
 VERSIONS = (1, 2)
 ORIGINALS: dict[int, dict[str, bytes]] = {}  # the installed files, by version (set by `template`)
 
 
-def _install(store: ModelStore, version: int, files: dict[str, bytes]) -> None:
-    staging = store.fresh_staging(version)
-    for name, data in files.items():
-        (staging / name).write_bytes(data)
-    index = {n: [[hashlib.sha256(d).hexdigest(), len(d)]] for n, d in files.items()}
-    store.install(version, index, verified=files)
-
-
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory, signing_keys: Path) -> dict[str, Any]:
     """A device state directory with v1 and v2 installed and verified, v2 committed."""
     base = tmp_path_factory.mktemp("store-fuzz")
-    broker = SimpleNamespace(url="mqtt://127.0.0.1:9", tls=False)
-    config = write_config(base / "dev", broker, signing_keys / "root.json")  # type: ignore[arg-type]
+    config = device_config(base / "dev", signing_keys)
     state = load_config(config).state_dir
     store = ModelStore(state, "digits")
     originals = ORIGINALS
     for version in VERSIONS:
-        bundle = make_bundle(signing_keys, version)
-        files = {**bundle.signed_files(), SIGNATURES: bundle.signatures or b""}
-        _install(store, version, files)
+        files = bundle_files(make_bundle(signing_keys, version))
+        install(store, version, files)
         originals[version] = files
     store.set_current(2)
     journal = Journal("digits", State.COMMITTED, version=2, previous=1, serial=5, floor=2)
     store.save_journal(journal)
     return {"config": config, "state": state, "keys": signing_keys}
-
-
-class Device:
-    """The daemon around one updater, as far as recovery needs it: no broker (a resumed
-    download waits), the real trust root, no crash points."""
-
-    def __init__(self, config: Path, trust: TrustRoot) -> None:
-        self.config = load_config(config)
-        self.cache = ChunkCache(self.config.state_dir / "chunks")
-        self._trust = trust
-        self.events: list[Event] = []
-
-    def now(self) -> float:
-        return 1000.0
-
-    def tuf_session(self) -> Any:
-        raise TransferError("no broker in this test")
-
-    def fetch(self, *args: Any) -> Any:
-        raise TransferError("no broker in this test")
-
-    def local_chunks(self) -> dict[str, Any]:
-        return {}
-
-    def trusted_root(self) -> TrustRoot:
-        return self._trust
-
-    def event(self, model: str, journal: Journal, event: Event) -> None:
-        self.events.append(event)
-
-    def crash_point(self, name: str) -> None:
-        pass
 
 
 # -- byte-level fuzz loop over each file the store parses ---------------------------------------
