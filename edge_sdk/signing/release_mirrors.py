@@ -17,7 +17,7 @@ from tuf.api.metadata import TargetFile  # type: ignore[attr-defined]
 from edge_sdk.core.bundle import MANIFEST
 from edge_sdk.signing.release_targets import CUSTOM, release_prefix
 
-MIRRORS = "mirrors"  # agent.update.transfer.MIRRORS
+MIRRORS = "mirrors"  # agent.update.release.MIRRORS
 
 
 def with_mirrors(

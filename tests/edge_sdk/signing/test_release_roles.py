@@ -29,7 +29,7 @@ class CountingFetcher(BrokerFetcher):
 
 def update_to(directory: Path, pinned: bytes, files: Mapping[str, bytes], version: int) -> dict:
     """What a device's update to digits ``version`` fetches: refresh, then its release's
-    files, as agent.update.transfer.read_release looks them up."""
+    files, as agent.update.release.read_release looks them up."""
     if not directory.exists():
         directory.mkdir()
         (directory / "root.json").write_bytes(pinned)
