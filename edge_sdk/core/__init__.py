@@ -7,6 +7,7 @@ dependency (no onnx, no TensorFlow, no console library). The agent imports only 
     fidelity.py      how close outputs stay to the source model's (pure numpy)
     tensors.py       tensor descriptions shared by build, manifest and runtime
     profiles.py      hardware profiles, loaded from TOML
+    profile_image.py  a profile's [image] pre-processing and the --image-* overrides
     strict_toml.py   the one strict reader of agent.toml and profiles (stdlib, one-line errors)
     toml_schema.py   their JSON Schemas for editors, from the same dataclasses
     trust.py         trust decisions on bytes: the pinned root, signing, verifying
@@ -17,6 +18,7 @@ dependency (no onnx, no TensorFlow, no console library). The agent imports only 
     untrusted_json.py  JSON a device or a file sends: bounded reading, field by field
     topics.py        the MQTT topic layout
     broker_address.py  where the broker is: mqtt(s):// URLs, default ports, TLS files
+    mqtt_client.py   the MQTT 5 client both sessions build from a broker address (TLS, no-delay)
     chunking.py      content-defined chunking of bundle files
     bench_job.py     the benchmark job a device runs for the operator
     atomic.py        crash-safe file writes

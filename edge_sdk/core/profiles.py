@@ -13,11 +13,14 @@ import math
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from edge_sdk.core.host import CPU_FEATURES
+from edge_sdk.core.profile_image import ImagePreprocess as ImagePreprocess
+from edge_sdk.core.profile_image import image_problem as image_problem
+from edge_sdk.core.profile_image import override_image as override_image
 from edge_sdk.core.strict_toml import QuotedKeys, StrictTable
 from edge_sdk.core.toml_schema import dataclass_schema
 from edge_sdk.core.userfile import KIB, load_toml
@@ -93,15 +96,6 @@ class ResourceBudget:
 
 
 @dataclass(frozen=True)
-class ImagePreprocess:
-    """How a folder of images becomes model input: pixel * scale, then (x - mean) / std."""
-
-    scale: float = 1.0 / 255.0
-    mean: tuple[float, ...] = (0.0,)
-    std: tuple[float, ...] = (1.0,)
-
-
-@dataclass(frozen=True)
 class HardwareProfile:
     id: str
     description: str
@@ -119,7 +113,7 @@ class HardwareProfile:
     # TensorRT's engine and timing caches kept in each installed version's directory
     # (<version dir>/trt-cache) so a device builds an engine once per version, not per start.
     tensorrt_cache: bool = False
-    image: ImagePreprocess = ImagePreprocess()
+    image: ImagePreprocess = field(default_factory=ImagePreprocess)
     source: str = ""
     # How the target computes int8 (INT8_KERNELS); decides how int8 fidelity is judged.
     int8_kernels: str = "arm-dot"
@@ -267,20 +261,6 @@ def _image(r: _ProfileTable) -> ImagePreprocess:
     return image
 
 
-def image_problem(image: ImagePreprocess) -> tuple[str, str] | None:
-    """Which pre-processing value would turn pixels into NaN, Inf or a constant, and why."""
-    if not (math.isfinite(image.scale) and image.scale > 0):
-        return "scale", f"must be a finite number > 0, got {image.scale}"
-    for key, values in (("mean", image.mean), ("std", image.std)):
-        if not 1 <= len(values) <= 4:
-            return key, f"must list 1 value, or one per channel (up to 4), got {len(values)}"
-        if not all(math.isfinite(v) for v in values):
-            return key, f"must hold finite numbers, got {list(values)}"
-    if any(v <= 0 for v in image.std):
-        return "std", f"must hold numbers > 0, got {list(image.std)}"
-    return None
-
-
 def parse_profile(document: Mapping[str, Any], source: str) -> HardwareProfile:
     """Validate a parsed TOML document; ``source`` names the file in every error."""
     r = _ProfileTable(document, _STYLE, f"profile {source}")
@@ -410,31 +390,3 @@ def resolve_profile(name_or_path: str) -> HardwareProfile:
         f"unknown profile '{name_or_path}'{suggestion} (see `edge-sdk profiles list`, or pass a "
         "path to a .toml file)"
     )
-
-
-def override_image(
-    profile: HardwareProfile, scale: float | None, mean: str | None, std: str | None
-) -> HardwareProfile:
-    """Apply --image-scale/--image-mean/--image-std on top of the profile's [image] table."""
-
-    def numbers(flag: str, text: str | None, default: tuple[float, ...]) -> tuple[float, ...]:
-        if text is None:
-            return default
-        try:
-            values = tuple(float(v) for v in text.split(","))
-        except ValueError:
-            raise ProfileError(f"{flag} {text!r} must be comma-separated numbers") from None
-        if flag == "--image-std" and any(v == 0 for v in values):
-            raise ProfileError(f"{flag} {text!r} must not contain zero")
-        return values
-
-    image = ImagePreprocess(
-        scale=profile.image.scale if scale is None else scale,
-        mean=numbers("--image-mean", mean, profile.image.mean),
-        std=numbers("--image-std", std, profile.image.std),
-    )
-    problem = image_problem(image)
-    if problem is not None:
-        key, message = problem
-        raise ProfileError(f"--image-{key} {message}")
-    return replace(profile, image=image)
