@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-import socket
 import ssl
 import threading
 import time
@@ -29,13 +28,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.backoff import Backoff
 from agent.config import BrokerConfig
+from edge_sdk.core.mqtt_client import new_client, no_delay
 from edge_sdk.errors import TransferError
 
 log = logging.getLogger(__name__)
@@ -67,15 +67,6 @@ class _Client(mqtt.Client):
         if data:
             self.last_rx = time.monotonic()
         return data
-
-
-def _no_delay(client: mqtt.Client) -> None:
-    """Disable Nagle on our socket: a retained read is a chain of small request/answer
-    packets, each of which Nagle would hold back until the previous one is acknowledged."""
-    sock = client.socket()
-    if sock is not None and hasattr(sock, "setsockopt"):
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _failed(read: _Read, why: str) -> _Read:
@@ -131,20 +122,12 @@ class MqttLink:
         self._client = self._make_client(client_id)
 
     def _make_client(self, client_id: str) -> _Client:
-        client = _Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
+        client = new_client(
+            self._config,
+            client_id,
+            client_class=_Client,
             reconnect_on_failure=False,  # our own loop reconnects, with jitter
         )
-        if self._config.tls:
-            client.tls_set(
-                ca_certs=str(self._config.ca) if self._config.ca else None,
-                certfile=str(self._config.cert) if self._config.cert else None,
-                keyfile=str(self._config.key) if self._config.key else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
         client.will_set(self._will.topic, self._will.payload, qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -224,7 +207,7 @@ class MqttLink:
             return
         self._backoff.reset()
         self.connections += 1
-        _no_delay(client)
+        no_delay(client)  # retained reads are chains of small request/answer packets
         client.publish(self._online.topic, self._online.payload, qos=1, retain=True)
         with self._lock:
             filters = list(self._subscriptions)

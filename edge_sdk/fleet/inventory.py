@@ -24,6 +24,7 @@ from types import TracebackType
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
+from edge_sdk.core.broker_address import BrokerAddress
 from edge_sdk.core.protocol import (
     RESTING_STATES,
     Figures,
@@ -35,7 +36,7 @@ from edge_sdk.core.protocol import (
 from edge_sdk.core.topics import IDENTIFIER, Topics
 from edge_sdk.core.untrusted_json import read_document
 from edge_sdk.errors import TransferError
-from edge_sdk.fleet.session import BrokerAddress, OperatorSession
+from edge_sdk.fleet.session import OperatorSession
 
 # Figures, parse_presence and read_document are the protocol's, named here too: the fleet's
 # readers of what devices publish are found in this module.

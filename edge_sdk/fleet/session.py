@@ -7,28 +7,16 @@ import ssl
 import threading
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_sdk.core.broker_address import BrokerAddress
+from edge_sdk.core.mqtt_client import new_client
 from edge_sdk.errors import InputError, TransferError
 
-__all__ = ["BrokerAddress", "OperatorLink", "OperatorSession", "tls_context_args"]
-
-
-def tls_context_args(address: BrokerAddress) -> dict[str, Any]:
-    """paho's ``tls_set`` arguments for an operator session: the fleet CA, host name checked,
-    the operator's client certificate."""
-    return {
-        "ca_certs": str(address.ca),
-        "certfile": str(address.cert) if address.cert else None,
-        "keyfile": str(address.key) if address.key else None,
-        "cert_reqs": ssl.CERT_REQUIRED,
-        "tls_version": ssl.PROTOCOL_TLS_CLIENT,
-    }
+__all__ = ["BrokerAddress", "OperatorLink", "OperatorSession"]
 
 
 class OperatorSession:
@@ -41,19 +29,13 @@ class OperatorSession:
         self._timeout = timeout
         self._connected = threading.Event()
         self._refused = ""
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
-        )
-        if address.tls:
-            try:
-                client.tls_set(**tls_context_args(address))
-            except (ssl.SSLError, OSError) as e:
-                # The files exist (BrokerAddress checked) but OpenSSL cannot use them.
-                raise InputError(
-                    f"cannot load the TLS files (--ca/--client-cert/--client-key): {e}"
-                ) from e
+        try:
+            client = new_client(address, client_id)
+        except (ssl.SSLError, OSError) as e:
+            # The files exist (BrokerAddress checked) but OpenSSL cannot use them.
+            raise InputError(
+                f"cannot load the TLS files (--ca/--client-cert/--client-key): {e}"
+            ) from e
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         self._client = client
