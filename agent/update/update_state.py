@@ -21,11 +21,12 @@ from agent.failpoints import Failpoints
 from agent.serving.slots import InferenceFigures, ServingSlot
 from agent.sysinfo import release_memory
 from agent.update.chunk_cache import ChunkCache, ChunkRef
-from agent.update.machine import RESTING, Event, Journal, State
+from agent.update.machine import RESTING, Event, Journal
 from agent.update.release import Release, version_text
 from agent.update.store import ModelStore
 from agent.update.transfer import TransferStats
 from agent.update.tuf_mqtt import TufSession
+from edge_sdk.core.protocol import result_of
 from edge_sdk.core.trust import TrustRoot
 
 
@@ -105,9 +106,7 @@ class UpdaterState:
         self.env.event(self.model.name, journal, event)
         if journal.state in RESTING:
             release_memory()
-            result = {State.COMMITTED: "committed", State.ROLLED_BACK: "rolled_back"}.get(
-                journal.state, "failed"
-            )
+            result = result_of(journal.state)  # the wire contract's result names
             self.outcome = Outcome(journal.version, result, journal.reason, self.env.now())
 
     @property

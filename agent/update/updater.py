@@ -31,6 +31,7 @@ from agent.update.tuf_mqtt import TufSession
 from agent.update.update_state import Outcome, version_or_nothing
 from edge_sdk.core.assignment import Assignment
 from edge_sdk.core.bundle import SIGNATURES, read_unpacked
+from edge_sdk.core.protocol import UpdateResult
 from edge_sdk.core.trust import verify_bundle
 from edge_sdk.errors import (
     DiskSpaceError,
@@ -181,7 +182,7 @@ class ModelUpdater(SwitchSteps):
     def _refuse(self, serial: int, version: int, reason: str) -> None:
         log.warning("%s", reason)
         self.pending_refusal = (serial, reason)
-        self.outcome = Outcome(version, "refused", reason, self.env.now())
+        self.outcome = Outcome(version, UpdateResult.REFUSED, reason, self.env.now())
         self.env.event(self.model.name, replace(self.journal, reason=reason), Event.REFUSED)
 
     # -- the steps --------------------------------------------------------------------------
