@@ -85,7 +85,7 @@ def run_daemon(config: Path, level: str) -> int:
 
 def status(config: Path, json_output: bool) -> int:
     from agent.config import check_state_dir, load_config
-    from agent.daemon import local_status
+    from agent.reports import local_status
 
     settings = load_config(config)
     check_state_dir(settings)

@@ -21,12 +21,10 @@ from agent.config import AgentConfig
 from agent.failpoints import OFF, Failpoints
 from agent.metrics import Metrics
 from agent.mqtt_link import MqttLink, Will
-from agent.reports import event_payload, local_status, status_document
+from agent.reports import count_event, count_serving, event_payload, status_document
 from agent.serving.front_ends import FrontEnds
-from agent.serving.oip import version_label
 from agent.sysinfo import CpuMeter, release_memory
 from agent.update.chunk_cache import ChunkCache, ChunkRef
-from agent.update.machine import RESTING as RESTING_STATES
 from agent.update.machine import Event, Journal, Resume, State
 from agent.update.release import Release
 from agent.update.serials import SerialFloors, Verdict, judge
@@ -36,7 +34,7 @@ from agent.update.tuf_mqtt import TufSession
 from agent.update.updater import ModelUpdater
 from edge_sdk.core.assignment import Assignment, verify_assignment
 from edge_sdk.core.bundle import format_version
-from edge_sdk.core.protocol import StatusDocument, UpdateResult, presence_payload, result_of
+from edge_sdk.core.protocol import StatusDocument, presence_payload
 from edge_sdk.core.topics import Topics
 from edge_sdk.core.trust import TrustRoot
 from edge_sdk.core.trust_root import load_trust_root
@@ -48,8 +46,6 @@ from edge_sdk.errors import (
     UnknownKeyError,
 )
 
-# local_status is `edge-agent status`'s, found here with the daemon (agent.commands).
-__all__ = ["Agent", "install_signal_handlers", "local_status"]
 log = logging.getLogger(__name__)
 _PACKET_OVERHEAD = 4096  # MQTT headers and properties on top of a chunk or metadata file
 _TICK_S = 0.2
@@ -177,19 +173,9 @@ class Agent:
         payload = event_payload(self.config.device_id, model, journal, event, self.now())
         label = "" if journal.version is None else f" {format_version(journal.version)}"
         log.info("%s%s: %s -> %s %s", model, label, event, journal.state, journal.reason)
-        self._count(model, journal, event)
+        count_event(self.metrics, model, journal, event)
         if self.link.connected.is_set():
             self.link.publish(self.topics.events(self.config.device_id), payload)
-
-    def _count(self, model: str, journal: Journal, event: Event) -> None:
-        m = self.metrics
-        m.set_state(model, journal.state)
-        if event is Event.ASSIGNED:
-            m.updates.labels(model).inc()
-        elif event is Event.REFUSED:
-            m.results.labels(model, UpdateResult.REFUSED).inc()
-        elif journal.state in RESTING_STATES and event is not Event.ALREADY_SERVING:
-            m.results.labels(model, result_of(journal.state)).inc()
 
     def crash_point(self, name: str) -> None:
         """Fault injection for the power-cut tests: die here, as a power cut would."""
@@ -394,10 +380,7 @@ class Agent:
         )
 
     def _publish_status(self) -> None:
-        for name, u in self.updaters.items():  # scraped locally, connected or not
-            loaded = u.slot.loaded
-            label = None if loaded is None else version_label(loaded)
-            self.metrics.set_serving(name, u.slot.version, label)
+        count_serving(self.metrics, self.updaters)  # scraped locally, connected or not
         if not self.link.connected.is_set():
             return
         self._dirty = False

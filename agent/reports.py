@@ -1,6 +1,7 @@
 """What the device says about itself: the retained status it publishes (the wire contract's
-``StatusDocument``, docs/protocol.md §6), the event it sends on each transition, and the local
-view ``edge-agent status`` prints from the state directory without a broker.
+``StatusDocument``, docs/protocol.md §6), the event it sends on each transition, what both count
+in its metrics, and the local view ``edge-agent status`` prints from the state directory without
+a broker.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agent.config import AgentConfig
+from agent.metrics import Metrics
+from agent.serving.oip import version_label
 from agent.sysinfo import free_disk_bytes, rss_bytes
 from agent.update.machine import Event, Journal
 from agent.update.store import ModelStore
@@ -19,12 +22,15 @@ from agent.update.update_state import Outcome
 from agent.update.updater import ModelUpdater
 from edge_sdk import __version__
 from edge_sdk.core.protocol import (
+    RESTING_STATES,
     LastResult,
     ModelStatus,
     Probation,
     SourceTally,
     StatusDocument,
     TransferReport,
+    UpdateResult,
+    result_of,
 )
 
 
@@ -107,6 +113,25 @@ def event_payload(device: str, model: str, journal: Journal, event: Event, at: f
         "at": at,
     }
     return json.dumps(event_report).encode()
+
+
+def count_event(metrics: Metrics, model: str, journal: Journal, event: Event) -> None:
+    """An update event in the metrics: the state now, an update started, a result reached."""
+    metrics.set_state(model, journal.state)
+    if event is Event.ASSIGNED:
+        metrics.updates.labels(model).inc()
+    elif event is Event.REFUSED:
+        metrics.results.labels(model, UpdateResult.REFUSED).inc()
+    elif journal.state in RESTING_STATES and event is not Event.ALREADY_SERVING:
+        metrics.results.labels(model, result_of(journal.state)).inc()
+
+
+def count_serving(metrics: Metrics, updaters: Mapping[str, ModelUpdater]) -> None:
+    """Which version each model serves, in the metrics (scraped locally, connected or not)."""
+    for name, u in updaters.items():
+        loaded = u.slot.loaded
+        label = None if loaded is None else version_label(loaded)
+        metrics.set_serving(name, u.slot.version, label)
 
 
 def local_status(config: AgentConfig) -> dict[str, Any]:
