@@ -28,7 +28,7 @@ from agent.update.release import FileSpec, Release
 from agent.update.serials import Verdict
 from agent.update.serials import judge as judge_serial
 from agent.update.transfer import assemble, chunk_source, fetch_chunks
-from edge_sdk.core.bench_job import (
+from edge_sdk.core.wire.bench_job import (
     BenchAnswer,
     BenchJob,
     CandidateResult,

@@ -2,7 +2,7 @@
 (the local inference API) and ``[store]`` (the HTTP(S) mirrors chunks may come from).
 
 The broker URL is read by the one broker address type the operator's tools use too
-(``edge_sdk.core.broker_address``), so a URL the device refuses is refused there as well.
+(``edge_sdk.core.wire.broker_address``), so a URL the device refuses is refused there as well.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from agent.config_values import ConfigTable, keys_of
 from agent.update.http_fetch import HttpSettings, ssl_context
-from edge_sdk.core.broker_address import SCHEMES, BrokerAddress, BrokerUrlError
+from edge_sdk.core.wire.broker_address import SCHEMES, BrokerAddress, BrokerUrlError
 from edge_sdk.errors import ConfigError
 
 

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from edge_sdk.core import topics
 from edge_sdk.core.strict_toml import DottedKeys, StrictTable
+from edge_sdk.core.wire import topics
 from edge_sdk.errors import ConfigError, InputError
 
 # Larger integers are typos or attacks: 2**53 - 1 is also the largest a JSON reader keeps exact.
@@ -23,8 +23,8 @@ MAX_NUMBER = 1e9  # seconds (~31 years), ratios, milliseconds
 
 
 def check_identifier(value: str, what: str) -> str:
-    """``edge_sdk.core.topics.check_identifier``, as a config error: ids end up inside MQTT topics
-    and broker ACL patterns, where '+', '#' and '/' would turn one device's topic into a
+    """``edge_sdk.core.wire.topics.check_identifier``, as a config error: ids end up inside MQTT
+    topics and broker ACL patterns, where '+', '#' and '/' would turn one device's topic into a
     wildcard or another device's subtree."""
     try:
         return topics.check_identifier(value, what)

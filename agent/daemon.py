@@ -32,12 +32,12 @@ from agent.update.store import ModelStore
 from agent.update.transfer import TransferStats, fetch_release
 from agent.update.tuf_mqtt import TufSession
 from agent.update.updater import ModelUpdater
-from edge_sdk.core.assignment import Assignment, verify_assignment
 from edge_sdk.core.bundle import format_version
-from edge_sdk.core.protocol import StatusDocument, presence_payload
-from edge_sdk.core.topics import Topics
 from edge_sdk.core.trust import TrustRoot
-from edge_sdk.core.trust_root import load_trust_root
+from edge_sdk.core.trust.root_file import load_trust_root
+from edge_sdk.core.wire.assignment import Assignment, verify_assignment
+from edge_sdk.core.wire.protocol import StatusDocument, presence_payload
+from edge_sdk.core.wire.topics import Topics
 from edge_sdk.errors import (
     EdgeSdkError,
     OutputError,

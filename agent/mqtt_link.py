@@ -35,7 +35,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.backoff import Backoff
 from agent.config import BrokerConfig
-from edge_sdk.core.mqtt_client import new_client, no_delay
+from edge_sdk.core.wire.mqtt_client import new_client, no_delay
 from edge_sdk.errors import TransferError
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from agent.update.transfer import TransferStats
 from agent.update.update_state import Outcome
 from agent.update.updater import ModelUpdater
 from edge_sdk import __version__
-from edge_sdk.core.protocol import (
+from edge_sdk.core.wire.protocol import (
     RESTING_STATES,
     LastResult,
     ModelStatus,

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edge_sdk.core.topics import Topics
+from edge_sdk.core.wire.topics import Topics
 from edge_sdk.signing.keys import init_keys
 from testing.agents import (
     Operator,

@@ -54,7 +54,7 @@ from bench.fleet_meter import (
 )
 from edge_sdk.broker.settings import MAX_QUEUED_MESSAGES
 from edge_sdk.core.bundle import Bundle
-from edge_sdk.core.topics import Topics
+from edge_sdk.core.wire.topics import Topics
 from edge_sdk.fleet.inventory import DeviceView, FleetWatch
 from edge_sdk.fleet.publish import assign
 from edge_sdk.fleet.rollout import Gate, Phase, Rollout, parse_waves
@@ -1083,7 +1083,7 @@ def simulator_main(argv: Sequence[str]) -> None:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from edge_sdk.core.assignment import verify_assignment
+    from edge_sdk.core.wire.assignment import verify_assignment
     from edge_sdk.signing.keys import load_trust_root
 
     parser = argparse.ArgumentParser()

@@ -26,11 +26,11 @@ from agent.failpoints import ENV as FAILPOINTS_ENV
 from agent.failpoints import parse_failpoints
 from agent.update.store import ModelStore
 from edge_sdk.core import golden
-from edge_sdk.core.assignment import Assignment
 from edge_sdk.core.bundle import Bundle, GoldenInfo, Manifest, sha256
 from edge_sdk.core.tensors import TensorSpec
-from edge_sdk.core.topics import Topics
 from edge_sdk.core.trust import sign_files
+from edge_sdk.core.wire.assignment import Assignment
+from edge_sdk.core.wire.topics import Topics
 from edge_sdk.fleet.publish import next_serial, publish_assignments, publish_bundle
 from edge_sdk.fleet.session import BrokerAddress, OperatorLink
 from edge_sdk.signing.keys import load_signer

@@ -1,10 +1,9 @@
 """The deployment files and the protocol document against the code they describe.
 
 ``deploy/systemd/edge-agent.service`` must start the agent the way the CLI expects and keep its
-sandbox; ``docs/protocol.md`` must not drift from ``edge_sdk.core.topics`` (topic tree, broker ACL)
-or
-``agent.update.machine`` (the state table): those are checked by evaluating the document's ACL and
-tables against what the code produces.
+sandbox; ``docs/protocol.md`` must not drift from ``edge_sdk.core.wire.topics`` (topic tree, broker
+ACL) or ``agent.update.machine`` (the state table): those are checked by evaluating the
+document's ACL and tables against what the code produces.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from agent.config import ProbationConfig
 from agent.mqtt_link import SESSION_EXPIRY_S
 from agent.update.machine import TRANSITIONS, State
 from edge_sdk.core import chunking
-from edge_sdk.core.topics import Topics
+from edge_sdk.core.wire.topics import Topics
 
 REPO = Path(__file__).resolve().parent.parent
 UNIT = REPO / "deploy" / "systemd" / "edge-agent.service"

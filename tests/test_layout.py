@@ -124,7 +124,7 @@ _PASSES = (
     "(opset, then optimize) and under one slow mark in tests/conftest.py: kept whole",
 )
 _FLEET_BENCH = "tests/edge_sdk/fleet/test_fleet_bench.py"
-_BENCH_JOBS = "tests/edge_sdk/core/test_bench_job_fuzz.py"
+_BENCH_JOBS = "tests/edge_sdk/core/wire/test_bench_job_fuzz.py"
 TESTED_ELSEWHERE: dict[str, tuple[str, str]] = {
     "agent/__main__.py": (
         "tests/agent/test_cli.py",

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from agent.update.selftest import LoadedVersion
-from edge_sdk.core.protocol import Figures
+from edge_sdk.core.wire.protocol import Figures
 
 LATENCY_WINDOW = 2048  # recent requests kept for p50/p95
 

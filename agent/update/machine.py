@@ -24,9 +24,9 @@ import enum
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from edge_sdk.core.protocol import RESTING_STATES, UpdateState
+from edge_sdk.core.wire.protocol import RESTING_STATES, UpdateState
 
-# The state names are the wire contract's (edge_sdk.core.protocol): the fleet reads them in
+# The state names are the wire contract's (edge_sdk.core.wire.protocol): the fleet reads them in
 # every device's status.
 State = UpdateState
 

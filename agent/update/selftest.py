@@ -15,7 +15,7 @@ from agent.sysinfo import rss_bytes
 from edge_sdk.core.bundle import Bundle, read_bundle
 from edge_sdk.core.golden import GoldenCheck, check_bundle
 from edge_sdk.core.trust import verify_bundle
-from edge_sdk.core.trust_root import load_trust_root
+from edge_sdk.core.trust.root_file import load_trust_root
 from edge_sdk.runtime import Model, load_bundle, named_outputs
 
 

@@ -23,7 +23,7 @@ from agent.update.http_fetch import HttpFetcher, HttpSettings
 from agent.update.release import Release, unique_chunks, version_text
 from agent.update.state_files import write_failure
 from edge_sdk.core.atomic import atomic_writer
-from edge_sdk.core.topics import Topics
+from edge_sdk.core.wire.topics import Topics
 from edge_sdk.errors import (
     EdgeSdkError,
     NotDeliveredError,

@@ -26,8 +26,8 @@ from agent.update.release import Release, version_text
 from agent.update.store import ModelStore
 from agent.update.transfer import TransferStats
 from agent.update.tuf_mqtt import TufSession
-from edge_sdk.core.protocol import result_of
 from edge_sdk.core.trust import TrustRoot
+from edge_sdk.core.wire.protocol import result_of
 
 
 class Environment(Protocol):

@@ -29,10 +29,10 @@ from agent.update.switching import SwitchSteps
 from agent.update.transfer import assemble, chunk_source
 from agent.update.tuf_mqtt import TufSession
 from agent.update.update_state import Outcome, version_or_nothing
-from edge_sdk.core.assignment import Assignment
 from edge_sdk.core.bundle import SIGNATURES, read_unpacked
-from edge_sdk.core.protocol import UpdateResult
 from edge_sdk.core.trust import verify_bundle
+from edge_sdk.core.wire.assignment import Assignment
+from edge_sdk.core.wire.protocol import UpdateResult
 from edge_sdk.errors import (
     DiskSpaceError,
     EdgeSdkError,

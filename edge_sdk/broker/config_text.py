@@ -17,7 +17,7 @@ from edge_sdk.broker.settings import (
     OPERATOR_CN,
     BrokerSettings,
 )
-from edge_sdk.core.topics import Topics
+from edge_sdk.core.wire.topics import Topics
 
 
 def acl_text(topic_prefix: str, fleet: str) -> str:

@@ -26,8 +26,8 @@ from edge_sdk.broker.setup import BrokerInfo, load_broker_info
 from edge_sdk.core.atomic import write_bytes_atomic
 from edge_sdk.core.bundle import check_name
 from edge_sdk.core.profiles import resolve_profile
-from edge_sdk.core.topics import check_identifier
 from edge_sdk.core.userfile import read_user_file
+from edge_sdk.core.wire.topics import check_identifier
 from edge_sdk.errors import InputError, OutputError
 from edge_sdk.signing.keys import load_trust_root
 

@@ -37,7 +37,7 @@ from edge_sdk.broker.settings import (
     BrokerSettings,
 )
 from edge_sdk.core.atomic import write_bytes_atomic
-from edge_sdk.core.topics import Topics
+from edge_sdk.core.wire.topics import Topics
 from edge_sdk.errors import InputError, KeyFileError, OutputError
 
 _WRITTEN = (

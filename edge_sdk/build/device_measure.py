@@ -13,9 +13,9 @@ import numpy as np
 
 from edge_sdk.build.search import Candidate
 from edge_sdk.core import golden
-from edge_sdk.core.bench_job import BenchAnswer
 from edge_sdk.core.profiles import HardwareProfile
 from edge_sdk.core.tensors import TensorSpec
+from edge_sdk.core.wire.bench_job import BenchAnswer
 from edge_sdk.fleet.bench import Artifact, DeviceBenchError, JobSpec
 from edge_sdk.runtime.timing import LatencyStats
 

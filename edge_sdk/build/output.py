@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edge_sdk.core.bundle_layout import SUFFIX
+from edge_sdk.core.bundle.layout import SUFFIX
+from edge_sdk.core.bundle.versions import check_name, format_version, parse_version
 from edge_sdk.core.interrupt import on_abrupt_exit
-from edge_sdk.core.versions import check_name, format_version, parse_version
 from edge_sdk.errors import InputError, OutputError
 
 if TYPE_CHECKING:

@@ -21,7 +21,7 @@ from edge_sdk.runtime.timing import LatencyStats
 if TYPE_CHECKING:
     from edge_sdk.build.candidates import Workshop
     from edge_sdk.build.pipeline import BuildRequest
-    from edge_sdk.core.bench_job import BenchAnswer
+    from edge_sdk.core.wire.bench_job import BenchAnswer
 
 
 def build_report(

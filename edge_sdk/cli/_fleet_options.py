@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Annotated, Any, get_type_hints
 import typer
 
 if TYPE_CHECKING:
-    from edge_sdk.core.topics import Topics
+    from edge_sdk.core.wire.topics import Topics
     from edge_sdk.fleet.inventory import FleetWatch
     from edge_sdk.fleet.session import BrokerAddress, OperatorLink
 
@@ -150,7 +150,7 @@ class BrokerOptions:
 
     def topics(self) -> Topics:
         """The fleet's topics; a bad --fleet or --topic-prefix is one line."""
-        from edge_sdk.core.topics import Topics
+        from edge_sdk.core.wire.topics import Topics
 
         return Topics(self.topic_prefix, self.fleet)
 

@@ -24,8 +24,8 @@ from edge_sdk.cli._fleet_options import (
 
 if TYPE_CHECKING:
     from edge_sdk.build.device_measure import MeasureOn
-    from edge_sdk.core.bench_job import BenchAnswer
-    from edge_sdk.core.topics import Topics
+    from edge_sdk.core.wire.bench_job import BenchAnswer
+    from edge_sdk.core.wire.topics import Topics
     from edge_sdk.fleet.bench import JobSpec
     from edge_sdk.fleet.bench_service import DeviceBench
 
@@ -55,7 +55,7 @@ def bench_command(
     """Measure on DEVICE, without installing anything there: load time, latency p50/p95/p99,
     throughput, peak memory and fidelity against the golden vectors."""
     from edge_sdk.build.device_measure import results_json, spec_from_bundle, spec_from_model
-    from edge_sdk.core.topics import check_identifier
+    from edge_sdk.core.wire.topics import check_identifier
     from edge_sdk.errors import InputError
 
     check_identifier(device, "--device")
@@ -96,7 +96,7 @@ def measure_on(
 ) -> MeasureOn:
     """``build --measure-on``: every input checked now, before minutes of building."""
     from edge_sdk.build.device_measure import MeasureOn
-    from edge_sdk.core.topics import check_identifier
+    from edge_sdk.core.wire.topics import check_identifier
 
     check_identifier(device, "--measure-on")
     topics = connection.topics()

@@ -19,7 +19,7 @@ from edge_sdk.cli._fleet_options import (
 )
 
 if TYPE_CHECKING:
-    from edge_sdk.core.topics import Topics
+    from edge_sdk.core.wire.topics import Topics
     from edge_sdk.fleet.rollout_service import FleetAccess
 
 EXIT_HALTED = 10  # a halted rollout is not an error of input, but a pipeline must see it
@@ -89,7 +89,7 @@ def rollout_command(
     above --max-failure-rate halt the rollout and roll the reached devices back. Offline
     devices are counted, not waited on. Exit 10 when the rollout halts."""
     from edge_sdk.core.bundle import check_name
-    from edge_sdk.core.topics import check_identifier
+    from edge_sdk.core.wire.topics import check_identifier
     from edge_sdk.errors import InputError
     from edge_sdk.fleet.rollout import Gate, parse_waves, summary
     from edge_sdk.fleet.rollout_service import RolloutRequest, check_rollout, started

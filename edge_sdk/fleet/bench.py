@@ -1,5 +1,5 @@
 """The operator's half of a benchmark job: check the device, send the candidates, sign the job,
-wait for the device's figures (edge_sdk.core.bench_job has the wire format, agent.bench_job the
+wait for the device's figures (edge_sdk.core.wire.bench_job has the wire format, agent.bench_job the
 device's half).
 
 Before anything is sent, the device must be known to the broker (a retained status), online
@@ -22,7 +22,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from edge_sdk.core.bench_job import (
+from edge_sdk.core.tensors import TensorSpec
+from edge_sdk.core.wire.bench_job import (
     BenchAnswer,
     BenchCandidate,
     BenchJob,
@@ -32,8 +33,7 @@ from edge_sdk.core.bench_job import (
     result_topic,
     sign_job,
 )
-from edge_sdk.core.tensors import TensorSpec
-from edge_sdk.core.topics import Topics, check_identifier
+from edge_sdk.core.wire.topics import Topics, check_identifier
 from edge_sdk.errors import EdgeSdkError, UpdateError
 from edge_sdk.fleet.inventory import FleetWatch
 from edge_sdk.fleet.session import BrokerAddress, OperatorLink

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_sdk.core.bench_job import BenchAnswer
-from edge_sdk.core.topics import Topics
+from edge_sdk.core.wire.bench_job import BenchAnswer
+from edge_sdk.core.wire.topics import Topics
 from edge_sdk.fleet.bench import JobSpec, job_serial, published_chunks, run_job
 from edge_sdk.fleet.session import BrokerAddress
 

@@ -2,7 +2,7 @@
 
 The devices are the source of truth about themselves (``devices/<id>/status`` and
 ``devices/<id>/presence``, docs/protocol.md §6); this module turns those messages into typed,
-read-only views. The documents themselves are read by ``edge_sdk.core.protocol``, the contract
+read-only views. The documents themselves are read by ``edge_sdk.core.wire.protocol``, the contract
 the agent writes them with, which never trusts the payload's shape; ``parse_status`` (pure)
 makes a device that publishes garbage show up as a device with an unreadable status, not as an
 exception in the operator's tools.
@@ -24,8 +24,8 @@ from types import TracebackType
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge_sdk.core.broker_address import BrokerAddress
-from edge_sdk.core.protocol import (
+from edge_sdk.core.wire.broker_address import BrokerAddress
+from edge_sdk.core.wire.protocol import (
     RESTING_STATES,
     Figures,
     ModelStatus,
@@ -33,8 +33,8 @@ from edge_sdk.core.protocol import (
     UnreadableDocument,
     parse_presence,
 )
-from edge_sdk.core.topics import IDENTIFIER, Topics
-from edge_sdk.core.untrusted_json import read_document
+from edge_sdk.core.wire.topics import IDENTIFIER, Topics
+from edge_sdk.core.wire.untrusted_json import read_document
 from edge_sdk.errors import TransferError
 from edge_sdk.fleet.session import OperatorSession
 
@@ -102,7 +102,7 @@ class DeviceView:
     models: Mapping[str, ModelView] = field(default_factory=dict)
     assignment_error: str = ""
     problem: str = ""  # why the status could not be read, if it could not
-    bench_job: str = ""  # the benchmark job the device is running (edge_sdk.core.bench_job)
+    bench_job: str = ""  # the benchmark job the device is running (edge_sdk.core.wire.bench_job)
     received: float = 0.0  # when this host last heard from the device (wall clock)
 
     def model(self, name: str) -> ModelView | None:

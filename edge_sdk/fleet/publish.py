@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from edge_sdk.core.assignment import Assignment, sign_assignment
 from edge_sdk.core.atomic import write_bytes_atomic
 from edge_sdk.core.bundle import Bundle, format_version
-from edge_sdk.core.topics import Topics
 from edge_sdk.core.trust import add_signatures, sign_files, verify_bundle
+from edge_sdk.core.wire.assignment import Assignment, sign_assignment
+from edge_sdk.core.wire.topics import Topics
 from edge_sdk.errors import InputError, ThresholdError, TrustError
 from edge_sdk.fleet.publish_ledger import PublishLedger
 from edge_sdk.fleet.session import OperatorLink

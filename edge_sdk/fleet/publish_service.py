@@ -17,7 +17,7 @@ from edge_sdk.core.bundle import (
     read_bundle,
     write_bundle,
 )
-from edge_sdk.core.topics import Topics, check_identifier
+from edge_sdk.core.wire.topics import Topics, check_identifier
 from edge_sdk.errors import InputError
 from edge_sdk.fleet.publish import (
     PublishResult,

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from edge_sdk.core.bundle import check_name, format_version, parse_version
-from edge_sdk.core.topics import Topics, check_identifier
+from edge_sdk.core.wire.topics import Topics, check_identifier
 from edge_sdk.errors import InputError
 from edge_sdk.fleet.publish import next_serial, publish_assignments
 from edge_sdk.fleet.rollout import ACTIVE, Gate, Order, Rollout, plan

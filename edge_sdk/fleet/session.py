@@ -12,8 +12,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge_sdk.core.broker_address import BrokerAddress
-from edge_sdk.core.mqtt_client import new_client
+from edge_sdk.core.wire.broker_address import BrokerAddress
+from edge_sdk.core.wire.mqtt_client import new_client
 from edge_sdk.errors import InputError, TransferError
 
 __all__ = ["BrokerAddress", "OperatorLink", "OperatorSession"]

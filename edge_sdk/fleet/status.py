@@ -18,9 +18,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from edge_sdk.core.bundle import check_name, format_version
-from edge_sdk.core.protocol import UNKNOWN_STATE, Figures, UpdateState
-from edge_sdk.core.topics import IDENTIFIER, check_identifier
-from edge_sdk.core.untrusted_json import clean_text, read_document
+from edge_sdk.core.wire.protocol import UNKNOWN_STATE, Figures, UpdateState
+from edge_sdk.core.wire.topics import IDENTIFIER, check_identifier
+from edge_sdk.core.wire.untrusted_json import clean_text, read_document
 from edge_sdk.errors import InputError
 from edge_sdk.fleet.inventory import DeviceView, ModelView
 

@@ -17,9 +17,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from securesystemslib.signer import CryptoSigner  # type: ignore[attr-defined]
 from tuf.api.metadata import Metadata, Root  # type: ignore[attr-defined]
 
-from edge_sdk.core.pinned_root import TrustRoot
-from edge_sdk.core.trust_root import ROOT_JSON
-from edge_sdk.core.tuf_checks import READABLE_JSON
+from edge_sdk.core.trust.pinned_root import TrustRoot
+from edge_sdk.core.trust.root_file import ROOT_JSON
+from edge_sdk.core.trust.tuf_checks import READABLE_JSON
 from edge_sdk.errors import InputError, KeyFileError, TrustError
 from edge_sdk.signing.key_files import (
     load_public_key,

@@ -27,9 +27,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tuf.api.metadata import Metadata, Root  # type: ignore[attr-defined]
 
 from edge_sdk.core.atomic import write_bytes_atomic
-from edge_sdk.core.pinned_root import TrustRoot
-from edge_sdk.core.trust_root import ROOT_JSON, load_trust_root
-from edge_sdk.core.tuf_checks import READABLE_JSON
+from edge_sdk.core.trust.pinned_root import TrustRoot
+from edge_sdk.core.trust.root_file import ROOT_JSON, load_trust_root
+from edge_sdk.core.trust.tuf_checks import READABLE_JSON
 from edge_sdk.errors import InputError, KeyFileError, OutputError
 from edge_sdk.signing.key_files import load_public_key, passphrase, signer_of, write_key_pair
 

@@ -5,13 +5,13 @@
     keyring.py       the keyring directory: its layout, ``describe_keyring``, ``init_keys``
     key_rotation.py  new root versions: ``rotate_online_key``, ``rotate_root_key``
 
-The trust root's file is read where devices read it too (``edge_sdk.core.trust_root``); the
+The trust root's file is read where devices read it too (``edge_sdk.core.trust.root_file``); the
 host's code keeps finding those names here.
 """
 
 from __future__ import annotations
 
-from edge_sdk.core.trust_root import MAX_ROOT_BYTES, ROOT_JSON, load_trust_root
+from edge_sdk.core.trust.root_file import MAX_ROOT_BYTES, ROOT_JSON, load_trust_root
 from edge_sdk.signing.key_files import (
     MAX_KEY_FILE_BYTES,
     PASSPHRASE_ENV,

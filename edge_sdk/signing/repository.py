@@ -34,7 +34,7 @@ from tuf.api.metadata import TargetFile  # type: ignore[attr-defined]
 
 from edge_sdk.core import chunking
 from edge_sdk.core.bundle import MANIFEST, Bundle, format_version
-from edge_sdk.core.tuf_checks import utc
+from edge_sdk.core.trust.tuf_checks import utc
 from edge_sdk.errors import InputError, OutputError
 from edge_sdk.signing.metadata_plan import TIMESTAMP, RepositoryState, genesis, plan, signing
 from edge_sdk.signing.release_mirrors import MIRRORS, with_mirrors

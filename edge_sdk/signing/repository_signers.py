@@ -15,8 +15,8 @@ from pathlib import Path
 from securesystemslib.signer import Signer  # type: ignore[attr-defined]
 from tuf.api.metadata import Root, Snapshot, Targets, Timestamp  # type: ignore[attr-defined]
 
-from edge_sdk.core.pinned_root import TrustRoot
-from edge_sdk.core.trust_root import load_trust_root
+from edge_sdk.core.trust.pinned_root import TrustRoot
+from edge_sdk.core.trust.root_file import load_trust_root
 from edge_sdk.errors import KeyFileError
 from edge_sdk.signing.key_files import load_public_key, load_signer
 

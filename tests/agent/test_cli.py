@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from agent.cli import run
-from edge_sdk.core.topics import Topics
+from edge_sdk.core.wire.topics import Topics
 from testing.agents import (
     Operator,
     agent_thread,

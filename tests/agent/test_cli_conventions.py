@@ -18,7 +18,7 @@ import pytest
 import agent.cli
 from edge_sdk import __version__
 from edge_sdk.core.bundle import write_bundle
-from edge_sdk.core.topics import Topics
+from edge_sdk.core.wire.topics import Topics
 from testing.agents import (
     REPO,
     Operator,

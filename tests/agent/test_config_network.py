@@ -16,7 +16,7 @@ from agent.config_network import (
     read_serving,
 )
 from agent.config_values import ConfigTable
-from edge_sdk.core.broker_address import BrokerAddress
+from edge_sdk.core.wire.broker_address import BrokerAddress
 from edge_sdk.errors import ConfigError
 
 

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from agent.daemon import Agent
-from edge_sdk.core.assignment import Assignment, sign_assignment
 from edge_sdk.core.bundle import Bundle
+from edge_sdk.core.wire.assignment import Assignment, sign_assignment
 from edge_sdk.signing.keys import init_keys, load_signer, rotate_online_key
 from testing.agents import (
     Operator,

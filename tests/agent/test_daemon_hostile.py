@@ -25,8 +25,8 @@ from agent.config import load_config
 from agent.daemon import Agent
 from agent.update.serials import FILE
 from edge_sdk.client import InferenceClient
-from edge_sdk.core.assignment import Assignment, sign_assignment
-from edge_sdk.core.topics import Topics
+from edge_sdk.core.wire.assignment import Assignment, sign_assignment
+from edge_sdk.core.wire.topics import Topics
 from edge_sdk.signing.keys import load_signer
 from testing.agents import (
     REPO,

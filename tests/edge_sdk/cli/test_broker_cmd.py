@@ -17,7 +17,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from agent.config import load_config
-from edge_sdk.core.topics import Topics
+from edge_sdk.core.wire.topics import Topics
 from edge_sdk.fleet.publish import assign, publish_bundle
 from edge_sdk.fleet.session import BrokerAddress, OperatorLink
 from edge_sdk.signing.repository import Repository

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from edge_sdk.core.topics import Topics
+from edge_sdk.core.wire.topics import Topics
 from testing.agents import (
     Operator,
     agent_thread,

@@ -23,7 +23,7 @@ sys.setrecursionlimit(2**31 - 1)  # what importing onnx2tf does
 from agent.serving import codec
 from agent.serving import oip
 from edge_sdk import errors
-from edge_sdk.core.manifest_json import parse_manifest_json
+from edge_sdk.core.bundle.manifest_json import parse_manifest_json
 from edge_sdk.fleet.inventory import read_document
 from edge_sdk.core.tensors import TensorSpec
 from edge_sdk.core.trust import TrustRoot, verify_files

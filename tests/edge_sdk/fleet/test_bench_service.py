@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from edge_sdk.core.topics import Topics
+from edge_sdk.core.wire.topics import Topics
 from edge_sdk.fleet import bench_service
 from edge_sdk.fleet.bench_service import DeviceBench
 from edge_sdk.fleet.session import BrokerAddress

@@ -24,9 +24,9 @@ from edge_sdk.build.onnx_model import load_source
 from edge_sdk.cli._report import print_build_report
 from edge_sdk.client import InferenceClient
 from edge_sdk.core import golden
-from edge_sdk.core.bench_job import BenchAnswer, Blob, job_topic, sign_job
 from edge_sdk.core.bundle import read_bundle
-from edge_sdk.core.topics import Topics
+from edge_sdk.core.wire.bench_job import BenchAnswer, Blob, job_topic, sign_job
+from edge_sdk.core.wire.topics import Topics
 from edge_sdk.fleet.bench import (
     Artifact,
     BenchWatch,

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from edge_sdk.core.bundle import Bundle, write_bundle
-from edge_sdk.core.topics import Topics
+from edge_sdk.core.wire.topics import Topics
 from edge_sdk.errors import TransferError
 from edge_sdk.fleet.publish import LEDGER_BATCH, SendProgress, publish_bundle
 from edge_sdk.fleet.publish_ledger import PublishLedger, ledger_path

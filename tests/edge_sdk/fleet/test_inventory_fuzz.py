@@ -14,11 +14,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge_sdk.core.protocol import MAX_STATUS_BYTES
-from edge_sdk.core.untrusted_json import MAX_DEPTH, MAX_TEXT_CHARS
+from edge_sdk.core.wire.protocol import MAX_STATUS_BYTES
+from edge_sdk.core.wire.untrusted_json import MAX_DEPTH, MAX_TEXT_CHARS
 from edge_sdk.fleet import status as fleet_status
 from edge_sdk.fleet.inventory import DeviceView, parse_presence, parse_status, read_document
-from tests.edge_sdk.core.test_protocol_fuzz import agent_status, json_values
+from tests.edge_sdk.core.wire.test_protocol_fuzz import agent_status, json_values
 from tests.fuzz import mutations
 
 GOOD = json.dumps(agent_status(), sort_keys=True).encode()

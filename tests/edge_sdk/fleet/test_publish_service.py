@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from edge_sdk.core.bundle import read_bundle, write_bundle
-from edge_sdk.core.topics import Topics
+from edge_sdk.core.wire.topics import Topics
 from edge_sdk.errors import InputError
 from edge_sdk.fleet.publish_service import (
     PublishTarget,

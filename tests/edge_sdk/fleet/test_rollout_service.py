@@ -11,7 +11,7 @@ from typing import Any, cast
 
 import pytest
 
-from edge_sdk.core.topics import Topics
+from edge_sdk.core.wire.topics import Topics
 from edge_sdk.errors import InputError
 from edge_sdk.fleet import rollout_service
 from edge_sdk.fleet.publish import open_or_create

@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tuf.api.metadata import Metadata, Root
 
-from edge_sdk.core.pinned_root import TrustRoot
-from edge_sdk.core.signatures import sign_files, verify_files
+from edge_sdk.core.trust.pinned_root import TrustRoot
+from edge_sdk.core.trust.signatures import sign_files, verify_files
 from edge_sdk.errors import (
     EdgeSdkError,
     InputError,
