@@ -35,7 +35,7 @@ from edge_sdk.core.wire.protocol import (
 )
 from edge_sdk.core.wire.topics import IDENTIFIER, Topics
 from edge_sdk.core.wire.untrusted_json import read_document
-from edge_sdk.errors import TransferError
+from edge_sdk.errors import BrokerUnavailableError
 from edge_sdk.fleet.session import OperatorSession
 
 # Figures, parse_presence and read_document are the protocol's, named here too: the fleet's
@@ -214,7 +214,9 @@ class FleetWatch(OperatorSession):
             )
             self._subacks.discard(mid or 0)
         if not answered:
-            raise TransferError(f"the broker did not answer a SUBSCRIBE in {self._timeout:g} s")
+            raise BrokerUnavailableError(
+                f"the broker did not answer a SUBSCRIBE in {self._timeout:g} s"
+            )
         self._client.unsubscribe(probe)
 
     def devices(self) -> dict[str, DeviceView]:

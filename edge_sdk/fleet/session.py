@@ -14,7 +14,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_sdk.core.wire.broker_address import BrokerAddress
 from edge_sdk.core.wire.mqtt_client import new_client
-from edge_sdk.errors import InputError, TransferError
+from edge_sdk.errors import BrokerUnavailableError, InputError
 
 __all__ = ["BrokerAddress", "OperatorLink", "OperatorSession"]
 
@@ -64,11 +64,13 @@ class OperatorSession:
         try:
             self._client.connect(a.host, a.port, keepalive=30)
         except (OSError, ssl.SSLError) as e:
-            raise TransferError(f"cannot reach the broker at {a.host}:{a.port}: {e}") from e
+            raise BrokerUnavailableError(
+                f"cannot reach the broker at {a.host}:{a.port}: {e}"
+            ) from e
         self._client.loop_start()
         if not self._connected.wait(self._timeout) or self._refused:
             self._client.loop_stop()
-            raise TransferError(
+            raise BrokerUnavailableError(
                 f"the broker at {a.host}:{a.port} refused the operator connection: "
                 f"{self._refused or 'no CONNACK'}; check --client-cert/--client-key and the "
                 "broker's ACL"
@@ -95,7 +97,7 @@ class OperatorLink(OperatorSession):
     def publish(self, topic: str, payload: bytes, *, retain: bool = True) -> None:
         info = self._client.publish(topic, payload, qos=1, retain=retain)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            raise TransferError(f"publishing {topic} failed: {mqtt.error_string(info.rc)}")
+            raise BrokerUnavailableError(f"publishing {topic} failed: {mqtt.error_string(info.rc)}")
         self._pending.append(info)
 
     def wait(self, progress: Callable[[int, int], None] | None = None) -> None:
@@ -104,9 +106,9 @@ class OperatorLink(OperatorSession):
             try:
                 info.wait_for_publish(self._timeout)
             except (RuntimeError, ValueError) as e:
-                raise TransferError(f"the broker went away while publishing: {e}") from e
+                raise BrokerUnavailableError(f"the broker went away while publishing: {e}") from e
             if not info.is_published():
-                raise TransferError(
+                raise BrokerUnavailableError(
                     f"the broker did not acknowledge a message in {self._timeout:g} s"
                 )
             if progress is not None:
