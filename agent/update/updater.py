@@ -38,9 +38,9 @@ from edge_sdk.errors import (
     EdgeSdkError,
     NotDeliveredError,
     ReplayError,
-    TransferError,
     UpdateError,
     WrongTargetError,
+    retry_later,
 )
 
 log = logging.getLogger(__name__)
@@ -213,21 +213,11 @@ class ModelUpdater(SwitchSteps):
             if j.state is State.DOWNLOADING:
                 self._download(release)
             self._verify_and_install(session, release)
-        except NotDeliveredError as e:
-            self.undelivered += 1
-            if self.undelivered >= MAX_UNDELIVERED:
-                self._fail_before_switch(
-                    f"{e}; gave up after {self.undelivered} tries with the broker up; publish "
-                    "the release again (or with smaller chunks) and assign it again",
-                    keep_chunks=self.journal.state is State.DOWNLOADING,
-                )
-                return
-            self._waiting(str(e))
-            raise
-        except TransferError as e:
-            self._waiting(str(e))
-            raise
         except EdgeSdkError as e:
+            if retry_later(e):  # the broker or a mirror is away: nothing was decided
+                if self._wait_for_transport(e):
+                    raise
+                return
             # A download that failed keeps its verified chunks for a retry, unless the disk
             # is full; a release refused after it was assembled leaves nothing behind.
             downloading = self.journal.state is State.DOWNLOADING
@@ -235,6 +225,22 @@ class ModelUpdater(SwitchSteps):
             self._fail_before_switch(str(e), keep_chunks=keep)
             return
         self._selftest_and_switch()
+
+    def _wait_for_transport(self, e: EdgeSdkError) -> bool:
+        """A transport error pauses the update (True: the caller retries later). A signed
+        message that never came while the broker was up (NotDeliveredError) is retried a
+        bounded number of times, then the update fails here (False)."""
+        if isinstance(e, NotDeliveredError):
+            self.undelivered += 1
+            if self.undelivered >= MAX_UNDELIVERED:
+                self._fail_before_switch(
+                    f"{e}; gave up after {self.undelivered} tries with the broker up; publish "
+                    "the release again (or with smaller chunks) and assign it again",
+                    keep_chunks=self.journal.state is State.DOWNLOADING,
+                )
+                return False
+        self._waiting(str(e))
+        return True
 
     def _waiting(self, why: str) -> None:
         """Note in the journal why the update is paused, so the status says it."""
