@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -62,7 +63,7 @@ def run_app(typer_app: typer.Typer, argv: Sequence[str], prog_name: str) -> int:
     try:
         with handled():
             return _run_app(typer_app, argv, prog_name)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _CtrlCInCommand):
         return interrupted(EXIT_INTERRUPTED)
     except Terminated:
         return interrupted(EXIT_TERMINATED)
@@ -79,6 +80,7 @@ def _run_app(typer_app: typer.Typer, argv: Sequence[str], prog_name: str) -> int
 
     command = typer.main.get_command(typer_app)
     apply(command)
+    _carry_ctrl_c(command)
     prepare_completion(prog_name)
     try:
         result = command.main(list(argv), prog_name=prog_name, standalone_mode=False)
@@ -113,6 +115,28 @@ def _run_app(typer_app: typer.Typer, argv: Sequence[str], prog_name: str) -> int
         )
         return 70
     return result if isinstance(result, int) else 0
+
+
+class _CtrlCInCommand(BaseException):
+    """Ctrl-C inside a command, carried past Typer: Typer (0.29) turns a KeyboardInterrupt in a
+    command into a silent ``Exit(130)``, so the user would get no ``interrupted`` line."""
+
+
+def _carry_ctrl_c(command: Any) -> None:
+    """Wrap every command's callback so its Ctrl-C reaches ``run_app`` as ``_CtrlCInCommand``."""
+    callback = command.callback
+    if callback is not None:
+
+        @functools.wraps(callback)
+        def carried(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return callback(*args, **kwargs)
+            except KeyboardInterrupt as e:
+                raise _CtrlCInCommand from e
+
+        command.callback = carried
+    for sub in getattr(command, "commands", {}).values():
+        _carry_ctrl_c(sub)
 
 
 def _missing_extra(error: Exception, prog_name: str) -> str | None:

@@ -61,12 +61,6 @@ def test_ctrl_c_in_a_command_is_130() -> None:
     assert run_app(_app(KeyboardInterrupt()), ["go"], "edge-sdk") == 130
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="typer 0.29 turns a KeyboardInterrupt in a command into a silent Exit(130) before "
-    "run_app sees it: exit 130 without the 'interrupted' line (a build's Ctrl-C after its "
-    "imports shows the same)",
-)
 def test_ctrl_c_in_a_command_says_interrupted(capfd: pytest.CaptureFixture[str]) -> None:
     run_app(_app(KeyboardInterrupt()), ["go"], "edge-sdk")
     assert capfd.readouterr().err.endswith("interrupted\n")
