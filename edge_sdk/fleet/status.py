@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -142,17 +142,8 @@ def merge(devices: Mapping[str, DeviceView], enrolled: Mapping[str, Enrolled]) -
 
 
 def _with_identity(view: DeviceView, group: str, profile: str) -> DeviceView:
-    return DeviceView(
-        view.device,
-        online=view.online,
-        group=group,
-        profile=profile,
-        at=view.at,
-        models=view.models,
-        assignment_error=view.assignment_error,
-        problem=view.problem,
-        received=view.received,
-    )
+    # replace() keeps every other field the device reported (its benchmark job included).
+    return replace(view, group=group, profile=profile)
 
 
 # -- selection ------------------------------------------------------------------------------

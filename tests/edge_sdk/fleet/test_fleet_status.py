@@ -201,3 +201,11 @@ def test_semantic_versions_read_as_their_user_wrote_them() -> None:
     digits = fs.to_json(rows)["devices"][1]["models"]["digits"]
     assert digits["version"] == 1_000_000 and digits["version_label"] == "1.0.0"
     assert digits["target_version"] == 1_001_000 and digits["target_version_label"] == "1.1.0"
+
+
+def test_an_enrolment_that_fills_in_the_group_keeps_what_the_device_reported() -> None:
+    reported = {"d1": DeviceView("d1", online=True, bench_job="job-7", problem="", at="now")}
+    merged = fs.merge(reported, {"d1": fs.Enrolled("d1", "dock", "jetson-orin")})
+    (entry,) = merged
+    assert (entry.view.group, entry.view.profile) == ("dock", "jetson-orin")
+    assert (entry.view.bench_job, entry.view.online, entry.view.at) == ("job-7", True, "now")
