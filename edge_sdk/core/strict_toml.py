@@ -174,7 +174,11 @@ class StrictTable:
 
     def _unknown(self, key: str, known: Collection[str]) -> InputError:
         hint = difflib.get_close_matches(key, sorted(known), n=1)
-        return self._style.error(self._style.unknown(self._where, key, hint[0] if hint else None))
+        # A quoted TOML key may hold a newline or a control character: shown escaped and cut,
+        # so the error stays one line whatever the file holds.
+        shown = key if key.isprintable() else repr(key)[1:-1]
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        return self._style.error(self._style.unknown(self._where, shown, hint[0] if hint else None))
 
     def value(self, key: str, kind: type[T]) -> T | None:
         """The value of ``key`` as a ``kind``; ``None`` when the table does not have it."""

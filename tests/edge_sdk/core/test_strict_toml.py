@@ -70,6 +70,16 @@ def test_unknown_keys_upfront_with_a_hint_or_advice() -> None:
         models.tables("models", ("name", "threads"))
 
 
+def test_an_unknown_key_with_a_newline_stays_one_line() -> None:
+    with pytest.raises(InputError) as upfront:
+        dotted({"a\nb": 1}, ("a",))
+    with pytest.raises(InputError) as after:
+        quoted({"a\nb": 1, "x" * 500: 2}).reject_unknown()
+    for caught in (upfront, after):
+        assert "\n" not in str(caught.value) and len(str(caught.value)) < 300, caught.value
+    assert "a\\nb" in str(upfront.value)
+
+
 def test_unknown_keys_after_reading() -> None:
     table = quoted({"threads": 1, "thread": 2})
     assert table.value("threads", int) == 1
@@ -99,7 +109,9 @@ VALUES = st.recursive(
     lambda inner: (
         st.lists(inner, max_size=3)
         | st.dictionaries(
-            st.text(st.characters(blacklist_categories=("Cc", "Cs")), max_size=4), inner
+            # control characters included: a quoted TOML key may hold "\n"
+            st.text(st.characters(blacklist_categories=("Cs",)), max_size=4),
+            inner,
         )
     ),
     max_leaves=8,
