@@ -113,7 +113,9 @@ def main(argv: list[str]) -> int:
     except MemoryError:
         result = {"error": f"out of memory within the job's {task.get('max_memory_mb')} MB"}
     except Exception as e:  # one line for the operator; the candidate is what failed
-        result = {"error": " ".join(f"{type(e).__name__}: {e}".split())[:300]}
+        from edge_sdk.core.text import one_line
+
+        result = {"error": one_line(f"{type(e).__name__}: {e}", 300)}
     tmp = directory / (RESULT + ".tmp")
     tmp.write_text(json.dumps(result))
     tmp.rename(directory / RESULT)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from edge_sdk import __version__
 from edge_sdk.core.entry import guarded_main
+from edge_sdk.core.text import one_line
 
 TYPE_CHECKING = False  # not typing's: see edge_sdk/cli/__init__.py
 if TYPE_CHECKING:
@@ -165,7 +166,7 @@ def _dispatch(argv: Sequence[str]) -> int:
 
 def _fail(message: str, code: int) -> int:
     # Foreign messages can carry newlines; an error stays one line on stderr.
-    sys.stderr.write(" ".join(message.split()) + "\n")
+    sys.stderr.write(one_line(message, limit=1 << 16) + "\n")
     sys.stderr.flush()
     return code
 

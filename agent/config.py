@@ -38,6 +38,7 @@ from agent.update.http_fetch import HttpSettings
 from edge_sdk.core.bundle import check_name
 from edge_sdk.core.chunking import MAX_CHUNK
 from edge_sdk.core.profiles import HardwareProfile, resolve_profile
+from edge_sdk.core.text import one_line
 from edge_sdk.core.toml_schema import dataclass_schema
 from edge_sdk.core.userfile import MIB, load_toml
 from edge_sdk.errors import ConfigError, InputError, ProfileError
@@ -182,7 +183,7 @@ def _profile(top: ConfigTable, base: Path) -> HardwareProfile:
     try:
         return resolve_profile(name)
     except ProfileError as e:
-        raise top.fail("profile", " ".join(str(e).split())) from e
+        raise top.fail("profile", one_line(e, 1000)) from e
 
 
 def parse_config(document: Mapping[str, Any], path: Path) -> AgentConfig:

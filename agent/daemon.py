@@ -33,6 +33,7 @@ from agent.update.transfer import TransferStats, fetch_release
 from agent.update.tuf_mqtt import TufSession
 from agent.update.updater import ModelUpdater
 from edge_sdk.core.bundle import format_version
+from edge_sdk.core.text import one_line
 from edge_sdk.core.trust import TrustRoot
 from edge_sdk.core.trust.root_file import load_trust_root
 from edge_sdk.core.wire.assignment import Assignment, verify_assignment
@@ -241,7 +242,7 @@ class Agent:
             self._accept_assignment(topic, payload, live=live)
         except Exception as e:  # the guard itself; the trace goes to the log
             log.exception("unexpected error handling the assignment on %s", topic)
-            reason = " ".join(f"{type(e).__name__}: {e}".split())[:200]
+            reason = one_line(f"{type(e).__name__}: {e}")
             self._refused_assignment(topic, f"assignment on {topic} refused: {reason}")
 
     def _accept_assignment(self, topic: str, payload: bytes, *, live: bool = False) -> None:

@@ -24,6 +24,7 @@ import numpy as np
 from edge_sdk.core import npy
 from edge_sdk.core.jsondepth import too_deep
 from edge_sdk.core.tensors import TensorSpec, format_shape
+from edge_sdk.core.text import one_line as one_line  # the HTTP and gRPC fronts use codec's
 
 # RequestError lives in the project's error tree (edge_sdk.errors, under PredictError); the
 # HTTP and gRPC fronts name it codec.RequestError.
@@ -67,12 +68,6 @@ DEFAULT_LIMITS = Limits()
 
 def media_type(header: str) -> str:
     return header.split(";", 1)[0].strip().lower()
-
-
-def one_line(text: object, limit: int = 200) -> str:
-    """A foreign error's text as one short line, for a response and the log."""
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def decode(

@@ -15,6 +15,7 @@ import re
 import shutil
 from pathlib import Path
 
+from edge_sdk.core.text import error_line
 from edge_sdk.errors import DiskSpaceError, OutputError, UpdateError
 
 PRIVATE_DIR = 0o750  # the state directory's folders: the agent's user and group only
@@ -41,8 +42,7 @@ def write_failure(e: OSError | OutputError, where: Path) -> UpdateError:
 
 
 def short_error(e: BaseException) -> str:
-    text = str(e).splitlines()[0] if str(e) else type(e).__name__
-    return text[:160]
+    return error_line(e, 160)
 
 
 def version_number(name: str) -> int | None:

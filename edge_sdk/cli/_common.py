@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from edge_sdk.core.interrupt import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, handled, say
+from edge_sdk.core.text import one_line
 from edge_sdk.errors import EdgeSdkError, UnsupportedError
 
 # Human output goes to stderr when --json owns stdout; keep both consoles here so every
@@ -151,5 +152,5 @@ def _missing_extra(error: Exception, prog_name: str) -> str | None:
 
 def _one_line(message: str) -> None:
     # Foreign messages can carry newlines; an error must stay one line on stderr.
-    sys.stderr.write(" ".join(message.split()) + "\n")
+    sys.stderr.write(one_line(message, limit=1 << 16) + "\n")
     sys.stderr.flush()

@@ -20,6 +20,7 @@ from edge_sdk.core import npy
 from edge_sdk.core.bundle import Bundle
 from edge_sdk.core.npy import MAX_HEADER_BYTES
 from edge_sdk.core.tensors import TensorSpec, format_shape
+from edge_sdk.core.text import error_line
 from edge_sdk.errors import BundleError
 
 # Tolerance as a fraction of the reference outputs' range, per precision.
@@ -164,7 +165,9 @@ def _read_npz(data: bytes) -> dict[str, np.ndarray]:
                 arrays[key] = npy.from_data(header, body)
                 budget -= header.nbytes
     except _NPZ_ERRORS as e:
-        raise BundleError(f"golden vectors are unreadable (not a valid .npz: {_short(e)})") from e
+        raise BundleError(
+            f"golden vectors are unreadable (not a valid .npz: {error_line(e, 120)})"
+        ) from e
     return arrays
 
 
@@ -190,11 +193,6 @@ def _over(key: str, size: int) -> str:
         f"golden array {key[:80]!r} needs {size} bytes, over what is left of the "
         f"{MAX_ARRAY_BYTES}-byte cap on all golden arrays"
     )
-
-
-def _short(error: BaseException, limit: int = 120) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def check(

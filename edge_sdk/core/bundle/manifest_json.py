@@ -15,6 +15,7 @@ from typing import Any
 
 from edge_sdk.core.jsondepth import too_deep
 from edge_sdk.core.tensors import TensorSpec
+from edge_sdk.core.text import one_line
 from edge_sdk.errors import BundleError
 
 MAX_JSON_DEPTH = 32  # the build report nests 4 deep
@@ -94,8 +95,7 @@ def _json_type(value: Any) -> str:
 
 def short_error(error: BaseException, limit: int = 120) -> str:
     """An error's text on one line of at most ``limit`` characters, to quote in a message."""
-    text = " ".join(str(error).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return one_line(error, limit)
 
 
 class ManifestFields:

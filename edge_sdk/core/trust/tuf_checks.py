@@ -21,6 +21,7 @@ from tuf.api.metadata import Metadata, Root  # type: ignore[attr-defined]
 from tuf.api.serialization import SerializationError
 from tuf.api.serialization.json import JSONSerializer
 
+from edge_sdk.core.text import one_line as text_one_line
 from edge_sdk.errors import TamperedError, ThresholdError, UnknownKeyError, UnsignedError
 
 # Indented, sorted JSON: bundles and root.json stay readable and diff well. Signatures cover the
@@ -30,9 +31,8 @@ _KEYID_SHOWN = 12
 
 
 def one_line(text: str, limit: int = 160) -> str:
-    """``text`` on one line of at most ``limit`` characters: foreign text in our messages."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    """Foreign text in trust messages: one line of at most 160 characters by default."""
+    return text_one_line(text, limit)
 
 
 def describe(exc: BaseException) -> str:
