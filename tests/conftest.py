@@ -28,6 +28,14 @@ settings.register_profile(
 )
 settings.load_profile("edge-sdk")
 
+# CI runs the suite in parallel (pytest-xdist, README "Tests"). Its workers start with COLUMNS and
+# LINES set to 80 x 24 where a serial run has none: commands that size their output from
+# COLUMNS (piped output is 120 wide) would then print differently. A worker sees what a serial
+# run sees; a test that wants a width sets COLUMNS itself.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.pop("COLUMNS", None)
+    os.environ.pop("LINES", None)
+
 
 @pytest.fixture(autouse=True, scope="module")
 def _heap_frozen_per_module() -> Iterator[None]:

@@ -20,10 +20,26 @@ from edge_sdk.errors import EdgeSdkError, UnsupportedError
 
 # Human output goes to stderr when --json owns stdout; keep both consoles here so every
 # command agrees.
-# Piped output has no terminal width; 120 columns keeps report tables whole in logs and CI,
-# unless COLUMNS says otherwise (rich reads it when no width is given).
-stdout_console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 120)
+stdout_console = Console()
 stderr_console = Console(stderr=True)
+
+
+def fit_stdout_console() -> None:
+    """Piped output has no terminal width; 120 columns keeps report tables whole in logs and
+    CI, unless COLUMNS says otherwise. Decided when a command runs, not when this module is
+    imported: a process (a test session, an embedding program) may run many commands with
+    different environments, and rich reads COLUMNS only when a console is made."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        stdout_console.width = int(columns)
+    elif sys.stdout.isatty():
+        try:
+            stdout_console.width = os.get_terminal_size(sys.stdout.fileno()).columns
+        except (OSError, ValueError):
+            stdout_console.width = 80
+    else:
+        stdout_console.width = 120
+
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 
@@ -79,6 +95,7 @@ def _run_app(typer_app: typer.Typer, argv: Sequence[str], prog_name: str) -> int
     )
     from edge_sdk.cli._conventions import apply, prepare_completion
 
+    fit_stdout_console()
     command = typer.main.get_command(typer_app)
     apply(command)
     _carry_ctrl_c(command)

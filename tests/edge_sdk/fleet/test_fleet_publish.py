@@ -14,7 +14,7 @@ import pytest
 
 from edge_sdk.core.bundle import Bundle, write_bundle
 from edge_sdk.core.wire.topics import Topics
-from edge_sdk.errors import TransferError
+from edge_sdk.errors import BrokerUnavailableError
 from edge_sdk.fleet.publish import LEDGER_BATCH, SendProgress, publish_bundle
 from edge_sdk.fleet.publish_ledger import PublishLedger, ledger_path
 from edge_sdk.fleet.session import BrokerAddress, OperatorLink
@@ -154,7 +154,7 @@ def test_broker_lost_mid_publish_then_resumed(
 
     address = BrokerAddress(broker.host, broker.port, False)
     # A short acknowledgement timeout: the broker is not coming back during this publish.
-    with pytest.raises(TransferError), OperatorLink(address, "op", timeout=2) as link:
+    with pytest.raises(BrokerUnavailableError), OperatorLink(address, "op", timeout=2) as link:
         publish_bundle(
             bundle,
             repository,
