@@ -139,7 +139,10 @@ def test_a_rollout_says_where_it_stands_while_it_waits(
     beats = [line for line in err.splitlines() if "waiting:" in line]
     # The device's 2 s probation is waited out with a line every 0.3 s.
     assert len(beats) >= 2, err
-    assert all("wave 1/1:" in b and "timeout in" in b for b in beats), beats
+    assert all("wave 1/1:" in b for b in beats), beats
+    # A beat while a device is pending says when the wave times out; one that lands after the
+    # device passed, while the wave closes, has nothing to time out (a race on a loaded host).
+    assert all("timeout in" in b for b in beats if "pending" in b), beats
     assert any("1 pending" in b for b in beats), beats
     assert "rollout of digits v3 completed: 1 devices" in out
 
