@@ -269,3 +269,13 @@ def test_a_module_without_a_mirror_test_is_reported(tmp_path: Path) -> None:
         "edge_sdk/core/io.py",
         "edge_sdk/core/untested.py",
     ]
+
+
+def test_every_module_the_markers_name_exists() -> None:
+    """tests/conftest.py marks tests slow, tensorflow or servers by their file's name: a renamed
+    test file would silently leave those lists and land in the quick `-m "not slow"` loop."""
+    from tests import conftest
+
+    names = {p.stem for p in (REPO / "tests").rglob("test_*.py")}
+    listed = conftest.SLOW_MODULES | conftest.TENSORFLOW_MODULES | conftest.SERVER_MODULES
+    assert sorted(listed - names) == []
