@@ -7,11 +7,13 @@ from pathlib import Path
 
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
+from converters.int8_applicability import check_int8_applicable
 from converters.registry import PassContext, failure, register
 
 
 @register("int8_dynamic")
 def to_int8_dynamic(source: Path, target: Path, context: PassContext) -> None:
+    check_int8_applicable(source)
     q = context.profile.quantization
     try:
         quantize_dynamic(

@@ -28,6 +28,7 @@ from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
 
 from converters.calibration import METHODS, ArrayDataReader
+from converters.int8_applicability import check_int8_applicable
 from converters.registry import PassContext, failure, register
 
 QUANT_TYPES = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
@@ -84,6 +85,7 @@ def to_int8_static(source: Path, target: Path, context: PassContext) -> None:
     """Options a recipe may set (each defaults to the profile's setting): calibration_method,
     percentile, per_channel, reduce_range, quant_format ("qdq"/"qoperator"), activation_type,
     weight_type, symmetric_activations, nodes_to_exclude."""
+    check_int8_applicable(source)
     q = context.profile.quantization
     o = context.options
     method = str(o.get("calibration_method", q.calibration_methods[0]))

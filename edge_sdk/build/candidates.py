@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from converters import PassContext, get_pass
+from converters.int8_applicability import Int8NotApplicable
 from converters.recipes import ARTIFACT_SUFFIX, RECIPES
 from converters.sensitivity import (
     WEIGHTED_OPS,
@@ -130,6 +131,8 @@ class Workshop:
                     ),
                     self.valid.inputs,
                 )
+        except Int8NotApplicable as e:  # nothing to quantize: skipped, not failed
+            return Candidate(name, precision, dict(recipe), skipped=str(e))
         except EdgeSdkError as e:
             return Candidate(name, precision, dict(recipe), error=str(e))
         self.paths[name] = path
@@ -189,6 +192,8 @@ class Workshop:
                 {**base, "calibration_method": method},
                 reference,
             )
+            if c.skipped is not None:  # the same for every method: one line, not one each
+                return [replace(c, name="int8_static", recipe={})]
             tried.append(c)
             if fits(c):
                 return self._qoperator(tried, reference)

@@ -45,6 +45,9 @@ class Candidate:
     exact_fidelity: Fidelity | None = None
     host_fidelity: Fidelity | None = None
     judged_by: str | None = None
+    # Why the candidate was not built because its precision cannot help this model (int8 on a
+    # graph with no op onnxruntime quantizes): not a failure, and never chosen.
+    skipped: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -61,6 +64,7 @@ class Candidate:
             "judged_by": self.judged_by,
             "exact_fidelity": self.exact_fidelity.to_json() if self.exact_fidelity else None,
             "host_fidelity": self.host_fidelity.to_json() if self.host_fidelity else None,
+            "skipped": self.skipped,
         }
 
 
@@ -131,7 +135,9 @@ def choose(
     survivors: list[int] = []
     for i, c in enumerate(candidates):
         speedup = _ratio(source_latency, c)
-        if c.error is not None:
+        if c.skipped is not None:
+            reasons[i] = f"skipped: {c.skipped}"
+        elif c.error is not None:
             reasons[i] = f"failed to build: {c.error}"
         elif c.fidelity is None:
             reasons[i] = "not measured"
@@ -153,7 +159,7 @@ def choose(
             survivors.append(i)
     if not survivors:
         detail = "; ".join(f"{candidates[i].name}: {reasons[i]}" for i in range(len(candidates)))
-        if all(c.error is not None for c in candidates):
+        if all(c.error is not None or c.skipped is not None for c in candidates):
             raise BudgetError(f"no candidate for profile {profile.id} could be built ({detail})")
         raise BudgetError(
             f"no candidate for profile {profile.id} stays inside its accuracy budget ({detail}); "
