@@ -20,10 +20,12 @@ Activation ranges are computed here, not inside ``quantize_static``, for two rea
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import onnx
 from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
 
@@ -50,6 +52,60 @@ def calibrator_options(method: str, symmetric: bool, percentile: float) -> dict[
     if method == "percentile":
         return {"symmetric": symmetric, "num_bins": ENTROPY_BINS, "percentile": percentile}
     return {"symmetric": symmetric}
+
+
+def one_dimensional_biases(source: Path, workdir: Path) -> Path:
+    """``source`` with each ``[1, N]`` bias of a Gemm (its C) or of an Add after a MatMul stored
+    as ``[N]`` (a copy in ``workdir``), or ``source`` itself when it has none.
+
+    skl2onnx writes an MLP's layers as MatMul + Add with a ``[1, N]`` bias (onnxruntime's
+    optimizer fuses the pair into a Gemm whose C keeps that shape), and onnxruntime's QDQ
+    quantizer handles a bias only as 1-D: its int32-bias scale check fails ("truth value of an
+    array ... is ambiguous"), and without that check it writes a per-axis DequantizeLinear that
+    does not run. Against a Gemm's (M, N) output, or a MatMul output of rank 2 or more, ``[N]``
+    broadcasts exactly as ``[1, N]`` does, so the graph computes the same values."""
+    model = onnx.load(str(source))
+    initializers = {i.name: i for i in model.graph.initializer}
+
+    def row(name: str) -> bool:  # an initializer of shape [1, N]
+        dims = list(initializers[name].dims) if name in initializers else []
+        return len(dims) == 2 and dims[0] == 1
+
+    uses = Counter(name for node in model.graph.node for name in node.input)
+    changed = False
+    for node in model.graph.node:
+        gemm_row = node.op_type == "Gemm" and len(node.input) == 3 and row(node.input[2])
+        if gemm_row and uses[node.input[2]] == 1:
+            del initializers[node.input[2]].dims[0]  # same bytes, [1, N] -> [N]
+            changed = True
+    candidates = [
+        (node, i)
+        for node in model.graph.node
+        if node.op_type == "Add" and len(node.input) == 2
+        for i in (0, 1)
+        if row(node.input[i])
+    ]
+    if not candidates:
+        return _saved(model, source, workdir) if changed else source
+    inferred = onnx.shape_inference.infer_shapes(model)
+    ranks = {
+        v.name: len(v.type.tensor_type.shape.dim)
+        for v in (*inferred.graph.value_info, *inferred.graph.output)
+        if v.type.tensor_type.HasField("shape")
+    }
+    producers = {out: node.op_type for node in model.graph.node for out in node.output}
+    for node, i in candidates:
+        bias, other = node.input[i], node.input[1 - i]
+        if producers.get(other) == "MatMul" and ranks.get(other, 0) >= 2 and uses[bias] == 1:
+            del initializers[bias].dims[0]  # same bytes, [1, N] -> [N]
+            changed = True
+    return _saved(model, source, workdir) if changed else source
+
+
+def _saved(model: onnx.ModelProto, source: Path, workdir: Path) -> Path:
+    prepared = workdir / f"{source.stem}-1d-biases.onnx"
+    onnx.save(model, str(prepared))
+    return prepared
 
 
 def _ranges(source: Path, context: PassContext, method: str, options: Mapping[str, Any]) -> Path:
@@ -92,6 +148,7 @@ def to_int8_static(source: Path, target: Path, context: PassContext) -> None:
     symmetric_activations = bool(o.get("symmetric_activations", q.symmetric_activations))
     percentile = float(o.get("percentile", DEFAULT_PERCENTILE))
     try:
+        source = one_dimensional_biases(source, context.workdir)
         cache = _ranges(
             source, context, method, calibrator_options(method, symmetric_activations, percentile)
         )

@@ -154,7 +154,6 @@ TESTED_ELSEWHERE: dict[str, tuple[str, str]] = {
     ),
     "converters/fp16.py": _PASSES,
     "converters/int8_dynamic.py": _PASSES,
-    "converters/int8_static.py": _PASSES,
     "converters/optimize.py": _PASSES,
     "converters/registry.py": _PASSES,
     "converters/tflite.py": (

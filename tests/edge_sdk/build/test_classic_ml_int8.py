@@ -78,3 +78,26 @@ def test_the_terminal_report_says_skipped_not_failed(
     assert "int8_static: skipped: int8 not applicable" in text
     assert "int8_dynamic: skipped: int8 not applicable" in text
     assert "failed to build" not in text and "CHOSEN fp32" in text
+
+
+def test_a_neural_network_gets_working_int8_candidates(
+    cli: Cli, signing_keys: Path, tmp_path: Path
+) -> None:
+    """skl2onnx's MLP (MatMul + Add with a [1, N] bias, a Gemm once optimised) is quantizable:
+    its int8 candidates are built and measured, not failed inside onnxruntime's QDQ quantizer
+    ("truth value of an array ... is ambiguous" on a 2-D bias)."""
+    from sklearn.neural_network import MLPClassifier
+
+    x, y = load_iris(return_X_y=True)
+    mlp = MLPClassifier(hidden_layer_sizes=(16,), max_iter=2000, random_state=0)
+    joblib.dump(mlp.fit(x.astype(np.float32), y), tmp_path / "mlp.joblib")
+    np.savez(tmp_path / "mlp.npz", input=x.astype(np.float32), labels=y)
+    bundle = build_verified(
+        cli, tmp_path / "mlp.joblib", PROFILE, signing_keys, tmp_path, "--validation",
+        tmp_path / "mlp.npz",
+    )  # fmt: skip
+    static = [
+        c for c in read_bundle(bundle).manifest.report["candidates"]
+        if c["name"].startswith("int8_static")
+    ]  # fmt: skip
+    assert static and all(c["error"] is None and c["skipped"] is None for c in static), static
