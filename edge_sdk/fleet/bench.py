@@ -17,7 +17,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -113,15 +112,6 @@ class BenchWatch(FleetWatch):
         self._answer_topic = result_topic(topics, device)
         self._answers: list[BenchAnswer] = []
         self._answer_lock = threading.Condition()
-
-    def __enter__(self) -> BenchWatch:
-        self._open()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._close()
 
     def _on_session(self, client: mqtt.Client) -> None:
         super()._on_session(client)

@@ -19,7 +19,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import TracebackType
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
@@ -150,15 +149,6 @@ class FleetWatch(OperatorSession):
         self._sync_seq = 0
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
-
-    def __enter__(self) -> FleetWatch:
-        self._open()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None
-    ) -> None:
-        self._close()
 
     def _on_session(self, client: mqtt.Client) -> None:
         # Every (re)connect subscribes again: the broker re-sends the retained state.

@@ -7,6 +7,7 @@ import ssl
 import threading
 from collections.abc import Callable
 from types import TracebackType
+from typing import Self
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
@@ -80,6 +81,15 @@ class OperatorSession:
         self._client.disconnect()
         self._client.loop_stop()
 
+    def __enter__(self) -> Self:
+        self._open()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None
+    ) -> None:
+        self._close()
+
 
 class OperatorLink(OperatorSession):
     """``with OperatorLink(address, client_id) as link: link.publish(...)``; leaving the block
@@ -89,10 +99,6 @@ class OperatorLink(OperatorSession):
         super().__init__(address, client_id, timeout=timeout)
         self._pending: list[mqtt.MQTTMessageInfo] = []
         self._client.max_inflight_messages_set(64)
-
-    def __enter__(self) -> OperatorLink:
-        self._open()
-        return self
 
     def publish(self, topic: str, payload: bytes, *, retain: bool = True) -> None:
         info = self._client.publish(topic, payload, qos=1, retain=retain)
