@@ -185,9 +185,9 @@ def to_saved_model(source: Path, target: Path, context: PassContext) -> None:
         except BuildError as e:
             line = str(e).removeprefix("pass 'onnx2tf' failed: ")
             failures.append(f"{name}: {line}")
-            context.routes.append(f"route {name}: failed: {line}")
+            context.routes.append(f"tflite, {name}: failed: {line}")
             continue
-        context.routes.append(f"route {name}: converted")
+        context.routes.append(f"tflite, {name}: converted")
         return
     raise BuildError(
         "pass 'onnx2tf' failed on every route ("

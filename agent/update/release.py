@@ -9,8 +9,9 @@ device (model, version, profile, runtime) or is over its caps, before any downlo
 
 from __future__ import annotations
 
+import importlib.util
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,17 +124,32 @@ def _file_spec(
     return FileSpec(name, info.length, sha, tuple(chunks))
 
 
+# The modules each runtime loads from (edge_sdk.runtime), and what installs them on a device.
+RUNTIME_MODULES = {"onnx": ("onnxruntime",), "tflite": ("ai_edge_litert", "tflite_runtime")}
+INSTALL_HINT = {
+    "onnx": "pip install 'edgesdk-fleet[agent]' (onnxruntime)",
+    "tflite": "pip install 'edgesdk-fleet[agent-tflite]' (ai-edge-litert; or tflite-runtime)",
+}
+
+
+def runtime_installed(runtime: str) -> bool:
+    """Whether this device can load a bundle built for ``runtime`` (without importing it)."""
+    return any(importlib.util.find_spec(m) is not None for m in RUNTIME_MODULES.get(runtime, ()))
+
+
 def read_release(
     session: TufSession,
     model: str,
     version: int,
     *,
     profile: str,
-    runtime: str,
+    runtimes: Sequence[str],
     limits: Limits,
+    installed: Callable[[str], bool] = runtime_installed,
 ) -> Release:
     """The signed description of this device's variant of the release, refused before any
-    download if it is for another model, version, profile or runtime, lists unexpected files,
+    download if it is for another model, version or profile, or a runtime the profile does not
+    name (``runtimes``: its own, then its second) or this device lacks, lists unexpected files,
     or is bigger than the caps.
 
     A release holds a variant per profile: this device's own profile directory is looked up
@@ -163,10 +179,16 @@ def read_release(
             f"{model} {version_text(version)} is built for profile {doc.get('profile')!r}, this "
             f"device is {profile!r}; publish a build for {profile}"
         )
-    if doc.get("runtime") != runtime:
+    runtime = doc.get("runtime")
+    if not isinstance(runtime, str) or runtime not in runtimes:
         raise WrongTargetError(
-            f"{model} {version_text(version)} needs runtime {doc.get('runtime')!r}, this device "
-            f"runs {runtime!r}"
+            f"{model} {version_text(version)} needs runtime {runtime!r}, this device runs "
+            f"{' or '.join(repr(r) for r in runtimes)}"
+        )
+    if not installed(runtime):
+        raise WrongTargetError(
+            f"{model} {version_text(version)} was built for runtime {runtime!r}, which is not "
+            f"installed on this device: {INSTALL_HINT[runtime]}"
         )
     names = doc.get("files")
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):

@@ -203,7 +203,7 @@ class ModelUpdater(SwitchSteps):
                 self.model.name,
                 j.version,
                 profile=self.env.config.profile.id,
-                runtime=str(self.env.config.profile.runtime),
+                runtimes=self.env.config.profile.runtimes,
                 limits=limits,
             )
             if j.version < j.floor and not j.allow_downgrade:

@@ -74,6 +74,34 @@ class Workshop:
         self.host_kernels = self.host.int8_kernels
         self.judge = int8_judge(self.profile.int8_kernels, self.host_kernels)
 
+    def all_candidates(
+        self, reference: Sequence[np.ndarray], source_accuracy: float | None
+    ) -> list[Candidate]:
+        """Every precision of the profile, in its order; ONNX int8 static as the search."""
+        found: list[Candidate] = []
+        for precision in self.profile.precisions:
+            if precision == "int8_static" and self.runtime == "onnx":
+                found.extend(self.int8_static(reference, source_accuracy))
+            else:
+                found.append(self.candidate(precision, precision, {}, reference))
+        return found
+
+    def failed_all(self, why: str) -> list[Candidate]:
+        """Every precision of the profile as a failed candidate: the route could not start."""
+        return [
+            Candidate(p, p, {}, runtime=self.runtime, error=why) for p in self.profile.precisions
+        ]
+
+    def adopt(self, other: Workshop, prefix: str, found: Sequence[Candidate]) -> list[Candidate]:
+        """Take in another runtime's candidates (``[second_runtime]``) under names starting
+        with ``prefix``, so that timing, choosing and packing see one set."""
+        for name, path in other.paths.items():
+            self.paths[prefix + name] = path
+            self.models[prefix + name] = other.models[name]
+            self.settings[prefix + name] = other.settings[name]
+        self.routes.extend(other.routes)
+        return [replace(c, name=prefix + c.name) for c in found]
+
     def run_passes(
         self, source: Path, names: Sequence[str], target: Path, options: Mapping[str, Any]
     ) -> None:
@@ -132,9 +160,9 @@ class Workshop:
                     self.valid.inputs,
                 )
         except Int8NotApplicable as e:  # nothing to quantize: skipped, not failed
-            return Candidate(name, precision, dict(recipe), skipped=str(e))
+            return Candidate(name, precision, dict(recipe), runtime=self.runtime, skipped=str(e))
         except EdgeSdkError as e:
-            return Candidate(name, precision, dict(recipe), error=str(e))
+            return Candidate(name, precision, dict(recipe), runtime=self.runtime, error=str(e))
         self.paths[name] = path
         self.models[name] = model
         self.settings[name] = settings
@@ -146,6 +174,7 @@ class Workshop:
                 name,
                 precision,
                 dict(recipe),
+                runtime=self.runtime,
                 artifact_bytes=path.stat().st_size,
                 fidelity=host,
                 accuracy=top1_accuracy(outputs, labels) if labels is not None else None,
@@ -156,6 +185,7 @@ class Workshop:
             name,
             precision,
             dict(recipe),
+            runtime=self.runtime,
             artifact_bytes=path.stat().st_size,
             fidelity=compare(reference, exact),
             accuracy=top1_accuracy(exact, labels) if labels is not None else None,

@@ -152,10 +152,14 @@ def measure_candidates(
     from edge_sdk.build.candidates import runtime_settings
     from edge_sdk.build.search import within_budget
 
+    # A job runs one runtime, the profile's own: a second runtime's candidates are not sent, so
+    # they rank after every measured one (chosen only when none of those fits).
     sent = [
         c
         for c in candidates
-        if c.name in artifacts and within_budget(c, source_accuracy, profile.accuracy_budget)
+        if c.name in artifacts
+        and c.runtime in ("", profile.runtime)
+        and within_budget(c, source_accuracy, profile.accuracy_budget)
     ]
     parts = [
         Artifact(c.name, c.precision, dict(artifacts[c.name][1]), artifacts[c.name][0].read_bytes())

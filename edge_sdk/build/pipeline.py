@@ -47,7 +47,8 @@ from edge_sdk.core.fidelity import accuracy as top1_accuracy
 from edge_sdk.core.host import HostDescription, selecting, verdict_for
 from edge_sdk.core.profiles import HardwareProfile
 from edge_sdk.core.tensors import TensorSpec
-from edge_sdk.errors import OutputError, UnsupportedError
+from edge_sdk.core.text import one_line
+from edge_sdk.errors import EdgeSdkError, OutputError, UnsupportedError
 from edge_sdk.runtime.ort import open_session
 from edge_sdk.runtime.timing import measure_interleaved
 
@@ -137,6 +138,53 @@ def _require_tflite_toolchain(profile: HardwareProfile) -> None:
         )
 
 
+def _prepare(shop: Workshop, model: Path, progress: Progress, *, fallible: bool) -> str | None:
+    """The shared preparation of a runtime's recipes (opset, optimisation; onnx2tf for TFLite).
+    Where the build has another runtime to try (``fallible``), a failure is this route's one
+    line, returned, and the build goes on with the other; otherwise it ends the build."""
+    progress(f"preparing the graph for {shop.runtime} (opset, optimisation, shape inference)")
+    try:
+        shop.run_passes(model, PREPARE[shop.runtime], shop.prepared, {})
+    except EdgeSdkError as e:
+        if not fallible:
+            raise
+        return one_line(str(e))
+    return None
+
+
+def _second_runtime(
+    shop: Workshop,
+    request: BuildRequest,
+    reference: Sequence[Any],
+    source_accuracy: float | None,
+    progress: Progress,
+) -> list[Candidate]:
+    """The profile's second runtime's candidates, built in their own folder, measured against
+    the same reference and named ``<runtime>:<candidate>``."""
+    second = request.profile.on_second_runtime()
+    folder = shop.workdir / f"second-{second.runtime}"
+    folder.mkdir()
+    other = Workshop(
+        replace(request, profile=second),
+        folder,
+        (shop.specs, shop.output_specs),
+        shop.calib,
+        shop.valid,
+        progress,
+    )
+    failed = _prepare(other, request.model, progress, fallible=True)
+    if failed is not None:
+        other.routes.append(f"{second.runtime} (second runtime): failed: {failed}")
+        found = other.failed_all(failed)
+    else:
+        found = other.all_candidates(reference, source_accuracy)
+        built = sum(c.fidelity is not None for c in found)
+        other.routes.append(
+            f"{second.runtime} (second runtime): {built} of {len(found)} candidates built"
+        )
+    return shop.adopt(other, f"{second.runtime}:", found)
+
+
 def build(request: BuildRequest, progress: Progress = lambda _: None) -> BuildResult:
     from edge_sdk.build import sources
 
@@ -204,21 +252,30 @@ def _build_in(
     notes = [*request.source_notes, *notes]
 
     shop = Workshop(request, workdir, (specs, source.outputs), calib, valid, progress)
+    prepared: str | None = None  # why the profile's own runtime could not start, if it could not
     if not tensorflow_source:
         # TensorFlow sources were written as the SavedModel the TFLite recipes start from.
-        progress("preparing the graph (opset, optimisation, shape inference)")
-        shop.run_passes(request.model, PREPARE[profile.runtime], shop.prepared, {})
         source_model = runtime.OnnxModel(open_session(request.model, threads=shop.threads))
+        prepared = _prepare(
+            shop, request.model, progress, fallible=profile.second_runtime is not None
+        )
     progress("running the source model")
     reference = runtime.evaluate(source_model, valid.inputs)
     source_accuracy = top1_accuracy(reference, valid.labels) if valid.labels is not None else None
 
-    candidates: list[Candidate] = []
-    for precision in profile.precisions:
-        if precision == "int8_static" and profile.runtime == "onnx":
-            candidates.extend(shop.int8_static(reference, source_accuracy))
+    if prepared is None:
+        candidates = shop.all_candidates(reference, source_accuracy)
+    else:
+        shop.routes.append(f"{profile.runtime}: failed: {prepared}")
+        candidates = shop.failed_all(prepared)
+    if profile.second_runtime is not None:
+        if tensorflow_source:
+            notes.append(
+                f"a TensorFlow source builds for {profile.runtime} only: the profile's second "
+                f"runtime ({profile.second_runtime.runtime}) needs an ONNX source"
+            )
         else:
-            candidates.append(shop.candidate(precision, precision, {}, reference))
+            candidates += _second_runtime(shop, request, reference, source_accuracy, progress)
 
     progress("timing the source model and every candidate (interleaved)")
     sample = valid.sample(0)
@@ -254,6 +311,7 @@ def _build_in(
             candidates, selecting(profile, verdict), source_latency, source_accuracy
         )
     chosen = next(c for c in candidates if c.chosen)
+    chosen_runtime = chosen.runtime or profile.runtime
     artifact = shop.paths[chosen.name].read_bytes()
 
     progress("recording golden vectors")
@@ -286,9 +344,9 @@ def _build_in(
         version=version,
         label=label,
         profile=profile.id,
-        runtime=profile.runtime,
+        runtime=chosen_runtime,
         precision=chosen.precision,
-        artifact=ARTIFACT_NAMES[profile.runtime],
+        artifact=ARTIFACT_NAMES[chosen_runtime],
         artifact_sha256=sha256(artifact),
         artifact_bytes=len(artifact),
         inputs=specs,

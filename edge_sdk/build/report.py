@@ -40,7 +40,7 @@ def build_report(
     assert chosen.latency is not None and chosen.fidelity is not None
     return {
         "profile": profile.id,
-        "runtime": profile.runtime,
+        "runtime": chosen.runtime or profile.runtime,
         "precision": chosen.precision,
         "recipe": dict(chosen.recipe),
         "source": request.source_label or str(request.model),

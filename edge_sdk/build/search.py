@@ -48,6 +48,9 @@ class Candidate:
     # Why the candidate was not built because its precision cannot help this model (int8 on a
     # graph with no op onnxruntime quantizes): not a failure, and never chosen.
     skipped: str | None = None
+    # The runtime the artifact runs on: the profile's own, or its second runtime's
+    # (``[second_runtime]``), whose candidates come after the profile's own in its order.
+    runtime: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -65,6 +68,7 @@ class Candidate:
             "exact_fidelity": self.exact_fidelity.to_json() if self.exact_fidelity else None,
             "host_fidelity": self.host_fidelity.to_json() if self.host_fidelity else None,
             "skipped": self.skipped,
+            "runtime": self.runtime,
         }
 
 
@@ -175,8 +179,7 @@ def choose(
         best = min(tied, key=lambda i: (candidates[i].artifact_bytes, _latency_key(candidates[i])))
         why_chosen = "fastest inside the accuracy budget"
     else:
-        order = {p: n for n, p in enumerate(profile.precisions)}
-        best = min(survivors, key=lambda i: (order.get(candidates[i].precision, 99), i))
+        best = min(survivors, key=lambda i: (preference(profile, candidates[i]), i))
         why_chosen = "first in the profile's precision order inside the accuracy budget"
     for i in survivors:
         if i != best:
@@ -190,6 +193,16 @@ def choose(
         why_chosen += f" ({speed:.2f}x the float model's speed on this host)"
     reasons[best] = why_chosen
     return [replace(c, chosen=(i == best), reason=reasons[i]) for i, c in enumerate(candidates)]
+
+
+def preference(profile: HardwareProfile, c: Candidate) -> int:
+    """A candidate's place in the profile's order: its own runtime's precisions first, then
+    the second runtime's."""
+    order = list(profile.precisions)
+    second = profile.second_runtime
+    if second is not None and c.runtime == second.runtime:
+        order = [""] * len(order) + list(second.precisions)
+    return order.index(c.precision) if c.precision in order else len(order) + 99
 
 
 def _latency_key(c: Candidate) -> tuple[float, int]:

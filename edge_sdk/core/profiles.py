@@ -13,7 +13,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -96,6 +96,21 @@ class ResourceBudget:
 
 
 @dataclass(frozen=True)
+class SecondRuntime:
+    """A second runtime a build tries beside the profile's own (the ``[second_runtime]``
+    table): onnxruntime on the CPU beside TFLite on a Raspberry Pi, say. Its candidates are
+    built, measured and reported like the others, share the profile's quantization and budgets,
+    and come after the profile's own in the preference order; so one is chosen when the first
+    runtime cannot convert the model or breaks the budget, or when it measures faster where
+    speed decides."""
+
+    runtime: Runtime
+    precisions: tuple[str, ...]
+    providers: tuple[str, ...] = ()
+    delegates: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class HardwareProfile:
     id: str
     description: str
@@ -120,9 +135,32 @@ class HardwareProfile:
     # CPU features the target has (host.CPU_FEATURES); a host lacking one cannot stand in for
     # it when timing candidates. Empty: those its int8_kernels imply (host.DEFAULT_FEATURES).
     cpu_features: tuple[str, ...] = ()
+    second_runtime: SecondRuntime | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def runtimes(self) -> tuple[Runtime, ...]:
+        """Every runtime a build for this profile may choose, and so a device may be sent."""
+        second = self.second_runtime
+        return (self.runtime,) if second is None else (self.runtime, second.runtime)
+
+    def on_second_runtime(self) -> HardwareProfile:
+        """The profile as its second runtime's candidates are built: that runtime, its
+        precisions and providers or delegates; the rest (quantization, budgets) shared."""
+        second = self.second_runtime
+        if second is None:
+            raise ValueError(f"profile {self.id} has no second runtime")
+        return replace(
+            self,
+            runtime=second.runtime,
+            precisions=second.precisions,
+            providers=second.providers,
+            delegates=second.delegates,
+            tensorrt_cache=False,
+            second_runtime=None,
+        )
 
 
 # --- validation -------------------------------------------------------------------------------
@@ -238,6 +276,29 @@ def _quantization(r: _ProfileTable, runtime: str) -> Quantization:
     return q
 
 
+def _second_runtime(r: _ProfileTable, first: str) -> SecondRuntime:
+    runtime = r.choice("runtime", ("onnx", "tflite"))
+    if runtime == first:
+        raise r.fail("runtime", f"must differ from the profile's own runtime ({first})")
+    second = SecondRuntime(
+        runtime=runtime,  # type: ignore[arg-type]
+        precisions=r.choices(
+            "precisions", ONNX_PRECISIONS if runtime == "onnx" else TFLITE_PRECISIONS, None
+        ),
+        providers=r.strings("providers", ()),
+        delegates=r.strings("delegates", ()),
+    )
+    if not second.precisions:
+        raise r.fail("precisions", "must list at least one precision")
+    if runtime == "onnx" and not second.providers:
+        raise r.fail("providers", "must list at least one execution provider for ONNX")
+    if runtime == "onnx" and second.delegates:
+        raise r.fail("delegates", "is for TFLite; ONNX lists 'providers'")
+    if runtime == "tflite" and second.providers:
+        raise r.fail("providers", "is for ONNX; TFLite lists 'delegates'")
+    return second
+
+
 def _accuracy(r: _ProfileTable) -> AccuracyBudget:
     d = AccuracyBudget()
     return AccuracyBudget(
@@ -305,6 +366,13 @@ def parse_profile(document: Mapping[str, Any], source: str) -> HardwareProfile:
         image=_sub(r, "image", _image, required=False),
         source=source,
     )
+    if r.has("second_runtime"):
+        second = _sub(r, "second_runtime", lambda t: _second_runtime(t, runtime), required=True)
+        profile = replace(profile, second_runtime=second)
+        if second.runtime == "onnx" and profile.quantization.io_type != "float":
+            raise r.fail(
+                "second_runtime", "runs ONNX, whose I/O is float: set quantization.io_type 'float'"
+            )
     r.reject_unknown()
     if not profile.precisions:
         raise r.fail("precisions", "must list at least one precision")

@@ -18,7 +18,13 @@ from tuf.api.metadata import TargetFile
 from agent.update.release import Limits, read_release
 from agent.update.transfer import MAX_CHUNK_TRIES, chunk_problem
 from agent.update.tuf_mqtt import TufSession
-from edge_sdk.errors import EdgeSdkError, OversizeError, TamperedError, TransferError
+from edge_sdk.errors import (
+    EdgeSdkError,
+    OversizeError,
+    TamperedError,
+    TransferError,
+    WrongTargetError,
+)
 from edge_sdk.signing.repository import Repository
 from testing.agents import make_bundle, matmul_model
 from tests.fuzz import mutations
@@ -100,7 +106,7 @@ def test_hostile_release_records_are_refused_with_our_errors(
             "digits",
             1,
             profile="p",
-            runtime="onnx",
+            runtimes=("onnx",),
             limits=LIMITS,
         )
     except EdgeSdkError:
@@ -156,7 +162,7 @@ def _read(root: Path, state: Path, files: dict[str, bytes]) -> None:
         max_metadata_bytes=1 << 20,
     )
     session.refresh()
-    read_release(session, "digits", 1, profile="x86-64", runtime="onnx", limits=LIMITS)
+    read_release(session, "digits", 1, profile="x86-64", runtimes=("onnx",), limits=LIMITS)
 
 
 def test_the_published_metadata_reads(fleet: tuple[Path, dict], tmp_path: Path) -> None:
@@ -229,7 +235,7 @@ def test_json_true_is_not_a_number(field: str, value: Any) -> None:
     custom = {"chunks": chunks, "release": release}
     infos = {f"digits/1/{n}": _info(n, 1, CHUNK_SHA, custom) for n in release["files"]}
     with pytest.raises(TamperedError if field == "chunks" else EdgeSdkError):
-        read_release(_Targets(infos), "digits", 1, profile="p", runtime="onnx", limits=LIMITS)  # type: ignore[arg-type]
+        read_release(_Targets(infos), "digits", 1, profile="p", runtimes=("onnx",), limits=LIMITS)  # type: ignore[arg-type]
 
 
 def _release_with_mirrors(mirrors: Any) -> dict[str, TargetFile]:
@@ -246,7 +252,9 @@ def test_any_signed_mirror_list_is_read_or_refused_as_tampered(mirrors: Any) -> 
     http(s) base URLs, or the release is refused (TamperedError) before any download."""
     infos = _release_with_mirrors(mirrors)
     try:
-        got = read_release(_Targets(infos), "digits", 1, profile="p", runtime="onnx", limits=LIMITS)  # type: ignore[arg-type]
+        got = read_release(
+            _Targets(infos), "digits", 1, profile="p", runtimes=("onnx",), limits=LIMITS
+        )  # type: ignore[arg-type]
     except TamperedError:
         return
     assert len(got.mirrors) <= 8 and len(set(got.mirrors)) == len(got.mirrors)
@@ -255,7 +263,7 @@ def test_any_signed_mirror_list_is_read_or_refused_as_tampered(mirrors: Any) -> 
 
 def test_a_valid_mirror_list_is_kept_in_order_and_a_bad_one_refused() -> None:
     infos = _release_with_mirrors(["https://b.example/c", "http://127.0.0.1:8080/x/"])
-    got = read_release(_Targets(infos), "digits", 1, profile="p", runtime="onnx", limits=LIMITS)  # type: ignore[arg-type]
+    got = read_release(_Targets(infos), "digits", 1, profile="p", runtimes=("onnx",), limits=LIMITS)  # type: ignore[arg-type]
     assert got.mirrors == ("https://b.example/c/", "http://127.0.0.1:8080/x/")
     for bad in (["ftp://x/"], ["https://u:p@x/"], "https://x/", ["https://x/"] * 2, [1]):
         with pytest.raises(TamperedError, match="mirror"):
@@ -264,6 +272,38 @@ def test_a_valid_mirror_list_is_kept_in_order_and_a_bad_one_refused() -> None:
                 "digits",
                 1,
                 profile="p",
-                runtime="onnx",
+                runtimes=("onnx",),
                 limits=LIMITS,
             )
+
+
+def _read_release(infos: dict[str, TargetFile], **options: Any) -> Any:
+    """``read_release`` of digits v1 for profile "p" over these signed target infos."""
+    options = {"runtimes": ("onnx",), "limits": LIMITS, **options}
+    return read_release(_Targets(infos), "digits", 1, profile="p", **options)  # type: ignore[arg-type]
+
+
+def _release_for(runtime: str) -> dict[str, TargetFile]:
+    release = {"name": "digits", "version": 1, "profile": "p", "runtime": runtime}
+    release["files"] = ["manifest.json", "golden.npz"]
+    custom = {"chunks": [[CHUNK_SHA, 1]], "release": release}
+    return {f"digits/1/{n}": _info(n, 1, CHUNK_SHA, custom) for n in release["files"]}
+
+
+def test_a_release_for_the_profiles_second_runtime_is_taken_where_that_runtime_is_installed() -> (
+    None
+):
+    """A Raspberry Pi profile builds TFLite and, as its second runtime, onnxruntime: a device
+    with that profile takes an ONNX release when onnxruntime is installed, and refuses it before
+    any download, naming what to install, when it is not; a runtime its profile does not name is
+    refused either way."""
+    onnx = _release_for("onnx")
+    assert _read_release(onnx, runtimes=("tflite", "onnx")).runtime == "onnx"
+    with pytest.raises(WrongTargetError, match=r"not installed on this device: pip install '"):
+        _read_release(
+            onnx, runtimes=("tflite", "onnx"), installed=lambda runtime: runtime == "tflite"
+        )
+    with pytest.raises(WrongTargetError, match="needs runtime 'onnx', this device runs 'tflite'"):
+        _read_release(onnx, runtimes=("tflite",))
+    with pytest.raises(WrongTargetError, match="needs runtime 1"):
+        _read_release(_release_for(1), runtimes=("tflite", "onnx"))  # type: ignore[arg-type]

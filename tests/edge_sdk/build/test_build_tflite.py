@@ -62,6 +62,13 @@ def test_digits_full_integer_keeps_accuracy(
 ) -> None:
     r = tflite_builds[profile]
     assert r["runtime"] == "tflite"
+    if resolve_profile(profile).second_runtime is not None:
+        # The Raspberry Pi's second runtime is built and measured too, and comes after TFLite
+        # in the order: both work here, and TFLite is chosen.
+        onnx = [c for c in r["candidates"] if c["runtime"] == "onnx"]
+        assert onnx and all(c["name"].startswith("onnx:") for c in onnx)
+        assert any(c["fidelity"] is not None for c in onnx) and not any(c["chosen"] for c in onnx)
+        assert any(line.startswith("onnx (second runtime): ") for line in r["routes"])
     int8 = int8_by_the_rule(r, "int8_full")
     assert r["source_accuracy"] - int8["accuracy"] <= 0.005
     assert int8["fidelity"]["top1_agreement"] >= 0.99

@@ -140,6 +140,55 @@ def test_file_name_and_id_must_agree(tmp_path: Path, monkeypatch: pytest.MonkeyP
         resolve_profile("edge-box")
 
 
+PI = (builtin_profile_dir() / "raspberry-pi-4.toml").read_text()
+PI_SECOND = (
+    'runtime = "onnx"\nproviders = ["CPUExecutionProvider"]\nprecisions = ["int8_static", "fp32"]'
+)
+
+
+def test_the_raspberry_pi_profiles_have_onnxruntime_as_a_second_runtime() -> None:
+    for name in ("raspberry-pi-4", "raspberry-pi-5"):
+        pi = resolve_profile(name)
+        assert pi.runtimes == ("tflite", "onnx")
+        onnx = pi.on_second_runtime()
+        assert (onnx.runtime, onnx.precisions, onnx.providers, onnx.delegates) == (
+            "onnx",
+            ("int8_static", "fp32"),
+            ("CPUExecutionProvider",),
+            (),
+        )
+        # Shared: how to quantize and what fidelity may be lost.
+        assert onnx.quantization == pi.quantization
+        assert onnx.accuracy_budget == pi.accuracy_budget
+        assert onnx.second_runtime is None
+    assert resolve_profile("x86-64").runtimes == ("onnx",)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('runtime = "onnx"', 'runtime = "tflite"', "must differ from the profile's own runtime"),
+        ('runtime = "onnx"', 'runtime = "tensorrt"', "key 'runtime' must be one of onnx, tflite"),
+        ('precisions = ["int8_static", "fp32"]', 'precisions = ["int8_full"]', "has 'int8_full'"),
+        ('precisions = ["int8_static", "fp32"]', "precisions = []", "at least one precision"),
+        ('providers = ["CPUExecutionProvider"]', "providers = []", "at least one execution"),
+        ('providers = ["CPUExecutionProvider"]', 'delegates = ["xnnpack"]', "at least one exec"),
+        ('precisions = ["int8_static", "fp32"]', 'precisions = ["fp32"]\nthreads = 2', "threads"),
+        ('io_type = "float"', 'io_type = "int8"', "second_runtime' runs ONNX, whose I/O is float"),
+    ],
+)
+def test_a_bad_second_runtime_is_a_one_line_error(
+    tmp_path: Path, old: str, new: str, message: str
+) -> None:
+    assert PI_SECOND in PI
+    text = PI.replace(PI_SECOND, PI_SECOND.replace(old, new)) if old in PI_SECOND else None
+    text = text if text is not None and text != PI else PI.replace(old, new)
+    assert text != PI
+    with pytest.raises(ProfileError, match=message) as info:
+        load_profile_file(_write(tmp_path, text))
+    assert "\n" not in str(info.value)
+
+
 def test_quantized_io_is_refused_for_onnx(tmp_path: Path) -> None:
     path = _write(
         tmp_path,

@@ -75,16 +75,20 @@ def test_two_profiles_make_one_release_and_each_device_reads_its_own_variant(
 
     session = _session(repo, keyring, tmp_path / "device")
     for profile, bundle in ((X86, x86), (ARM, arm)):
-        release = read_release(session, "digits", 3, profile=profile, runtime="onnx", limits=LIMITS)
+        release = read_release(
+            session, "digits", 3, profile=profile, runtimes=("onnx",), limits=LIMITS
+        )
         assert release.profile == profile
         specs = {f.name: f for f in release.files}
         assert specs["model.onnx"].length == len(bundle.artifact)
         assert specs["manifest.json"].length == len(bundle.manifest_bytes)
     with pytest.raises(WrongTargetError) as err:
-        read_release(session, "digits", 3, profile="raspberry-pi-4", runtime="onnx", limits=LIMITS)
+        read_release(
+            session, "digits", 3, profile="raspberry-pi-4", runtimes=("onnx",), limits=LIMITS
+        )
     assert "publish a build for raspberry-pi-4" in str(err.value)
     with pytest.raises(UpdateError):
-        read_release(session, "digits", 4, profile=X86, runtime="onnx", limits=LIMITS)
+        read_release(session, "digits", 4, profile=X86, runtimes=("onnx",), limits=LIMITS)
 
 
 def test_a_single_profile_release_stays_where_older_agents_read_it(
@@ -190,7 +194,7 @@ def _read(docs: dict[str, dict[str, Any]], profile: str) -> None:
         "digits",
         1,
         profile=profile,
-        runtime="onnx",
+        runtimes=("onnx",),
         limits=LIMITS,
     )
 
