@@ -100,7 +100,9 @@ class LimitsConfig:
 
 @dataclass(frozen=True)
 class ReportConfig:
-    interval_s: float = 60.0
+    interval_s: float = 60.0  # how often the agent samples its status and decides to publish
+    # The longest an unchanged status stays unpublished (report by exception, agent.report_policy).
+    max_interval_s: float = 900.0
 
 
 @dataclass(frozen=True)
@@ -174,6 +176,21 @@ def _limits(t: ConfigTable) -> LimitsConfig:
     return limits
 
 
+def _report(t: ConfigTable) -> ReportConfig:
+    d = ReportConfig()
+    interval_s = t.number("interval_s", d.interval_s, positive=True)
+    # Unset, it is never below the sampling interval: a config that only slows sampling down
+    # (interval_s = 3600) keeps working.
+    max_interval_s = t.number("max_interval_s", max(d.max_interval_s, interval_s), positive=True)
+    if max_interval_s < interval_s:
+        raise t.fail(
+            "max_interval_s",
+            f"{max_interval_s:g} is below report.interval_s ({interval_s:g}); the status is "
+            "only sampled that often, so raise it to at least that",
+        )
+    return ReportConfig(interval_s=interval_s, max_interval_s=max_interval_s)
+
+
 def _profile(top: ConfigTable, base: Path) -> HardwareProfile:
     name = top.required("profile", str, '"x86-64"')
     # A profile given as a path is relative to this file, like every other path in it.
@@ -213,10 +230,7 @@ def parse_config(document: Mapping[str, Any], path: Path) -> AgentConfig:
     )
     serving = read_serving(top.table("serving", SERVING_KEYS), base)
     limits = _limits(top.table("limits", keys_of(LimitsConfig)))
-    r = top.table("report", keys_of(ReportConfig))
-    report = ReportConfig(
-        interval_s=r.number("interval_s", ReportConfig().interval_s, positive=True)
-    )
+    report = _report(top.table("report", keys_of(ReportConfig)))
     store = read_store(top.table("store", STORE_KEYS), base)
     return AgentConfig(
         path=path,

@@ -21,6 +21,7 @@ from agent.config import AgentConfig
 from agent.failpoints import OFF, Failpoints
 from agent.metrics import Metrics
 from agent.mqtt_link import MqttLink, Will
+from agent.report_policy import publish_reason
 from agent.reports import count_event, count_serving, event_payload, status_document
 from agent.serving.front_ends import FrontEnds
 from agent.sysinfo import CpuMeter, release_memory
@@ -101,9 +102,13 @@ class Agent:
         self._retry_at = 0.0
         self._root_refreshed_at = float("-inf")
         self._retry_delay = _RETRY_MIN_S
-        self._status_due = 0.0
+        self._status_due = 0.0  # the next sample of the status (report.interval_s)
         self._probation_due = 0.0
-        self._dirty = True
+        self._dirty = True  # something happened: publish at the next tick, whatever it says
+        # The status last published, when, and on which connection (report by exception).
+        self._reported: StatusDocument | None = None
+        self._reported_at = 0.0
+        self._reported_on = 0
         self.assignment_error = self.serial_floors.problem
         self.pauses = 0  # updates paused for want of the broker (resumed later)
         self.metrics = Metrics()
@@ -365,8 +370,10 @@ class Agent:
                 if u.journal.state is State.PROBATION
             ]
             self._probation_due = min([now + self.config.probation.check_interval_s, *ends])
-        if self._dirty or now >= self._status_due:
-            self._publish_status()
+        # A new connection gets the status at once (see _publish_status).
+        fresh = self.link.connections != self._reported_on
+        if self._dirty or fresh or now >= self._status_due:
+            self._publish_status(force=self._dirty)
 
     # -- status -----------------------------------------------------------------------------
 
@@ -380,13 +387,31 @@ class Agent:
             bench_job=self.bench.in_flight,
         )
 
-    def _publish_status(self) -> None:
+    def _publish_status(self, *, force: bool = True) -> None:
+        """Sample the status and publish it, retained, if it says something new
+        (``agent.report_policy``), or if ``force``: an event, or the agent stopping. A new
+        connection always gets one: a broker that restarted without persistence lost the
+        retained copy."""
         count_serving(self.metrics, self.updaters)  # scraped locally, connected or not
         if not self.link.connected.is_set():
             return
+        now = self.now()
+        self._status_due = now + self.config.report.interval_s
+        sample = self.status()
+        if not force and self.link.connections == self._reported_on:
+            why = publish_reason(
+                self._reported,
+                sample,
+                age_s=now - self._reported_at,
+                max_interval_s=self.config.report.max_interval_s,
+            )
+            if not why:
+                return
+            log.debug("status: publishing (%s)", why)
         self._dirty = False
-        self._status_due = self.now() + self.config.report.interval_s
-        body = self.status().encode()
+        self._reported, self._reported_at = sample, now
+        self._reported_on = self.link.connections
+        body = sample.encode()
         self.link.publish(self.topics.status(self.config.device_id), body, retain=True)
 
 

@@ -58,6 +58,7 @@ keep_versions = 3
 
 [report]
 interval_s = 15
+max_interval_s = 600
 """
 
 MINIMAL = """\
@@ -114,7 +115,7 @@ def test_full_file_loads_with_types_and_resolved_paths(conf_dir: Path) -> None:
     assert config.models == (ModelConfig("digits", 2), ModelConfig("detector", 1))
     assert config.probation == ProbationConfig(seconds=10.0, max_restarts=4, check_interval_s=0.5)
     assert config.limits == LimitsConfig(2048, 524288, 1000000, 0, 3)
-    assert config.report == ReportConfig(interval_s=15.0)
+    assert config.report == ReportConfig(interval_s=15.0, max_interval_s=600.0)
     assert not hasattr(config, "test")  # fault injection is not configuration (failpoints)
 
 
@@ -141,7 +142,21 @@ def test_minimal_file_gets_defaults(conf_dir: Path) -> None:
     assert config.models == (ModelConfig("digits", 1),)
     assert config.probation == ProbationConfig(30.0, 3, 5.0)
     assert config.limits == LimitsConfig(1 << 20, 1 << 20, 256 << 20, 64 << 20, 2)
-    assert config.report == ReportConfig(60.0)
+    assert config.report == ReportConfig(60.0, 900.0)
+
+
+@pytest.mark.parametrize(
+    ("report", "expected"),
+    [
+        ("interval_s = 3600", ReportConfig(3600.0, 3600.0)),  # unset: never below the sampling
+        ("interval_s = 30\nmax_interval_s = 30", ReportConfig(30.0, 30.0)),  # every sample
+        ("max_interval_s = 86400", ReportConfig(60.0, 86400.0)),
+    ],
+)
+def test_the_status_max_age_is_at_least_the_sampling_interval(
+    conf_dir: Path, report: str, expected: ReportConfig
+) -> None:
+    assert load_config(write(conf_dir, f"{MINIMAL}[report]\n{report}\n")).report == expected
 
 
 def test_mqtts_default_port_and_relative_config_path(
@@ -307,6 +322,21 @@ BAD = {
     ),
     "negative float": (MINIMAL + "[probation]\nseconds = -1\n", "probation.seconds", ">= 0"),
     "infinite float": (MINIMAL + "[report]\ninterval_s = inf\n", "report.interval_s", "finite"),
+    "status max age below its sampling": (
+        MINIMAL + "[report]\ninterval_s = 60\nmax_interval_s = 30\n",
+        "report.max_interval_s",
+        "30 is below report.interval_s (60)",
+    ),
+    "status max age below the default sampling": (
+        MINIMAL + "[report]\nmax_interval_s = 0.5\n",
+        "report.max_interval_s",
+        "0.5 is below report.interval_s (60)",
+    ),
+    "status max age of zero": (
+        MINIMAL + "[report]\nmax_interval_s = 0\n",
+        "report.max_interval_s",
+        "must be a finite number > 0",
+    ),
     "table is not a table": (
         top_level("report = 5"),
         "report",

@@ -34,6 +34,7 @@ def _check(result: Any) -> None:
     assert 0 < result.broker.port < 65536
     for value in (result.broker.fetch_timeout_s, result.report.interval_s):
         assert math.isfinite(value) and 0 < value <= 1e9
+    assert result.report.interval_s <= result.report.max_interval_s <= 1e9
 
 
 def test_mutated_configs_give_a_config_or_one_line(conf_dir: Path) -> None:
@@ -70,7 +71,7 @@ TABLE_KEYS = {
     "broker": ["url", "keepalive_s", "reconnect_min_s", "reconnect_max_s", "fetch_timeout_s"],
     "probation": ["seconds", "max_restarts", "check_interval_s", "max_error_rate"],
     "limits": ["max_metadata_bytes", "max_chunk_bytes", "keep_versions", "min_free_bytes"],
-    "report": ["interval_s"],
+    "report": ["interval_s", "max_interval_s"],
     "serving": ["listen", "max_body_bytes", "threads"],
 }
 
