@@ -198,7 +198,8 @@ class Workshop:
         self, reference: Sequence[np.ndarray], source_accuracy: float | None
     ) -> list[Candidate]:
         """The int8 search, cheapest first, stopping at the first step inside the budget:
-        1. the profile's calibration methods (with reduce_range first on a saturating target);
+        1. the profile's calibration methods (with reduce_range first on a saturating target),
+           the first with per-tensor weights too where the profile asks for per-channel;
         2. op types int8 hurts (Softmax, sigmoids, hard-swish, Resize), the first convolution
            and the output head kept in float; then depthwise convolutions too;
         3. the layers that measure most damaging (exact QDQ simulation) kept in float, each
@@ -225,7 +226,19 @@ class Workshop:
             if c.skipped is not None:  # the same for every method: one line, not one each
                 return [replace(c, name="int8_static", recipe={})]
             tried.append(c)
-            if fits(c):
+            if len(tried) == 1 and q.per_channel and c.fidelity is not None:
+                # Per-channel weights are not always the more faithful, so both are measured
+                # (PP-OCR's classifier: per-tensor 0.9998, per-channel 0.9975). The ranges are
+                # calibrated once, so the twin costs one quantization and one evaluation.
+                tried.append(
+                    self.candidate(
+                        f"{c.name}-per-tensor",
+                        "int8_static",
+                        {**c.recipe, "per_channel": False},
+                        reference,
+                    )
+                )
+            if any(fits(t) for t in tried):
                 return self._qoperator(tried, reference)
         built = [c for c in tried if c.fidelity is not None]
         if not built:

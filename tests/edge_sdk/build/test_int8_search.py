@@ -122,19 +122,18 @@ def _stock_outputs(source: Path, calibration: Path, validation: Path, work: Path
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not yet: on ppocr-cls (64 samples) stock quantize_static (s8 activations, per-tensor "
-    "weights) simulates exactly at cosine 0.99979, our u8s8 per-channel minmax at 0.99749 "
-    "(both inside the 0.99 budget); the search stops at its first candidate inside the budget",
-)
 def test_best_int8_at_least_as_faithful_as_onnxruntime_stock_recipe(
     no_vnni_build: dict[str, Any], cls_data: tuple[Path, Path], tmp_path: Path
 ) -> None:
+    """On this model per-tensor weights (stock's default) simulate at cosine 0.99979 and the
+    profile's per-channel ones at 0.99749 (the activation type makes no difference here); the
+    search measures both, so its best is not below stock."""
     calibration, validation = cls_data
     exact, _ = _stock_outputs(corpus.get("ppocr-cls").path(), calibration, validation, tmp_path)
     ours = [c for c in no_vnni_build["candidates"] if c["precision"] == "int8_static"]
     best = max(c["exact_fidelity"]["cosine"] for c in ours if c["exact_fidelity"])
+    names = [c["name"] for c in ours]
+    assert names[:2] == ["int8_static-minmax", "int8_static-minmax-per-tensor"], names
     # In the arithmetic the build judged by (the target's): ours >= stock, within noise.
     assert best >= exact.cosine - COSINE_NOISE / 2, (best, exact)
     assert best >= 0.99  # the issue's goal for classifiers

@@ -52,7 +52,10 @@ def test_yolov8n_for_x86_vnni(
     assert int8["fidelity"]["cosine"] >= 0.998  # minmax calibration measures 0.9981
     assert r["source_bytes"] / int8["artifact_bytes"] >= 3.4
     (dynamic,) = [c for c in r["candidates"] if c["precision"] == "int8_dynamic"]
-    assert dynamic["reason"].startswith("slower than the float model")
+    if r["timed_on_stand_in"]:  # a host with VNNI: its timings decide, and catch dynamic int8
+        assert dynamic["reason"].startswith("slower than the float model")
+    else:  # a host without: the profile's order decides, and int8_static comes first
+        assert dynamic["reason"] == f"inside budget, but {int8['name']} comes first in the order"
 
 
 def test_yolov8n_for_raspberry_pi_5(photos: tuple[Path, Path], tmp_path: Path) -> None:
