@@ -10,6 +10,7 @@ from pathlib import Path
 from tuf.ngclient.updater import Updater
 
 from edge_sdk.signing.repository import Repository
+from edge_sdk.signing.repository_layout import load_state
 from tests.edge_sdk.signing.test_repository import METADATA_URL, BrokerFetcher, make_bundle
 
 
@@ -96,3 +97,65 @@ def test_a_removed_release_published_again_reads_on_a_device_that_saw_it(
     assert "2.digits-v2.json" in again
     update_to(tmp_path / "dev", pinned, again, 2)
     assert repo.releases() == [("digits", 1), ("digits", 2)]
+
+
+def _old_layout(repo: Repository, keyring: Path, versions: range) -> dict[str, bytes]:
+    """The repository as edge-sdk wrote it before release roles: every release's targets in
+    the top-level targets metadata, no delegations, a snapshot listing targets.json alone.
+    The targets are the current code's (the same files and chunk lists either way)."""
+    from tuf.api.metadata import Metadata, Snapshot, Targets, Timestamp
+
+    from edge_sdk.signing.metadata_plan import meta_file, signing
+    from edge_sdk.signing.repository_layout import write_files
+    from edge_sdk.signing.repository_signers import online_signers, walk_roots
+
+    scratch = Repository.create(repo.directory.parent / f"{repo.directory.name}-scratch", keyring)
+    for version in versions:
+        scratch.add_bundle(make_bundle(keyring, version))
+    every = load_state(scratch.metadata_dir).all_targets()
+    trust, _ = walk_roots(keyring, ())
+    sign = signing(trust.root, online_signers(keyring, trust.root))
+    state = load_state(repo.metadata_dir)
+    far = state.targets.signed.expires
+    top = sign(Metadata(Targets(state.targets.signed.version + 1, expires=far, targets=every)))
+    top_meta = meta_file(state.targets.signed.version + 1, top)
+    snapshot_version = state.snapshot.signed.version + 1
+    snap = sign(Metadata(Snapshot(snapshot_version, expires=far, meta={"targets.json": top_meta})))
+    stamp = Timestamp(
+        state.timestamp.signed.version + 1,
+        expires=far,
+        snapshot_meta=meta_file(snapshot_version, snap),
+    )
+    files = {
+        f"{top_meta.version}.targets.json": top,
+        f"{snapshot_version}.snapshot.json": snap,
+        "timestamp.json": sign(Metadata(stamp)),
+    }
+    write_files(repo.metadata_dir, files)
+    return repo.metadata_files()
+
+
+def test_a_repository_from_before_release_roles_moves_them_into_roles_at_its_next_change(
+    tmp_path: Path, keyring: Path
+) -> None:
+    """A fleet repository written before release roles (every target at the top level) keeps
+    serving its devices: the next publish moves every release into its own role, and a device
+    that trusted the old layout, and a new one, both read old and new releases."""
+    repo = Repository.create(tmp_path / "repo", keyring)
+    pinned = (keyring / "root.json").read_bytes()
+    old = _old_layout(repo, keyring, range(1, 3))
+    assert not any("digits-v" in name for name in old)  # no roles yet: the old layout
+    fetched = update_to(tmp_path / "dev", pinned, old, 2)  # a device on the old layout
+    assert not any("digits-v" in name for name in fetched)
+    assert repo.releases() == [("digits", 1), ("digits", 2)]
+
+    files = repo.add_bundle(make_bundle(keyring, 3)).metadata
+    assert {"1.digits-v1.json", "1.digits-v2.json", "1.digits-v3.json"} <= set(files)
+    state = load_state(repo.metadata_dir)
+    assert state.targets.signed.targets == {}  # moved out of the top level, none left behind
+    assert sorted(state.delegated) == ["digits-v1", "digits-v2", "digits-v3"]
+    assert repo.releases() == [("digits", 1), ("digits", 2), ("digits", 3)]
+    for device in ("dev", "new"):
+        for version in (1, 2, 3):
+            fetched = update_to(tmp_path / device, pinned, files, version)
+            assert f"1.digits-v{version}.json" in fetched, (device, version, fetched)
