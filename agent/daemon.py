@@ -109,6 +109,10 @@ class Agent:
         self._reported: StatusDocument | None = None
         self._reported_at = 0.0
         self._reported_on = 0
+        # CPU use over the last sampling interval; a report between samples repeats it, so a
+        # burst (an update) is averaged over the interval, not shown over its own second and
+        # corrected at the next sample. None: not read yet.
+        self._cpu_sampled: float | None = None
         self.assignment_error = self.serial_floors.problem
         self.pauses = 0  # updates paused for want of the broker (resumed later)
         self.metrics = Metrics()
@@ -377,12 +381,15 @@ class Agent:
 
     # -- status -----------------------------------------------------------------------------
 
-    def status(self) -> StatusDocument:
+    def status(self, *, sample: bool = True) -> StatusDocument:
+        """The status now; ``sample``: a periodic sample, which reads the CPU meter anew."""
+        if sample or self._cpu_sampled is None:
+            self._cpu_sampled = self._cpu.percent()
         return status_document(
             self.config,
             self.updaters,
             uptime_s=self.now() - self._started,
-            cpu_percent=self._cpu.percent(),
+            cpu_percent=self._cpu_sampled,
             assignment_error=self.assignment_error,
             bench_job=self.bench.in_flight,
         )
@@ -396,8 +403,12 @@ class Agent:
         if not self.link.connected.is_set():
             return
         now = self.now()
-        self._status_due = now + self.config.report.interval_s
-        sample = self.status()
+        # A report between samples (an event's) keeps their cadence and repeats the last
+        # sample's CPU figure; the very first report takes the first reading.
+        sampling = not force or self._cpu_sampled is None
+        if sampling:
+            self._status_due = now + self.config.report.interval_s
+        sample = self.status(sample=sampling)
         if not force and self.link.connections == self._reported_on:
             why = publish_reason(
                 self._reported,

@@ -23,6 +23,7 @@ from edge_sdk.core.wire.topics import Topics
 from testing.agents import (
     SAMPLES,
     Operator,
+    agent_thread,
     committed,
     make_bundle,
     start_process,
@@ -154,3 +155,40 @@ def test_a_new_connection_gets_the_status_at_once(
             )
         finally:
             after.close()
+
+
+class CountingMeter:
+    """Stands in for the CPU meter: a new figure at every reading."""
+
+    def __init__(self) -> None:
+        self.readings = 0
+
+    def percent(self) -> float:
+        self.readings += 1
+        return 40.0 + self.readings
+
+
+def test_an_events_report_repeats_the_last_samples_cpu_figure(
+    tmp_path: Path, broker: Broker, keyring: Path
+) -> None:
+    """An update's reports come in a burst; read over its own fraction of a second, the CPU
+    figure would show the burst and need a correction at the next sample. The interval here
+    (60 s) has no sample in the test: every report is an event's."""
+    operator = Operator(keyring, tmp_path / "repo", broker)
+    operator.publish(make_bundle(keyring, 1))
+    path = write_config(tmp_path / "dev", broker, keyring / "root.json")
+    path.write_text(path.read_text().replace("[report]\ninterval_s = 1.0\n", "[report]\n"))
+    meter = CountingMeter()
+    watch = StatusWatch(broker)
+    try:
+        with agent_thread(path) as agent:
+            wait_for(lambda: agent._status_due > 0, what="the first status")
+            agent._cpu = meter  # type: ignore[assignment]
+            operator.assign(1)
+            wait_for(committed(path, 1), what="v1 committed")
+            wait_for(lambda: len(watch.live()) >= 3, what="the update's reports")
+            reports = watch.live()
+    finally:
+        watch.close()
+    assert meter.readings == 0
+    assert len({s.doc["cpu_percent"] for s in reports}) == 1, [s.doc for s in reports]
