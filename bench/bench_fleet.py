@@ -788,8 +788,10 @@ def main() -> None:
 # 1. Real agents, the same rollouts (v1 -> v2 in waves 1,10%,50%,100%, then v3 in one wave),
 #    chunks once from the broker and once from an HTTP store (nginx serving a ``fleet publish
 #    --store file://`` directory named as the release's mirror). --processes of the N agents
-#    are real ``edge-agent`` processes, the rest threads in this process. Status every
-#    --report-s (the agent's default 60 s: a report on every state change regardless).
+#    are real ``edge-agent`` processes, the rest threads in this process. Status sampled every
+#    --report-s (the agent's default 60 s), published with news or past --report-max-s (the
+#    agent's default 900 s; --report-max-s equal to --report-s: every sample, as before report
+#    by exception); a report on every state change regardless.
 # 2. Raw limits on the same servers: wrk (C) fetching the same chunk files from the same nginx
 #    over N keep-alive connections; N paho subscribers reading the same chunks retained.
 # 3. The broker's CPU, peak RSS and bytes (its own $SYS counters) per device update.
@@ -924,6 +926,7 @@ def measure_scale(
     bundles: dict[int, Bundle],
     source: str,
     report_s: float,
+    report_max_s: float | None = None,
 ) -> ScaleRow:
     from edge_sdk.fleet.stores import DirStore
     from testing.agents import start_process
@@ -965,7 +968,10 @@ def measure_scale(
                     group=GROUP,
                     probation_s=PROBATION_S,
                 )
-                text = config.read_text().replace("interval_s = 1.0", f"interval_s = {report_s}")
+                report = f"interval_s = {report_s}"
+                if report_max_s is not None:
+                    report += f"\nmax_interval_s = {report_max_s}"
+                text = config.read_text().replace("interval_s = 1.0", report)
                 config.write_text(text)
                 configs.append(config)
                 if i < row.processes:
@@ -1296,8 +1302,9 @@ def scale_report(rows: list[ScaleRow], sims: list[SimRow], total_s: float) -> No
             f"Release: {r0.chunk_bytes / 1e6:.2f} MB in {r0.chunk_count} chunks. Agents: "
             f"{r0.processes} real `edge-agent` processes + {r0.n - r0.processes} threads in "
             f"the benchmark process; probation {PROBATION_S} s; status on every state change "
-            "and every --report-s. Raw: wrk (C, keep-alive, N connections) from the same nginx; "
-            "N paho subscribers reading the same chunks retained from the same broker.\n"
+            "and, with news, every --report-s. Raw: wrk (C, keep-alive, N connections) from "
+            "the same nginx; N paho subscribers reading the same chunks retained from the same "
+            "broker.\n"
         )
         print(
             "| chunks from | N | rollout s, waves 1,10%,50%,100% | rollout s, one wave "
@@ -1324,11 +1331,17 @@ def scale_report(rows: list[ScaleRow], sims: list[SimRow], total_s: float) -> No
             )
         for r in rows:
             for key, title in (("waves", "waves 1,10%,50%,100%"), ("one", "one wave")):
-                if r.processes < r.n and key in r.topics:
+                if key in r.topics:
+                    # Agents' rows count only the in-process agents (their clients are in
+                    # reach); with none, the watcher's rows still count every device.
+                    who = (
+                        f"the {r.n - r.processes} in-process agents"
+                        if r.processes < r.n
+                        else "none"
+                    )
                     print()
                     table = breakdown_table(
-                        f"{r.source}, N={r.n}, {title} (agents' rows: the {r.n - r.processes} "
-                        "in-process agents)",
+                        f"{r.source}, N={r.n}, {title} (agents' rows: {who})",
                         r.topics[key],
                         r.n,
                         r.n - r.processes,
@@ -1401,6 +1414,9 @@ def scale_main() -> None:
     parser.add_argument("--simulate", default="1000,10000", help="simulated fleet sizes")
     parser.add_argument("--sim-update-s", type=float, default=2.0, help="modelled update time")
     parser.add_argument("--report-s", type=float, default=60.0, help="agents' status interval")
+    parser.add_argument(
+        "--report-max-s", type=float, help="agents' report.max_interval_s (default: theirs)"
+    )
     parser.add_argument("--quick", action="store_true", help="20 agents (4 processes), 200 sim")
     args = parser.parse_args()
     if args.quick:
@@ -1432,6 +1448,7 @@ def scale_main() -> None:
                     bundles,
                     source,
                     args.report_s,
+                    args.report_max_s,
                 )
             )
             scale_report(rows, sims, time.perf_counter() - run_start)  # so far
