@@ -33,7 +33,7 @@ from testing.mosquitto import (
 __all__ = ["FAST_BROKER_TOML", "FAST_EXTRA_TOML", "FleetBroker"]
 
 # Test timings for enrolled agents (what testing/agents.write_config uses): reconnect
-# within a second, a short probation, a status report every second.
+# within a second, a short probation, the status sampled every second (published when it changed).
 FAST_BROKER_TOML = "reconnect_min_s = 0.2\nreconnect_max_s = 1.0\nfetch_timeout_s = 5.0\n"
 FAST_EXTRA_TOML = (
     "[probation]\nseconds = 0.3\ncheck_interval_s = 0.1\n\n"
