@@ -15,6 +15,7 @@ Run: ``python -m bench.bench_corpus`` (all models, profiles x86-64-vnni and rasp
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import sys
 import tempfile
@@ -45,10 +46,17 @@ PROFILES = ("x86-64-vnni", "raspberry-pi-4")
 
 def _stock(source: Path, calibration: dict[str, np.ndarray], work: Path) -> Path | str:
     """onnxruntime's recipe as its docs give it: pre-process, then quantize_static defaults."""
+    pre, out = work / "stock-pre.onnx", work / "stock.onnx"
+    # onnxruntime's shape inference drops copies of a model's weights (<uuid>.data) into the
+    # working directory when it gives up on a graph (yolov8n): keep them in the scratch folder.
+    with contextlib.chdir(work):
+        return _stock_in(source, calibration, pre, out)
+
+
+def _stock_in(source: Path, calibration: dict[str, np.ndarray], pre: Path, out: Path) -> Path | str:
     from onnxruntime.quantization import quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    pre, out = work / "stock-pre.onnx", work / "stock.onnx"
     try:
         # Symbolic shape inference asserts on some real graphs (dynamic H/W): then the
         # pre-processing step without it, as onnxruntime's docs suggest.

@@ -28,7 +28,13 @@ from converters.sensitivity import (
 )
 from edge_sdk import runtime
 from edge_sdk.build.data import Dataset
-from edge_sdk.build.search import COSINE_NOISE, Candidate, int8_judge, within_budget
+from edge_sdk.build.search import (
+    COSINE_NOISE,
+    Candidate,
+    cosine_of,
+    int8_judge,
+    within_budget,
+)
 from edge_sdk.core.fidelity import accuracy as top1_accuracy
 from edge_sdk.core.fidelity import compare
 from edge_sdk.core.host import detect as detect_host
@@ -243,7 +249,7 @@ class Workshop:
         built = [c for c in tried if c.fidelity is not None]
         if not built:
             return tried
-        best = max(built, key=_cosine)
+        best = max(built, key=cosine_of)
         graph = self.prepared
         steps: list[tuple[str, list[str], str]] = []
         keep = float_op_nodes(graph, q.float_op_types) + head_nodes(graph)
@@ -261,12 +267,12 @@ class Workshop:
             tried.append(c)
             if fits(c):
                 return self._qoperator(tried, reference)
-            if c.fidelity is not None and _cosine(c) > _cosine(best):
+            if c.fidelity is not None and cosine_of(c) > cosine_of(best):
                 best = c
         if q.mixed_precision_steps <= 0:
             return tried
         self.progress("ranking layers by int8 damage (exact QDQ simulation)")
-        plain = max(built, key=_cosine)
+        plain = max(built, key=cosine_of)
         ranked = rank_sensitive_nodes(
             self.prepared, self.paths[plain.name], self.calib.inputs, self.workdir
         )
@@ -284,7 +290,7 @@ class Workshop:
             tried.append(c)
             if fits(c) or count == len(order):
                 break
-            if c.fidelity is not None and _cosine(c) < _cosine(last) - COSINE_NOISE:
+            if c.fidelity is not None and cosine_of(c) < cosine_of(last) - COSINE_NOISE:
                 # Keeping more in float made it worse: the ranking is not finding the damage;
                 # more steps along it would only cost time.
                 break
@@ -316,7 +322,7 @@ class Workshop:
         built = [c for c in tried if c.fidelity is not None]
         if not built:
             return tried
-        best = max(built, key=_cosine)
+        best = max(built, key=cosine_of)
         tried.append(
             self.candidate(
                 f"{best.name}-qop",
@@ -326,10 +332,6 @@ class Workshop:
             )
         )
         return tried
-
-
-def _cosine(c: Candidate) -> float:
-    return c.fidelity.cosine if c.fidelity else 0.0
 
 
 def runtime_settings(profile: HardwareProfile, precision: str) -> dict[str, Any]:

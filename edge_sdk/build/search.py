@@ -179,13 +179,16 @@ def choose(
         best = min(tied, key=lambda i: (candidates[i].artifact_bytes, _latency_key(candidates[i])))
         why_chosen = "fastest inside the accuracy budget"
     else:
-        best = min(survivors, key=lambda i: (preference(profile, candidates[i]), i))
+        best = _most_faithful_first(survivors, candidates, profile)
         why_chosen = "first in the profile's precision order inside the accuracy budget"
+    rank = preference(profile, candidates[best])
     for i in survivors:
         if i != best:
             reasons[i] = (
                 f"inside budget, but {candidates[best].name} is faster or smaller"
                 if profile.selection == "fastest"
+                else f"inside budget, but {candidates[best].name} is more faithful"
+                if preference(profile, candidates[i]) == rank
                 else f"inside budget, but {candidates[best].name} comes first in the order"
             )
     speed = _ratio(source_latency, candidates[best])
@@ -193,6 +196,27 @@ def choose(
         why_chosen += f" ({speed:.2f}x the float model's speed on this host)"
     reasons[best] = why_chosen
     return [replace(c, chosen=(i == best), reason=reasons[i]) for i, c in enumerate(candidates)]
+
+
+def _most_faithful_first(
+    survivors: Sequence[int], candidates: Sequence[Candidate], profile: HardwareProfile
+) -> int:
+    """The survivor first in the profile's order; among several of that precision and runtime
+    (the int8 search's variants), the most faithful, unless the first is within noise of it."""
+    first = min(survivors, key=lambda i: (preference(profile, candidates[i]), i))
+    rank = preference(profile, candidates[first])
+    same = [i for i in survivors if preference(profile, candidates[i]) == rank]
+    top = max(same, key=lambda i: (cosine_of(candidates[i]), -i))
+    return (
+        top
+        if cosine_of(candidates[top]) - cosine_of(candidates[first]) > COSINE_NOISE / 2
+        else first
+    )
+
+
+def cosine_of(c: Candidate) -> float:
+    """A candidate's cosine, 0 where it has no figures (failed, skipped)."""
+    return c.fidelity.cosine if c.fidelity else 0.0
 
 
 def preference(profile: HardwareProfile, c: Candidate) -> int:

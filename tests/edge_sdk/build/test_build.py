@@ -48,8 +48,11 @@ def test_dynamic_int8_convolutions_are_caught_by_measurement(digits_build: dict[
     # The profile lists int8_dynamic; on a CNN it is far slower than float: only timing shows it.
     (dynamic,) = [c for c in digits_build["candidates"] if c["precision"] == "int8_dynamic"]
     assert not dynamic["chosen"]
-    assert dynamic["reason"].startswith("slower than the float model")
     assert dynamic["latency_ms"]["p50"] > digits_build["source_latency_ms"]["p50"]
+    if digits_build["timed_on_stand_in"]:  # a host with VNNI: its timings decide
+        assert dynamic["reason"].startswith("slower than the float model")
+    else:  # a host without: the profile's order decides, and int8_static comes first
+        assert dynamic["reason"].startswith("inside budget, but int8_static")
 
 
 def test_bundle_holds_everything_the_device_needs(digits_build: dict[str, Any]) -> None:
@@ -115,7 +118,12 @@ def test_budget_breach_tries_every_calibration_method_then_mixed_precision(
         validation=digits / "validation.npz",
     )
     names = [c["name"] for c in r["candidates"]]
-    assert names[:3] == ["int8_static-minmax", "int8_static-entropy", "int8_static-percentile"]
+    assert names[:4] == [
+        "int8_static-minmax",
+        "int8_static-minmax-per-tensor",
+        "int8_static-entropy",
+        "int8_static-percentile",
+    ]
     mixed = [c for c in r["candidates"] if c["name"].startswith("int8_mixed-")]
     assert mixed and mixed[0]["recipe"]["nodes_to_exclude"]
     assert all(note.startswith("kept in float (") for c in mixed for note in c["notes"])
@@ -128,7 +136,7 @@ def test_budget_breach_tries_every_calibration_method_then_mixed_precision(
     ]
     assert kept and all(a <= b for a, b in itertools.pairwise(kept))
     # int8 candidates carry both measurements and say which one judged them.
-    assert all(c["judged_by"] in ("exact", "host") for c in r["candidates"][:3])
+    assert all(c["judged_by"] in ("exact", "host") for c in r["candidates"][:4])
     # Nothing quantized holds a cosine that tight: float is what ships, and the report says why.
     assert r["precision"] == "fp32"
     assert all(

@@ -75,6 +75,46 @@ def test_preference_profile_takes_its_order_not_host_speed() -> None:
     assert "precision order" in out[0].reason
 
 
+def test_preference_takes_the_most_faithful_of_the_first_precision_beyond_noise() -> None:
+    """The int8 search's variants share a precision: the order cannot tell them apart, their
+    fidelity can (PP-OCR's classifier: per-tensor weights 0.99979, per-channel 0.99749)."""
+    orin = resolve_profile("jetson-orin")
+    per_channel = cand("int8_static-minmax", "int8_static", 2.0, Fidelity(1.0, 0.99749, 0.1))
+    per_tensor = cand(
+        "int8_static-minmax-per-tensor", "int8_static", 2.0, Fidelity(1.0, 0.99979, 0.1)
+    )
+    fp16 = cand("fp16", "fp16", 1.0, Fidelity(1.0, 1.0, 0.0))
+    out = choose([per_channel, per_tensor, fp16], orin, lat(3.0), None)
+    assert [c.name for c in out if c.chosen] == ["int8_static-minmax-per-tensor"]
+    assert out[0].reason == "inside budget, but int8_static-minmax-per-tensor is more faithful"
+    assert out[2].reason.endswith("comes first in the order")
+    # Within noise (0.001), the first in the search's order stays.
+    close = replace(per_tensor, fidelity=Fidelity(1.0, 0.99799, 0.1))
+    out = choose([per_channel, close, fp16], orin, lat(3.0), None)
+    assert [c.name for c in out if c.chosen] == ["int8_static-minmax"]
+
+
+def test_a_second_runtime_comes_after_the_profiles_own_in_its_order() -> None:
+    pi = resolve_profile("raspberry-pi-4")
+    preference_pi = replace(pi, selection="preference")  # as on a host that cannot stand in
+    onnx_int8 = replace(cand("onnx:int8_static-minmax", "int8_static", 0.5), runtime="onnx")
+    onnx_fp32 = replace(cand("onnx:fp32", "fp32", 1.0), runtime="onnx")
+    tflite_fp32 = replace(cand("fp32", "fp32", 1.0), runtime="tflite")
+    tflite_int8 = replace(cand("int8_full", "int8_full", 0.9), runtime="tflite")
+    out = choose([onnx_fp32, onnx_int8, tflite_fp32, tflite_int8], preference_pi, lat(1.0), None)
+    assert [c.name for c in out if c.chosen] == ["int8_full"]
+    broken = replace(tflite_int8, fidelity=None, error="pass 'onnx2tf' failed: boom")
+    out = choose([onnx_fp32, onnx_int8, tflite_fp32, broken], preference_pi, lat(1.0), None)
+    assert [c.name for c in out if c.chosen] == ["fp32"]  # TFLite's fp32 before onnxruntime
+    out = choose(
+        [onnx_fp32, onnx_int8, replace(tflite_fp32, fidelity=None, error="boom"), broken],
+        preference_pi,
+        lat(1.0),
+        None,
+    )
+    assert [c.name for c in out if c.chosen] == ["onnx:int8_static-minmax"]
+
+
 def test_accuracy_drop_counts_against_the_budget() -> None:
     budget = resolve_profile("x86-64-vnni").accuracy_budget
     assert budget_violation(GOOD, 0.95, 0.99, budget) == "accuracy drop 4.00% > budget 0.50%"
