@@ -112,7 +112,7 @@ def event_payload(device: str, model: str, journal: Journal, event: Event, at: f
         "reason": journal.reason,
         "at": at,
     }
-    return json.dumps(event_report).encode()
+    return json.dumps(event_report, separators=(",", ":")).encode()  # compact, as status
 
 
 def count_event(metrics: Metrics, model: str, journal: Journal, event: Event) -> None:

@@ -87,9 +87,10 @@ def test_what_the_agent_writes_the_fleet_reads_back_equal(document: StatusDocume
 
 
 @given(documents)
-def test_the_payload_is_sorted_json_of_to_json(document: StatusDocument) -> None:
+def test_the_payload_is_sorted_compact_json_of_to_json(document: StatusDocument) -> None:
     payload = document.encode()
-    assert payload == json.dumps(json.loads(payload), sort_keys=True).encode()
+    compact = json.dumps(json.loads(payload), sort_keys=True, separators=(",", ":")).encode()
+    assert payload == compact
     assert json.loads(payload) == json.loads(json.dumps(document.to_json()))
 
 
