@@ -60,7 +60,13 @@ BROKER_FIXTURES = frozenset(
     {"broker", "tls_broker", "broker_factory", "fleet_broker", "any_broker", "seaweed"}
 )
 TENSORFLOW_MODULES = frozenset(
-    {"test_build_tflite", "test_keras_source", "test_onnx2tf_routes", "test_corpus"}
+    {
+        "test_build_tflite",
+        "test_keras_source",
+        "test_onnx2tf_routes",
+        "test_corpus",
+        "test_second_runtime",
+    }
 )
 SERVER_MODULES = frozenset(
     {"test_container", "test_http_store", "test_stores", "test_tritonclient", "test_bridge"}

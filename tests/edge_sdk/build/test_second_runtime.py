@@ -2,8 +2,9 @@
 and, beside it, onnxruntime on the CPU. When onnx2tf cannot take a real model (scikit-learn
 models converted by skl2onnx: ai.onnx.ml ops onnx2tf has no converter for), the build goes on
 with onnxruntime instead of failing, its int8 search judged as the Arm target computes; the
-bundle says runtime "onnx" and passes the device's self-test. When no route works, the build
-fails with one line naming each candidate's reason."""
+bundle says runtime "onnx" and passes the device's self-test. Silero VAD (from its wheel), whose
+LSTM onnx2tf refuses, ships on onnxruntime too. When no route works, the build fails with one
+line naming each candidate's reason."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+import corpus
 from edge_sdk.core.bundle import read_bundle
 from edge_sdk.core.profiles import builtin_profile_dir
 from edge_sdk.errors import BuildError
@@ -128,3 +130,32 @@ def test_a_profile_without_a_second_runtime_still_fails_where_its_only_route_doe
     code, _, err = cli("build", tmp_path / "iris.joblib", "-p", profile, "--out", tmp_path / "o")
     assert code == BuildError.exit_code
     assert "pass 'onnx2tf' failed on every route" in error_line(err)
+
+
+def test_silero_vad_whose_lstm_state_onnx2tf_cannot_take_ships_on_onnxruntime(
+    tmp_path: Path,
+) -> None:
+    """A third-party model from its wheel (corpus/): onnx2tf refuses Silero VAD's LSTM with its
+    state inputs on every route; the Raspberry Pi build ships onnxruntime's float model, since
+    no int8 recipe keeps its speech probability inside the 0.99 budget."""
+    from edge_sdk.build.pipeline import BuildRequest, build
+    from edge_sdk.core.profiles import resolve_profile
+
+    m = corpus.get("silero-vad")
+    r = build(
+        BuildRequest(
+            model=m.path(),
+            profile=resolve_profile(PROFILE),
+            out=tmp_path / "out",
+            calibration=m.write(tmp_path / "cal.npz", 16, 0),
+            validation=m.write(tmp_path / "val.npz", 16, 1),
+            name="silero-vad",
+            timing_seconds=0.2,
+        )
+    ).report
+    assert (r["runtime"], r["precision"]) == ("onnx", "fp32")
+    tflite = [c for c in r["candidates"] if c["runtime"] == "tflite"]
+    assert tflite and all("initial_state" in c["error"] for c in tflite)
+    int8 = [c for c in r["candidates"] if c["name"].startswith("onnx:int8_static")]
+    assert int8 and all(c["reason"].startswith("outside accuracy budget") for c in int8)
+    assert read_bundle(Path(r["bundle"])).manifest.artifact == "model.onnx"
