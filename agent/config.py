@@ -103,6 +103,11 @@ class ReportConfig:
     interval_s: float = 60.0  # how often the agent samples its status and decides to publish
     # The longest an unchanged status stays unpublished (report by exception, agent.report_policy).
     max_interval_s: float = 900.0
+    # How far a resource figure must move from the value last published to be news: CPU in
+    # percentage points of one core; memory and free disk as a fraction of the published value.
+    cpu_deadband: float = 10.0
+    memory_deadband: float = 0.10
+    disk_deadband: float = 0.10
 
 
 @dataclass(frozen=True)
@@ -188,7 +193,13 @@ def _report(t: ConfigTable) -> ReportConfig:
             f"{max_interval_s:g} is below report.interval_s ({interval_s:g}); the status is "
             "only sampled that often, so raise it to at least that",
         )
-    return ReportConfig(interval_s=interval_s, max_interval_s=max_interval_s)
+    return ReportConfig(
+        interval_s=interval_s,
+        max_interval_s=max_interval_s,
+        cpu_deadband=t.number("cpu_deadband", d.cpu_deadband, positive=False),
+        memory_deadband=t.number("memory_deadband", d.memory_deadband, positive=False),
+        disk_deadband=t.number("disk_deadband", d.disk_deadband, positive=False),
+    )
 
 
 def _profile(top: ConfigTable, base: Path) -> HardwareProfile:

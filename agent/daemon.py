@@ -21,7 +21,7 @@ from agent.config import AgentConfig
 from agent.failpoints import OFF, Failpoints
 from agent.metrics import Metrics
 from agent.mqtt_link import MqttLink, Will
-from agent.report_policy import publish_reason
+from agent.report_policy import Deadband, publish_reason
 from agent.reports import count_event, count_serving, event_payload, status_document
 from agent.serving.front_ends import FrontEnds
 from agent.sysinfo import CpuMeter, release_memory
@@ -109,6 +109,8 @@ class Agent:
         self._reported: StatusDocument | None = None
         self._reported_at = 0.0
         self._reported_on = 0
+        r = config.report
+        self._deadband = Deadband(r.cpu_deadband, r.memory_deadband, r.disk_deadband)
         # CPU use over the last sampling interval; a report between samples repeats it, so a
         # burst (an update) is averaged over the interval, not shown over its own second and
         # corrected at the next sample. None: not read yet.
@@ -415,6 +417,7 @@ class Agent:
                 sample,
                 age_s=now - self._reported_at,
                 max_interval_s=self.config.report.max_interval_s,
+                deadband=self._deadband,
             )
             if not why:
                 return

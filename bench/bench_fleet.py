@@ -971,6 +971,11 @@ def measure_scale(
                 report = f"interval_s = {report_s}"
                 if report_max_s is not None:
                     report += f"\nmax_interval_s = {report_max_s}"
+                if i >= row.processes:
+                    # Agents as threads share this process's CPU and memory figures, which
+                    # move with the whole benchmark's load and would fire their deadbands: a
+                    # real device's agent measures itself alone. Disk free is still per host.
+                    report += "\ncpu_deadband = 100000\nmemory_deadband = 1000"
                 text = config.read_text().replace("interval_s = 1.0", report)
                 config.write_text(text)
                 configs.append(config)

@@ -59,6 +59,9 @@ keep_versions = 3
 [report]
 interval_s = 15
 max_interval_s = 600
+cpu_deadband = 25
+memory_deadband = 0.2
+disk_deadband = 0.05
 """
 
 MINIMAL = """\
@@ -115,7 +118,13 @@ def test_full_file_loads_with_types_and_resolved_paths(conf_dir: Path) -> None:
     assert config.models == (ModelConfig("digits", 2), ModelConfig("detector", 1))
     assert config.probation == ProbationConfig(seconds=10.0, max_restarts=4, check_interval_s=0.5)
     assert config.limits == LimitsConfig(2048, 524288, 1000000, 0, 3)
-    assert config.report == ReportConfig(interval_s=15.0, max_interval_s=600.0)
+    assert config.report == ReportConfig(
+        interval_s=15.0,
+        max_interval_s=600.0,
+        cpu_deadband=25.0,
+        memory_deadband=0.2,
+        disk_deadband=0.05,
+    )
     assert not hasattr(config, "test")  # fault injection is not configuration (failpoints)
 
 
@@ -322,6 +331,11 @@ BAD = {
     ),
     "negative float": (MINIMAL + "[probation]\nseconds = -1\n", "probation.seconds", ">= 0"),
     "infinite float": (MINIMAL + "[report]\ninterval_s = inf\n", "report.interval_s", "finite"),
+    "negative deadband": (
+        MINIMAL + "[report]\ncpu_deadband = -5\n",
+        "report.cpu_deadband",
+        ">= 0",
+    ),
     "status max age below its sampling": (
         MINIMAL + "[report]\ninterval_s = 60\nmax_interval_s = 30\n",
         "report.max_interval_s",

@@ -71,7 +71,7 @@ TABLE_KEYS = {
     "broker": ["url", "keepalive_s", "reconnect_min_s", "reconnect_max_s", "fetch_timeout_s"],
     "probation": ["seconds", "max_restarts", "check_interval_s", "max_error_rate"],
     "limits": ["max_metadata_bytes", "max_chunk_bytes", "keep_versions", "min_free_bytes"],
-    "report": ["interval_s", "max_interval_s"],
+    "report": ["interval_s", "max_interval_s", "cpu_deadband", "memory_deadband", "disk_deadband"],
     "serving": ["listen", "max_body_bytes", "threads"],
 }
 

@@ -192,3 +192,25 @@ def test_an_events_report_repeats_the_last_samples_cpu_figure(
         watch.close()
     assert meter.readings == 0
     assert len({s.doc["cpu_percent"] for s in reports}) == 1, [s.doc for s in reports]
+
+
+def test_the_deadbands_are_the_configured_ones(
+    tmp_path: Path, broker: Broker, keyring: Path
+) -> None:
+    """``report.cpu_deadband = 0.5``: a CPU figure one point up at every sample is news every
+    time (under the default 10 points, it would be once in ten samples)."""
+    path = write_config(tmp_path / "dev", broker, keyring / "root.json")
+    report = "[report]\ninterval_s = 0.2\nmax_interval_s = 600\ncpu_deadband = 0.5\n"
+    path.write_text(path.read_text().replace("[report]\ninterval_s = 1.0\n", report))
+    watch = StatusWatch(broker)
+    try:
+        with agent_thread(path) as agent:
+            wait_for(lambda: agent._status_due > 0, what="the first status")
+            agent._cpu = CountingMeter()  # type: ignore[assignment]
+            start = time.monotonic()
+            time.sleep(2.5)
+            copies = watch.live(start)
+    finally:
+        watch.close()
+    figures = [s.doc["cpu_percent"] for s in copies]
+    assert len(copies) >= 5 and figures == sorted(set(figures)), figures
