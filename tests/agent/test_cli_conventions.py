@@ -233,7 +233,8 @@ def test_an_agent_without_the_bundles_runtime_refuses_it_naming_the_extra(
     tmp_path: Path, broker: Broker, keyring: Path
 ) -> None:
     """The real daemon on a device installed with [agent-tflite] only, handed an ONNX bundle:
-    the update fails its self-test with one line that says what to install."""
+    the update fails before any download, from the signed release record, with one line that
+    says what to install."""
     seen: list[dict[str, object]] = []
     watcher = broker.client()
     watcher.on_message = lambda _c, _u, msg: seen.append(json.loads(msg.payload))
@@ -249,7 +250,7 @@ def test_an_agent_without_the_bundles_runtime_refuses_it_naming_the_extra(
         operator = Operator(keyring, tmp_path / "repo", broker)
         operator.publish(make_bundle(keyring, 1))
         operator.assign(1)
-        wait_for(lambda: any(e["event"] == "selftest_failed" for e in seen), what="refusal")
+        wait_for(lambda: any(e["event"] == "error" for e in seen), what="refusal")
         process.send_signal(signal.SIGTERM)
         assert process.wait(15) == 0
     finally:
@@ -257,7 +258,9 @@ def test_an_agent_without_the_bundles_runtime_refuses_it_naming_the_extra(
         watcher.loop_stop()
         if process.poll() is None:
             process.kill()
-    (refusal,) = [e for e in seen if e["event"] == "selftest_failed"]
+    (refusal,) = [e for e in seen if e["event"] == "error"]
+    assert refusal["state"] == "failed"
+    assert not any(e["event"] in ("downloaded", "selftest_failed") for e in seen), seen
     reason = str(refusal["reason"])
     assert "\n" not in reason and "pip install 'edgesdk-fleet[agent]'" in reason
 

@@ -123,7 +123,8 @@ def test_the_device_measures_every_candidate_with_its_own_figures(
     )
     assert answer.state == "done" and answer.device == "cam-01"
     by_name = {r.name: r for r in answer.results}
-    assert set(by_name) == {"fp32", "int8_static"} and not any(r.error for r in answer.results)
+    assert set(by_name) == {"fp32", "int8_static"}
+    assert not any(r.error for r in answer.results), [(r.name, r.error) for r in answer.results]
     for r in answer.results:
         assert r.latency_ms is not None and r.fidelity is not None
         assert {"p50", "p95", "p99", "throughput_per_s"} <= set(r.latency_ms)
