@@ -97,6 +97,13 @@ def idle_agent(
             )
 
         wait_for(reported_committed, what="the committed report")
+        # The first samples after the update may still be news (its CPU burst, then the drop
+        # back; the memory of a model just loaded): start once it has been quiet for a while.
+        wait_for(
+            lambda: not watch.live(time.monotonic() - 4 * SAMPLE_S),
+            timeout=30,
+            what="the agent settled after its update",
+        )
         yield watch, f"http://{listen}", path
     finally:
         watch.close()
