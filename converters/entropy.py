@@ -1,0 +1,84 @@
+"""onnxruntime's entropy (KL) calibration threshold, computed with whole-array numpy operations.
+
+onnxruntime's ``HistogramCollector.get_entropy_threshold`` tries every symmetric threshold of
+a tensor's histogram and, for each, sums bins with Python's built-in ``sum`` over numpy arrays
+and Python loops over the quantized bins. With the 2048 bins we calibrate with (see
+``converters.int8_static``) that took about a second per tensor: 35 s of a 45 s build of Silero
+VAD (32 tensors), and over ten minutes on PP-OCR's text detector, whose histograms also grow
+as calibration widens their range.
+
+``kl_threshold`` is the same computation, step for step and in the same dtypes (int64 counts,
+then onnxruntime's own ``smooth_distribution`` and ``entropy``), with the sums done by prefix
+sums and reshapes, so it returns the same threshold; a property test checks that against
+onnxruntime's method on generated histograms.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from onnxruntime.quantization.calibrate import entropy, smooth_distribution
+
+
+def kl_threshold(histogram: tuple[Any, ...], num_quantized_bins: int) -> tuple[Any, Any]:
+    """The (low, high) threshold minimising KL divergence, as onnxruntime's method returns it.
+
+    ``histogram`` is the collector's ``(hist, hist_edges, min, max, ...)``."""
+    hist = np.asarray(histogram[0])
+    hist_edges = histogram[1]
+    num_bins = hist.size
+    zero_bin_index = num_bins // 2
+    num_half_quantized_bin = num_quantized_bins // 2
+    dtype = hist_edges.dtype
+    # before[k] = hist[:k].sum(), exact for the collector's int64 counts.
+    before = np.concatenate((np.zeros(1, hist.dtype), np.cumsum(hist)))
+    total = before[-1]
+    steps = range(num_half_quantized_bin, zero_bin_index + 1)
+    kl_divergence = np.zeros(len(steps))
+    thresholds: list[tuple[Any, Any]] = []
+    for k, i in enumerate(steps):
+        start_index = zero_bin_index - i
+        end_index = min(zero_bin_index + i + 1, num_bins)
+        thresholds.append((hist_edges[start_index], hist_edges[end_index]))
+        sliced = hist[start_index:end_index]
+        p = sliced.copy()
+        p[0] += before[start_index]
+        p[-1] += total - before[end_index]
+        nonzeros = (p != 0).astype(np.int64)
+        merged = sliced.size // num_quantized_bins
+        whole = num_quantized_bins * merged
+        quantized_bins = np.zeros(num_quantized_bins, dtype=np.int64)
+        if merged:
+            quantized_bins += sliced[:whole].reshape(num_quantized_bins, merged).sum(axis=1)
+        quantized_bins[-1] += sliced[whole:].sum()
+        # Expand back to p's length: each merged bin's count spread over its non-zero bins,
+        # truncated to int64 as onnxruntime's assignment into an int64 array does; the bins
+        # past the last whole group stay zero there too.
+        q = np.zeros(p.size, dtype=np.int64)
+        if merged:
+            norm = nonzeros[:whole].reshape(num_quantized_bins, merged).sum(axis=1)
+            spread = np.zeros(num_quantized_bins, dtype=np.int64)
+            has = norm != 0
+            spread[has] = (quantized_bins[has] / norm[has]).astype(np.int64)
+            q[:whole] = np.repeat(spread, merged)
+        p_smooth = smooth_distribution(p)
+        q_smooth = smooth_distribution(q)
+        if p_smooth is None or q_smooth is None:
+            kl_divergence[k] = np.array(np.inf, dtype=dtype)
+        else:
+            kl_divergence[k] = np.array(entropy(p_smooth, q_smooth), dtype=dtype)
+    optimal = thresholds[int(np.argmin(kl_divergence))]
+    min_value, max_value = histogram[2], histogram[3]
+    if optimal[0] < min_value:
+        optimal = (min_value, optimal[1])
+    if optimal[1] > max_value:
+        optimal = (optimal[0], max_value)
+    return optimal
+
+
+def use_fast_threshold(calibrator: Any) -> None:
+    """Make an entropy calibrator's collector compute thresholds with ``kl_threshold``."""
+    collector = getattr(calibrator, "collector", None)
+    if collector is not None and hasattr(collector, "get_entropy_threshold"):
+        collector.get_entropy_threshold = kl_threshold

@@ -1,0 +1,83 @@
+"""``converters.entropy.kl_threshold`` returns onnxruntime's entropy threshold, on generated
+histograms (Hypothesis) and on a calibrator's real ones, and the calibration uses it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from onnxruntime.quantization.calibrate import HistogramCollector
+
+from converters.entropy import kl_threshold, use_fast_threshold
+
+
+def _collector(num_quantized_bins: int) -> HistogramCollector:
+    return HistogramCollector(
+        method="entropy",
+        symmetric=False,
+        num_bins=0,
+        num_quantized_bins=num_quantized_bins,
+        percentile=99.999,
+        scenario="same",
+    )
+
+
+@st.composite
+def histograms(draw: st.DrawFn) -> tuple[tuple[Any, ...], int]:
+    num_quantized_bins = draw(st.sampled_from([4, 8, 16, 32, 128]))
+    num_bins = draw(st.integers(num_quantized_bins, 400))
+    # Sparse and heavy-tailed counts: zeros, a few large bins, outliers far from the centre.
+    counts = draw(
+        st.lists(
+            st.one_of(st.just(0), st.integers(0, 5), st.integers(0, 10**6)),
+            min_size=num_bins,
+            max_size=num_bins,
+        )
+    )
+    hist = np.array(counts, dtype=np.int64)
+    threshold = float(np.float32(draw(st.floats(1e-3, 1e3))))
+    edges = np.linspace(-threshold, threshold, num_bins + 1, dtype=np.float32)
+    low = -threshold * draw(st.floats(0.0, 1.0))
+    high = threshold * draw(st.floats(0.0, 1.0))
+    return (hist, edges, np.float32(low), np.float32(high), np.float32(threshold)), (
+        num_quantized_bins
+    )
+
+
+@settings(max_examples=100, deadline=None)
+@given(histograms())
+def test_same_threshold_as_onnxruntime(case: tuple[tuple[Any, ...], int]) -> None:
+    histogram, num_quantized_bins = case
+    expected = _collector(num_quantized_bins).get_entropy_threshold(histogram, num_quantized_bins)
+    got = kl_threshold(histogram, num_quantized_bins)
+    assert got[0] == expected[0] and got[1] == expected[1]
+    assert got[0].dtype == expected[0].dtype and got[1].dtype == expected[1].dtype
+
+
+def test_same_thresholds_on_collected_histograms() -> None:
+    """Histograms as the collector builds them from activations (2048 bins, merged across
+    batches whose range grows, as in calibration), not only generated ones."""
+    rng = np.random.default_rng(7)
+    collector = HistogramCollector("entropy", False, 2048, 128, 99.999, "same")
+    for scale in (1.0, 1.5, 0.5):
+        collector.collect(
+            {
+                "relu": [np.maximum(rng.normal(0, scale, (4, 64)), 0).astype(np.float32)],
+                "heavy": [rng.standard_t(2, (4, 64)).astype(np.float32) * scale],
+            }
+        )
+    for histogram in collector.histogram_dict.values():
+        expected = collector.get_entropy_threshold(histogram, 128)
+        assert kl_threshold(histogram, 128) == expected
+
+
+def test_calibrator_uses_it() -> None:
+    class Calibrator:
+        collector = _collector(128)
+
+    calibrator = Calibrator()
+    use_fast_threshold(calibrator)
+    assert calibrator.collector.get_entropy_threshold is kl_threshold
+    use_fast_threshold(object())  # a calibrator without a histogram collector: left alone
