@@ -2,8 +2,9 @@
 
 Each tensor's signal-to-quantization-noise ratio (the float model's value against the QDQ
 model's) is collected over a few calibration samples; a layer's damage is how many dB of SQNR
-are lost between its input and its output. The most damaging layers are the ones worth keeping
-in float for a mixed-precision candidate.
+are lost between its input and its output, blamed on the node whose Q/DQ pairs cause it (a
+weighted layer, or a quantized op such as the Add of a power spectrum). The most damaging nodes
+are the ones worth keeping in float for a mixed-precision candidate.
 
 The QDQ model runs with graph optimisation off, so Q/DQ stay unfused and the figures are the
 quantization's own damage (what every non-saturating target computes). Run fused, on an x86 host
@@ -32,8 +33,8 @@ from onnxruntime.quantization.qdq_loss_debug import (
 from converters.calibration import ArrayDataReader
 from converters.registry import failure
 
-# Ops whose quantization decides most of the error; keeping one of them in float is a meaningful
-# mixed-precision step, keeping a Relu in float is not.
+# Ops whose quantization decides most of the error: their weights are quantized too, and an
+# activation fused after one (Conv -> Relu) is measured as part of it.
 WEIGHTED_OPS = {"Conv", "ConvTranspose", "MatMul", "Gemm", "Attention", "LSTM", "GRU"}
 
 
@@ -44,7 +45,9 @@ def rank_sensitive_nodes(
     workdir: Path,
     samples: int = 16,
 ) -> list[tuple[str, float]]:
-    """Weighted nodes of ``float_model``, most damaging first, with the SQNR (dB) each loses."""
+    """Nodes of ``float_model`` to keep in float, most damaging first, with the SQNR (dB) each
+    loses: weighted layers, and the quantized nodes whose Q/DQ pairs the measured damage
+    follows (see ``_rank``)."""
     try:
         augmented_float = workdir / "sensitivity_float.onnx"
         augmented_qdq = workdir / "sensitivity_qdq.onnx"
@@ -64,22 +67,70 @@ def rank_sensitive_nodes(
         raise failure("sensitivity", e) from e
     graph = onnx.load(str(float_model), load_external_data=False).graph
     sqnr = {name: float(e.get("xmodel_err", float("inf"))) for name, e in errors.items()}
+    return _rank(graph, sqnr)
+
+
+def _quantizable() -> set[str]:
+    # The op types quantize_static quantizes by default in either format.
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    return set(QDQRegistry) | set(QLinearOpsRegistry)
+
+
+def _rank(graph: onnx.GraphProto, sqnr: Mapping[str, float]) -> list[tuple[str, float]]:
+    """Blame each measured loss of SQNR on the node whose exclusion removes it.
+
+    A weighted layer's damage is the SQNR (dB) of what flows in minus that of what flows out
+    (plain output SQNR would blame the last layers for all the noise upstream of them).
+
+    Other nodes count too, because the damage int8 does is not always at a weighted layer:
+    Silero VAD's STFT sums the squared real and imaginary parts (an Add, quantized, so its
+    output gets a Q/DQ pair) and takes the square root (Sqrt, not quantized). The power
+    spectrum's range spans orders of magnitude, quiet bins round to zero, and the square root
+    turns that into an 18 dB loss measured at the Sqrt's output; keeping the Add in float
+    removes it. So a node that loses SQNR is blamed itself when quantize_static quantizes its
+    op type, and otherwise on the producer of its noisiest input, whose Q/DQ pair feeds it.
+    An activation fused into a weighted layer (Conv -> Relu -> Q) is that layer's own output
+    and not counted twice.
+    """
     producers = {out: node for node in graph.node for out in node.output}
     consumers: dict[str, list[onnx.NodeProto]] = {}
     for node in graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-    ranked: list[tuple[str, float]] = []
+    quantizable = _quantizable()
+    damage: dict[str, float] = {}
+    claimed: set[str] = set()  # tensors already measured as a weighted layer's output
+
+    def blame(name: str, loss: float) -> None:
+        if name:
+            damage[name] = max(loss, damage.get(name, float("-inf")))
+
     for node in graph.node:
         if node.op_type not in WEIGHTED_OPS or not node.input:
             continue
         after = _downstream(node.output[0], sqnr, consumers)
+        if after is None:
+            continue
+        claimed.add(_measured_output(node.output[0], sqnr, consumers))
         before = _upstream(node.input[0], sqnr, producers)
-        if after is not None:
-            # Damage this layer adds: SQNR (dB) of what flows in minus SQNR of what flows out.
-            # Plain output SQNR would blame the last layers for all the noise upstream of them.
-            ranked.append((node.name, (before if before is not None else after) - after))
-    ranked.sort(key=lambda item: -item[1])
+        blame(node.name, (before if before is not None else after) - after)
+    for node in graph.node:
+        if node.op_type in WEIGHTED_OPS or not node.output or node.output[0] in claimed:
+            continue
+        after_value = sqnr.get(node.output[0])
+        inputs = [(name, sqnr[name]) for name in node.input if name in sqnr]
+        if after_value is None or not inputs:
+            continue
+        worst, before_value = min(inputs, key=lambda item: item[1])
+        loss = before_value - after_value
+        if loss <= 0.0:  # shape ops carry their input's error; keeping them float gains nothing
+            continue
+        if node.op_type in quantizable:
+            blame(node.name, loss)
+        elif worst in producers and producers[worst].op_type in quantizable:
+            blame(producers[worst].name, loss)
+    ranked = sorted(damage.items(), key=lambda item: -item[1])
     return ranked
 
 
@@ -99,6 +150,20 @@ def _downstream(
             return None
         tensor = following[0].output[0]
     return sqnr.get(tensor)
+
+
+def _measured_output(
+    tensor: str, sqnr: Mapping[str, float], consumers: Mapping[str, list[onnx.NodeProto]]
+) -> str:
+    """The tensor ``_downstream`` found the SQNR of, starting from ``tensor``."""
+    for _ in range(_HOPS):
+        if tensor in sqnr:
+            return tensor
+        following = consumers.get(tensor, [])
+        if len(following) != 1 or not following[0].output:
+            return tensor
+        tensor = following[0].output[0]
+    return tensor
 
 
 def _upstream(
