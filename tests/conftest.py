@@ -66,6 +66,8 @@ TENSORFLOW_MODULES = frozenset(
         "test_onnx2tf_routes",
         "test_corpus",
         "test_second_runtime",
+        "test_tflite_source",
+        "test_tflite_source_fuzz",
     }
 )
 SERVER_MODULES = frozenset(

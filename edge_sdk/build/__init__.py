@@ -5,7 +5,7 @@ out (``edge-sdk build``).
     search.py      which candidate wins: the pure decision core (no I/O, no runtime)
     data.py        calibration and validation data (.npz, image folders, synthetic)
     onnx_model.py  reading a source ONNX file and describing its inputs and outputs
-    sources/       models that are not ONNX files: scikit-learn, PMML, MLflow, Keras, PyTorch
+    sources/       non-ONNX models: scikit-learn, PMML, MLflow, TFLite, Keras, PyTorch
 
 Importing this package is light: the pipeline (onnx, onnxruntime, the converters) loads when a
 build runs. The package itself takes the Python API's call, ``edge_sdk.build(model, profile=...)``

@@ -27,9 +27,9 @@ def build_command(
     model: Annotated[
         Path,
         typer.Argument(
-            help="Source model: .onnx, .keras/.h5 or SavedModel, .joblib/.pkl (scikit-learn), "
-            ".pmml, or an MLflow URI (models:/NAME/VERSION, runs:/RUN_ID/PATH; server from "
-            "MLFLOW_TRACKING_URI)."
+            help="Source model: .onnx, .tflite, .keras/.h5 or SavedModel, .joblib/.pkl "
+            "(scikit-learn), .pmml, or an MLflow URI (models:/NAME/VERSION, "
+            "runs:/RUN_ID/PATH; server from MLFLOW_TRACKING_URI)."
         ),
     ],
     profile: Annotated[

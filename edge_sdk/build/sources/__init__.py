@@ -1,9 +1,10 @@
 """Sources that are not ONNX files: an MLflow model URI, a pickled scikit-learn estimator or
-pipeline, a PMML file. Each becomes an ONNX file first (skl2onnx), checked against the model it
-came from on the build's own data, and then takes the ordinary ONNX route.
+pipeline, a PMML file, a .tflite file. Each becomes an ONNX file first (skl2onnx; tf2onnx for
+TFLite), checked against the model it came from on the build's own data, and then takes the
+ordinary ONNX route.
 
-This module only decides; the converters live in ``sklearn_source``, ``pmml_source`` and
-``mlflow_source``, and are imported when a source needs them (their dependencies are extras).
+This module only decides; the converters live in ``sklearn``, ``pmml``, ``mlflow`` and
+``tflite``, and are imported when a source needs them (their dependencies are extras).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 MLFLOW_SCHEMES = ("models:/", "runs:/")
 SKLEARN_SUFFIXES = (".joblib", ".pkl", ".pickle")
 PMML_SUFFIXES = (".pmml",)
+TFLITE_SUFFIXES = (".tflite",)
 # How many validation samples the conversion is checked on: enough to see a wrong mapping,
 # few enough that a JVM-backed PMML scorer answers in a second.
 CHECK_SAMPLES = 1024
@@ -39,7 +41,7 @@ _DISTRIBUTION = "edgesdk-fleet"
 
 
 def kind_of(model: Path | str) -> str | None:
-    """ "mlflow", "sklearn", "pmml", or None for a source ``build`` reads directly."""
+    """ "mlflow", "sklearn", "pmml", "tflite", or None for a source ``build`` reads directly."""
     text = str(model)
     if text.startswith(MLFLOW_SCHEMES):
         return "mlflow"
@@ -48,6 +50,8 @@ def kind_of(model: Path | str) -> str | None:
         return "sklearn"
     if suffix in PMML_SUFFIXES:
         return "pmml"
+    if suffix in TFLITE_SUFFIXES:
+        return "tflite"
     return None
 
 
@@ -147,6 +151,10 @@ def convert(request: BuildRequest, workdir: Path) -> Converted:
         from edge_sdk.build.sources.pmml import convert_pmml
 
         return convert_pmml(request, workdir)
+    if kind == "tflite":
+        from edge_sdk.build.sources.tflite import convert_tflite
+
+        return convert_tflite(request, workdir)
     raise AssertionError(f"{request.model} needs no conversion")
 
 

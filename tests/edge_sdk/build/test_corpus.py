@@ -4,7 +4,6 @@ per model family on the cheapest profile. ``bench/bench_corpus.py`` runs all of 
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -118,11 +117,6 @@ def test_build_the_classifier(tmp_path: Path) -> None:
     assert Path(r["bundle"]).is_file()
 
 
-@pytest.mark.skipif(
-    os.environ.get("EDGE_SDK_CORPUS_BUILDS") != "all",
-    reason="the dense model's full search takes minutes on a 2-core host; bench/bench_corpus.py "
-    "builds it (EDGE_SDK_CORPUS_BUILDS=all runs it here)",
-)
 def test_build_the_dense_text_detector(tmp_path: Path) -> None:
     # The detector is fully convolutional: 96x96 scenes keep this build cheaper
     # (bench/bench_corpus.py builds it at 320x320).

@@ -149,7 +149,7 @@ def test_any_model_argument_is_classified(prefix: str, rest: str) -> None:
     an MLflow URI a name to check, never an exception."""
     text = prefix + rest
     kind = kind_of(text)
-    assert kind in (None, "mlflow", "sklearn", "pmml")
+    assert kind in (None, "mlflow", "sklearn", "pmml", "tflite")
     if prefix:
         assert kind == "mlflow" and isinstance(default_name(text), str)
 
