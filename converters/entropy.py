@@ -18,7 +18,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from onnxruntime.quantization.calibrate import entropy, smooth_distribution
+from onnxruntime.quantization.calibrate import entropy
+
+_EPS = 0.0001  # smooth_distribution's default, which get_entropy_threshold uses
 
 
 def kl_threshold(histogram: tuple[Any, ...], num_quantized_bins: int) -> tuple[Any, Any]:
@@ -62,12 +64,7 @@ def kl_threshold(histogram: tuple[Any, ...], num_quantized_bins: int) -> tuple[A
             has = norm != 0
             spread[has] = (quantized_bins[has] / norm[has]).astype(np.int64)
             q[:whole] = np.repeat(spread, merged)
-        p_smooth = smooth_distribution(p)
-        q_smooth = smooth_distribution(q)
-        if p_smooth is None or q_smooth is None:
-            kl_divergence[k] = np.array(np.inf, dtype=dtype)
-        else:
-            kl_divergence[k] = np.array(entropy(p_smooth, q_smooth), dtype=dtype)
+        kl_divergence[k] = np.array(_kl(p, q), dtype=dtype)
     optimal = thresholds[int(np.argmin(kl_divergence))]
     min_value, max_value = histogram[2], histogram[3]
     if optimal[0] < min_value:
@@ -75,6 +72,32 @@ def kl_threshold(histogram: tuple[Any, ...], num_quantized_bins: int) -> tuple[A
     if optimal[1] > max_value:
         optimal = (optimal[0], max_value)
     return optimal
+
+
+def _smooth(p: np.ndarray) -> np.ndarray | None:
+    """onnxruntime's ``smooth_distribution`` (eps 0.0001), value for value: each bin gets
+    either +eps (a zero bin) or -eps1 (a non-zero one) added in float32, and of the two
+    products onnxruntime adds, one is exactly zero."""
+    zero = p == 0
+    n_zeros = int(zero.sum())
+    n_nonzeros = p.size - n_zeros
+    if not n_nonzeros:
+        return None
+    eps1 = _EPS * float(n_zeros) / float(n_nonzeros)
+    return p.astype(np.float32) + np.where(zero, np.float32(_EPS), np.float32(-eps1))
+
+
+def _kl(p: np.ndarray, q: np.ndarray) -> Any:
+    """onnxruntime's ``entropy(smooth(p), smooth(q))`` in float32, without its masks where
+    smoothing left no bin at zero (always, unless a normalised bin underflows)."""
+    ps, qs = _smooth(p), _smooth(q)
+    if ps is None or qs is None:
+        return np.inf
+    pk = 1.0 * ps / np.sum(ps, axis=0, keepdims=True)
+    qk = 1.0 * qs / np.sum(qs, axis=0, keepdims=True)
+    if not (pk.all() and qk.all()):
+        return entropy(ps, qs)
+    return np.sum(pk * np.log(pk / qk), axis=0).astype(pk.dtype)
 
 
 def use_fast_threshold(calibrator: Any) -> None:
