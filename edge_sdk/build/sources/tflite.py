@@ -44,9 +44,10 @@ def read_tflite(path: Path) -> bytes:
     return raw
 
 
-def _in_child(path: Path, command: str, *args: str, timeout: float = CHILD_TIMEOUT) -> None:
+def _in_child(path: Path, command: str, *args: str) -> None:
     """Run ``tflite_child`` in its own process; what it could not do is one BuildError line,
     a crash or a hang included."""
+    timeout = CHILD_TIMEOUT
     result = Path(args[-1])
     package_root = Path(__file__).resolve().parents[3]
     env = dict(os.environ)
@@ -66,7 +67,7 @@ def _in_child(path: Path, command: str, *args: str, timeout: float = CHILD_TIMEO
         )
     except subprocess.TimeoutExpired as e:
         raise BuildError(
-            f"{path}: {what} did not finish within {timeout:.0f} s; the file is damaged or "
+            f"{path}: {what} did not finish within {timeout:g} s; the file is damaged or "
             "too large for this host"
         ) from e
     if done.returncode < 0:

@@ -90,3 +90,17 @@ def test_a_file_that_crashes_the_interpreter_is_one_line_and_the_cli_exits(
     assert "crashed on it (SIGSEGV)" in error_line(err)
     assert "Traceback" not in err
     assert not (tmp_path / "cli").exists() or not any((tmp_path / "cli").iterdir())
+
+
+def test_a_child_that_does_not_finish_is_stopped_and_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file that kept tf2onnx busy forever would hold the build: the child is killed at the
+    limit (here shortened so that the real conversion cannot finish inside it)."""
+    from edge_sdk.build.sources import tflite
+
+    monkeypatch.setattr(tflite, "CHILD_TIMEOUT", 0.3)
+    source = corpus.get("mp-face-detector").path()
+    with pytest.raises(BuildError, match=r"tf2onnx did not finish within 0.3 s") as info:
+        build(_request(source, "x86-64", tmp_path, 4))
+    assert "\n" not in str(info.value)
