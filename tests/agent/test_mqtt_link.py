@@ -51,7 +51,12 @@ def test_reads_answer_present_absent_and_oversize(broker: Broker, link: MqttLink
 
 def test_an_answer_that_arrived_survives_a_loss_before_the_unsuback(link: MqttLink) -> None:
     """Before: the read failed with the loss although its message was there."""
-    (read,) = link.start_reads(["t/answer"])
+    # The read as start_reads leaves it before any answer: registered, its SUBACK not yet in.
+    # (A real SUBSCRIBE would race the injected message: on a loaded host the broker's
+    # "nothing retained" SUBACK and UNSUBACK could finish the read first.)
+    read = _Read("t/answer")
+    with link._lock:
+        link._reads[read.topic] = read
     link._on_message(None, None, SimpleNamespace(topic="t/answer", payload=b"data", retain=True))  # type: ignore[arg-type]
     link._lost("disconnected (test)")
     assert link.answered(read)
