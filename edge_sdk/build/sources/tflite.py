@@ -71,7 +71,10 @@ def _in_child(path: Path, command: str, *args: str) -> None:
             "too large for this host"
         ) from e
     if done.returncode < 0:
-        name = signal.Signals(-done.returncode).name
+        try:
+            name = signal.Signals(-done.returncode).name
+        except ValueError:  # a real-time signal has no name
+            name = f"signal {-done.returncode}"
         raise BuildError(
             f"{path}: {what} crashed on it ({name}); the file is damaged, or not a model "
             f"{what} can read"
