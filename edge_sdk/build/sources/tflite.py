@@ -12,6 +12,7 @@ build as it is.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -91,7 +92,8 @@ def convert_tflite(request: BuildRequest, workdir: Path) -> Converted:
 
     path = Path(request.model)
     raw = read_tflite(path)
-    require("tf2onnx", EXTRA, WHAT)
+    if importlib.util.find_spec("tf2onnx") is None:  # importing it here would load TensorFlow
+        require("tf2onnx", EXTRA, WHAT)  # the one line naming the extra to install
     checked = workdir / "source.tflite"  # the bytes read and checked, not the path again
     checked.write_bytes(raw)
     onnx = workdir / f"{path.stem}.onnx"

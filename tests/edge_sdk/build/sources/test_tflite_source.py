@@ -104,3 +104,16 @@ def test_a_child_that_does_not_finish_is_stopped_and_one_line(
     with pytest.raises(BuildError, match=r"tf2onnx did not finish within 0.3 s") as info:
         build(_request(source, "x86-64", tmp_path, 4))
     assert "\n" not in str(info.value)
+
+
+def test_without_tf2onnx_one_line_names_the_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from edge_sdk.errors import UnsupportedError
+
+    monkeypatch.setitem(sys.modules, "tf2onnx", None)  # as if not installed
+    source = corpus.get("mp-face-detector").path()
+    with pytest.raises(UnsupportedError, match=r"TFLite sources need tf2onnx.*\[tflite\]'$"):
+        build(_request(source, "x86-64", tmp_path, 4))
