@@ -36,8 +36,6 @@ _NUMPY_TYPES = {
 }
 
 TFLITE_SUFFIX = ".tflite"
-# A .tflite file starts with a FlatBuffer root offset, then this file identifier.
-_TFLITE_MAGIC = b"TFL3"
 
 
 def _rss_mb() -> float:
@@ -143,13 +141,11 @@ def _tflite_runner(
 ) -> tuple[Callable[[], object], Mapping[str, np.ndarray]]:
     """The LiteRT interpreter on the file's own tensors (names, layout and dtypes as the file
     has them): no signature needed, as many shipped models have none."""
-    from edge_sdk.core.userfile import read_user_file
+    from edge_sdk.build.sources.tflite import read_tflite
     from edge_sdk.errors import BuildError
     from edge_sdk.runtime import _interpreter
 
-    data = read_user_file(path, "model file", 1 << 31, ModelFileError)
-    if data[4:8] != _TFLITE_MAGIC:
-        raise ModelFileError(f"{path} is not a TFLite model (no TFL3 identifier); pass a .tflite")
+    data = read_tflite(path)
     interpreter = _interpreter(data, threads)
     details = interpreter.get_input_details()
     names = [str(d["name"]) for d in details]

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 EXTRA = "tflite"
 WHAT = "TFLite sources"
-MAX_TFLITE = 1024 * MIB
+MAX_TFLITE = 2048 * MIB
 # A .tflite file starts with a FlatBuffer root offset, then this file identifier.
 TFLITE_MAGIC = b"TFL3"
 # A real model converts in seconds; a file that keeps tf2onnx or LiteRT busy longer is stuck.
@@ -39,7 +39,9 @@ CHILD_TIMEOUT = 600.0
 
 
 def read_tflite(path: Path) -> bytes:
-    raw = read_user_file(path, "TFLite model", MAX_TFLITE, ModelFileError)
+    """The bytes of a .tflite file (bounded), or one line when it is not one (also what
+    ``edge-sdk bench`` reads a .tflite with)."""
+    raw = read_user_file(path, "model file", MAX_TFLITE, ModelFileError)
     if raw[4:8] != TFLITE_MAGIC:
         raise ModelFileError(f"{path} is not a TFLite model (no TFL3 identifier); pass a .tflite")
     return raw

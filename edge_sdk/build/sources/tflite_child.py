@@ -19,14 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_sdk.build.sources import first_line
+
 # The newest opset tf2onnx 1.17 writes; the build's opset pass takes it to the profile's.
 MAX_TF2ONNX_OPSET = 18
-
-
-def _first_line(e: BaseException, limit: int = 300) -> str:
-    text = str(e).strip()
-    line = text.splitlines()[0] if text else type(e).__name__
-    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def convert(model: Path, onnx: Path, opset: int) -> None:
@@ -79,7 +75,7 @@ def main(argv: list[str]) -> int:
         else:
             raise ValueError(f"unknown command {command}")
     except Exception as e:  # every failure becomes the parent's one line
-        result.write_text(_first_line(e))
+        result.write_text(first_line(e))
         return 1
     result.write_text("ok")
     return 0
