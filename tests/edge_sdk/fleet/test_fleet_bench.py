@@ -136,7 +136,9 @@ def test_the_device_measures_every_candidate_with_its_own_figures(
     # The same artifact, slow on this device only for its int8 precision: the device's figures.
     fast, slow = by_name["fp32"].latency_ms, by_name["int8_static"].latency_ms
     assert fast is not None and slow is not None
-    assert slow["p50"] >= SLOW_MS > fast["p50"]
+    # Not "fast < SLOW_MS": the job runs at SCHED_IDLE, and a loaded CI host starved the fp32
+    # digits model to a 29.8 ms p50 once; the slow one pays the same starvation plus its delay.
+    assert slow["p50"] >= SLOW_MS and slow["p50"] > fast["p50"]
     assert answer.runtime["threads"] == 1 and answer.runtime["priority"] == "SCHED_IDLE, nice 19"
     assert lines[0].startswith("sending 2 candidates to cam-01")
     # Nothing left behind: the job's directory is gone, the job and its chunks cleared.
