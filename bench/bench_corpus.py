@@ -112,6 +112,7 @@ def bench_onnx(
                     validation=val_path,
                     name=m.name,
                     timing_seconds=0.5,
+                    first_output=m.first_output,
                 )
             )
         except EdgeSdkError as e:
@@ -139,16 +140,20 @@ def bench_onnx(
 
     def figures(name: str) -> dict[str, Any]:
         outputs = evaluate(models[name], valid.inputs)
-        fid = compare(reference, outputs)
+        fid = compare(reference, outputs, m.first_output)
         return {
             "speedup": timings["float"].p50_ms / timings[name].p50_ms,
             "smaller": sizes["float"] / sizes[name],
             "cosine": fid.cosine,
             "top1": fid.top1_agreement,
-            "accuracy": accuracy(outputs, valid.labels) if valid.labels is not None else None,
+            "accuracy": accuracy(outputs, valid.labels, m.first_output)
+            if valid.labels is not None
+            else None,
         }
 
-    float_acc = accuracy(reference, valid.labels) if valid.labels is not None else None
+    float_acc = (
+        accuracy(reference, valid.labels, m.first_output) if valid.labels is not None else None
+    )
     stock_figures = figures("stock") if "stock" in models else None
     out = []
     for profile, row in rows.items():

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from corpus import data
+from edge_sdk.core.fidelity import FirstOutput
 
 Arrays = dict[str, np.ndarray]
 
@@ -39,6 +40,8 @@ class CorpusModel:
     make: Callable[[int, int], Arrays]  # (count, seed) -> inputs (+ 'labels' where known)
     input_shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()  # fixes for dynamic inputs
     notes: str = ""
+    # edge-sdk build --first-output: what the first output holds, where "auto" misreads it.
+    first_output: FirstOutput = "auto"
 
     @property
     def format(self) -> str:
@@ -125,6 +128,8 @@ MODELS: tuple[CorpusModel, ...] = (
         "mediapipe",
         "mediapipe/modules/hand_landmark/hand_landmark_lite.tflite",
         data.hand_crops_nhwc,
+        # Its first output is 21 (x, y, z) landmarks, [N, 63]: no class scores.
+        first_output="values",
     ),
 )
 

@@ -173,7 +173,8 @@ class Workshop:
         self.models[name] = model
         self.settings[name] = settings
         labels = self.valid.labels
-        host = compare(reference, outputs)
+        kind = self.request.first_output
+        host = compare(reference, outputs, kind)
         if exact is None:
             int8 = precision == "int8_static" and self.runtime == "onnx"
             return Candidate(
@@ -183,7 +184,7 @@ class Workshop:
                 runtime=self.runtime,
                 artifact_bytes=path.stat().st_size,
                 fidelity=host,
-                accuracy=top1_accuracy(outputs, labels) if labels is not None else None,
+                accuracy=top1_accuracy(outputs, labels, kind) if labels is not None else None,
                 host_fidelity=host if int8 else None,
                 judged_by="host" if int8 else None,
             )
@@ -193,9 +194,9 @@ class Workshop:
             dict(recipe),
             runtime=self.runtime,
             artifact_bytes=path.stat().st_size,
-            fidelity=compare(reference, exact),
-            accuracy=top1_accuracy(exact, labels) if labels is not None else None,
-            exact_fidelity=compare(reference, exact),
+            fidelity=compare(reference, exact, kind),
+            accuracy=top1_accuracy(exact, labels, kind) if labels is not None else None,
+            exact_fidelity=compare(reference, exact, kind),
             host_fidelity=host,
             judged_by="exact",
         )

@@ -43,12 +43,13 @@ from edge_sdk.build.search import Candidate, choose
 from edge_sdk.build.sources.keras import is_tensorflow_source
 from edge_sdk.core import golden
 from edge_sdk.core.bundle import ARTIFACT_NAMES, GoldenInfo, Manifest, sha256
+from edge_sdk.core.fidelity import FIRST_OUTPUT_KINDS, FirstOutput, is_class_scores
 from edge_sdk.core.fidelity import accuracy as top1_accuracy
 from edge_sdk.core.host import HostDescription, selecting, verdict_for
 from edge_sdk.core.profiles import HardwareProfile
 from edge_sdk.core.tensors import TensorSpec
 from edge_sdk.core.text import one_line
-from edge_sdk.errors import EdgeSdkError, OutputError, UnsupportedError
+from edge_sdk.errors import EdgeSdkError, InputError, OutputError, UnsupportedError
 from edge_sdk.runtime.ort import open_session
 from edge_sdk.runtime.timing import measure_interleaved
 
@@ -87,12 +88,37 @@ class BuildRequest:
     # and what it says about the conversion.
     source_label: str | None = None
     source_notes: tuple[str, ...] = ()
+    # --first-output: whether the first output is judged by top-1 too (core.fidelity).
+    first_output: FirstOutput = "auto"
+
+    def __post_init__(self) -> None:
+        if self.first_output not in FIRST_OUTPUT_KINDS:
+            raise InputError(
+                f"first output {self.first_output!r} is not one of {', '.join(FIRST_OUTPUT_KINDS)}"
+            )
 
 
 @dataclass(frozen=True)
 class BuildResult:
     bundle_path: Path
     report: dict[str, Any]
+
+
+def _check_first_output(
+    request: BuildRequest, first: Any, spec: TensorSpec, valid: Dataset
+) -> None:
+    """A declared --first-output that the model or the data contradicts is one line."""
+    if request.first_output == "class-scores" and not is_class_scores(first):
+        raise InputError(
+            f"--first-output class-scores: the first output {spec.name!r} is "
+            f"{first.dtype}{list(first.shape)}, not [N, K] float class scores; pass "
+            "--first-output values"
+        )
+    if request.first_output == "values" and valid.labels is not None:
+        raise InputError(
+            f"--first-output values, but {valid.source} has 'labels', which only class scores "
+            "can be scored against; drop the labels or pass --first-output class-scores"
+        )
 
 
 def _datasets(
@@ -261,7 +287,12 @@ def _build_in(
         )
     progress("running the source model")
     reference = runtime.evaluate(source_model, valid.inputs)
-    source_accuracy = top1_accuracy(reference, valid.labels) if valid.labels is not None else None
+    _check_first_output(request, reference[0], source.outputs[0], valid)
+    source_accuracy = (
+        top1_accuracy(reference, valid.labels, request.first_output)
+        if valid.labels is not None
+        else None
+    )
 
     if prepared is None:
         candidates = shop.all_candidates(reference, source_accuracy)

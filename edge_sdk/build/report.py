@@ -57,6 +57,7 @@ def build_report(
             "min_cosine": profile.accuracy_budget.min_cosine,
             "max_accuracy_drop": profile.accuracy_budget.max_accuracy_drop,
         },
+        "first_output": request.first_output,
         "selection": profile.selection,
         "host_threads": host_threads(profile.threads),
         "inputs": [s.to_json() for s in specs],

@@ -103,6 +103,7 @@ def budget_violation(
         if disagreement > budget.max_top1_disagreement + 1e-12:
             return (
                 f"top-1 disagreement {disagreement:.2%} > budget {budget.max_top1_disagreement:.2%}"
+                " (the first output's top-1; --first-output values if it holds no class scores)"
             )
     if fidelity.cosine < budget.min_cosine:
         return f"cosine {fidelity.cosine:.4f} < budget {budget.min_cosine:.4f}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import enum
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +22,12 @@ from edge_sdk.cli._fleet_options import (
     TimeoutOpt,
     with_broker_options,
 )
+
+
+class FirstOutputKind(enum.StrEnum):  # core.fidelity.FIRST_OUTPUT_KINDS, as typer choices
+    auto = "auto"
+    class_scores = "class-scores"
+    values = "values"
 
 
 def build_command(
@@ -71,6 +78,15 @@ def build_command(
     force: Annotated[
         bool, typer.Option(help="Replace an existing bundle of this version.")
     ] = False,
+    first_output: Annotated[
+        FirstOutputKind,
+        typer.Option(
+            "--first-output",
+            help="What the first output holds: class-scores (judged by top-1 agreement too), "
+            "values (coordinates, boxes, embeddings: judged by closeness alone), or auto "
+            "(an [N, K] float output read as class scores).",
+        ),
+    ] = FirstOutputKind.auto,
     measure_on: Annotated[
         str | None,
         typer.Option(
@@ -125,6 +141,7 @@ def build_command(
             input_shapes=shapes,
             force=force,
             measure_on=device,
+            first_output=first_output.value,
         )
         with _progress(None if len(profiles) == 1 else hardware.id) as progress:
             result = _measured(build, request, progress)

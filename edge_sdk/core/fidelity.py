@@ -4,8 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import numpy as np
+
+# What a model's first output holds, as the user declares it (``edge-sdk build
+# --first-output``): "auto" reads any [N, K>1] float output as class scores (judged by top-1
+# agreement too); "class-scores" insists on it; "values" (coordinates, boxes, embeddings,
+# regressions) is judged by closeness alone. A keypoint model's 63 landmark coordinates are
+# [N, 63] floats too, and the index of the largest coordinate is no class: auto cannot tell
+# them from a logits classifier's scores, so the user says.
+FirstOutput = Literal["auto", "class-scores", "values"]
+FIRST_OUTPUT_KINDS: tuple[str, ...] = get_args(FirstOutput)
 
 
 @dataclass(frozen=True)
@@ -61,7 +71,16 @@ def _closeness(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return _per_sample_cosine(a, b)
 
 
-def compare(reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray]) -> Fidelity:
+def judges_top1(first: np.ndarray, first_output: FirstOutput = "auto") -> bool:
+    """Whether the first output is judged by its top-1 class (see ``FirstOutput``)."""
+    return first_output != "values" and is_class_scores(first)
+
+
+def compare(
+    reference: Sequence[np.ndarray],
+    candidate: Sequence[np.ndarray],
+    first_output: FirstOutput = "auto",
+) -> Fidelity:
     """Outputs are lists over model outputs of arrays whose first axis counts samples."""
     if len(reference) != len(candidate):
         raise ValueError("reference and candidate have different output counts")
@@ -71,13 +90,15 @@ def compare(reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray]) ->
         for r, c in zip(reference, candidate, strict=True)
     )
     top1 = None
-    if is_class_scores(reference[0]):
+    if judges_top1(reference[0], first_output):
         top1 = float(np.mean(np.argmax(reference[0], 1) == np.argmax(candidate[0], 1)))
     return Fidelity(top1, float(np.mean(np.concatenate(cosines))), max_abs)
 
 
-def accuracy(outputs: Sequence[np.ndarray], labels: np.ndarray) -> float | None:
+def accuracy(
+    outputs: Sequence[np.ndarray], labels: np.ndarray, first_output: FirstOutput = "auto"
+) -> float | None:
     """Top-1 accuracy of the first output against integer labels, where that makes sense."""
-    if not is_class_scores(outputs[0]) or len(outputs[0]) != len(labels):
+    if not judges_top1(outputs[0], first_output) or len(outputs[0]) != len(labels):
         return None
     return float(np.mean(np.argmax(outputs[0], 1) == labels))

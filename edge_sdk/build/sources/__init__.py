@@ -117,7 +117,7 @@ def agreement(
     report when it did not."""
     from edge_sdk.core.fidelity import compare
 
-    fidelity = compare(reference, converted)
+    fidelity = compare(reference, converted, request.first_output)
     budget = request.profile.accuracy_budget
     top1 = fidelity.top1_agreement
     samples = len(reference[0])

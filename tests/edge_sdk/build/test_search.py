@@ -48,6 +48,8 @@ def test_budget_breaker_is_rejected_with_its_reason(cpu: HardwareProfile) -> Non
     out = choose([cand("q", "int8_static", 0.2, BAD), cand("f", "fp32", 1.0)], cpu, lat(1.0), None)
     assert not out[0].chosen
     assert out[0].reason.startswith("outside accuracy budget: top-1 disagreement 5.00%")
+    # The top-1 refusal says how to turn it off for an output that holds no class scores.
+    assert "--first-output values" in out[0].reason
 
 
 def test_near_tie_goes_to_the_smaller_artifact(cpu: HardwareProfile) -> None:

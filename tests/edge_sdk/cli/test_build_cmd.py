@@ -206,6 +206,26 @@ def _custom_op_model(tmp_path: Path) -> Path:
     return tmp_path / "custom.onnx"
 
 
+def _dense_output_model(tmp_path: Path) -> Path:
+    """One convolution: its first output is a [N, 4, 8, 8] map, no class scores."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.random.default_rng(3).standard_normal((4, 1, 3, 3)).astype(np.float32)
+    node = helper.make_node("Conv", ["input", "w"], ["map"], pads=[1, 1, 1, 1], name="conv")
+    graph = helper.make_graph(
+        [node],
+        "dense",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 1, 8, 8])],
+        [helper.make_tensor_value_info("map", TensorProto.FLOAT, ["batch", 4, 8, 8])],
+        [numpy_helper.from_array(w, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "dense.onnx")
+    return tmp_path / "dense.onnx"
+
+
 DIGITS = Path(__file__).parents[3] / "examples" / "digits"
 MODEL = DIGITS / "model.onnx"
 
@@ -302,6 +322,26 @@ BAD_INPUTS: dict[str, tuple[Callable[[Path], list[str | Path]], str]] = {
     "version in superscript": (
         lambda t: [MODEL, "-p", "x86-64", "--version", "\u00b2"],
         "--version",
+    ),
+    "labels for a first output declared values": (
+        lambda t: [
+            MODEL,
+            "-p",
+            "x86-64",
+            "--validation",
+            DIGITS / "validation.npz",
+            "--first-output",
+            "values",
+        ],
+        "has 'labels', which only class scores can be scored against",
+    ),
+    "class scores declared for a dense output": (
+        lambda t: [_dense_output_model(t), "-p", "x86-64", "--first-output", "class-scores"],
+        "not [N, K] float class scores; pass --first-output values",
+    ),
+    "unknown first output kind": (
+        lambda t: [MODEL, "-p", "x86-64", "--first-output", "logits"],
+        "--first-output",
     ),
     "version of 5000 digits": (
         lambda t: [MODEL, "-p", "x86-64", "--version", "9" * 5000],
@@ -451,3 +491,10 @@ def test_tflite_profile_without_the_toolchain_says_what_to_install(
     code, _, err = cli("build", MODEL, "-p", "raspberry-pi-4", "--out", tmp_path / "out")
     assert code == 3 and "install the tflite extra" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_cli_offers_exactly_the_kinds_the_core_knows() -> None:
+    from edge_sdk.cli.build_cmd import FirstOutputKind
+    from edge_sdk.core.fidelity import FIRST_OUTPUT_KINDS
+
+    assert tuple(k.value for k in FirstOutputKind) == FIRST_OUTPUT_KINDS

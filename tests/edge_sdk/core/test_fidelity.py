@@ -47,3 +47,21 @@ def test_an_all_zero_scalar_output_is_only_equal_to_itself() -> None:
     zeros = np.zeros((4, 1), np.float32)
     assert compare([zeros], [zeros.copy()]).cosine == 1.0
     assert compare([zeros], [zeros + 1]).cosine == 0.0
+
+
+def test_values_are_judged_by_closeness_alone() -> None:
+    # 21 (x, y, z) landmarks: the largest coordinate's index is no class, and two fingertips
+    # a pixel apart swap it under any rounding. auto reads [N, 63] as class scores; values
+    # does not.
+    rng = np.random.default_rng(2)
+    landmarks = rng.uniform(0, 224, (32, 63)).astype(np.float32)
+    moved = landmarks + rng.normal(0, 2.0, landmarks.shape).astype(np.float32)
+    auto = compare([landmarks], [moved])
+    values = compare([landmarks], [moved], "values")
+    assert auto.top1_agreement is not None and auto.top1_agreement < 0.9
+    assert values.top1_agreement is None
+    assert values.cosine == auto.cosine and values.max_abs_error == auto.max_abs_error
+    assert compare([landmarks], [moved], "class-scores").top1_agreement == auto.top1_agreement
+    labels = np.zeros(32, np.int64)
+    assert accuracy([landmarks], labels) is not None
+    assert accuracy([landmarks], labels, "values") is None

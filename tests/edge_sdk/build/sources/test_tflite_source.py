@@ -5,6 +5,7 @@ crashes TensorFlow Lite's interpreter included."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,22 @@ def test_without_tf2onnx_one_line_names_the_extra(
     source = corpus.get("mp-face-detector").path()
     with pytest.raises(UnsupportedError, match=r"TFLite sources need tf2onnx.*\[tflite\]'$"):
         build(_request(source, "x86-64", tmp_path, 4))
+
+
+def test_hand_landmarks_declared_values_are_not_judged_by_top1(tmp_path: Path) -> None:
+    """The first output is 21 landmarks, [N, 63]: read as class scores (auto), int8 was refused
+    for a 15% top-1 "disagreement" between coordinates. Declared values, no candidate is
+    judged or refused by top-1, and the report says what was declared."""
+    source = corpus.get("mp-hand-landmark").path()
+    request = replace(
+        _request(source, "arm64-generic", tmp_path, 8, "mp-hand-landmark"), first_output="values"
+    )
+    r = build(request).report
+    assert r["first_output"] == "values"
+    built = [c for c in r["candidates"] if c["fidelity"] is not None]
+    assert any(c["precision"] == "int8_static" for c in built)
+    for c in built:
+        for judged in ("fidelity", "exact_fidelity", "host_fidelity"):
+            assert c[judged] is None or c[judged]["top1_agreement"] is None, c
+        assert "top-1" not in (c["reason"] or ""), c
+    assert r["fidelity"]["top1_agreement"] is None
