@@ -43,11 +43,16 @@ def rank_sensitive_nodes(
     qdq_model: Path,
     calibration: Mapping[str, np.ndarray],
     workdir: Path,
-    samples: int = 16,
+    samples: int = 8,
 ) -> list[tuple[str, float]]:
     """Nodes of ``float_model`` to keep in float, most damaging first, with the SQNR (dB) each
     loses: weighted layers, and the quantized nodes whose Q/DQ pairs the measured damage
-    follows (see ``_rank``)."""
+    follows (see ``_rank``).
+
+    Eight samples: every tensor of both models is kept for each, and the ranking was a third
+    of a text detector's build at sixteen. SQNR is a ratio of energies summed over millions of
+    values per tensor; the order it gives settles in fewer samples than fidelity does, and each
+    mixed-precision step it proposes is then judged on the whole validation set."""
     try:
         augmented_float = workdir / "sensitivity_float.onnx"
         augmented_qdq = workdir / "sensitivity_qdq.onnx"

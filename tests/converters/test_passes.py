@@ -133,6 +133,39 @@ def test_calibration_methods_give_different_ranges(
     assert len(set(artifacts.values())) == 3
 
 
+def test_percentile_from_the_entropy_histograms_is_its_own_calibration(
+    prepared: Path, tmp_path: Path, calibration: dict[str, np.ndarray]
+) -> None:
+    """After entropy, the percentile ranges come from the same histograms, without a second
+    pass over the data: the same ranges and the same artifact as percentile on its own."""
+    shared, alone = tmp_path / "shared", tmp_path / "alone"
+    shared.mkdir()
+    alone.mkdir()
+    get_pass("int8_static")(
+        prepared, shared / "e.onnx", _ctx(shared, calibration, calibration_method="entropy")
+    )
+    written = sorted(p.name for p in shared.glob("ranges-percentile-*.json"))
+    assert len(written) == 1  # no model run yet for percentile, its ranges are there
+    get_pass("int8_static")(
+        prepared, shared / "p.onnx", _ctx(shared, calibration, calibration_method="percentile")
+    )
+    get_pass("int8_static")(
+        prepared, alone / "p.onnx", _ctx(alone, calibration, calibration_method="percentile")
+    )
+    assert [p.name for p in alone.glob("ranges-percentile-*.json")] == written
+    assert (shared / written[0]).read_bytes() == (alone / written[0]).read_bytes()
+    assert (shared / "p.onnx").read_bytes() == (alone / "p.onnx").read_bytes()
+    # Symmetric activations histogram absolute values for percentile: no sharing there.
+    orin = tmp_path / "orin"
+    orin.mkdir()
+    get_pass("int8_static")(
+        prepared,
+        orin / "e.onnx",
+        _ctx(orin, calibration, "jetson-orin", calibration_method="entropy"),
+    )
+    assert not list(orin.glob("ranges-percentile-*.json"))
+
+
 def test_minmax_ranges_are_onnxruntimes_own(
     prepared: Path, tmp_path: Path, calibration: dict[str, np.ndarray]
 ) -> None:
