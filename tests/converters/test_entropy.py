@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnxruntime.quantization.calibrate import HistogramCollector
 
-from converters.entropy import kl_threshold, use_fast_threshold
+from converters.entropy import kl_threshold, thresholds, use_fast_threshold
 
 
 def _collector(num_quantized_bins: int) -> HistogramCollector:
@@ -81,3 +81,42 @@ def test_calibrator_uses_it() -> None:
     use_fast_threshold(calibrator)
     assert calibrator.collector.get_entropy_threshold is kl_threshold
     use_fast_threshold(object())  # a calibrator without a histogram collector: left alone
+
+
+def _collected(tensors: int) -> HistogramCollector:
+    rng = np.random.default_rng(11)
+    collector = HistogramCollector("entropy", False, 256, 32, 99.999, "same")
+    for scale in (1.0, 2.0):
+        collector.collect(
+            {
+                f"t{k}": [rng.standard_t(2 + k % 5, (2, 64)).astype(np.float32) * scale]
+                for k in range(tensors)
+            }
+        )
+    return collector
+
+
+def test_thresholds_over_processes_are_onnxruntimes() -> None:
+    """Spread over worker processes, every tensor's threshold is still onnxruntime's own."""
+    collector = _collected(40)
+    expected = collector.compute_entropy()  # onnxruntime's, one tensor after another
+    parallel = thresholds(collector.histogram_dict, 32, workers=2)
+    assert parallel == {t: v[:2] for t, v in expected.items()}
+    assert list(parallel) == list(expected)
+
+
+def test_the_calibrator_computes_them_all_with_it() -> None:
+    collector = _collected(40)
+    expected = collector.compute_entropy()
+
+    class Calibrator:
+        pass
+
+    calibrator = Calibrator()
+    calibrator.collector = collector  # type: ignore[attr-defined]
+    use_fast_threshold(calibrator)
+    got = collector.compute_entropy()
+    assert list(got) == list(expected)
+    for name, values in expected.items():
+        assert got[name][:2] == values[:2]
+        assert np.array_equal(got[name][2], values[2]) and np.array_equal(got[name][3], values[3])
