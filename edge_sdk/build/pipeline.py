@@ -368,6 +368,7 @@ def _build_in(
         chosen,
         source_latency,
         source_accuracy,
+        [o.name for o in source.outputs],
     )
     record_where_timed(report, shop, verdict, timings, answer)
     manifest = Manifest(

@@ -35,6 +35,7 @@ def build_report(
     chosen: Candidate,
     source_latency: LatencyStats,
     source_accuracy: float | None,
+    output_names: Sequence[str] = (),
 ) -> dict[str, Any]:
     profile = request.profile
     assert chosen.latency is not None and chosen.fidelity is not None
@@ -61,6 +62,8 @@ def build_report(
         "selection": profile.selection,
         "host_threads": host_threads(profile.threads),
         "inputs": [s.to_json() for s in specs],
+        # Named here so that each fidelity's per_output figures can be read by name.
+        "outputs": list(output_names),
         "calibration": {
             "source": calib.source,
             "samples": len(calib),

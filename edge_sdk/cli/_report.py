@@ -135,6 +135,8 @@ def _print_build_notes(console: Console, report: Mapping[str, Any]) -> None:
         console.print(f"[cyan]route:[/] {line}", highlight=False)
     for line in int8_judging_lines(report):
         console.print(line, highlight=False)
+    for line in per_output_lines(report):
+        console.print(line, highlight=False, markup=False)
     for note in report["notes"]:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
     if report.get("stand_in_line"):
@@ -153,6 +155,27 @@ def _print_build_notes(console: Console, report: Mapping[str, Any]) -> None:
 
 
 JUDGES = {"exact": "exact QDQ simulation", "host": "this host's fused kernels"}
+
+
+def per_output_lines(report: Mapping[str, Any]) -> list[str]:
+    """For a model of several outputs, each output's figure for the chosen candidate and for
+    the most faithful int8 one: which head a quantization loses, where one cosine hides it."""
+    names = report.get("outputs") or []
+    if len(names) < 2:
+        return []
+    built = [c for c in report["candidates"] if c.get("fidelity")]
+    shown = [c for c in built if c["chosen"]]
+    int8 = [c for c in built if c["precision"].startswith("int8") and not c["chosen"]]
+    if int8:
+        shown.append(max(int8, key=lambda c: c["fidelity"]["cosine"]))
+    lines = []
+    for c in shown:
+        figures = c["fidelity"].get("per_output") or []
+        if len(figures) != len(names):
+            continue
+        each = ", ".join(f"{n} {f:.4f}" for n, f in zip(names, figures, strict=True))
+        lines.append(f"per output, {c['name']}: {each}")
+    return lines
 
 
 def int8_judging_lines(report: Mapping[str, Any]) -> list[str]:

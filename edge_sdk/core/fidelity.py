@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -25,12 +25,16 @@ class Fidelity:
     # sample, 1 - its relative L2 error over the samples (see _scalar_closeness).
     cosine: float
     max_abs_error: float
+    # The same closeness for each output on its own, in the model's output order: a model with
+    # several heads can keep most of them and lose one (a keypoint model's presence score).
+    per_output: tuple[float, ...] = ()
 
-    def to_json(self) -> dict[str, float | None]:
+    def to_json(self) -> dict[str, Any]:
         return {
             "top1_agreement": self.top1_agreement,
             "cosine": self.cosine,
             "max_abs_error": self.max_abs_error,
+            "per_output": list(self.per_output),
         }
 
 
@@ -92,7 +96,8 @@ def compare(
     top1 = None
     if judges_top1(reference[0], first_output):
         top1 = float(np.mean(np.argmax(reference[0], 1) == np.argmax(candidate[0], 1)))
-    return Fidelity(top1, float(np.mean(np.concatenate(cosines))), max_abs)
+    per_output = tuple(float(np.mean(c)) if c.size else 1.0 for c in cosines)
+    return Fidelity(top1, float(np.mean(np.concatenate(cosines))), max_abs, per_output)
 
 
 def accuracy(

@@ -183,3 +183,23 @@ def test_report_shows_both_figures_and_which_judged() -> None:
     (line,) = int8_judging_lines(report)
     assert "int8_static-minmax" in line and "0.9920" in line and "0.9400" in line
     assert "judged by exact QDQ simulation" in line and "x86-avx2" in line
+
+
+def test_report_shows_each_output_of_the_chosen_and_the_best_int8() -> None:
+    """One cosine over four heads hid that a keypoint model's int8 lost its presence score."""
+    from edge_sdk.cli._report import per_output_lines
+
+    names = ["landmarks", "presence", "handedness", "world"]
+    fp32 = replace(cand("fp32", "fp32", 1.0, Fidelity(None, 1.0, 0.0, (1.0,) * 4)), chosen=True)
+    best = cand(
+        "int8_mixed-4", "int8_static", 0.5, Fidelity(None, 0.91, 0.3, (0.998, 0.72, 0.8, 0.96))
+    )
+    worse = cand("int8_static-minmax", "int8_static", 0.5, Fidelity(None, 0.85, 0.4, (0.99,) * 4))
+    report = {"outputs": names, "candidates": [c.to_json() for c in (worse, best, fp32)]}
+    lines = per_output_lines(report)
+    assert lines == [
+        "per output, fp32: landmarks 1.0000, presence 1.0000, handedness 1.0000, world 1.0000",
+        "per output, int8_mixed-4: landmarks 0.9980, presence 0.7200, handedness 0.8000, "
+        "world 0.9600",
+    ]
+    assert per_output_lines({**report, "outputs": ["only"]}) == []  # one output: its cosine

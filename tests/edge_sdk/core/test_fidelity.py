@@ -65,3 +65,14 @@ def test_values_are_judged_by_closeness_alone() -> None:
     labels = np.zeros(32, np.int64)
     assert accuracy([landmarks], labels) is not None
     assert accuracy([landmarks], labels, "values") is None
+
+
+def test_each_output_has_its_own_figure() -> None:
+    rng = np.random.default_rng(4)
+    kept = rng.standard_normal((16, 8)).astype(np.float32)
+    score = rng.uniform(0.1, 0.9, (16, 1)).astype(np.float32)
+    f = compare([kept, score], [kept.copy(), score * 0.5])
+    assert f.per_output[0] == 1.0
+    assert abs(f.per_output[1] - 0.5) < 1e-6  # every score halved: relative error 0.5
+    assert f.to_json()["per_output"] == list(f.per_output)
+    assert abs(f.cosine - (16 * 1.0 + 16 * 0.5) / 32) < 1e-9  # the mean over every sample

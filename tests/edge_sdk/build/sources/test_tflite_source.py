@@ -137,3 +137,10 @@ def test_hand_landmarks_declared_values_are_not_judged_by_top1(tmp_path: Path) -
             assert c[judged] is None or c[judged]["top1_agreement"] is None, c
         assert "top-1" not in (c["reason"] or ""), c
     assert r["fidelity"]["top1_agreement"] is None
+    # Each of its four heads has its own figure, by name: the landmarks survive int8 where
+    # the presence score does not (README, corpus).
+    assert r["outputs"] == ["Identity", "Identity_1", "Identity_2", "Identity_3"]
+    int8 = [c for c in built if c["precision"] == "int8_static"]
+    best = max(int8, key=lambda c: c["fidelity"]["cosine"])
+    landmarks, presence, _, _ = best["fidelity"]["per_output"]
+    assert landmarks > 0.99 and presence < landmarks - 0.05
