@@ -23,6 +23,7 @@ import functools
 import itertools
 import multiprocessing
 import os
+import signal
 import warnings
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
@@ -138,21 +139,42 @@ def thresholds(
     if workers is None:
         workers = min(_cores(), MAX_WORKERS, len(names) // TENSORS_PER_WORKER)
     if workers > 1:
-        try:
-            with warnings.catch_warnings():  # Python 3.12+ warns of fork with threads (above)
-                warnings.filterwarnings("ignore", ".*fork.*", DeprecationWarning)
-                context = multiprocessing.get_context("fork")
-                with ProcessPoolExecutor(workers, mp_context=context) as pool:
-                    found = pool.map(
-                        kl_threshold,
-                        [histograms[n] for n in names],
-                        itertools.repeat(num_quantized_bins),
-                        chunksize=max(1, len(names) // (4 * workers)),
-                    )
-                    return dict(zip(names, found, strict=True))
-        except (OSError, BrokenProcessPool):  # no processes to be had: the same, in this one
-            pass
+        # Python 3.12+ warns of fork with threads (the docstring says why it is sound here);
+        # the pool forks its workers as work is handed out, so the whole search is inside.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", ".*fork.*", DeprecationWarning)
+            found = _in_workers(histograms, names, num_quantized_bins, workers)
+        if found is not None:
+            return found
     return {n: kl_threshold(histograms[n], num_quantized_bins) for n in names}
+
+
+def _in_workers(
+    histograms: Mapping[str, tuple[Any, ...]], names: list[str], bins: int, workers: int
+) -> dict[str, tuple[Any, Any]] | None:
+    """The thresholds from forked workers, or None when no worker could run them."""
+    context = multiprocessing.get_context("fork")
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker)
+    try:
+        found = pool.map(
+            kl_threshold,
+            [histograms[n] for n in names],
+            itertools.repeat(bins),
+            chunksize=max(1, len(names) // (4 * workers)),
+        )
+        return dict(zip(names, found, strict=True))
+    except (OSError, BrokenProcessPool):  # no process to be had, or one died: the caller's own
+        return None
+    finally:
+        # Also on Ctrl-C or SIGTERM: the build stops now, not after the rest of the search.
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _worker() -> None:
+    """A worker leaves Ctrl-C to the build (which stops the pool and says one line; a worker
+    would print a traceback each) and dies quietly of SIGTERM, whose handler it inherited."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _compute_entropy(collector: Any) -> dict[str, tuple[Any, ...]]:

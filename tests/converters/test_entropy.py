@@ -3,9 +3,16 @@ histograms (Hypothesis) and on a calibrator's real ones, and the calibration use
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnxruntime.quantization.calibrate import HistogramCollector
@@ -120,3 +127,63 @@ def test_the_calibrator_computes_them_all_with_it() -> None:
     for name, values in expected.items():
         assert got[name][:2] == values[:2]
         assert np.array_equal(got[name][2], values[2]) and np.array_equal(got[name][3], values[3])
+
+
+STOP_SCRIPT = """
+import signal, sys
+import numpy as np
+from converters.entropy import thresholds
+
+class Terminated(Exception):  # as the CLI's SIGTERM handler raises (edge_sdk.cli._common)
+    pass
+
+def on_term(signum, frame):
+    raise Terminated()
+
+signal.signal(signal.SIGTERM, on_term)
+rng = np.random.default_rng(0)
+histograms = {
+    f"t{k}": (rng.integers(0, 1000, 2048), np.linspace(-1, 1, 2049, dtype=np.float32),
+              np.float32(-1), np.float32(1), np.float32(1))
+    for k in range(400)
+}
+print("searching", flush=True)
+try:
+    thresholds(histograms, 128, workers=2)
+except KeyboardInterrupt:
+    print("stopped", flush=True)
+    sys.exit(130)
+except Terminated:
+    print("stopped", flush=True)
+    sys.exit(143)
+print("finished", flush=True)
+"""
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_or_sigterm_during_the_parallel_search_stops_it_without_worker_tracebacks(
+    tmp_path: Path, signum: int, code: int
+) -> None:
+    """Ctrl-C (and a service manager's SIGTERM) reach the whole process group: the build
+    stops with its own exit, cancelling the rest of the search, and no worker prints a
+    traceback (a worker idle between chunks would, without its own signal dispositions)."""
+    root = Path(__file__).resolve().parents[2]
+    child = subprocess.Popen(
+        [sys.executable, "-c", STOP_SCRIPT],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "searching"
+    time.sleep(1.5)  # the workers are forked and busy
+    started = time.monotonic()
+    os.killpg(child.pid, signum)
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == code, (out, err)
+    assert "stopped" in out and "finished" not in out
+    assert "Traceback" not in err, err
+    assert time.monotonic() - started < 20
