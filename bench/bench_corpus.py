@@ -91,7 +91,7 @@ def bench_onnx(
     calib, valid = load_npz(cal_path), load_npz(val_path)
     # A .tflite source's float model, for timing and the stock recipe, is tf2onnx's conversion
     # (the build makes the same one and checks it against the file); the builds take the file.
-    reference_model = _float_onnx(source, work) if m.format == "tflite" else source
+    reference_model = float_onnx(source, work) if m.format == "tflite" else source
     models: dict[str, Model] = {"float": OnnxModel(open_session(reference_model, threads=THREADS))}
     sizes = {"float": source.stat().st_size}
     rows: dict[str, dict[str, Any]] = {}
@@ -165,7 +165,7 @@ def bench_onnx(
     return out
 
 
-def _float_onnx(source: Path, work: Path) -> Path:
+def float_onnx(source: Path, work: Path) -> Path:
     from edge_sdk.build.sources.tflite_child import convert
 
     out = work / "float.onnx"

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 import corpus
-from bench.bench_corpus import _float_onnx
+from bench.bench_corpus import float_onnx
 from edge_sdk.build.data import load_npz
 from edge_sdk.core.fidelity import compare
 from edge_sdk.runtime import OnnxModel, evaluate
@@ -43,7 +43,7 @@ def with_input_noise(
 
 
 def floor(m: corpus.CorpusModel, work: Path, samples: int) -> str:
-    source = _float_onnx(m.path(), work) if m.format == "tflite" else m.path()
+    source = float_onnx(m.path(), work) if m.format == "tflite" else m.path()
     valid = load_npz(m.write(work / "val.npz", samples, 1))
     model = OnnxModel(open_session(source, threads=2))
     reference = evaluate(model, valid.inputs)

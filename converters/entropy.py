@@ -22,7 +22,6 @@ from __future__ import annotations
 import functools
 import itertools
 import multiprocessing
-import os
 import signal
 import warnings
 from collections.abc import Mapping
@@ -32,6 +31,8 @@ from typing import Any
 
 import numpy as np
 from onnxruntime.quantization.calibrate import entropy
+
+from edge_sdk.runtime.ort import host_threads
 
 # Below this many tensors per worker, starting processes costs more than the search saves.
 TENSORS_PER_WORKER = 16
@@ -117,13 +118,6 @@ def _kl(p: np.ndarray, q: np.ndarray) -> Any:
     return np.sum(pk * np.log(pk / qk), axis=0).astype(pk.dtype)
 
 
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def thresholds(
     histograms: Mapping[str, tuple[Any, ...]], num_quantized_bins: int, workers: int | None = None
 ) -> dict[str, tuple[Any, Any]]:
@@ -137,7 +131,7 @@ def thresholds(
     any lock they held) a fork leaves behind."""
     names = list(histograms)
     if workers is None:
-        workers = min(_cores(), MAX_WORKERS, len(names) // TENSORS_PER_WORKER)
+        workers = min(host_threads(MAX_WORKERS), len(names) // TENSORS_PER_WORKER)
     if workers > 1:
         # Python 3.12+ warns of fork with threads (the docstring says why it is sound here);
         # the pool forks its workers as work is handed out, so the whole search is inside.

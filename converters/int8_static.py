@@ -174,7 +174,6 @@ def _percentile_from_the_same_histograms(
         return
     collector.method = "percentile"
     collector.percentile = wanted["percentile"]
-    collector.num_bins = wanted["num_bins"]
     save_tensors_data(
         TensorsData(CalibrationMethod.Percentile, collector.compute_collection_result()), cache
     )

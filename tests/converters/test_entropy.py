@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnxruntime.quantization.calibrate import HistogramCollector
 
-from converters.entropy import kl_threshold, thresholds, use_fast_threshold
+from converters.entropy import _in_workers, kl_threshold, thresholds, use_fast_threshold
 
 
 def _collector(num_quantized_bins: int) -> HistogramCollector:
@@ -109,6 +109,9 @@ def test_thresholds_over_processes_are_onnxruntimes() -> None:
     expected = collector.compute_entropy()  # onnxruntime's, one tensor after another
     parallel = thresholds(collector.histogram_dict, 32, workers=2)
     assert parallel == {t: v[:2] for t, v in expected.items()}
+    # The workers really ran it (no quiet fall-back to this process).
+    names = list(collector.histogram_dict)
+    assert _in_workers(collector.histogram_dict, names, 32, 2) == parallel
     assert list(parallel) == list(expected)
 
 
